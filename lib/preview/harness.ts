@@ -1,0 +1,163 @@
+/**
+ * Runs a stack program under the Pulumi SDK's mock runtime and records every
+ * resource registration: type, name, parent, inputs (secrets masked as
+ * `[secret]`). Shared by the offline plan and the tests, so both see exactly
+ * what `pulumi preview` would register.
+ */
+import * as pulumi from "@pulumi/pulumi";
+
+/** One registration as the engine would receive it. */
+export interface RecordedResource {
+  readonly urn: string;
+  readonly type: string;
+  readonly name: string;
+  /** URN of the parent; undefined for top-level resources. */
+  readonly parent?: string;
+  readonly custom: boolean;
+  /** Inputs with secrets replaced by `[secret]` and resource references by their URN. */
+  readonly inputs: Record<string, unknown>;
+  /** Names of the resources this one explicitly depends on. */
+  readonly dependsOn: ReadonlyArray<string>;
+  readonly deleteBeforeReplace: boolean;
+  readonly ignoreChanges: ReadonlyArray<string>;
+}
+
+export interface MockRunResult {
+  readonly project: string;
+  readonly stack: string;
+  readonly resources: ReadonlyArray<RecordedResource>;
+  /** Stack outputs, resolved, secrets masked. */
+  readonly outputs: Record<string, unknown>;
+}
+
+export const SECRET_MASK = "[secret]";
+const SIG_KEY = "4dabf18193072939515e22adb298388d";
+const SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270";
+const SIG_RESOURCE = "5cf8f73096256a8f31e491e813e4eb8e";
+const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+/** Turns the wire form of properties into plain values, masking secrets. */
+export function unwireProperties(value: unknown): unknown {
+  if (value === UNKNOWN) return "(known after apply)";
+  if (Array.isArray(value)) return value.map(unwireProperties);
+  if (value && typeof value === "object") {
+    const record = value as Record<string, unknown>;
+    if (record[SIG_KEY] === SIG_SECRET) return SECRET_MASK;
+    if (record[SIG_KEY] === SIG_RESOURCE) return { resource: record.urn };
+    return Object.fromEntries(
+      Object.keys(record)
+        .sort()
+        .map((k) => [k, unwireProperties(record[k])]),
+    );
+  }
+  return value;
+}
+
+/**
+ * Computed outputs a mocked resource reports, by type. Inputs are echoed back;
+ * these add what the provider would compute and later code reads.
+ */
+export type MockState = (name: string, inputs: Record<string, unknown>) => Record<string, unknown>;
+
+/** Resource packages the mocks know; a registration from any other package fails the run. */
+export const MOCKED_PACKAGES = ["hcloud", "random", "command", "kubernetes", "pulumi", "standort"] as const;
+
+const COMPUTED: Record<string, MockState> = {
+  "random:index/randomPassword:RandomPassword": (name) => ({ result: `mock-password-${name}` }),
+  "random:index/randomId:RandomId": (name) => ({ hex: `mock${name.length.toString(16)}`, b64Std: "bW9jaw==" }),
+  "hcloud:index/server:Server": (name) => ({ ipv4Address: "198.19.250.10", status: "running", name }),
+  "hcloud:index/floatingIp:FloatingIp": () => ({ ipAddress: "198.19.251.10" }),
+  "hcloud:index/primaryIp:PrimaryIp": () => ({ ipAddress: "198.19.252.10" }),
+  "command:remote:Command": () => ({ stdout: "", stderr: "" }),
+};
+
+/** Thrown for a registration or invoke the mocks do not cover, so a test never passes on an unmocked call. */
+export class UnmockedCallError extends Error {}
+
+function mockState(args: pulumi.runtime.MockResourceArgs): { id: string | undefined; state: Record<string, unknown> } {
+  const pkg = args.type.split(":")[0];
+  if (!(MOCKED_PACKAGES as readonly string[]).includes(pkg)) {
+    throw new UnmockedCallError(`unmocked resource type ${args.type} (${args.name})`);
+  }
+  const computed = COMPUTED[args.type]?.(args.name, args.inputs) ?? {};
+  // Ids are derived from names so that two runs give byte-identical plans.
+  return { id: args.custom ? `${args.name}-id` : undefined, state: { ...args.inputs, ...computed } };
+}
+
+interface RegisterRequest {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getCustom(): boolean;
+  getObject(): { toJavaScript(): Record<string, unknown> };
+  getDependenciesList(): string[];
+  getDeletebeforereplace(): boolean;
+  getIgnorechangesList(): string[];
+}
+
+/**
+ * Runs `program` with the mock runtime and returns every registration.
+ * `config` is the stack configuration as `namespace:key` → value; keys in
+ * `secretKeys` are marked secret the way `pulumi config set --secret` does.
+ */
+export async function runUnderMocks(options: {
+  project?: string;
+  stack: string;
+  config?: Record<string, string>;
+  secretKeys?: ReadonlyArray<string>;
+  program: () => Record<string, unknown> | Promise<Record<string, unknown>>;
+}): Promise<MockRunResult> {
+  const project = options.project ?? "standort";
+  const records: RecordedResource[] = [];
+  await pulumi.runtime.setMocks(
+    {
+      newResource: mockState,
+      call: (args) => {
+        throw new UnmockedCallError(`unmocked invoke ${args.token}`);
+      },
+    },
+    project,
+    options.stack,
+    true,
+  );
+  pulumi.runtime.setAllConfig(options.config ?? {}, [...(options.secretKeys ?? [])]);
+
+  const monitor = pulumi.runtime.getMonitor() as unknown as {
+    registerResource(req: RegisterRequest, cb: (err: unknown, resp: { getUrn(): string } | undefined) => void): Promise<void>;
+  };
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, cb) => {
+    const pending = {
+      type: req.getType(),
+      name: req.getName(),
+      parent: req.getParent() || undefined,
+      custom: req.getCustom(),
+      inputs: unwireProperties(req.getObject().toJavaScript()) as Record<string, unknown>,
+      dependsOn: req.getDependenciesList().map((urn) => urn.split("::").pop() ?? urn),
+      deleteBeforeReplace: req.getDeletebeforereplace(),
+      ignoreChanges: req.getIgnorechangesList(),
+    };
+    return register(req, (err, resp) => {
+      if (!err && resp) records.push({ urn: resp.getUrn(), ...pending });
+      cb(err, resp);
+    });
+  };
+
+  const exported = await options.program();
+  const outputs: Record<string, unknown> = {};
+  for (const key of Object.keys(exported).sort()) {
+    outputs[key] = await resolveOutput(exported[key]);
+  }
+  await pulumi.runtime.disconnect();
+  // Registration completes out of order; sort so the plan is byte-stable.
+  records.sort((a, b) => (a.urn < b.urn ? -1 : a.urn > b.urn ? 1 : 0));
+  return { project, stack: options.stack, resources: records, outputs };
+}
+
+/** Resolves an exported value; a secret anywhere in it masks the whole value, as the engine does. */
+async function resolveOutput(value: unknown): Promise<unknown> {
+  const output: pulumi.Output<unknown> = pulumi.output(value as pulumi.Input<unknown>);
+  const secret = await pulumi.isSecret(output);
+  const resolved = await new Promise<unknown>((resolve) => output.apply((v: unknown) => resolve(v)));
+  return secret ? SECRET_MASK : resolved;
+}
