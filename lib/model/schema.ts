@@ -245,9 +245,20 @@ export type SiteFileInput = z.input<typeof SiteFileSchema>;
 export type SiteFile = z.infer<typeof SiteFileSchema>;
 export type PreprovisionedHost = z.infer<typeof hostSchema>;
 
-/** Stack configuration (`stacks/Pulumi.<stack>.yaml`, namespace `standort`). */
+/**
+ * Stack configuration (`stacks/Pulumi.<stack>.yaml`, namespace `standort`).
+ * Secrets arrive through `pulumi config set --secret` and stay Pulumi secrets.
+ */
 export const StackConfigSchema = z.strictObject({
-  /** Which site file this stack deploys. */
+  /** Which site file this stack deploys (`sites/<site>.yaml`). */
   site: slug,
+  /** Hetzner Cloud API token; required by Hetzner Cloud sites. Secret. */
+  hcloudToken: z.string().min(1).optional(),
+  /** Private SSH key the delivery uses to reach the hosts. Secret. */
+  sshPrivateKey: z.string().min(1).optional(),
+  /** Public SSH key installed for the operator on API-provisioned hosts. */
+  sshPublicKey: z.string().min(1).optional(),
+  /** Kubeconfig of the site's Kubernetes cluster, where services run on Kubernetes. Secret. */
+  kubeconfig: z.string().min(1).optional(),
 });
 export type StackConfig = z.infer<typeof StackConfigSchema>;

@@ -71,6 +71,16 @@ const COMPUTED: Record<string, MockState> = {
   "command:remote:Command": () => ({ stdout: "", stderr: "" }),
 };
 
+/** A stable numeric id (FNV-1a of the key) as the provider would hand out. */
+export function mockId(key: string): string {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    hash ^= key.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return String(hash);
+}
+
 /** Thrown for a registration or invoke the mocks do not cover, so a test never passes on an unmocked call. */
 export class UnmockedCallError extends Error {}
 
@@ -80,8 +90,9 @@ function mockState(args: pulumi.runtime.MockResourceArgs): { id: string | undefi
     throw new UnmockedCallError(`unmocked resource type ${args.type} (${args.name})`);
   }
   const computed = COMPUTED[args.type]?.(args.name, args.inputs) ?? {};
-  // Ids are derived from names so that two runs give byte-identical plans.
-  return { id: args.custom ? `${args.name}-id` : undefined, state: { ...args.inputs, ...computed } };
+  // Ids are derived from names so that two runs give byte-identical plans;
+  // numeric like real provider ids, because code converts them with Number().
+  return { id: args.custom ? mockId(`${args.type}::${args.name}`) : undefined, state: { ...args.inputs, ...computed } };
 }
 
 interface RegisterRequest {

@@ -1,0 +1,178 @@
+/**
+ * The offline plan: what a stack would register, printed like `pulumi
+ * preview`, stored as a JSON snapshot, and compared with the committed one.
+ * Pure functions over the harness's records.
+ */
+import { MockRunResult, RecordedResource } from "./harness";
+
+export interface PlanSnapshot {
+  readonly stack: string;
+  readonly resources: ReadonlyArray<{
+    readonly urn: string;
+    readonly type: string;
+    readonly name: string;
+    readonly parent?: string;
+    readonly inputs: Record<string, unknown>;
+  }>;
+  readonly outputs: Record<string, unknown>;
+}
+
+/** The snapshot form of a run: stable key order, nothing machine-specific. */
+export function toSnapshot(run: MockRunResult): PlanSnapshot {
+  return {
+    stack: run.stack,
+    resources: run.resources.map((r) => ({
+      urn: r.urn,
+      type: r.type,
+      name: r.name,
+      ...(r.parent ? { parent: r.parent } : {}),
+      inputs: r.inputs,
+    })),
+    outputs: run.outputs,
+  };
+}
+
+/** JSON with sorted keys, two-space indent and a final newline: byte-stable. */
+export function stableJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value), null, 2) + "\n";
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (value && typeof value === "object") {
+    return Object.fromEntries(
+      Object.keys(value as object)
+        .sort()
+        .map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]),
+    );
+  }
+  return value;
+}
+
+/** Short type for display: `hcloud:index/networkSubnet:NetworkSubnet` → `hcloud:NetworkSubnet`. */
+export function shortType(type: string): string {
+  const parts = type.split(":");
+  return parts.length === 3 ? `${parts[0]}:${parts[2]}` : type;
+}
+
+function formatValue(value: unknown, max = 60): string {
+  const text = typeof value === "string" ? value : JSON.stringify(value);
+  const oneLine = text.replace(/\s+/g, " ");
+  return oneLine.length > max ? `${oneLine.slice(0, max - 1)}…` : oneLine;
+}
+
+/** Inputs worth a line in the tree: scalars and short values, never bulky file contents. */
+export function keyInputs(inputs: Record<string, unknown>): string {
+  return Object.keys(inputs)
+    .filter((k) => !k.startsWith("__"))
+    .map((k) => `${k}=${formatValue(inputs[k], 48)}`)
+    .join(" ");
+}
+
+/** The resource tree, children under parents, in URN order. */
+export function renderTree(resources: ReadonlyArray<Pick<RecordedResource, "urn" | "type" | "name" | "parent" | "inputs">>): string[] {
+  const children = new Map<string | undefined, typeof resources[number][]>();
+  const known = new Set(resources.map((r) => r.urn));
+  for (const r of resources) {
+    const parent = r.parent && known.has(r.parent) ? r.parent : undefined;
+    children.set(parent, [...(children.get(parent) ?? []), r]);
+  }
+  const lines: string[] = [];
+  const walk = (parent: string | undefined, depth: number) => {
+    for (const r of children.get(parent) ?? []) {
+      const inputs = keyInputs(r.inputs);
+      lines.push(`${"    ".repeat(depth)}+ ${shortType(r.type)}  ${r.name}${inputs ? `  ${inputs}` : ""}`);
+      walk(r.urn, depth + 1);
+    }
+  };
+  walk(undefined, 0);
+  return lines;
+}
+
+/** Resource counts per type, sorted by type. */
+export function countByType(resources: ReadonlyArray<{ type: string }>): Array<[string, number]> {
+  const counts = new Map<string, number>();
+  for (const r of resources) counts.set(r.type, (counts.get(r.type) ?? 0) + 1);
+  return [...counts.entries()].sort(([a], [b]) => a.localeCompare(b));
+}
+
+/** Renders rows as an aligned text table. */
+export function renderTable(headers: string[], rows: string[][]): string[] {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  return [line(headers), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
+}
+
+export interface PropertyChange {
+  readonly path: string;
+  readonly before: unknown;
+  readonly after: unknown;
+}
+
+export interface PlanDiff {
+  readonly added: string[];
+  readonly removed: string[];
+  readonly changed: Array<{ urn: string; changes: PropertyChange[] }>;
+  readonly outputs: PropertyChange[];
+}
+
+/** Leaf-level differences between two values, as `a.b[2]` paths. */
+export function diffValues(before: unknown, after: unknown, path = ""): PropertyChange[] {
+  if (JSON.stringify(before) === JSON.stringify(after)) return [];
+  const isObject = (v: unknown) => v !== null && typeof v === "object";
+  if (isObject(before) && isObject(after) && Array.isArray(before) === Array.isArray(after)) {
+    const keys = new Set([...Object.keys(before as object), ...Object.keys(after as object)]);
+    return [...keys].sort().flatMap((k) => {
+      const child = Array.isArray(before) ? `${path}[${k}]` : path ? `${path}.${k}` : k;
+      return diffValues((before as Record<string, unknown>)[k], (after as Record<string, unknown>)[k], child);
+    });
+  }
+  return [{ path: path || "(value)", before, after }];
+}
+
+/** Compares a run with a committed snapshot, by URN. */
+export function diffPlans(before: PlanSnapshot, after: PlanSnapshot): PlanDiff {
+  const old = new Map(before.resources.map((r) => [r.urn, r]));
+  const now = new Map(after.resources.map((r) => [r.urn, r]));
+  const changed: PlanDiff["changed"] = [];
+  for (const [urn, r] of now) {
+    const prior = old.get(urn);
+    if (!prior) continue;
+    const changes = diffValues({ inputs: prior.inputs, parent: prior.parent }, { inputs: r.inputs, parent: r.parent });
+    if (changes.length > 0) changed.push({ urn, changes });
+  }
+  return {
+    added: [...now.keys()].filter((u) => !old.has(u)),
+    removed: [...old.keys()].filter((u) => !now.has(u)),
+    changed,
+    outputs: diffValues(before.outputs, after.outputs),
+  };
+}
+
+export function hasChanges(diff: PlanDiff): boolean {
+  return diff.added.length + diff.removed.length + diff.changed.length + diff.outputs.length > 0;
+}
+
+/** `urn:pulumi:stack::project::a$b::name` → `b name`, readable in a diff. */
+export function describeUrn(urn: string): string {
+  const parts = urn.split("::");
+  return `${shortType(parts[2].split("$").pop() ?? "")}  ${parts[3]}`;
+}
+
+/** The diff as `pulumi preview --diff` would summarise it. */
+export function renderDiff(diff: PlanDiff): string[] {
+  if (!hasChanges(diff)) return ["no changes"];
+  const lines: string[] = [];
+  for (const urn of diff.added) lines.push(`+ ${describeUrn(urn)}`);
+  for (const urn of diff.removed) lines.push(`- ${describeUrn(urn)}`);
+  for (const { urn, changes } of diff.changed) {
+    lines.push(`~ ${describeUrn(urn)}`);
+    for (const c of changes) lines.push(`    ~ ${c.path}: ${formatValue(c.before)} => ${formatValue(c.after)}`);
+  }
+  for (const c of diff.outputs) lines.push(`~ output ${c.path}: ${formatValue(c.before)} => ${formatValue(c.after)}`);
+  lines.push(
+    `${diff.added.length} to add, ${diff.changed.length} to change, ${diff.removed.length} to delete` +
+      (diff.outputs.length ? `, ${diff.outputs.length} output change(s)` : ""),
+  );
+  return lines;
+}

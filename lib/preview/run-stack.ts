@@ -1,0 +1,50 @@
+/**
+ * Runs the real stack program of a location under the mock runtime, with the
+ * stack's committed configuration. Secrets cannot be decrypted offline: every
+ * secret key is given a placeholder that is itself a secret, so the plan shows
+ * `[secret]` exactly where `pulumi preview` would.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { REPOSITORY_ROOT } from "../model/load";
+import { CONFIG_NAMESPACE, SECRET_CONFIG_KEYS } from "../model/stack-config";
+import { InputError } from "../model/validate";
+import { locationStack } from "../../stacks/program";
+import { MockRunResult, runUnderMocks } from "./harness";
+
+export const STACKS_DIR = join(REPOSITORY_ROOT, "stacks");
+export const OFFLINE_PLACEHOLDER = "offline-plan-placeholder";
+
+/** Reads `stacks/Pulumi.<stack>.yaml` into the engine's flat form and the list of secret keys. */
+export function readStackConfig(stack: string, stacksDir: string = STACKS_DIR): { config: Record<string, string>; secretKeys: string[] } {
+  const display = `stacks/Pulumi.${stack}.yaml`;
+  const path = join(stacksDir, `Pulumi.${stack}.yaml`);
+  if (!existsSync(path)) throw new InputError([`${display}: does not exist: create it with "standort:site: ${stack}" (see README, adding a location)`]);
+  const data = (parse(readFileSync(path, "utf8")) ?? {}) as { config?: Record<string, unknown> };
+  const config: Record<string, string> = {};
+  const secretKeys: string[] = [];
+  for (const [key, value] of Object.entries(data.config ?? {})) {
+    if (value && typeof value === "object" && "secure" in value) {
+      config[key] = OFFLINE_PLACEHOLDER;
+      secretKeys.push(key);
+    } else {
+      config[key] = typeof value === "string" ? value : JSON.stringify(value);
+    }
+  }
+  for (const key of SECRET_CONFIG_KEYS) {
+    const full = `${CONFIG_NAMESPACE}:${key}`;
+    if (!(full in config)) {
+      config[full] = OFFLINE_PLACEHOLDER;
+      secretKeys.push(full);
+    }
+  }
+  if (!(`${CONFIG_NAMESPACE}:sshPublicKey` in config)) config[`${CONFIG_NAMESPACE}:sshPublicKey`] = `ssh-ed25519 ${OFFLINE_PLACEHOLDER}`;
+  return { config, secretKeys: secretKeys.sort() };
+}
+
+/** The offline preview of one location stack. */
+export async function planStack(stack: string, options: { sitesDir?: string; stacksDir?: string } = {}): Promise<MockRunResult> {
+  const { config, secretKeys } = readStackConfig(stack, options.stacksDir);
+  return runUnderMocks({ stack, config, secretKeys, program: () => locationStack({ sitesDir: options.sitesDir }) });
+}

@@ -1,0 +1,4 @@
+// Pulumi's entry point (package.json "main"): one location per stack.
+import { locationStack } from "./program";
+
+export = locationStack();
