@@ -281,6 +281,8 @@ function hostSeeds(site: SiteFile): { seeds: HostSeed[]; problems: FieldProblem[
       path,
     });
   });
+  // Pair and pool checks only make sense once every name parses.
+  if (problems.length > 0) return { seeds, problems };
   for (const role of PAIRED_ROLES) {
     const members = seeds.filter((s) => s.role === role).map((s) => s.ordinal).sort();
     if (members.join(",") !== "1,2") {
@@ -296,8 +298,32 @@ function hostSeeds(site: SiteFile): { seeds: HostSeed[]; problems: FieldProblem[
   return { seeds, problems };
 }
 
-function roleOffset(role: Role, ordinal: number): number {
-  return HOST_OFFSETS[role] + ordinal - 1;
+/** The host number a host takes in a segment: its ordinal on heartbeats, role offset + ordinal elsewhere. */
+function hostNumber(segment: SegmentPlan, seed: Pick<HostSeed, "role" | "ordinal">): number {
+  return segment.kind === "heartbeat" ? seed.ordinal : HOST_OFFSETS[seed.role] + seed.ordinal - 1;
+}
+
+/** One problem per segment too small for the hosts that join it, naming the size that fits. */
+function capacityProblems(site: SiteFile, segments: ReadonlyArray<SegmentPlan>, seeds: ReadonlyArray<HostSeed>): FieldProblem[] {
+  return segments.flatMap((segment) => {
+    const needing = seeds.filter((seed) => segment.members.includes(seed.role) && seed.pinned[segment.name] === undefined);
+    const over = needing.filter((seed) => hostNumber(segment, seed) > segment.usable);
+    if (over.length === 0) return [];
+    const highest = Math.max(...over.map((seed) => hostNumber(segment, seed)));
+    const fits = 32 - Math.ceil(Math.log2(highest + 2));
+    const extraIndex = site.network.extraSegments.findIndex((e) => e.name === segment.name);
+    const path =
+      segment.kind === "extra"
+        ? `network.extraSegments[${extraIndex}].prefixLength`
+        : `network.sizes.${segment.kind === "heartbeat" ? "heartbeat" : segment.name}`;
+    const names = over.length === 1 ? over[0].name : `${over[0].name} … ${over[over.length - 1].name}`;
+    return [
+      {
+        path,
+        message: `segment ${segment.name} (${segment.cidr}) has ${segment.usable} usable addresses but ${names} need host numbers up to ${highest}: use a /${fits} or larger`,
+      },
+    ];
+  });
 }
 
 /**
@@ -312,6 +338,7 @@ export function buildSiteModel(file: string, site: SiteFile): { model?: SiteMode
 
   const used = new Map<string, string>();
   const hosts: HostModel[] = [];
+  problems.push(...capacityProblems(site, segments, seeded.seeds));
 
   for (const seed of seeded.seeds) {
     const joined = segments.filter((s) => s.members.includes(seed.role));
@@ -338,14 +365,9 @@ export function buildSiteModel(file: string, site: SiteFile): { model?: SiteMode
           continue;
         }
       } else {
-        const n = segment.kind === "heartbeat" ? seed.ordinal : roleOffset(seed.role, seed.ordinal);
-        if (n > segment.usable) {
-          problems.push({
-            path: segment.kind === "extra" ? "network.extraSegments" : `network.sizes.${segment.kind === "heartbeat" ? "heartbeat" : segment.name}`,
-            message: `segment ${segment.name} (${segment.cidr}) has ${segment.usable} usable addresses but ${seed.name} needs host number ${n}: use a larger segment`,
-          });
-          continue;
-        }
+        const n = hostNumber(segment, seed);
+        // Capacity problems are reported once per segment below.
+        if (n > segment.usable) continue;
         address = hostAddress(c, n);
       }
       const text = formatAddress(address);

@@ -41,15 +41,18 @@ export function formatIssues(file: string, issues: ReadonlyArray<z.core.$ZodIssu
         if (issue.input === undefined) return [`${file}: ${where}: is required (expected ${issue.expected})`];
         return [`${file}: ${where}: expected ${issue.expected}, got ${describe(issue.input)}`];
       case "invalid_union": {
-        const note = (issue as { note?: string }).note;
-        const discriminator = (issue as { discriminator?: string }).discriminator;
-        if (note === "No matching discriminator" && discriminator) {
-          const key = where === "(top level)" ? discriminator : `${where}.${discriminator}`;
-          return [`${file}: ${key}: ${describe((issue.input as Record<string, unknown> | undefined)?.[discriminator])} is not one of the allowed values`];
+        const union = issue as { note?: string; options?: unknown[]; input?: unknown };
+        if (union.note === "No matching discriminator" && union.options) {
+          // zod puts the discriminator key in the path and the enclosing object in `input`.
+          const key = issue.path[issue.path.length - 1];
+          const given = (union.input as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey];
+          return [`${file}: ${where}: ${describe(given)} must be one of ${union.options.map(String).join(", ")}`];
         }
         return [`${file}: ${where}: ${issue.message}`];
       }
       case "invalid_value":
+        // Long lists (country codes) carry their own message; short ones are spelled out.
+        if (issue.values.length > 12) return [`${file}: ${where}: ${issue.message}`];
         return [`${file}: ${where}: ${describe(issue.input)} must be one of ${issue.values.map((v) => String(v)).join(", ")}`];
       default:
         return [`${file}: ${where}: ${issue.message}`];
@@ -71,7 +74,7 @@ interface ParsedSite {
 }
 
 /** Rules that need every site file at once. */
-export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>): string[] {
+export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: ReadonlyArray<string>): string[] {
   const problems: string[] = [];
   const seen = {
     name: new Map<string, string>(),
@@ -138,8 +141,8 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>): string[] {
 
   for (const { file, site } of parsed) {
     if (site.partner === site.name) problems.push(`${file}: partner: ${site.partner} is this site itself: name another site`);
-    else if (!seen.name.has(site.partner)) {
-      problems.push(`${file}: partner: ${site.partner} does not exist (known sites: ${[...seen.name.keys()].sort().join(", ")})`);
+    else if (!siteNames.includes(site.partner)) {
+      problems.push(`${file}: partner: ${site.partner} does not exist (known sites: ${[...siteNames].sort().join(", ")})`);
     }
   }
   return problems;
@@ -154,11 +157,13 @@ export function validateSites(documents: ReadonlyArray<SiteDocument>): { sites: 
   const problems: string[] = [];
   const parsed: ParsedSite[] = [];
   for (const { file, data } of documents) {
-    const result = SiteFileSchema.safeParse(data);
+    const result = SiteFileSchema.safeParse(data, { reportInput: true });
     if (result.success) parsed.push({ file, site: result.data });
     else problems.push(...formatIssues(file, result.error.issues));
   }
-  problems.push(...crossSiteProblems(parsed));
+  // A partner counts as existing when its file exists, even if that file has problems of its own.
+  const siteNames = documents.map((d) => /([^/]+)\.ya?ml$/.exec(d.file)?.[1] ?? d.file);
+  problems.push(...crossSiteProblems(parsed, siteNames));
   const sites: SiteModel[] = [];
   for (const { file, site } of parsed) {
     const built = buildSiteModel(file, site);

@@ -117,6 +117,8 @@ export async function runUnderMocks(options: {
   config?: Record<string, string>;
   secretKeys?: ReadonlyArray<string>;
   program: () => Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** Called for every registration as it happens, also when the program later fails. */
+  onRegister?: (type: string, name: string) => void;
 }): Promise<MockRunResult> {
   const project = options.project ?? "standort";
   const records: RecordedResource[] = [];
@@ -138,6 +140,7 @@ export async function runUnderMocks(options: {
   };
   const register = monitor.registerResource.bind(monitor);
   monitor.registerResource = (req, cb) => {
+    options.onRegister?.(req.getType(), req.getName());
     const pending = {
       type: req.getType(),
       name: req.getName(),
@@ -154,7 +157,13 @@ export async function runUnderMocks(options: {
     });
   };
 
-  const exported = await options.program();
+  let exported: Record<string, unknown>;
+  try {
+    exported = await options.program();
+  } catch (error) {
+    await pulumi.runtime.disconnect();
+    throw error;
+  }
   const outputs: Record<string, unknown> = {};
   for (const key of Object.keys(exported).sort()) {
     outputs[key] = await resolveOutput(exported[key]);

@@ -44,7 +44,10 @@ export function readStackConfig(stack: string, stacksDir: string = STACKS_DIR): 
 }
 
 /** The offline preview of one location stack. */
-export async function planStack(stack: string, options: { sitesDir?: string; stacksDir?: string } = {}): Promise<MockRunResult> {
+export async function planStack(
+  stack: string,
+  options: { sitesDir?: string; stacksDir?: string; onRegister?: (type: string, name: string) => void } = {},
+): Promise<MockRunResult> {
   const { config, secretKeys } = readStackConfig(stack, options.stacksDir);
-  return runUnderMocks({ stack, config, secretKeys, program: () => locationStack({ sitesDir: options.sitesDir }) });
+  return runUnderMocks({ stack, config, secretKeys, onRegister: options.onRegister, program: () => locationStack({ sitesDir: options.sitesDir }) });
 }

@@ -1,0 +1,214 @@
+/**
+ * `npm run plan -- <location> [--json FILE] [--diff] [--update] [--expect-no-changes] [--files DIR]`
+ * `npm run plan -- --footprint [--mermaid FILE]`
+ *
+ * The offline plan: runs the real stack program under the Pulumi SDK's mock
+ * runtime and prints what `pulumi preview` would register. Exit codes: 0 ok,
+ * 1 changes found with --expect-no-changes, 2 invalid input.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import { z } from "zod";
+import { REPOSITORY_ROOT, loadSites } from "../lib/model/load";
+import { addressPlan, SiteModel } from "../lib/model/model";
+import { InputError, formatIssues } from "../lib/model/validate";
+import { slug } from "../lib/model/schema";
+import { STACKS_DIR, planStack } from "../lib/preview/run-stack";
+import { PlanSnapshot, countByType, diffPlans, hasChanges, renderDiff, renderTable, renderTree, stableJson, toSnapshot } from "../lib/preview/plan";
+
+/** CLI flags, validated like every other user input. */
+export const PlanFlagsSchema = z
+  .strictObject({
+    location: slug.optional(),
+    json: z.string().min(1).optional(),
+    diff: z.boolean().default(false),
+    update: z.boolean().default(false),
+    expectNoChanges: z.boolean().default(false),
+    files: z.string().min(1).optional(),
+    footprint: z.boolean().default(false),
+    mermaid: z.string().min(1).optional(),
+    /** Site files to plan from. @default the repository's sites/ */
+    sites: z.string().min(1).optional(),
+    /** Where plan snapshots live. @default stacks/plans/ */
+    plans: z.string().min(1).optional(),
+  })
+  .superRefine((flags, ctx) => {
+    if (!flags.footprint && !flags.location) {
+      ctx.addIssue({ code: "custom", path: ["location"], message: "name a location (npm run plan -- vienna) or pass --footprint" });
+    }
+    if (flags.expectNoChanges && !flags.diff) {
+      ctx.addIssue({ code: "custom", path: ["expect-no-changes"], message: "only makes sense with --diff" });
+    }
+    if (flags.mermaid && !flags.footprint) {
+      ctx.addIssue({ code: "custom", path: ["mermaid"], message: "only makes sense with --footprint" });
+    }
+  });
+export type PlanFlags = z.infer<typeof PlanFlagsSchema>;
+
+export function parsePlanFlags(argv: string[]): PlanFlags {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        json: { type: "string" },
+        diff: { type: "boolean" },
+        update: { type: "boolean" },
+        "expect-no-changes": { type: "boolean" },
+        files: { type: "string" },
+        footprint: { type: "boolean" },
+        mermaid: { type: "string" },
+        sites: { type: "string" },
+        plans: { type: "string" },
+      },
+    });
+  } catch (error) {
+    throw new InputError([`plan: ${(error as Error).message}`]);
+  }
+  const { values, positionals } = parsed;
+  if (positionals.length > 1) throw new InputError([`plan: location: expected one location, got ${positionals.join(" ")}`]);
+  const result = PlanFlagsSchema.safeParse({
+    location: positionals[0],
+    json: values.json,
+    diff: values.diff,
+    update: values.update,
+    expectNoChanges: values["expect-no-changes"],
+    files: values.files,
+    footprint: values.footprint,
+    mermaid: values.mermaid,
+    sites: values.sites,
+    plans: values.plans,
+  });
+  if (!result.success) throw new InputError(formatIssues("plan", result.error.issues));
+  return result.data;
+}
+
+/** Where a location's committed plan snapshot lives. */
+export function snapshotPath(location: string, plansDir: string = join(STACKS_DIR, "plans")): string {
+  return join(plansDir, `${location}.json`);
+}
+
+function describeSite(model: SiteModel): string[] {
+  const provider = model.provider.kind === "hcloud" ? `Hetzner Cloud ${model.provider.location}` : `${model.provider.name} (pre-provisioned)`;
+  const lines = [`site ${model.name} (${model.code}, ${model.country}) on ${provider}, partner ${model.partner}`];
+  if (model.public.mode === "own-prefix") {
+    const r = model.public.routing;
+    const how = r.kind === "static" ? `routed statically to ${r.nextHop}` : `announced by BGP from AS${r.localAsn} to ${r.peers.map((p) => `${p.name} ${p.address} AS${p.asn}`).join(", ")}`;
+    const b = model.public.blocks;
+    lines.push(`public: own prefix ${model.public.prefix}, ${how}`);
+    lines.push(`        failover ${b.failover} (proxy ${model.public.proxyAddress}), nat ${b.nat} (${model.public.natAddress}), services ${b.services}, reserve ${b.reserve}`);
+  } else {
+    lines.push(`public: provider-assigned failover IPs (${model.public.failoverIps.join(", ")}): ${model.public.reason}`);
+  }
+  return lines;
+}
+
+/** Prints the plan of one location; returns the process exit code. */
+export async function planLocation(flags: PlanFlags & { location: string }, out: (line: string) => void): Promise<number> {
+  const sitesDir = flags.sites ? resolve(flags.sites) : undefined;
+  const sites = loadSites(sitesDir);
+  const model = sites.find((s) => s.name === flags.location);
+  if (!model) throw new InputError([`plan: location: ${flags.location} has no site file (known: ${sites.map((s) => s.name).join(", ")})`]);
+  const run = await planStack(flags.location, { sitesDir });
+  const snapshot = toSnapshot(run);
+
+  out(`Previewing ${run.project}/${run.stack} (offline, Pulumi mock runtime; secrets are placeholders shown as [secret])`);
+  out("");
+  describeSite(model).forEach((l) => out(l));
+  out("");
+  out("Resources:");
+  renderTree(run.resources).forEach((l) => out(`  ${l}`));
+  out("");
+  out("Counts per type:");
+  renderTable(["type", "count"], countByType(run.resources).map(([t, n]) => [t, String(n)])).forEach((l) => out(`  ${l}`));
+  out(`  ${run.resources.length} resources`);
+  out("");
+  out("Address plan:");
+  renderTable(
+    ["segment", "cidr", "gateway", "first usable", "last usable", "vips"],
+    addressPlan(model).map((r) => [r.segment, r.cidr, r.gateway, r.firstUsable, r.lastUsable, r.vips]),
+  ).forEach((l) => out(`  ${l}`));
+  out("");
+  out("Hosts:");
+  renderTable(
+    ["host", "role", "physical", "addresses"],
+    model.hosts.map((h) => [h.name, h.role, h.physical, h.interfaces.map((i) => `${i.segment} ${i.address}`).join(", ")]),
+  ).forEach((l) => out(`  ${l}`));
+  out("");
+  out("Pairs:");
+  renderTable(
+    ["pair", "active", "passive", "heartbeat", "vrid", "vips"],
+    model.pairs.map((p) => [p.name, p.active, p.dissolved ? "(dissolved)" : p.passive, p.heartbeatSegment, String(p.vrid), p.vips.map((v) => v.address).join(", ")]),
+  ).forEach((l) => out(`  ${l}`));
+
+  if (flags.files) {
+    throw new InputError(["plan: --files: host files are not rendered in this build yet"]);
+  }
+
+  if (flags.json) {
+    writeText(flags.json, stableJson(snapshot));
+    out("");
+    out(`wrote ${flags.json}`);
+  }
+  let code = 0;
+  if (flags.diff) {
+    const path = snapshotPath(flags.location, flags.plans);
+    out("");
+    if (!existsSync(path)) {
+      out(`Diff: no snapshot at ${relativeToRoot(path)} yet (create it with --update)`);
+      code = flags.expectNoChanges ? 1 : 0;
+    } else {
+      const before = JSON.parse(readFileSync(path, "utf8")) as PlanSnapshot;
+      const diff = diffPlans(before, snapshot);
+      out(`Diff against ${relativeToRoot(path)}:`);
+      renderDiff(diff).forEach((l) => out(`  ${l}`));
+      if (flags.expectNoChanges && hasChanges(diff)) code = 1;
+    }
+  }
+  if (flags.update) {
+    writeText(snapshotPath(flags.location, flags.plans), stableJson(snapshot));
+    out(`updated ${relativeToRoot(snapshotPath(flags.location, flags.plans))}`);
+  }
+  return code;
+}
+
+function relativeToRoot(path: string): string {
+  const rel = relative(REPOSITORY_ROOT, path);
+  return rel.startsWith("..") ? path : rel;
+}
+
+function writeText(path: string, text: string): void {
+  const full = resolve(process.cwd(), path);
+  mkdirSync(dirname(full), { recursive: true });
+  writeFileSync(full, text);
+}
+
+export async function main(argv: string[], out: (line: string) => void = console.log, err: (line: string) => void = console.error): Promise<number> {
+  try {
+    const flags = parsePlanFlags(argv);
+    if (flags.footprint) {
+      throw new InputError(["plan: --footprint: the footprint is not available in this build yet"]);
+    }
+    return await planLocation({ ...flags, location: flags.location! }, out);
+  } catch (error) {
+    if (error instanceof InputError) {
+      error.problems.forEach((p) => err(p));
+      err(`${error.problems.length} problem(s); nothing was planned`);
+      return 2;
+    }
+    throw error;
+  }
+}
+
+if (require.main === module) {
+  process.chdir(process.env.INIT_CWD ?? process.cwd());
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (error) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,36 @@
+/** Test helpers: the committed site files as data, and temporary copies to edit. */
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse, stringify } from "yaml";
+import { SITES_DIR, readSiteDocuments } from "../../lib/model/load";
+import { SiteDocument } from "../../lib/model/validate";
+
+/** The committed site documents, deep-copied so a test may mutate them. */
+export function siteDocuments(): SiteDocument[] {
+  return readSiteDocuments().documents.map((d) => ({ file: d.file, data: structuredClone(d.data) }));
+}
+
+/** The document of one site, for mutation. */
+export function documentOf(documents: SiteDocument[], name: string): Record<string, any> {
+  const found = documents.find((d) => d.file === `sites/${name}.yaml`);
+  if (!found) throw new Error(`no site ${name}`);
+  return found.data as Record<string, any>;
+}
+
+/** A temporary copy of sites/ that a test may edit; removed by `dispose`. */
+export function tempSites(): { dir: string; edit(name: string, change: (data: Record<string, any>) => void): void; dispose(): void } {
+  const root = mkdtempSync(join(tmpdir(), "standort-sites-"));
+  const dir = join(root, "sites");
+  cpSync(SITES_DIR, dir, { recursive: true });
+  return {
+    dir,
+    edit(name, change) {
+      const path = join(dir, `${name}.yaml`);
+      const data = parse(readFileSync(path, "utf8"));
+      change(data);
+      writeFileSync(path, stringify(data));
+    },
+    dispose: () => rmSync(root, { recursive: true, force: true }),
+  };
+}
