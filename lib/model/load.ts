@@ -17,17 +17,17 @@ export const NON_SITE_FILES = new Set(["footprint.yaml"]);
 
 /** Parses one YAML file; syntax errors become problems naming the line. */
 export function readYaml(path: string, display: string): { data?: unknown; problems: string[] } {
-  const doc = parseDocument(readFileSync(path, "utf8"), { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(readFileSync(path, "utf8"), { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     return {
-      problems: doc.errors.map((e) => `${display}: line ${e.linePos?.[0].line ?? "?"}: ${e.message.split("\n")[0]}`),
+      problems: doc.errors.map((e) => `${display}: line ${e.linePos?.[0].line ?? "?"}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`),
     };
   }
   return { data: doc.toJS(), problems: [] };
 }
 
 /** Reads every site file of a folder, in name order. */
-export function readSiteDocuments(dir: string = SITES_DIR): { documents: SiteDocument[]; problems: string[] } {
+export function readSiteDocuments(dir: string = SITES_DIR): { documents: SiteDocument[]; siteNames: string[]; problems: string[] } {
   const problems: string[] = [];
   const documents: SiteDocument[] = [];
   const names = readdirSync(dir)
@@ -40,13 +40,13 @@ export function readSiteDocuments(dir: string = SITES_DIR): { documents: SiteDoc
     problems.push(...read.problems);
     if (read.data !== undefined) documents.push({ file: display, data: read.data });
   }
-  return { documents, problems };
+  return { documents, siteNames: names.map((n) => n.replace(/\.ya?ml$/, "")), problems };
 }
 
 /** All sites, validated together. Throws `InputError` listing every problem. */
 export function loadSites(dir: string = SITES_DIR): SiteModel[] {
   const read = readSiteDocuments(dir);
-  const validated = validateSites(read.documents);
+  const validated = validateSites(read.documents, read.siteNames);
   const problems = [...read.problems, ...validated.problems];
   if (problems.length > 0) throw new InputError(problems);
   return validated.sites;

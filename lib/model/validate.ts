@@ -150,10 +150,15 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: 
 
 /**
  * Validates every site document and builds the model of each valid site.
+ * `siteNames` lists every site file present (also those that failed to
+ * parse), so a partner is not reported missing because its file is broken.
  * Returns all problems of all files; a caller must not register resources
  * unless `problems` is empty.
  */
-export function validateSites(documents: ReadonlyArray<SiteDocument>): { sites: SiteModel[]; problems: string[] } {
+export function validateSites(
+  documents: ReadonlyArray<SiteDocument>,
+  siteNames: ReadonlyArray<string> = documents.map((d) => /([^/]+)\.ya?ml$/.exec(d.file)?.[1] ?? d.file),
+): { sites: SiteModel[]; problems: string[] } {
   const problems: string[] = [];
   const parsed: ParsedSite[] = [];
   for (const { file, data } of documents) {
@@ -162,7 +167,6 @@ export function validateSites(documents: ReadonlyArray<SiteDocument>): { sites: 
     else problems.push(...formatIssues(file, result.error.issues));
   }
   // A partner counts as existing when its file exists, even if that file has problems of its own.
-  const siteNames = documents.map((d) => /([^/]+)\.ya?ml$/.exec(d.file)?.[1] ?? d.file);
   problems.push(...crossSiteProblems(parsed, siteNames));
   const sites: SiteModel[] = [];
   for (const { file, site } of parsed) {

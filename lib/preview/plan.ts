@@ -56,7 +56,7 @@ export function shortType(type: string): string {
 }
 
 function formatValue(value: unknown, max = 60): string {
-  const text = typeof value === "string" ? value : JSON.stringify(value);
+  const text = typeof value === "string" ? value : (JSON.stringify(value) ?? "undefined");
   const oneLine = text.replace(/\s+/g, " ");
   return oneLine.length > max ? `${oneLine.slice(0, max - 1)}…` : oneLine;
 }

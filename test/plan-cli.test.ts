@@ -1,0 +1,136 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { main, parsePlanFlags } from "../scripts/plan";
+import { planStack } from "../lib/preview/run-stack";
+import { InputError } from "../lib/model/validate";
+import { PlanSnapshot, diffPlans, renderDiff } from "../lib/preview/plan";
+import { tempSites } from "./helpers/sites";
+
+async function run(argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, (l) => out.push(l), (l) => err.push(l));
+  return { code, out, err };
+}
+
+for (const location of ["frankfurt", "karlsruhe", "vienna", "helsinki"]) {
+  test(`plan ${location}: prints the tree, counts and address plan of the real stack program`, async () => {
+    const { code, out, err } = await run([location]);
+    assert.equal(code, 0, err.join("\n"));
+    const text = out.join("\n");
+    assert.match(text, new RegExp(`^Previewing standort/${location} `, "m"));
+    assert.match(text, new RegExp(`^  \\+ standort:Site  ${location}$`, "m"));
+    const recorded = (await planStack(location)).resources.length;
+    assert.ok(out.includes(`  ${recorded} resources`), `count line for ${recorded}`);
+    const dmz = out.find((l) => l.startsWith("  dmz "));
+    assert.match(dmz ?? "", /^ {2}dmz +10\.\d+\.0\.0\/24 +10\.\d+\.0\.1 /);
+  });
+}
+
+test("plan helsinki shows the Hetzner Cloud provider with its token as [secret]", async () => {
+  const { out } = await run(["helsinki"]);
+  assert.ok(out.includes("  + pulumi:hcloud  hcloud  token=[secret]"), out.slice(0, 12).join("\n"));
+});
+
+test("a bad site file stops the plan before any resource is registered, exit 2, one line per problem", async () => {
+  const sites = tempSites();
+  try {
+    sites.edit("vienna", (d) => (d.public.prefix = "198.18.4.0/24"));
+    sites.edit("frankfurt", (d) => (d.partner = "graz"));
+    const { code, err } = await run(["vienna", "--sites", sites.dir]);
+    assert.equal(code, 2);
+    assert.deepEqual(err, [
+      "sites/vienna.yaml: public.prefix: 198.18.4.0/24 must be a /23",
+      "sites/frankfurt.yaml: partner: graz does not exist (known sites: frankfurt, helsinki, karlsruhe, vienna)",
+      "2 problem(s); nothing was planned",
+    ]);
+    const registered: string[] = [];
+    await assert.rejects(planStack("vienna", { sitesDir: sites.dir, onRegister: (t, n) => registered.push(`${t} ${n}`) }), InputError);
+    assert.deepEqual(registered, []);
+  } finally {
+    sites.dispose();
+  }
+});
+
+test("a YAML syntax error names the file and line", async () => {
+  const sites = tempSites();
+  try {
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(join(sites.dir, "vienna.yaml"), "name: vienna\ncode: [vie\n");
+    const { code, err } = await run(["vienna", "--sites", sites.dir]);
+    assert.equal(code, 2);
+    assert.match(err[0], /^sites\/vienna\.yaml: line \d+: /);
+  } finally {
+    sites.dispose();
+  }
+});
+
+test("CLI flags are validated: unknown flag, missing location, --expect-no-changes without --diff", () => {
+  assert.throws(() => parsePlanFlags(["vienna", "--bogus"]), (e: InputError) => /^plan: Unknown option '--bogus'/.test(e.problems[0]));
+  assert.throws(() => parsePlanFlags([]), (e: InputError) => e.problems[0] === "plan: location: name a location (npm run plan -- vienna) or pass --footprint");
+  assert.throws(
+    () => parsePlanFlags(["vienna", "--expect-no-changes"]),
+    (e: InputError) => e.problems[0] === "plan: expect-no-changes: only makes sense with --diff",
+  );
+  assert.throws(() => parsePlanFlags(["Vienna!"]), (e: InputError) => e.problems[0].startsWith("plan: location: must be lower-case letters"));
+});
+
+test("--json writes the full plan, byte-identical across runs", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "standort-plan-"));
+  try {
+    await run(["helsinki", "--json", join(dir, "a.json")]);
+    await run(["helsinki", "--json", join(dir, "b.json")]);
+    const a = readFileSync(join(dir, "a.json"), "utf8");
+    assert.equal(a, readFileSync(join(dir, "b.json"), "utf8"));
+    const plan = JSON.parse(a) as PlanSnapshot;
+    assert.equal(plan.stack, "helsinki");
+    const network = plan.resources.find((r) => r.type === "hcloud:index/network:Network")!;
+    assert.equal(network.inputs.ipRange, "10.40.0.0/16");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("--diff after editing a site file shows what changed, and --expect-no-changes fails on it", async () => {
+  const sites = tempSites();
+  const plans = mkdtempSync(join(tmpdir(), "standort-plans-"));
+  try {
+    const base = ["helsinki", "--sites", sites.dir, "--plans", plans];
+    assert.equal((await run([...base, "--update"])).code, 0);
+    const same = await run([...base, "--diff", "--expect-no-changes"]);
+    assert.equal(same.code, 0);
+    assert.ok(same.out.includes("  no changes"));
+
+    sites.edit("helsinki", (d) => (d.network.extraSegments = [{ name: "backup", prefixLength: 26, members: ["storage"] }]));
+    const changed = await run([...base, "--diff", "--expect-no-changes"]);
+    assert.equal(changed.code, 1);
+    const diff = changed.out.slice(changed.out.findIndex((l) => l.startsWith("Diff against")) + 1);
+    assert.ok(diff.includes("  + hcloud:NetworkSubnet  helsinki-net-backup"), diff.join("\n"));
+    assert.ok(!diff.some((l) => l.startsWith("  - ")), "nothing removed");
+    assert.ok(!diff.some((l) => /^ {2}~ hcloud:NetworkSubnet/.test(l)), "no existing subnet changed");
+  } finally {
+    sites.dispose();
+    rmSync(plans, { recursive: true, force: true });
+  }
+});
+
+test("diffPlans reports added, removed and changed properties by URN", () => {
+  const r = (urn: string, inputs: Record<string, unknown>) => ({ urn, type: "t:m:T", name: urn.split("::").pop()!, inputs });
+  const before: PlanSnapshot = { stack: "s", resources: [r("urn:pulumi:s::p::t:m:T::a", { x: 1, y: [1, 2] }), r("urn:pulumi:s::p::t:m:T::b", {})], outputs: {} };
+  const after: PlanSnapshot = { stack: "s", resources: [r("urn:pulumi:s::p::t:m:T::a", { x: 1, y: [1, 3] }), r("urn:pulumi:s::p::t:m:T::c", {})], outputs: { o: 1 } };
+  const diff = diffPlans(before, after);
+  assert.deepEqual(diff.added, ["urn:pulumi:s::p::t:m:T::c"]);
+  assert.deepEqual(diff.removed, ["urn:pulumi:s::p::t:m:T::b"]);
+  assert.deepEqual(diff.changed, [{ urn: "urn:pulumi:s::p::t:m:T::a", changes: [{ path: "inputs.y[1]", before: 2, after: 3 }] }]);
+  assert.deepEqual(renderDiff(diff), [
+    "+ t:T  c",
+    "- t:T  b",
+    "~ t:T  a",
+    "    ~ inputs.y[1]: 2 => 3",
+    "~ output o: undefined => 1",
+    "1 to add, 1 to change, 1 to delete, 1 output change(s)",
+  ]);
+});

@@ -1,0 +1,26 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { jsonSchemas } from "../scripts/generate-schema";
+import { SITES_DIR } from "../lib/model/load";
+
+test("the committed JSON Schemas match the zod schemas (run npm run schema after changing one)", () => {
+  for (const [file, text] of Object.entries(jsonSchemas())) {
+    assert.equal(readFileSync(join(SITES_DIR, "schema", file), "utf8"), text, `sites/schema/${file} is stale`);
+  }
+});
+
+test("the JSON Schema closes every object, so editors flag unknown keys as the loader does", () => {
+  const schema = JSON.parse(jsonSchemas()["site.schema.json"]);
+  assert.equal(schema.additionalProperties, false);
+  assert.equal(schema.properties.network.additionalProperties, false);
+  assert.deepEqual(schema.required.sort(), ["code", "country", "management", "name", "network", "partner", "provider", "public"]);
+});
+
+test("every site file points editors at the schema", () => {
+  for (const name of ["frankfurt", "karlsruhe", "vienna", "helsinki"]) {
+    const first = readFileSync(join(SITES_DIR, `${name}.yaml`), "utf8").split("\n")[0];
+    assert.equal(first, "# yaml-language-server: $schema=./schema/site.schema.json");
+  }
+});
