@@ -1,0 +1,90 @@
+import * as pulumi from "@pulumi/pulumi";
+import * as kubernetes from "@pulumi/kubernetes";
+import {
+  DEFAULT_JOB_IMAGES,
+  JobImages,
+  PeriodicJob,
+  PlannedJob,
+  cronJobManifest,
+  cronSchedule,
+  isPeriodic,
+} from "../../lib/footprint/jobs";
+
+export interface ReplicationArgs {
+  /**
+   * Kubeconfig of the site's cluster. Pass the stack secret
+   * (`new pulumi.Config("standort").requireSecret("kubeconfig")`); the
+   * component marks it secret again so a plain string never reaches the state.
+   */
+  readonly kubeconfig: pulumi.Input<string>;
+  /**
+   * The jobs the site runs (`siteJobs` or the `jobs` of `siteServices`). Every
+   * periodic one becomes a CronJob; database replication is continuous and is
+   * applied by the service deployment, so it is skipped here.
+   */
+  readonly jobs: ReadonlyArray<PlannedJob>;
+  /** Namespace the CronJobs live in; the component creates it. @default "standort-replication" */
+  readonly namespace?: string;
+  /** Container images, pinned per stack. @default DEFAULT_JOB_IMAGES */
+  readonly images?: Partial<JobImages>;
+}
+
+/**
+ * Replication and backup CronJobs of one Kubernetes site: file copies to the
+ * standby (schedule from the service's RPO) and backups into both stores.
+ * Children are named `<name>-<job key>`, so adding or removing a service never
+ * renames another's CronJob.
+ */
+export class Replication extends pulumi.ComponentResource {
+  /** The provider talking to the site's cluster. */
+  public readonly provider: kubernetes.Provider;
+  public readonly namespace: kubernetes.core.v1.Namespace;
+  /** CronJobs by job key. */
+  public readonly cronJobs: Readonly<Record<string, kubernetes.batch.v1.CronJob>>;
+  /** Cron schedule (UTC) by job key, as planned. */
+  public readonly schedules: Readonly<Record<string, string>>;
+
+  constructor(name: string, args: ReplicationArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("standort:footprint:Replication", name, {}, opts);
+    const periodic: PeriodicJob[] = args.jobs.filter(isPeriodic).sort((a, b) => a.key.localeCompare(b.key));
+    // Both are programming errors of the caller, caught before any resource exists.
+    const elsewhere = periodic.find((j) => j.runner !== "kubernetes");
+    if (elsewhere)
+      throw new Error(`Replication runs Kubernetes jobs only: ${elsewhere.key} runs under ${elsewhere.runner} at ${elsewhere.site}`);
+    const keys = new Set<string>();
+    for (const job of periodic) {
+      if (keys.has(job.key)) throw new Error(`Replication: job key ${job.key} appears twice`);
+      keys.add(job.key);
+    }
+
+    const images: JobImages = { ...DEFAULT_JOB_IMAGES, ...args.images };
+    const namespaceName = args.namespace ?? "standort-replication";
+
+    this.provider = new kubernetes.Provider(`${name}-provider`, { kubeconfig: pulumi.secret(args.kubeconfig) }, { parent: this });
+    this.namespace = new kubernetes.core.v1.Namespace(
+      `${name}-namespace`,
+      { metadata: { name: namespaceName, labels: { "app.kubernetes.io/managed-by": "standort" } } },
+      { parent: this, provider: this.provider },
+    );
+
+    const cronJobs: Record<string, kubernetes.batch.v1.CronJob> = {};
+    const schedules: Record<string, string> = {};
+    for (const job of periodic) {
+      const manifest = cronJobManifest(job, namespaceName, images);
+      cronJobs[job.key] = new kubernetes.batch.v1.CronJob(
+        `${name}-${job.key}`,
+        {
+          // The namespace output (not the plain name) orders the CronJob after its namespace.
+          metadata: { ...manifest.metadata, namespace: this.namespace.metadata.name },
+          // The pure renderer builds plain JSON in the shape of a CronJobSpec; it may not import the SDK types.
+          spec: manifest.spec as unknown as kubernetes.types.input.batch.v1.CronJobSpec,
+        },
+        { parent: this, provider: this.provider },
+      );
+      schedules[job.key] = cronSchedule(job);
+    }
+    this.cronJobs = cronJobs;
+    this.schedules = schedules;
+    this.registerOutputs({ namespace: this.namespace.metadata.name, schedules: this.schedules });
+  }
+}

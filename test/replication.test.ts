@@ -1,0 +1,93 @@
+import test from "node:test";
+import assert from "node:assert/strict";
+import * as pulumi from "@pulumi/pulumi";
+import { runUnderMocks } from "../lib/preview/harness";
+import { Replication } from "../components/replication";
+import { PlannedJob, siteJobs } from "../lib/footprint/jobs";
+import { example, withService } from "./fixtures/footprint/example";
+
+const KUBECONFIG = "apiVersion: v1\nkind: Config\nusers: [{ name: admin, user: { token: not-a-real-token } }]\n";
+
+async function underMocks(jobs: ReadonlyArray<PlannedJob>) {
+  return runUnderMocks({
+    stack: "helsinki",
+    config: { "standort:kubeconfig": KUBECONFIG },
+    secretKeys: ["standort:kubeconfig"],
+    program: () => {
+      const config = new pulumi.Config("standort");
+      const replication = new Replication("hel-replication", { kubeconfig: config.requireSecret("kubeconfig"), jobs });
+      return { schedules: replication.schedules, namespace: replication.namespace.metadata.name };
+    },
+  });
+}
+
+test("a Kubernetes site's copies and backups become CronJobs under one secret-configured provider", async () => {
+  const { footprint, sites } = example();
+  const run = await underMocks(siteJobs(footprint, sites, "helsinki"));
+  assert.deepEqual(
+    run.resources.map((r) => [r.type, r.name, r.parent?.split("::").pop()]),
+    [
+      ["kubernetes:batch/v1:CronJob", "hel-replication-git-backup-hel-stor-1", "hel-replication"],
+      ["kubernetes:batch/v1:CronJob", "hel-replication-git-backup-hel-stor-2", "hel-replication"],
+      ["kubernetes:batch/v1:CronJob", "hel-replication-git-files-repositories-to-frankfurt", "hel-replication"],
+      ["kubernetes:batch/v1:CronJob", "hel-replication-git-files-repositories-to-vienna", "hel-replication"],
+      ["kubernetes:batch/v1:CronJob", "hel-replication-webhosting-backup-hel-stor-1", "hel-replication"],
+      ["kubernetes:batch/v1:CronJob", "hel-replication-webhosting-backup-hel-stor-2", "hel-replication"],
+      ["kubernetes:batch/v1:CronJob", "hel-replication-webhosting-files-htdocs-to-frankfurt", "hel-replication"],
+      ["kubernetes:batch/v1:CronJob", "hel-replication-webhosting-files-uploads-to-frankfurt", "hel-replication"],
+      ["kubernetes:core/v1:Namespace", "hel-replication-namespace", "hel-replication"],
+      ["pulumi:providers:kubernetes", "hel-replication-provider", "hel-replication"],
+      ["standort:footprint:Replication", "hel-replication", undefined],
+    ],
+  );
+  const provider = run.resources.find((r) => r.type === "pulumi:providers:kubernetes")!;
+  assert.equal(provider.inputs.kubeconfig, "[secret]");
+  assert.equal(JSON.stringify(run.resources).includes("not-a-real-token"), false, "the kubeconfig never appears in plain text");
+});
+
+test("CronJob schedules derive from each service's RPO", async () => {
+  const { footprint, sites } = example();
+  const run = await underMocks(siteJobs(footprint, sites, "helsinki"));
+  const schedule = (name: string) => {
+    const r = run.resources.find((x) => x.name === name)!;
+    return (r.inputs.spec as { schedule: string }).schedule;
+  };
+  // webhosting's RPO is 10 min, git's 15.
+  assert.equal(schedule("hel-replication-webhosting-files-htdocs-to-frankfurt"), "*/10 * * * *");
+  assert.equal(schedule("hel-replication-git-files-repositories-to-frankfurt"), "*/15 * * * *");
+  assert.deepEqual(run.outputs.schedules, {
+    "git-backup-hel-stor-1": "31 1 * * *",
+    "git-backup-hel-stor-2": "31 3 * * *",
+    "git-files-repositories-to-frankfurt": "*/15 * * * *",
+    "git-files-repositories-to-vienna": "*/15 * * * *",
+    "webhosting-backup-hel-stor-1": "21 1 * * *",
+    "webhosting-backup-hel-stor-2": "21 3 * * *",
+    "webhosting-files-htdocs-to-frankfurt": "*/10 * * * *",
+    "webhosting-files-uploads-to-frankfurt": "*/10 * * * *",
+  });
+  assert.equal(run.outputs.namespace, "standort-replication");
+  // A tighter RPO tightens the schedule of that service only.
+  const tighter = withService(footprint, "webhosting", (s) => ({ ...s, recovery: { ...s.recovery, rpoMinutes: 3 } }));
+  const again = await underMocks(siteJobs(tighter, sites, "helsinki"));
+  const changed = again.outputs.schedules as Record<string, string>;
+  assert.equal(changed["webhosting-files-htdocs-to-frankfurt"], "*/3 * * * *");
+  assert.equal(changed["git-files-repositories-to-frankfurt"], "*/15 * * * *");
+});
+
+test("CronJobs land in the component's namespace and never run twice at once", async () => {
+  const { footprint, sites } = example();
+  const run = await underMocks(siteJobs(footprint, sites, "helsinki"));
+  for (const r of run.resources.filter((x) => x.type === "kubernetes:batch/v1:CronJob")) {
+    const inputs = r.inputs as { metadata: { namespace: string }; spec: { concurrencyPolicy: string; timeZone: string } };
+    assert.equal(inputs.metadata.namespace, "standort-replication", r.name);
+    assert.equal(inputs.spec.concurrencyPolicy, "Forbid", r.name);
+    assert.equal(inputs.spec.timeZone, "Etc/UTC", r.name);
+  }
+});
+
+test("jobs of a systemd site are refused before any resource exists", () => {
+  const { footprint, sites } = example();
+  assert.throws(() => new Replication("vie-replication", { kubeconfig: "unused", jobs: siteJobs(footprint, sites, "vienna") }), {
+    message: "Replication runs Kubernetes jobs only: mail-backup-vie-stor-1 runs under systemd at vienna",
+  });
+});
