@@ -1,6 +1,6 @@
 /**
- * `npm run schema`: writes the JSON Schema of site files (and of the footprint
- * file, when it exists) generated from the zod schemas, so editors autocomplete
+ * `npm run schema`: writes the JSON Schemas of site files and of the footprint
+ * file, generated from the zod schemas, so editors autocomplete
  * and check `sites/*.yaml`. A test fails when the committed copy is stale.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
@@ -8,11 +8,12 @@ import { join } from "node:path";
 import { z } from "zod";
 import { SITES_DIR } from "../lib/model/load";
 import { SiteFileSchema } from "../lib/model/schema";
+import { FootprintSchema } from "../lib/footprint/schema";
 import { stableJson } from "../lib/preview/plan";
 
 /** The JSON Schemas to generate, by file name under `sites/schema/`. */
 export function jsonSchemas(): Record<string, string> {
-  const schemas: Record<string, z.ZodType> = { "site.schema.json": SiteFileSchema };
+  const schemas: Record<string, z.ZodType> = { "site.schema.json": SiteFileSchema, "footprint.schema.json": FootprintSchema };
   return Object.fromEntries(
     Object.entries(schemas).map(([file, schema]) => [
       file,

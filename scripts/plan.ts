@@ -10,7 +10,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { z } from "zod";
-import { REPOSITORY_ROOT, loadSites } from "../lib/model/load";
+import { REPOSITORY_ROOT } from "../lib/model/load";
+import { loadFootprint, renderFootprintMermaid, renderFootprintText } from "../lib/footprint";
 import { addressPlan, SiteModel } from "../lib/model/model";
 import { InputError, formatIssues } from "../lib/model/validate";
 import { slug } from "../lib/model/schema";
@@ -105,10 +106,32 @@ function describeSite(model: SiteModel): string[] {
   return lines;
 }
 
+/** Prints the footprint: services, placement, replication, shares, losses, violations, and the Mermaid diagram. */
+export function planFootprint(flags: PlanFlags, out: (line: string) => void): number {
+  const { footprint, sites } = loadFootprint(flags.sites ? resolve(flags.sites) : undefined);
+  renderFootprintText(footprint, sites)
+    .trimEnd()
+    .split("\n")
+    .forEach((l) => out(l));
+  const mermaid = renderFootprintMermaid(footprint, sites).trimEnd();
+  out("");
+  out("```mermaid");
+  mermaid.split("\n").forEach((l) => out(l));
+  out("```");
+  if (flags.mermaid) {
+    // A Markdown file with a mermaid block renders as a diagram on a pull request page.
+    writeText(flags.mermaid, `# standort footprint\n\n\`\`\`mermaid\n${mermaid}\n\`\`\`\n`);
+    out("");
+    out(`wrote ${flags.mermaid}`);
+  }
+  return 0;
+}
+
 /** Prints the plan of one location; returns the process exit code. */
 export async function planLocation(flags: PlanFlags & { location: string }, out: (line: string) => void): Promise<number> {
   const sitesDir = flags.sites ? resolve(flags.sites) : undefined;
-  const sites = loadSites(sitesDir);
+  // The footprint's policies are checked before every plan, not only with --footprint.
+  const { sites } = loadFootprint(sitesDir);
   const model = sites.find((s) => s.name === flags.location);
   if (!model) throw new InputError([`plan: location: ${flags.location} has no site file (known: ${sites.map((s) => s.name).join(", ")})`]);
   const run = await planStack(flags.location, { sitesDir });
@@ -189,7 +212,7 @@ export async function main(argv: string[], out: (line: string) => void = console
   try {
     const flags = parsePlanFlags(argv);
     if (flags.footprint) {
-      throw new InputError(["plan: --footprint: the footprint is not available in this build yet"]);
+      return planFootprint(flags, out);
     }
     return await planLocation({ ...flags, location: flags.location! }, out);
   } catch (error) {

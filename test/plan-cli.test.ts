@@ -134,3 +134,34 @@ test("diffPlans reports added, removed and changed properties by URN", () => {
     "1 to add, 1 to change, 1 to delete, 1 output change(s)",
   ]);
 });
+
+test("--footprint prints placement, shares and a Mermaid diagram; --mermaid writes it as Markdown", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "standort-fp-"));
+  try {
+    const { code, out } = await run(["--footprint", "--mermaid", join(dir, "footprint.md")]);
+    assert.equal(code, 0);
+    assert.ok(out.includes("violations: none"));
+    assert.ok(out.some((l) => /^ {2}provider +ionos +2\/5 +40% +groupware, tickets$/.test(l)), "share of primaries per provider");
+    assert.equal(out[out.indexOf("```mermaid") + 1], "flowchart LR");
+    const markdown = readFileSync(join(dir, "footprint.md"), "utf8");
+    assert.match(markdown, /^# standort footprint\n\n```mermaid\nflowchart LR\n[\s\S]*\n```\n$/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a footprint policy violation stops every location plan, exit 2", async () => {
+  const sites = tempSites();
+  try {
+    const { readFileSync: read, writeFileSync } = await import("node:fs");
+    const path = join(sites.dir, "footprint.yaml");
+    // The mail service's standby moves into its primary's country.
+    writeFileSync(path, read(path, "utf8").replace("primary: vienna\n    standby: karlsruhe", "primary: vienna\n    standby: vienna"));
+    const { code, err } = await run(["helsinki", "--sites", sites.dir]);
+    assert.equal(code, 2);
+    assert.ok(err.some((l) => l.startsWith("sites/footprint.yaml: services[1] (mail): ")), err.join("\n"));
+    assert.equal(err[err.length - 1], `${err.length - 1} problem(s); nothing was planned`);
+  } finally {
+    sites.dispose();
+  }
+});

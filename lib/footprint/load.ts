@@ -23,11 +23,7 @@ export function validateFootprint(data: unknown, sites: ReadonlyArray<SiteModel>
   // reportInput: messages quote the offending value ("hot" must be one of …).
   const parsed = FootprintSchema.safeParse(data, { reportInput: true });
   if (!parsed.success) {
-    // formatIssues points unknown keys at the site schema; the footprint has its own.
-    const problems = formatIssues(FOOTPRINT_FILE, parsed.error.issues).map((p) =>
-      p.replace("sites/schema/site.schema.json", FOOTPRINT_SCHEMA_FILE),
-    );
-    return { problems };
+    return { problems: formatIssues(FOOTPRINT_FILE, parsed.error.issues, FOOTPRINT_SCHEMA_FILE) };
   }
   return { footprint: parsed.data, problems: checkFootprint(parsed.data, sites) };
 }

@@ -30,13 +30,16 @@ export function formatPath(path: ReadonlyArray<PropertyKey>): string {
     .join("");
 }
 
-/** Turns zod issues into `<file>: <path>: <rule>` lines with messages an operator can act on. */
-export function formatIssues(file: string, issues: ReadonlyArray<z.core.$ZodIssue>): string[] {
+/**
+ * Turns zod issues into `<file>: <path>: <rule>` lines with messages an operator can act on.
+ * @param schemaFile the JSON Schema an unknown key's message points to. @default the site schema
+ */
+export function formatIssues(file: string, issues: ReadonlyArray<z.core.$ZodIssue>, schemaFile = "sites/schema/site.schema.json"): string[] {
   return issues.flatMap((issue) => {
     const where = formatPath(issue.path) || "(top level)";
     switch (issue.code) {
       case "unrecognized_keys":
-        return issue.keys.map((key) => `${file}: ${where === "(top level)" ? key : `${where}.${key}`}: unknown key (check the spelling; see sites/schema/site.schema.json)`);
+        return issue.keys.map((key) => `${file}: ${where === "(top level)" ? key : `${where}.${key}`}: unknown key (check the spelling; see ${schemaFile})`);
       case "invalid_type":
         if (issue.input === undefined) return [`${file}: ${where}: is required (expected ${issue.expected})`];
         return [`${file}: ${where}: expected ${issue.expected}, got ${describe(issue.input)}`];
