@@ -163,3 +163,15 @@ test("Hetzner Cloud hosts are spread in placement groups of at most ten", () => 
     "spread-virt-3": 3,
   });
 });
+
+test("on Hetzner Cloud no segment contains the network's first address (the provider's router)", () => {
+  const helsinki = byName(sitesAfter(), "helsinki");
+  const router = parseAddress("10.40.0.1")!;
+  for (const segment of helsinki.segments) assert.ok(!containsAddress(cidr(segment.cidr), router), `${segment.name} ${segment.cidr}`);
+  // Pre-provisioned sites have no such router and start at the supernet's first block.
+  assert.equal(byName(sitesAfter(), "vienna").segments[0].cidr, "10.30.0.0/24");
+  assert.deepEqual(
+    helsinki.segments.map((s) => `${s.name} ${s.cidr}`),
+    ["dmz 10.40.1.0/24", "app 10.40.4.0/22", "data 10.40.2.0/24", "mgmt 10.40.3.0/24", "hb-firewall 10.40.0.8/29", "hb-proxy 10.40.0.16/29", "hb-storage 10.40.0.24/29"],
+  );
+});

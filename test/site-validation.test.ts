@@ -173,7 +173,7 @@ test("a segment too small for the hosts that join it names the size to change", 
       documentOf(d, "helsinki").roles.virtualization.count = 40;
       documentOf(d, "helsinki").network.sizes = { app: 26 };
     }),
-    ["sites/helsinki.yaml: network.sizes.app: segment app (10.40.1.0/26) has 62 usable addresses but hel-virt-32 … hel-virt-40 need host numbers up to 71: use a /25 or larger"],
+    ["sites/helsinki.yaml: network.sizes.app: segment app (10.40.0.64/26) has 62 usable addresses but hel-virt-32 … hel-virt-40 need host numbers up to 71: use a /25 or larger"],
   );
 });
 
@@ -188,4 +188,19 @@ test("every problem of every file is reported at once", () => {
     "sites/vienna.yaml: public.prefix: 198.18.4.0/24 must be a /23",
     "sites/frankfurt.yaml: partner: graz does not exist (known sites: frankfurt, helsinki, karlsruhe, vienna)",
   ]);
+});
+
+test("pre-provisioned failover IPs must be declared; Hetzner Cloud ones must not", () => {
+  assert.deepEqual(
+    problemsAfter((d) => delete documentOf(d, "karlsruhe").public.addresses),
+    ["sites/karlsruhe.yaml: public.addresses: is required: list the failover IPs ionos handed over (proxy, nat)"],
+  );
+  assert.deepEqual(
+    problemsAfter((d) => (documentOf(d, "helsinki").public.addresses = { proxy: "198.19.8.1", nat: "198.19.8.2" })),
+    ["sites/helsinki.yaml: public.addresses: Hetzner Cloud assigns floating IPs at creation: remove public.addresses"],
+  );
+  assert.deepEqual(
+    problemsAfter((d) => (documentOf(d, "karlsruhe").public.addresses.nat = "198.19.20.100")),
+    ["sites/karlsruhe.yaml: public.addresses.nat: 198.19.20.100 is also the proxy address: the proxy and NAT need one failover IP each"],
+  );
 });

@@ -123,7 +123,13 @@ export type PublicPlan =
       /** Source address of outbound NAT. */
       readonly natAddress: string;
     }
-  | { readonly mode: "provider-failover-ips"; readonly reason: string; readonly failoverIps: ReadonlyArray<"proxy" | "nat"> };
+  | {
+      readonly mode: "provider-failover-ips";
+      readonly reason: string;
+      readonly failoverIps: ReadonlyArray<"proxy" | "nat">;
+      /** Addresses the provider handed over (pre-provisioned sites); absent where an API assigns them at creation. */
+      readonly declared?: Readonly<{ proxy: string; nat: string }>;
+    };
 
 export interface SiteModel {
   readonly file: string;
@@ -189,13 +195,24 @@ export function segmentRequests(site: SiteFile): SegmentRequest[] {
   return [...standard, ...heartbeats, ...extras];
 }
 
-/** Carves the site's segments from its supernet, first-fit in request order. */
+/**
+ * Addresses of the supernet the provider keeps for itself. Hetzner Cloud's
+ * router owns the first address of a network's range; no segment may contain
+ * it, or a VIP would collide with the provider's gateway.
+ */
+export function providerReserved(site: SiteFile): Cidr[] {
+  if (site.provider.kind !== "hcloud") return [];
+  return [{ network: cidr(site.network.supernet).network + 1, length: 32 }];
+}
+
+/** Carves the site's segments from its supernet, first-fit in request order, around provider-reserved addresses. */
 export function carveSegments(site: SiteFile): { segments: SegmentPlan[]; problems: FieldProblem[] } {
   const supernet = cidr(site.network.supernet);
   const requests = segmentRequests(site);
   const carved = carveFirstFit(
     supernet,
     requests.map((r) => r.prefixLength),
+    providerReserved(site),
   );
   const problems: FieldProblem[] = [];
   const segments: SegmentPlan[] = [];
@@ -441,7 +458,12 @@ export function buildSiteModel(file: string, site: SiteFile): { model?: SiteMode
             natAddress: formatAddress(hostAddress(cidr(blocks.nat), 1)),
           };
         })()
-      : { mode: "provider-failover-ips" as const, reason: site.public.reason, failoverIps: ["proxy", "nat"] as const };
+      : {
+          mode: "provider-failover-ips" as const,
+          reason: site.public.reason,
+          failoverIps: ["proxy", "nat"] as const,
+          ...(site.public.addresses ? { declared: site.public.addresses } : {}),
+        };
 
   if (problems.length > 0) return { problems };
   return {

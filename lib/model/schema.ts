@@ -131,6 +131,11 @@ const providerFailoverIps = z.strictObject({
   mode: z.literal("provider-failover-ips"),
   /** Why the site cannot use an own prefix; printed in the plan. */
   reason: z.string().default("the provider cannot route an own prefix to this site"),
+  /**
+   * The failover IPs the provider handed over (pre-provisioned sites, where they
+   * are ordered, not created). Hetzner Cloud sites leave this out: the API assigns them.
+   */
+  addresses: z.strictObject({ proxy: ipv4, nat: ipv4 }).optional(),
 });
 
 const extraSegment = z.strictObject({

@@ -116,6 +116,18 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: 
       }
     }
 
+    if (site.public.mode === "provider-failover-ips") {
+      if (site.provider.kind === "preprovisioned" && !site.public.addresses) {
+        problems.push(`${file}: public.addresses: is required: list the failover IPs ${site.provider.name} handed over (proxy, nat)`);
+      }
+      if (site.provider.kind === "hcloud" && site.public.addresses) {
+        problems.push(`${file}: public.addresses: Hetzner Cloud assigns floating IPs at creation: remove public.addresses`);
+      }
+      if (site.public.addresses && site.public.addresses.proxy === site.public.addresses.nat) {
+        problems.push(`${file}: public.addresses.nat: ${site.public.addresses.nat} is also the proxy address: the proxy and NAT need one failover IP each`);
+      }
+    }
+
     const supernet = cidr(site.network.supernet);
     if (!PRIVATE_RANGES.some((range) => containsCidr(range, supernet))) {
       problems.push(`${file}: network.supernet: ${site.network.supernet} must lie in a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)`);
