@@ -213,7 +213,7 @@ test("CronJob manifests carry the RPO schedule and never overlap runs", () => {
   assert.equal(manifest.spec.concurrencyPolicy, "Forbid");
   const pod = (manifest.spec.jobTemplate as { spec: { template: { spec: { volumes: unknown[] } } } }).spec.template.spec;
   assert.deepEqual(pod.volumes, [
-    { name: "source", nfs: { server: "10.40.1.5", path: "/srv/web/uploads", readOnly: true } },
+    { name: "source", nfs: { server: "10.40.2.5", path: "/srv/web/uploads", readOnly: true } },
     { name: "ssh", secret: { secretName: "standort-replication-ssh", defaultMode: 0o400 } },
   ]);
 });

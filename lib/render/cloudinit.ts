@@ -1,0 +1,99 @@
+/**
+ * cloud-init user-data for API-provisioned (Hetzner Cloud) hosts: root's SSH
+ * key, the role's packages, and the host's rendered files.
+ *
+ * Files that carry secrets are left out on purpose: user-data stays readable
+ * from the metadata service by any process on the server for its lifetime.
+ * Delivery over SSH ships them (and every later change) right after creation.
+ */
+import { Document } from "yaml";
+import { z } from "zod";
+import type { SiteModel } from "../model/model";
+import type { Role } from "../model/schema";
+import { ProblemCollector } from "./errors";
+import { checkHost } from "./interfaces";
+import type { RenderedFile, RenderOptions } from "./types";
+
+/** Hetzner Cloud accepts at most 32 KiB of user-data. */
+export const HCLOUD_USER_DATA_LIMIT = 32 * 1024;
+
+const sshKey = z
+  .string()
+  .regex(
+    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh\.com|sk-ecdsa-sha2-nistp256@openssh\.com) [A-Za-z0-9+/]+={0,3}( [^\n\r]*)?$/,
+    "is not an OpenSSH public key (type, base64 key, optional comment on one line)",
+  );
+
+/** Packages each role needs; every host also gets the common ones. */
+export function packagesFor(model: SiteModel, role: Role): string[] {
+  const common = ["chrony", "curl", "nftables"];
+  const paired = ["jq", "keepalived"];
+  const byRole: Record<Role, string[]> = {
+    firewall: [...paired, ...(model.public.mode === "own-prefix" && model.public.routing.kind === "bgp" ? ["bird2"] : [])],
+    proxy: [...paired, "haproxy"],
+    storage: [...paired, "nfs-kernel-server"],
+    virtualization: model.virtualization.runtime === "compose" ? ["docker-compose", "docker.io"] : ["containerd"],
+  };
+  return [...new Set([...common, ...byRole[role]])].sort();
+}
+
+/**
+ * Renders `#cloud-config` user-data for a Hetzner Cloud host from the host's
+ * other rendered files (`files`). Non-secret files are written after the
+ * packages are installed (`defer: true`, so a package's default config never
+ * overwrites them) and their reload commands run once at the end.
+ * Validates first and throws `RenderInputError` naming site, host, field and rule.
+ */
+export function renderCloudInit(
+  model: SiteModel,
+  hostName: string,
+  files: ReadonlyArray<RenderedFile>,
+  options: RenderOptions = {},
+): string {
+  const problems = new ProblemCollector(model.name, hostName);
+  const host = checkHost(model, hostName, problems, options);
+  if (model.provider.kind !== "hcloud") {
+    problems.add("provider.kind", `${model.provider.kind} hosts are handed over running: cloud-init user-data is only for hcloud sites`);
+  }
+  const keys = options.sshAuthorizedKeys ?? [];
+  if (keys.length === 0) problems.add("options.sshAuthorizedKeys", "must list at least one key: delivery logs in as root with it");
+  keys.forEach((k, i) => problems.parse(sshKey, k, `options.sshAuthorizedKeys[${i}]`));
+  problems.throwIfAny();
+
+  const shipped = files.filter((f) => f.delivery === "ssh" && !f.secret);
+  // Each reload once, in file order: kernel settings, interfaces, packet filter, daemons.
+  const runcmd: string[][] = [];
+  const seen = new Set<string>();
+  for (const file of shipped) {
+    if (!file.reload) continue;
+    const key = file.reload.join(" ");
+    if (!seen.has(key)) runcmd.push([...file.reload]);
+    seen.add(key);
+  }
+  const data = {
+    hostname: hostName,
+    preserve_hostname: false,
+    disable_root: false,
+    ssh_pwauth: false,
+    users: [{ name: "root", ssh_authorized_keys: [...keys] }],
+    package_update: true,
+    packages: packagesFor(model, host!.role),
+    write_files: shipped.map((f) => ({
+      path: f.path,
+      owner: f.owner ?? "root:root",
+      permissions: f.mode,
+      defer: true,
+      content: f.content,
+    })),
+    runcmd,
+  };
+  const doc = new Document(data);
+  doc.commentBefore = ` standort: ${hostName} (${model.name}). Rendered from ${model.file}; do not edit.\n Files with secrets are not here: delivery ships them over SSH.`;
+  const text = `#cloud-config\n${doc.toString({ blockQuote: "literal", lineWidth: 0 })}`;
+  const size = Buffer.byteLength(text, "utf8");
+  if (size > HCLOUD_USER_DATA_LIMIT) {
+    problems.add("user-data", `${size} bytes exceed Hetzner Cloud's limit of ${HCLOUD_USER_DATA_LIMIT} bytes`);
+    problems.throwIfAny();
+  }
+  return text;
+}

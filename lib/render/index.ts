@@ -1,0 +1,273 @@
+/**
+ * Every file a host needs, with how to check, reload and health-check it:
+ * the one entry point for the plan CLI (`renderSiteFiles` +
+ * `writeRenderedFiles`) and the delivery component (`renderHostFiles`).
+ * Pure except `writeRenderedFiles`; never imports `@pulumi/pulumi`.
+ */
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { SiteModel } from "../model/model";
+import { renderBirdConfig } from "./bird";
+import { renderChronyConfig } from "./chrony";
+import { renderCloudInit } from "./cloudinit";
+import { ProblemCollector, RenderInputError } from "./errors";
+import { renderHaproxyConfig } from "./haproxy";
+import { addressIn, checkHost, interfaceName } from "./interfaces";
+import {
+  FAILOVER_SCRIPT,
+  KEEPALIVED_CONF,
+  PROVIDER_ENV,
+  renderFailoverScript,
+  renderKeepalivedConfig,
+  renderProviderEnv,
+  runsKeepalived,
+} from "./keepalived";
+import { NETWORKD_DIR, renderNetworkdFiles, renderSysctlConfig } from "./networkd";
+import { renderNftablesRuleset } from "./nftables";
+import { HAPROXY_STATS_PORT } from "./policy";
+import { FILE_PLACEHOLDER, HostFiles, RenderedFile, RenderOptions, RenderSecrets } from "./types";
+
+export * from "./types";
+export { RenderInputError, formatProblem } from "./errors";
+export type { RenderProblem } from "./errors";
+export { interfaceName, vlanId, FIXED_VLAN_IDS, EXTRA_VLAN_BASE, HCLOUD_PRIVATE_NICS } from "./interfaces";
+export { zonePolicy, partnerSites } from "./policy";
+export type { Zone, ZoneRule, ZoneProtocol } from "./policy";
+export { renderNftablesRuleset } from "./nftables";
+export { renderHaproxyConfig, haproxyMaxconn, PEAK_CONCURRENT_CONNECTIONS, CONNECTION_HEADROOM } from "./haproxy";
+export {
+  renderKeepalivedConfig,
+  renderFailoverScript,
+  renderProviderEnv,
+  failoverMove,
+  failoverIpName,
+  tokenVariable,
+  runsKeepalived,
+} from "./keepalived";
+export { renderBirdConfig } from "./bird";
+export { renderChronyConfig } from "./chrony";
+export { renderCloudInit, packagesFor, HCLOUD_USER_DATA_LIMIT } from "./cloudinit";
+export { renderNetworkdFiles, renderSysctlConfig } from "./networkd";
+
+/** Where the cloud-init user-data of an API-provisioned host appears in a plan directory (never shipped over SSH). */
+export const CLOUD_INIT_PATH = "/etc/standort/cloud-init.yaml";
+
+/** Seconds within which a fresh SSH connection must confirm a new packet filter, or the host restores the old one. */
+export const NFTABLES_CONFIRM_SECONDS = 120;
+
+const systemdReload = (unit: string) => ["sh", "-c", `systemctl enable --quiet ${unit} && systemctl reload-or-restart ${unit}`];
+const checkWith = (...argv: string[]) => ({ command: argv });
+
+/**
+ * Renders every file of one host, in delivery order: kernel settings and
+ * interfaces first (keepalived needs them), then the packet filter, the
+ * daemons, and keepalived with its failover script last. For Hetzner Cloud
+ * hosts the list ends with the cloud-init user-data (`delivery: "provision"`).
+ * Throws `RenderInputError` with every problem of every renderer at once.
+ */
+export function renderHostFiles(model: SiteModel, hostName: string, secrets: RenderSecrets, options: RenderOptions = {}): RenderedFile[] {
+  const pre = new ProblemCollector(model.name, hostName);
+  const host = checkHost(model, hostName, pre, options);
+  pre.throwIfAny();
+  const h = host!;
+  const problems: RenderInputError[] = [];
+  const attempt = <T>(render: () => T): T | undefined => {
+    try {
+      return render();
+    } catch (error) {
+      if (error instanceof RenderInputError) {
+        problems.push(error);
+        return undefined;
+      }
+      throw error;
+    }
+  };
+
+  const files: RenderedFile[] = [];
+  const add = (file: Omit<RenderedFile, "delivery" | "secret" | "content"> & { secret?: boolean }, content: string | undefined) => {
+    if (content !== undefined) files.push({ delivery: "ssh", ...file, secret: file.secret ?? false, content });
+  };
+
+  add(
+    { path: "/etc/sysctl.d/90-standort.conf", mode: "0644", reload: ["sysctl", "-p", "/etc/sysctl.d/90-standort.conf"] },
+    attempt(() => renderSysctlConfig(model, hostName, options)),
+  );
+
+  const networkd = attempt(() => renderNetworkdFiles(model, hostName, options)) ?? [];
+  for (const file of networkd) {
+    const iface = h.interfaces.find((i) => file.name === `20-standort-${interfaceName(i.segment)}.network`);
+    add(
+      {
+        path: `${NETWORKD_DIR}/${file.name}`,
+        mode: "0644",
+        // networkd may not run yet on a handed-over host (ifupdown images): start it, then load the files.
+        reload: ["sh", "-c", "systemctl enable --now --quiet systemd-networkd && networkctl reload"],
+        healthCheck: iface
+          ? ["sh", "-c", `ip -4 -o addr show dev ${interfaceName(iface.segment)} | grep -qF ' ${iface.address}/${iface.prefixLength} '`]
+          : undefined,
+      },
+      file.content,
+    );
+  }
+
+  add(
+    {
+      path: "/etc/nftables.conf",
+      mode: "0644",
+      check: checkWith("nft", "-c", "-f", FILE_PLACEHOLDER),
+      reload: ["sh", "-c", "nft -f /etc/nftables.conf && systemctl enable --quiet nftables"],
+      healthCheck: ["nft", "list", "table", "inet", "standort"],
+      confirmWithinSeconds: NFTABLES_CONFIRM_SECONDS,
+    },
+    attempt(() => renderNftablesRuleset(model, hostName, options)),
+  );
+
+  add(
+    {
+      path: "/etc/chrony/chrony.conf",
+      mode: "0644",
+      check: checkWith("chronyd", "-p", "-f", FILE_PLACEHOLDER),
+      reload: ["systemctl", "restart", "chrony"],
+      healthCheck: ["systemctl", "is-active", "--quiet", "chrony"],
+    },
+    attempt(() => renderChronyConfig(model, hostName, options)),
+  );
+
+  if (h.role === "proxy") {
+    const mgmt = addressIn(h, "mgmt");
+    add(
+      {
+        path: "/etc/haproxy/haproxy.cfg",
+        mode: "0644",
+        check: checkWith("haproxy", "-c", "-q", "-f", FILE_PLACEHOLDER),
+        reload: systemdReload("haproxy"),
+        healthCheck: [
+          "sh",
+          "-c",
+          `systemctl is-active --quiet haproxy && curl -fsS -o /dev/null --max-time 5 http://${mgmt}:${HAPROXY_STATS_PORT}/`,
+        ],
+      },
+      attempt(() => renderHaproxyConfig(model, hostName, options)),
+    );
+  }
+
+  if (h.role === "firewall" && model.public.mode === "own-prefix" && model.public.routing.kind === "bgp") {
+    add(
+      {
+        path: "/etc/bird/bird.conf",
+        mode: "0640",
+        owner: "root:bird",
+        secret: true,
+        check: checkWith("bird", "-p", "-c", FILE_PLACEHOLDER),
+        reload: systemdReload("bird"),
+        healthCheck: ["birdc", "show", "status"],
+      },
+      attempt(() => renderBirdConfig(model, hostName, secrets, options)),
+    );
+  }
+
+  if (runsKeepalived(model, hostName)) {
+    add(
+      { path: PROVIDER_ENV, mode: "0600", secret: true, check: checkWith("sh", "-n", FILE_PLACEHOLDER) },
+      attempt(() => renderProviderEnv(model, hostName, secrets, options)),
+    );
+    add(
+      { path: FAILOVER_SCRIPT, mode: "0755", check: checkWith("sh", "-n", FILE_PLACEHOLDER) },
+      attempt(() => renderFailoverScript(model, hostName, secrets, options)),
+    );
+    add(
+      {
+        path: KEEPALIVED_CONF,
+        mode: "0600",
+        secret: true,
+        check: checkWith("keepalived", "-t", "-f", FILE_PLACEHOLDER),
+        reload: systemdReload("keepalived"),
+        healthCheck: ["systemctl", "is-active", "--quiet", "keepalived"],
+      },
+      attempt(() => renderKeepalivedConfig(model, hostName, secrets, options)),
+    );
+  }
+
+  if (problems.length === 0 && model.provider.kind === "hcloud") {
+    const userData = attempt(() => renderCloudInit(model, hostName, files, options));
+    if (userData !== undefined) {
+      files.push({
+        path: CLOUD_INIT_PATH,
+        content: userData,
+        mode: "0600",
+        secret: false,
+        delivery: "provision",
+        check: checkWith("cloud-init", "schema", "--config-file", FILE_PLACEHOLDER),
+      });
+    }
+  }
+  if (problems.length > 0) {
+    // One error with every problem, each line once (renderers share host checks).
+    const seen = new Set<string>();
+    throw new RenderInputError(
+      problems
+        .flatMap((e) => e.problems)
+        .filter((p) => {
+          const key = `${p.field}\u0000${p.rule}`;
+          if (seen.has(key)) return false;
+          seen.add(key);
+          return true;
+        }),
+    );
+  }
+  return files;
+}
+
+/** Renders every host of a site, in the model's host order. */
+export function renderSiteFiles(model: SiteModel, secrets: RenderSecrets, options: RenderOptions = {}): HostFiles[] {
+  return model.hosts.map((h) => ({ host: h.name, files: renderHostFiles(model, h.name, secrets, options) }));
+}
+
+/**
+ * Obviously fake secrets that pass validation, for offline plans and tests:
+ * every pair, every BGP peer and the provider token get a placeholder.
+ */
+export function placeholderSecrets(model: SiteModel): RenderSecrets {
+  const routing = model.public.mode === "own-prefix" ? model.public.routing : undefined;
+  return {
+    vrrp: Object.fromEntries(model.pairs.map((p) => [p.name, "plan-vr"])),
+    bgp: routing?.kind === "bgp" ? Object.fromEntries(routing.peers.map((p) => [p.name, "plan-only-bgp-password"])) : undefined,
+    providerApiToken: "plan-only-provider-token",
+  };
+}
+
+/** A syntactically valid, unusable SSH public key for offline plans of API-provisioned sites. */
+export const PLACEHOLDER_SSH_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlanOnlyPlaceholderKeyNotUsable0000000000 plan-only";
+
+/** Text that stands in for a secret file's content when `writeRenderedFiles` redacts. */
+export const REDACTED = "# (content withheld: this file carries a secret)\n";
+
+/**
+ * Writes every file to `<dir>/<host>/<path>` (the path without its leading
+ * slash) and returns the written paths relative to `dir`, sorted. With
+ * `clean`, each host's folder is removed first, so the folder holds exactly
+ * this render. With `redactSecrets`, secret files hold `REDACTED` instead of
+ * their content (for plans that end up in version control).
+ */
+export function writeRenderedFiles(
+  dir: string,
+  filesByHost: ReadonlyArray<HostFiles>,
+  options: { clean?: boolean; redactSecrets?: boolean } = {},
+): string[] {
+  const written: string[] = [];
+  const hosts = [...filesByHost].sort((a, b) => a.host.localeCompare(b.host));
+  for (const { host, files } of hosts) {
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(host)) throw new Error(`${host} is not a host name that can be a folder`);
+    if (options.clean) rmSync(join(dir, host), { recursive: true, force: true });
+    for (const file of [...files].sort((a, b) => a.path.localeCompare(b.path))) {
+      const relative = file.path.replace(/^\/+/, "");
+      if (relative.split("/").some((part) => part === ".." || part === "")) throw new Error(`${file.path} is not a plain absolute path`);
+      const target = join(dir, host, relative);
+      mkdirSync(dirname(target), { recursive: true });
+      const content = file.secret && options.redactSecrets ? REDACTED : file.content;
+      writeFileSync(target, content, { mode: file.secret ? 0o600 : 0o644 });
+      written.push(join(host, relative));
+    }
+  }
+  return written.sort();
+}

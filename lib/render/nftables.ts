@@ -1,0 +1,281 @@
+/**
+ * nftables rulesets: the edge firewall of a site (zone policy, outbound NAT,
+ * DNAT of the public proxy address, anti-spoofing) and the packet filter of
+ * every other host. Both come from the same `zonePolicy`.
+ *
+ * Each ruleset replaces only the `standort` tables (`table …; delete table …;
+ * table … { }` in one transaction), never `flush ruleset`: container runtimes
+ * on the virtualization hosts keep their own tables, and a reload is atomic.
+ */
+import { z } from "zod";
+import type { HostModel, SiteModel } from "../model/model";
+import { cidr, overlaps } from "../net/ipv4";
+import { ProblemCollector } from "./errors";
+import { checkServices, ipv4Prefix, mergePrefixes } from "./inputs";
+import { HCLOUD_PRIVATE_NICS, checkHost, inPrefix, interfaceName } from "./interfaces";
+import { ZoneRule, partnerSites, zonePolicy } from "./policy";
+import { DEFAULT_SERVICES, RenderOptions } from "./types";
+
+/** Interfaces that container runtimes create; their traffic to the host is the runtime's own. */
+export const CONTAINER_INTERFACES = ['"docker0"', '"br-*"', '"cni0"', '"flannel.1"'] as const;
+
+const allowlistSchema = z
+  .array(ipv4Prefix.refine((p) => !p.endsWith("/0"), { error: (i) => `${String(i.input)} would open management to the whole internet` }))
+  .min(1, "must list at least one prefix: management would be unreachable");
+
+/** Prefixes for a rule, merged; host routes read as plain addresses. */
+function addresses(prefixes: ReadonlyArray<string>): string[] {
+  return mergePrefixes(prefixes).map((p) => p.replace(/\/32$/, ""));
+}
+
+/** `a` or `{ a, b }`: nftables wants a set only for more than one element. */
+function set(items: ReadonlyArray<string | number>): string {
+  return items.length === 1 ? String(items[0]) : `{ ${items.join(", ")} }`;
+}
+
+function protocolClause(rule: ZoneRule): string[] {
+  switch (rule.protocol) {
+    case "tcp":
+    case "udp":
+      return rule.ports.length > 0 ? [`${rule.protocol} dport ${set(rule.ports)}`] : [`meta l4proto ${rule.protocol}`];
+    case "icmp":
+      return ["icmp type echo-request"];
+    case "vrrp":
+      // 112 rather than the name "vrrp": the name depends on /etc/protocols.
+      return ["ip protocol 112"];
+    case "any":
+      return [];
+  }
+}
+
+function sourceClause(rule: ZoneRule): string[] {
+  if (rule.from.kind === "allowlist") return ["ip saddr @mgmt_allowlist"];
+  return rule.sources.length > 0 ? [`ip saddr ${set(addresses(rule.sources))}`] : [];
+}
+
+function destinationClause(rule: ZoneRule): string[] {
+  return rule.destinations.length > 0 ? [`ip daddr ${set(addresses(rule.destinations))}`] : [];
+}
+
+const accept = (rule: ZoneRule) => `accept comment "${rule.name}"`;
+
+/** A rule of the edge firewall's forward chain. */
+function forwardRule(rule: ZoneRule): string {
+  const parts: string[] = [];
+  switch (rule.from.kind) {
+    case "internet":
+    case "allowlist":
+    case "bgp-peer":
+      parts.push("iifname != @internal_ifs");
+      break;
+    case "segment":
+      parts.push(`iifname "${interfaceName(rule.from.segment)}"`);
+      break;
+    case "site":
+      parts.push("iifname @internal_ifs");
+      break;
+    default:
+      break;
+  }
+  parts.push(...sourceClause(rule));
+  switch (rule.to.kind) {
+    case "internet":
+      parts.push("oifname != @internal_ifs");
+      break;
+    case "segment":
+      parts.push(`oifname "${interfaceName(rule.to.segment)}"`);
+      break;
+    case "hosts":
+    case "site":
+      parts.push("oifname @internal_ifs");
+      break;
+    default:
+      break;
+  }
+  parts.push(...destinationClause(rule), ...protocolClause(rule), accept(rule));
+  return parts.join(" ");
+}
+
+/** A rule of a host's input chain (the edge firewall's own input, or any other host's packet filter). */
+function inputRule(rule: ZoneRule, host: HostModel): string {
+  const joined = (segment: string) => host.interfaces.some((i) => i.segment === segment);
+  const parts: string[] = [];
+  if (rule.from.kind === "segment" && joined(rule.from.segment)) parts.push(`iifname "${interfaceName(rule.from.segment)}"`);
+  else if (rule.to.kind === "segment" && joined(rule.to.segment) && rule.from.kind !== "internet" && rule.from.kind !== "allowlist") {
+    // Routed in from another segment: it arrives on the interface of the segment it is addressed to.
+    parts.push(`iifname "${interfaceName(rule.to.segment)}"`);
+  } else if (rule.from.kind === "bgp-peer") parts.push("iifname != @internal_ifs");
+  else if (rule.from.kind === "site") parts.push("iifname @internal_ifs");
+  parts.push(...sourceClause(rule), ...destinationClause(rule), ...protocolClause(rule), accept(rule));
+  return parts.join(" ");
+}
+
+/** Lines of a named set; an empty set has no `elements` line. */
+function namedSet(name: string, type: string, elements: ReadonlyArray<string>, interval: boolean): string[] {
+  return [
+    `\tset ${name} {`,
+    `\t\ttype ${type}`,
+    ...(interval ? ["\t\tflags interval", "\t\tauto-merge"] : []),
+    ...(elements.length > 0 ? [`\t\telements = { ${elements.join(", ")} }`] : []),
+    "\t}",
+  ];
+}
+
+const INPUT_HEAD = [
+  "\t\tct state invalid counter drop",
+  "\t\tct state established,related accept",
+  '\t\tiifname "lo" accept',
+  "\t\t# Errors that belong to no connection we know are still needed for path MTU discovery.",
+  "\t\ticmp type { destination-unreachable, time-exceeded, parameter-problem } accept",
+  "\t\t# Neighbour discovery keeps the provider's IPv6 link working; other IPv6 is dropped.",
+  "\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-solicit, nd-router-advert, packet-too-big } accept",
+];
+
+const dropTail = (chain: string) => [
+  `\t\tlimit rate 10/second burst 20 packets log prefix "standort ${chain} drop: " level info`,
+  `\t\tcounter comment "dropped by policy"`,
+];
+
+/**
+ * Renders the nftables ruleset of one host: the edge firewall's full
+ * ruleset for firewall hosts, a host packet filter for every other role.
+ * Validates first and throws `RenderInputError` naming site, host, field and rule.
+ */
+export function renderNftablesRuleset(model: SiteModel, hostName: string, options: RenderOptions = {}): string {
+  const problems = new ProblemCollector(model.name, hostName);
+  const host = checkHost(model, hostName, problems, options);
+  problems.parse(allowlistSchema, model.management.allowlist, "management.allowlist");
+  const services = checkServices(options.services ?? DEFAULT_SERVICES, problems);
+  const isFirewall = host?.role === "firewall";
+  // The firewall forwards replication and storage accepts it: both need the partner's supernet.
+  const needsPartners = host?.role === "firewall" || host?.role === "storage";
+  let partners: SiteModel[] = [];
+  if (needsPartners) {
+    if (!options.sites) {
+      problems.add("options.sites", `is required for ${host!.role} hosts: the partner ${model.partner}'s supernet comes from its model`);
+    } else {
+      partners = partnerSites(model, options.sites);
+      if (!partners.some((p) => p.name === model.partner)) {
+        problems.add("partner", `${model.partner} is not among the site models passed in options.sites`);
+      }
+      for (const p of partners) {
+        if (ipv4Prefix.safeParse(p.supernet).success && overlaps(cidr(p.supernet), cidr(model.supernet))) {
+          problems.add("partner", `${p.name}'s supernet ${p.supernet} overlaps this site's ${model.supernet}`);
+        }
+      }
+    }
+  }
+  if (isFirewall) {
+    if (model.public.mode === "own-prefix") {
+      const pub = model.public;
+      if (!inPrefix(pub.proxyAddress, pub.prefix))
+        problems.add("public.proxyAddress", `${pub.proxyAddress} is outside the own prefix ${pub.prefix}`);
+      if (!inPrefix(pub.natAddress, pub.prefix))
+        problems.add("public.natAddress", `${pub.natAddress} is outside the own prefix ${pub.prefix}`);
+      if (!model.pairs.find((p) => p.role === "proxy")?.vips.some((v) => v.segment === "dmz")) {
+        problems.add("pairs", "the proxy pair has no VIP in dmz to forward the public proxy address to");
+      }
+    }
+  }
+  problems.throwIfAny();
+  const h = host!;
+
+  const policy = zonePolicy(model, partners, services!);
+  const internal = h.interfaces.map((i) => `"${interfaceName(i.segment)}"`);
+  if (model.provider.kind === "hcloud") internal.push(...HCLOUD_PRIVATE_NICS.map((n) => `"${n}"`));
+  const mine = (rule: ZoneRule) => rule.targets.includes(h.role);
+  const lines: string[] = [
+    "#!/usr/sbin/nft -f",
+    `# standort: packet filter of ${h.name} (${h.role}, ${model.name}). Rendered from ${model.file}; do not edit.`,
+    isFirewall
+      ? "# Edge firewall: zone policy on forward, own input, anti-spoofing, NAT. Default deny."
+      : "# Host packet filter: only what the zone policy sends to this role. Default deny.",
+    "",
+    "table inet standort",
+    "delete table inet standort",
+    "",
+    "table inet standort {",
+    ...namedSet("internal_ifs", "ifname", internal, false),
+    ...namedSet("mgmt_allowlist", "ipv4_addr", mergePrefixes(model.management.allowlist), true),
+  ];
+  if (isFirewall) {
+    const spoofed = mergePrefixes([model.supernet, ...(model.public.mode === "own-prefix" ? [model.public.prefix] : []), "127.0.0.0/8"]);
+    lines.push(
+      ...namedSet("partner_supernets", "ipv4_addr", mergePrefixes(partners.map((p) => p.supernet)), true),
+      "",
+      "\tchain prerouting {",
+      "\t\ttype filter hook prerouting priority raw; policy accept;",
+      '\t\tiifname "lo" accept',
+      `\t\tiifname != @internal_ifs ip saddr ${set(spoofed)} counter drop comment "anti-spoofing: internal or own-prefix source from outside"`,
+      '\t\tfib saddr . iif oif missing counter drop comment "anti-spoofing: reverse path check"',
+      "\t}",
+    );
+  }
+  lines.push("", "\tchain input {", "\t\ttype filter hook input priority filter; policy drop;", ...INPUT_HEAD);
+  if (h.role === "virtualization") {
+    lines.push(
+      "\t\t# Containers reach their host through the runtime's bridges.",
+      ...CONTAINER_INTERFACES.map((i) => `\t\tiifname ${i} accept`),
+    );
+  }
+  if (model.provider.kind === "hcloud") lines.push('\t\tudp sport 67 udp dport 68 accept comment "dhcp-client"');
+  lines.push(...policy.filter(mine).map((r) => `\t\t${inputRule(r, h)}`), ...dropTail("input"), "\t}");
+
+  // Virtualization hosts have no forward chain: their container runtime owns forwarding.
+  if (h.role !== "virtualization") {
+    lines.push(
+      "",
+      "\tchain forward {",
+      "\t\ttype filter hook forward priority filter; policy drop;",
+      ...(isFirewall
+        ? [
+            "\t\tct state invalid counter drop",
+            "\t\tct state established,related accept",
+            ...policy.filter((r) => r.forwarded).map((r) => `\t\t${forwardRule(r)}`),
+            ...dropTail("forward"),
+          ]
+        : ["\t\t# This host does not route."]),
+      "\t}",
+    );
+  }
+  lines.push("}");
+
+  if (isFirewall) {
+    const partnerExclusion = partners.length > 0 ? " ip daddr != @partner_supernets" : "";
+    const declaredNat = model.public.mode === "provider-failover-ips" ? model.public.declared?.nat : undefined;
+    const nat =
+      model.public.mode === "own-prefix"
+        ? `snat to ${model.public.natAddress} comment "outbound NAT to the own prefix's NAT address"`
+        : declaredNat
+          ? `snat to ${declaredNat} comment "outbound NAT to the NAT failover IP"`
+          : 'masquerade comment "outbound NAT to the provider address"';
+    lines.push(
+      "",
+      "table ip standort_nat",
+      "delete table ip standort_nat",
+      "",
+      "table ip standort_nat {",
+      ...namedSet("internal_ifs", "ifname", internal, false),
+      ...namedSet("partner_supernets", "ipv4_addr", mergePrefixes(partners.map((p) => p.supernet)), true),
+      "",
+      "\tchain prerouting {",
+      "\t\ttype nat hook prerouting priority dstnat; policy accept;",
+    );
+    if (model.public.mode === "own-prefix") {
+      const vip = model.pairs.find((p) => p.role === "proxy")!.vips.find((v) => v.segment === "dmz")!.address;
+      lines.push(
+        `\t\tiifname != @internal_ifs ip daddr ${model.public.proxyAddress} tcp dport { 80, 443 } dnat to ${vip} comment "public proxy address to the proxy VIP"`,
+      );
+    }
+    lines.push(
+      "\t}",
+      "",
+      "\tchain postrouting {",
+      "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+      `\t\toifname != @internal_ifs ip saddr ${model.supernet}${partnerExclusion} ${nat}`,
+      "\t}",
+      "}",
+    );
+  }
+  return lines.join("\n") + "\n";
+}

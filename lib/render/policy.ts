@@ -1,0 +1,341 @@
+/**
+ * The site's zone policy as data: which traffic may flow between the
+ * internet, the management allowlist, the segments, the partner sites and the
+ * BGP peers. The nftables renderer turns it into the edge firewall's forward
+ * and input chains and each host's packet filter; a provider's cloud firewall
+ * can be rendered from the same rules (take those whose `from` is `internet`,
+ * `allowlist` or `bgp-peer`), so there is one policy, not two.
+ */
+import type { SiteModel } from "../model/model";
+import type { Role } from "../model/schema";
+import { ROLES } from "../model/schema";
+import { DEFAULT_SERVICES, ProxiedService } from "./types";
+
+/** Where traffic comes from or goes to. */
+export type Zone =
+  | { readonly kind: "internet" }
+  /** The operator's management prefixes (`management.allowlist`), reaching hosts over the internet. */
+  | { readonly kind: "allowlist" }
+  /** One segment of the site. */
+  | { readonly kind: "segment"; readonly segment: string }
+  /** Every segment of the site (its supernet). */
+  | { readonly kind: "site" }
+  /** The hosts' own addresses, whichever interface the traffic arrives on. */
+  | { readonly kind: "hosts" }
+  /** The partner site's supernet (replication). */
+  | { readonly kind: "partner"; readonly site: string }
+  /** A BGP peer of the edge firewall. */
+  | { readonly kind: "bgp-peer"; readonly peer: string };
+
+export type ZoneProtocol = "tcp" | "udp" | "icmp" | "vrrp" | "any";
+
+/** One allow rule; everything not allowed is dropped. */
+export interface ZoneRule {
+  /** Stable key, also the nftables rule comment (for example `internet-to-proxy-web`). */
+  readonly name: string;
+  readonly description: string;
+  readonly from: Zone;
+  readonly to: Zone;
+  /** `icmp` means echo requests; other ICMP travels as related traffic. `vrrp` is IP protocol 112. */
+  readonly protocol: ZoneProtocol;
+  /** Destination ports for tcp/udp, ascending; empty means every port. */
+  readonly ports: ReadonlyArray<number>;
+  /** Source prefixes (`a.b.c.d/len`); empty means any source. */
+  readonly sources: ReadonlyArray<string>;
+  /** Destination prefixes; empty means any address of `to`. */
+  readonly destinations: ReadonlyArray<string>;
+  /** Roles whose hosts accept this traffic on their own input (edge input chain, host packet filters). */
+  readonly targets: ReadonlyArray<Role>;
+  /** True when the traffic crosses the edge firewall (its forward chain). */
+  readonly forwarded: boolean;
+}
+
+/** Port of the HAProxy stats endpoint (bound to each proxy's mgmt address). */
+export const HAPROXY_STATS_PORT = 8404;
+/** NFS (v4 only needs 2049). */
+export const NFS_PORT = 2049;
+export const SSH_PORT = 22;
+export const BGP_PORT = 179;
+export const KUBERNETES_API_PORT = 6443;
+/** What internal hosts may reach on the internet: DNS, HTTP(S) for packages and APIs, NTP. */
+export const EGRESS = { tcp: [53, 80, 443], udp: [53, 123] } as const;
+
+/** Sites whose supernets take part in this site's replication: its partner and any site naming it as partner. */
+export function partnerSites(model: SiteModel, sites: ReadonlyArray<SiteModel>): SiteModel[] {
+  return sites
+    .filter((s) => s.name !== model.name && (s.name === model.partner || s.partner === model.name))
+    .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+const host32 = (address: string) => `${address}/32`;
+
+/**
+ * The zone policy of a site, in a fixed order. `sites` (every site model)
+ * adds the partner rules; without it the policy has none.
+ * `services` adds the ports the proxies reach on the virtualization hosts.
+ */
+export function zonePolicy(
+  model: SiteModel,
+  sites: ReadonlyArray<SiteModel> = [],
+  services: ReadonlyArray<ProxiedService> = DEFAULT_SERVICES,
+): ZoneRule[] {
+  const seg = (name: string) => model.segments.find((s) => s.name === name);
+  const cidrOf = (name: string) => seg(name)?.cidr;
+  const allowlist = [...model.management.allowlist];
+  const roleHosts = (role: Role) => model.hosts.filter((h) => h.role === role);
+  const mgmtOf = (role: Role) =>
+    roleHosts(role)
+      .map((h) => h.interfaces.find((i) => i.segment === "mgmt")?.address)
+      .filter((a): a is string => a !== undefined)
+      .map(host32);
+  const only = (...c: Array<string | undefined>) => c.filter((x): x is string => x !== undefined);
+  const allRoles: Role[] = [...ROLES];
+  const ownPrefix = model.public.mode === "own-prefix";
+  const proxyVip = model.pairs.find((p) => p.role === "proxy")?.vips.find((v) => v.segment === "dmz")?.address;
+  // A failover IP the site file declares: web traffic is accepted on it only, not on the proxies' own addresses.
+  const declaredProxy = model.public.mode === "provider-failover-ips" ? model.public.declared?.proxy : undefined;
+  const servicePorts = [...new Set(services.map((s) => s.port))].sort((a, b) => a - b);
+
+  const rules: ZoneRule[] = [
+    {
+      name: "internet-to-proxy-web",
+      description: ownPrefix
+        ? "HTTP and HTTPS from anywhere to the proxy pair (DNAT of the public proxy address to the proxy VIP)"
+        : "HTTP and HTTPS from anywhere to the proxy pair's provider failover IP (it lands on the active proxy)",
+      from: { kind: "internet" },
+      to: { kind: "segment", segment: "dmz" },
+      protocol: "tcp",
+      ports: [80, 443],
+      sources: [],
+      destinations: ownPrefix && proxyVip ? [host32(proxyVip)] : declaredProxy ? [host32(declaredProxy)] : [],
+      targets: ["proxy"],
+      forwarded: ownPrefix,
+    },
+    {
+      name: "allowlist-to-ssh",
+      description: "SSH from the management allowlist to every host",
+      from: { kind: "allowlist" },
+      to: { kind: "hosts" },
+      protocol: "tcp",
+      ports: [SSH_PORT],
+      sources: allowlist,
+      destinations: [],
+      targets: allRoles,
+      forwarded: false,
+    },
+    {
+      name: "allowlist-to-proxy-stats",
+      description: "HAProxy stats from the management allowlist (bound to each proxy's mgmt address)",
+      from: { kind: "allowlist" },
+      to: { kind: "segment", segment: "mgmt" },
+      protocol: "tcp",
+      ports: [HAPROXY_STATS_PORT],
+      sources: allowlist,
+      destinations: mgmtOf("proxy"),
+      targets: ["proxy"],
+      forwarded: true,
+    },
+    {
+      name: "mgmt-to-ssh",
+      description: "SSH from the mgmt segment to every host",
+      from: { kind: "segment", segment: "mgmt" },
+      to: { kind: "hosts" },
+      protocol: "tcp",
+      ports: [SSH_PORT],
+      sources: only(cidrOf("mgmt")),
+      destinations: [],
+      targets: allRoles,
+      forwarded: false,
+    },
+    {
+      name: "mgmt-to-proxy-stats",
+      description: "HAProxy stats from the mgmt segment",
+      from: { kind: "segment", segment: "mgmt" },
+      to: { kind: "segment", segment: "mgmt" },
+      protocol: "tcp",
+      ports: [HAPROXY_STATS_PORT],
+      sources: only(cidrOf("mgmt")),
+      destinations: mgmtOf("proxy"),
+      targets: ["proxy"],
+      forwarded: false,
+    },
+    ...(model.virtualization.runtime === "kubernetes"
+      ? [
+          {
+            name: "mgmt-to-kubernetes-api",
+            description: "Kubernetes API from the mgmt segment",
+            from: { kind: "segment", segment: "mgmt" } as const,
+            to: { kind: "segment", segment: "mgmt" } as const,
+            protocol: "tcp" as const,
+            ports: [KUBERNETES_API_PORT],
+            sources: only(cidrOf("mgmt")),
+            destinations: mgmtOf("virtualization"),
+            targets: ["virtualization" as const],
+            forwarded: false,
+          },
+        ]
+      : []),
+    {
+      name: "dmz-to-app-services",
+      description: "The proxies reach the services on the virtualization hosts",
+      from: { kind: "segment", segment: "dmz" },
+      to: { kind: "segment", segment: "app" },
+      protocol: "tcp",
+      ports: servicePorts,
+      sources: only(cidrOf("dmz")),
+      destinations: only(cidrOf("app")),
+      targets: ["virtualization"],
+      forwarded: true,
+    },
+    {
+      name: "app-cluster",
+      description: "Virtualization hosts talk to each other freely inside the app segment (cluster traffic)",
+      from: { kind: "segment", segment: "app" },
+      to: { kind: "segment", segment: "app" },
+      protocol: "any",
+      ports: [],
+      sources: only(cidrOf("app")),
+      destinations: [],
+      targets: ["virtualization"],
+      forwarded: false,
+    },
+    {
+      name: "app-to-data-nfs",
+      description: "NFS from the app segment to the storage pair",
+      from: { kind: "segment", segment: "app" },
+      to: { kind: "segment", segment: "data" },
+      protocol: "tcp",
+      ports: [NFS_PORT],
+      sources: only(cidrOf("app")),
+      destinations: only(cidrOf("data")),
+      targets: ["storage"],
+      forwarded: true,
+    },
+    {
+      name: "site-to-hosts-ping",
+      description: "Echo requests from inside the site to every host",
+      from: { kind: "site" },
+      to: { kind: "hosts" },
+      protocol: "icmp",
+      ports: [],
+      sources: [model.supernet],
+      destinations: [],
+      targets: allRoles,
+      forwarded: true,
+    },
+    {
+      name: "allowlist-to-hosts-ping",
+      description: "Echo requests from the management allowlist to every host",
+      from: { kind: "allowlist" },
+      to: { kind: "hosts" },
+      protocol: "icmp",
+      ports: [],
+      sources: allowlist,
+      destinations: [],
+      targets: allRoles,
+      forwarded: false,
+    },
+  ];
+
+  // Egress: every routed segment reaches DNS, HTTP(S) and NTP on the internet (through outbound NAT).
+  for (const s of model.segments.filter((x) => x.kind !== "heartbeat")) {
+    for (const protocol of ["tcp", "udp"] as const) {
+      rules.push({
+        name: `${s.name}-to-internet-${protocol}`,
+        description: `Egress from ${s.name} to the internet (${protocol} ${EGRESS[protocol].join(", ")})`,
+        from: { kind: "segment", segment: s.name },
+        to: { kind: "internet" },
+        protocol,
+        ports: [...EGRESS[protocol]],
+        sources: [s.cidr],
+        destinations: [],
+        targets: [],
+        forwarded: true,
+      });
+    }
+  }
+
+  // Replication with the partner site(s): storage to storage over SSH, both directions.
+  for (const partner of partnerSites(model, sites)) {
+    rules.push(
+      {
+        name: `partner-${partner.name}-to-data-replication`,
+        description: `Replication from ${partner.name} to the storage pair`,
+        from: { kind: "partner", site: partner.name },
+        to: { kind: "segment", segment: "data" },
+        protocol: "tcp",
+        ports: [SSH_PORT],
+        sources: [partner.supernet],
+        destinations: only(cidrOf("data")),
+        targets: ["storage"],
+        forwarded: true,
+      },
+      {
+        name: `data-to-partner-${partner.name}-replication`,
+        description: `Replication from the storage pair to ${partner.name}`,
+        from: { kind: "segment", segment: "data" },
+        to: { kind: "partner", site: partner.name },
+        protocol: "tcp",
+        ports: [SSH_PORT],
+        sources: only(cidrOf("data")),
+        destinations: [partner.supernet],
+        targets: [],
+        forwarded: true,
+      },
+    );
+  }
+
+  // Heartbeats: VRRP and echo requests only between the two members, only on the pair's own segment.
+  for (const pair of model.pairs) {
+    const members = pair.members
+      .map((m) => pair.heartbeat[m])
+      .filter((a) => a !== undefined && a !== "")
+      .map(host32);
+    const zone = { kind: "segment", segment: pair.heartbeatSegment } as const;
+    rules.push(
+      {
+        name: `${pair.heartbeatSegment}-vrrp`,
+        description: `VRRP between the ${pair.role} pair members`,
+        from: zone,
+        to: zone,
+        protocol: "vrrp",
+        ports: [],
+        sources: members,
+        destinations: members,
+        targets: [pair.role],
+        forwarded: false,
+      },
+      {
+        name: `${pair.heartbeatSegment}-ping`,
+        description: `Echo requests between the ${pair.role} pair members (the failover script's reachability check)`,
+        from: zone,
+        to: zone,
+        protocol: "icmp",
+        ports: [],
+        sources: members,
+        destinations: members,
+        targets: [pair.role],
+        forwarded: false,
+      },
+    );
+  }
+
+  // BGP only with the configured peers.
+  if (model.public.mode === "own-prefix" && model.public.routing.kind === "bgp") {
+    for (const peer of model.public.routing.peers) {
+      rules.push({
+        name: `bgp-${peer.name}`,
+        description: `BGP session with ${peer.name} (AS${peer.asn})`,
+        from: { kind: "bgp-peer", peer: peer.name },
+        to: { kind: "hosts" },
+        protocol: "tcp",
+        ports: [BGP_PORT],
+        sources: [host32(peer.address)],
+        destinations: [],
+        targets: ["firewall"],
+        forwarded: false,
+      });
+    }
+  }
+  return rules;
+}

@@ -1,0 +1,99 @@
+/**
+ * Types shared by every renderer: the rendered file, the secrets and the
+ * options a render takes. Pure data; no Pulumi, no I/O.
+ */
+import type { SiteModel } from "../model/model";
+
+/** Placeholder in a check command that stands for the file to check. */
+export const FILE_PLACEHOLDER = "{file}";
+
+/**
+ * One file for one host, with everything delivery needs to put it in place
+ * safely: how the daemon checks it, how to make the daemon pick it up, and how
+ * to tell that the daemon still works afterwards.
+ */
+export interface RenderedFile {
+  /** Absolute target path on the host. */
+  readonly path: string;
+  /** File bytes (UTF-8 text, always ending in a newline). */
+  readonly content: string;
+  /** Octal permission bits, for example `"0644"`. */
+  readonly mode: string;
+  /** `user:group` owning the file. @default "root:root" */
+  readonly owner?: string;
+  /** True when `content` carries a secret: delivery must wrap it in `pulumi.secret` and never log it. */
+  readonly secret: boolean;
+  /**
+   * `ssh`: shipped by the delivery component (stage, check, swap, reload, health check).
+   * `provision`: handed to the provisioning API once (cloud-init user-data), never shipped over SSH.
+   */
+  readonly delivery: "ssh" | "provision";
+  /** The daemon's own config test; `{file}` stands for the staged file. Absent when the daemon has none. */
+  readonly check?: { readonly command: ReadonlyArray<string> };
+  /** Makes the running daemon pick up the file (argv). */
+  readonly reload?: ReadonlyArray<string>;
+  /** Exits 0 when the daemon still works with the new file (argv); a failure rolls the file back. */
+  readonly healthCheck?: ReadonlyArray<string>;
+  /**
+   * Seconds within which a second, fresh SSH connection must confirm the
+   * change, or the host rolls it back by itself. Set for files that can cut
+   * off the connection delivery arrives on (the packet filter).
+   */
+  readonly confirmWithinSeconds?: number;
+}
+
+/** The files of one host, in delivery order. */
+export interface HostFiles {
+  readonly host: string;
+  readonly files: ReadonlyArray<RenderedFile>;
+}
+
+/**
+ * Secrets as plain strings. Renderers never generate secrets; the stack
+ * generates them (random provider) and passes the resolved values in.
+ */
+export interface RenderSecrets {
+  /** VRRP `auth_type PASS` password per pair name (`<code>-<role>`); 1–8 printable characters (keepalived truncates longer ones). */
+  readonly vrrp: Readonly<Record<string, string>>;
+  /** BGP session password per peer name; only for own-prefix sites routed by BGP. */
+  readonly bgp?: Readonly<Record<string, string>>;
+  /** Provider API token used by the failover script (power-off fencing, failover IP moves). */
+  readonly providerApiToken?: string;
+}
+
+/** A proxied service: TLS for `hostnames` is passed through to `port` on every virtualization host. */
+export interface ProxiedService {
+  /** Stable name (lower-case letters, digits, dashes); becomes the HAProxy backend name. */
+  readonly name: string;
+  /** SNI host names routed to this service; an empty list makes it the default backend. */
+  readonly hostnames: ReadonlyArray<string>;
+  /** TCP port on the virtualization hosts' app addresses. */
+  readonly port: number;
+}
+
+/** Non-secret inputs beyond the model. Every field has a default. */
+export interface RenderOptions {
+  /**
+   * Every site model (for partner supernets in the zone policy). Required for
+   * firewall and storage hosts: without it the partner's replication traffic would be
+   * silently dropped, so the renderer refuses instead.
+   */
+  readonly sites?: ReadonlyArray<SiteModel>;
+  /** Services the proxy pair routes. @default one `platform` service on port 8080 */
+  readonly services?: ReadonlyArray<ProxiedService>;
+  /** SSH public keys authorised for root on API-provisioned hosts (cloud-init). */
+  readonly sshAuthorizedKeys?: ReadonlyArray<string>;
+  /** The NIC that carries the segment VLANs on pre-provisioned hosts. @default "eth1" */
+  readonly internalNic?: string;
+  /** The NIC that carries the provider's public address (failover IPs are added here). @default "eth0" */
+  readonly uplinkNic?: string;
+  /**
+   * Extra non-secret environment for the failover script (for example
+   * `IONOS_DATACENTER_ID`), written next to the API token in
+   * `/etc/standort/provider.env`.
+   */
+  readonly providerEnv?: Readonly<Record<string, string>>;
+}
+
+/** The default proxied service until the footprint issue adds per-service backends. */
+export const DEFAULT_SERVICES: ReadonlyArray<ProxiedService> = [{ name: "platform", hostnames: [], port: 8080 }];

@@ -1,0 +1,325 @@
+// Every rendered file of every host of every site, checked by the real daemon
+// that will read it (nft, haproxy, keepalived, bird, chronyd, cloud-init, sh),
+// and proof that each check rejects a broken file. networkd has no offline
+// checker: its files are validated structurally against the keys we use.
+import test, { TestContext, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadSites } from "../lib/model/load";
+import { SiteModel } from "../lib/model/model";
+import { interfaceName } from "../lib/render/interfaces";
+import { FILE_PLACEHOLDER, HostFiles, RenderedFile, RenderSecrets, renderSiteFiles, writeRenderedFiles } from "../lib/render";
+import { createNetnsWithLinks, describeFailures, requireNetns, requireTool, runAll, toolPath } from "./helpers/tools";
+
+const FAKE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnlyFakeKeyForTestsOnly00 test@example.invalid";
+
+/** Obviously fake secrets (never real ones in committed files). */
+function fakeSecrets(model: SiteModel): RenderSecrets {
+  const routing = model.public.mode === "own-prefix" ? model.public.routing : undefined;
+  return {
+    vrrp: Object.fromEntries(model.pairs.map((p) => [p.name, "fake-vr"])),
+    bgp: routing?.kind === "bgp" ? Object.fromEntries(routing.peers.map((p) => [p.name, "fake-bgp-secret"])) : undefined,
+    providerApiToken: "fake-token-for-tests",
+  };
+}
+
+const sites = loadSites();
+const rendered: HostFiles[] = sites.flatMap((m) => renderSiteFiles(m, fakeSecrets(m), { sites, sshAuthorizedKeys: [FAKE_KEY] }));
+const dir = mkdtempSync(join(tmpdir(), "standort-render-daemons-"));
+writeRenderedFiles(dir, rendered);
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Located {
+  readonly host: string;
+  readonly file: RenderedFile;
+  readonly local: string;
+}
+
+/** Every rendered file whose target path matches, with its copy on disk. */
+function located(match: (path: string) => boolean): Located[] {
+  return rendered.flatMap(({ host, files }) =>
+    files.filter((f) => match(f.path)).map((file) => ({ host, file, local: join(dir, host, file.path.replace(/^\//, "")) })),
+  );
+}
+
+/** The file's own check command (the one delivery runs on the host), pointed at `local`. */
+function checkArgv(file: RenderedFile, local: string): string[] {
+  assert.ok(file.check, `${file.path} has no check command`);
+  return file.check.command.map((w) => (w === FILE_PLACEHOLDER ? local : w));
+}
+
+async function assertAllAccepted(files: ReadonlyArray<Located>, wrap: (argv: string[]) => string[] = (a) => a): Promise<void> {
+  const results = await runAll(files.map((f) => wrap(checkArgv(f.file, f.local))));
+  const failed = results.map((r, i) => ({ ...r, label: `${files[i].host}: ${files[i].file.path}` })).filter((r) => r.code !== 0);
+  assert.equal(failed.length, 0, describeFailures(failed));
+}
+
+/** Writes a broken copy of a file and returns its check's exit code (with the original's for contrast). */
+async function codesFor(
+  original: Located,
+  broken: string,
+  wrap: (argv: string[]) => string[] = (a) => a,
+): Promise<{ good: number; bad: number }> {
+  const badPath = `${original.local}.broken`;
+  writeFileSync(badPath, broken);
+  const [good, bad] = await runAll([wrap(checkArgv(original.file, original.local)), wrap(checkArgv(original.file, badPath))]);
+  return { good: good.code, bad: bad.code };
+}
+
+function corrupt(text: string, from: string, to: string): string {
+  assert.ok(text.includes(from), `the file contains ${JSON.stringify(from)}`);
+  return text.replace(from, to);
+}
+
+const byPath = (path: string) => located((p) => p === path);
+const unshare = (argv: string[]) => ["unshare", "-n", ...argv];
+
+test("a missing tool skips the test with its name, except in CI where it fails", () => {
+  assert.equal(toolPath("standort-no-such-tool"), undefined);
+  assert.match(toolPath("sh") ?? "", /\/sh$/);
+  const skipped: string[] = [];
+  const context = { skip: (message: string) => skipped.push(message) } as unknown as TestContext;
+  const ci = process.env.CI;
+  try {
+    delete process.env.CI;
+    assert.equal(requireTool(context, "sh", "standort-no-such-tool"), false);
+    assert.deepEqual(skipped, ["missing tool: standort-no-such-tool"]);
+    assert.equal(requireTool(context, "sh"), true);
+    process.env.CI = "true";
+    assert.throws(
+      () => requireTool(context, "standort-no-such-tool"),
+      /missing tool: standort-no-such-tool \(CI=true: every tool must be installed\)/,
+    );
+  } finally {
+    if (ci === undefined) delete process.env.CI;
+    else process.env.CI = ci;
+  }
+});
+
+test("the four sites render 37 hosts with the files each role needs", () => {
+  assert.equal(rendered.length, 37);
+  assert.equal(byPath("/etc/nftables.conf").length, 37);
+  assert.equal(byPath("/etc/chrony/chrony.conf").length, 37);
+  assert.equal(byPath("/etc/haproxy/haproxy.cfg").length, 8, "every proxy");
+  assert.equal(byPath("/etc/keepalived/keepalived.conf").length, 24, "both members of three pairs at four sites");
+  assert.equal(byPath("/etc/keepalived/standort-failover.sh").length, 24);
+  assert.deepEqual(
+    byPath("/etc/bird/bird.conf").map((f) => f.host),
+    ["fra-fw-1", "fra-fw-2"],
+  );
+  assert.equal(byPath("/etc/standort/cloud-init.yaml").length, 10, "every Helsinki (hcloud) host");
+  assert.ok(byPath("/etc/standort/cloud-init.yaml").every((f) => f.host.startsWith("hel-") && f.file.delivery === "provision"));
+});
+
+test("nft -c accepts every host's ruleset, each in a fresh network namespace", async (t) => {
+  if (!requireTool(t, "nft", "unshare")) return;
+  await assertAllAccepted(byPath("/etc/nftables.conf"), unshare);
+});
+
+test("haproxy -c accepts every proxy's configuration", async (t) => {
+  if (!requireTool(t, "haproxy")) return;
+  await assertAllAccepted(byPath("/etc/haproxy/haproxy.cfg"));
+});
+
+test("keepalived -t accepts every pair member's configuration, in a namespace with the segment interfaces", async (t) => {
+  if (!requireTool(t, "keepalived") || !requireNetns(t)) return;
+  const links = [...new Set(sites.flatMap((s) => s.segments.map((seg) => interfaceName(seg.name))))].sort();
+  const ns = `standort-ka-${process.pid}`;
+  const remove = createNetnsWithLinks(ns, links);
+  try {
+    await assertAllAccepted(byPath("/etc/keepalived/keepalived.conf"), (argv) => ["ip", "netns", "exec", ns, ...argv]);
+  } finally {
+    remove();
+  }
+});
+
+test("bird -p accepts the BGP firewalls' configuration", async (t) => {
+  if (!requireTool(t, "bird")) return;
+  await assertAllAccepted(byPath("/etc/bird/bird.conf"));
+});
+
+test("chronyd -p accepts every host's configuration", async (t) => {
+  if (!requireTool(t, "chronyd")) return;
+  await assertAllAccepted(byPath("/etc/chrony/chrony.conf"));
+});
+
+test("cloud-init schema accepts every Hetzner Cloud host's user-data", async (t) => {
+  if (!requireTool(t, "cloud-init")) return;
+  await assertAllAccepted(byPath("/etc/standort/cloud-init.yaml"));
+});
+
+test("sh -n accepts every failover script and provider environment file", async (t) => {
+  if (!requireTool(t, "sh")) return;
+  const files = located((p) => p === "/etc/keepalived/standort-failover.sh" || p === "/etc/standort/provider.env");
+  assert.equal(files.length, 48);
+  await assertAllAccepted(files);
+});
+
+/** The networkd keys the renderer may use, by file kind and section. */
+const NETWORKD_KEYS: Record<string, Record<string, ReadonlySet<string>>> = {
+  netdev: { NetDev: new Set(["Name", "Kind", "Description"]), VLAN: new Set(["Id"]), IPVLAN: new Set(["Mode"]) },
+  network: {
+    Match: new Set(["Name"]),
+    Network: new Set(["Address", "DHCP", "LinkLocalAddressing", "IPv6AcceptRA", "ConfigureWithoutCarrier", "VLAN", "IPVLAN"]),
+  },
+};
+
+/** Structural check of one host's networkd files; returns the problems found. */
+function networkdProblems(files: ReadonlyArray<{ name: string; content: string }>): string[] {
+  const problems: string[] = [];
+  const netdevs = new Map<string, Record<string, Record<string, string[]>>>();
+  const networks: Array<{ name: string; sections: Record<string, Record<string, string[]>> }> = [];
+  for (const file of files) {
+    const kind = file.name.endsWith(".netdev") ? "netdev" : file.name.endsWith(".network") ? "network" : undefined;
+    if (!kind) {
+      problems.push(`${file.name}: not a .netdev or .network file`);
+      continue;
+    }
+    const sections: Record<string, Record<string, string[]>> = {};
+    let current: string | undefined;
+    for (const line of file.content.split("\n")) {
+      if (line === "" || line.startsWith("#")) continue;
+      const header = /^\[([A-Za-z]+)\]$/.exec(line);
+      if (header) {
+        current = header[1];
+        if (!NETWORKD_KEYS[kind][current]) problems.push(`${file.name}: unknown section [${current}]`);
+        sections[current] = {};
+        continue;
+      }
+      const entry = /^([A-Za-z0-9]+)=(.+)$/.exec(line);
+      if (!entry || !current) {
+        problems.push(`${file.name}: not a key=value line inside a section: ${line}`);
+        continue;
+      }
+      if (!NETWORKD_KEYS[kind][current]?.has(entry[1])) problems.push(`${file.name}: unknown key ${entry[1]} in [${current}]`);
+      (sections[current][entry[1]] ??= []).push(entry[2]);
+    }
+    if (kind === "netdev") {
+      const name = sections.NetDev?.Name?.[0];
+      if (!name) problems.push(`${file.name}: [NetDev] has no Name`);
+      else netdevs.set(name, sections);
+    } else networks.push({ name: file.name, sections });
+  }
+  for (const [name, sections] of netdevs) {
+    if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/.test(name)) problems.push(`${name}: not a valid interface name (at most 15 characters)`);
+    const kind = sections.NetDev.Kind?.[0];
+    if (kind === "vlan") {
+      const id = Number(sections.VLAN?.Id?.[0]);
+      if (!Number.isInteger(id) || id < 1 || id > 4094)
+        problems.push(`${name}: VLAN Id ${sections.VLAN?.Id?.[0]} is not between 1 and 4094`);
+    } else if (kind === "ipvlan") {
+      if (!["L2", "L3", "L3S"].includes(sections.IPVLAN?.Mode?.[0] ?? "")) problems.push(`${name}: IPVLAN Mode must be L2, L3 or L3S`);
+    } else problems.push(`${name}: Kind ${kind} is not vlan or ipvlan`);
+  }
+  const children = new Set<string>();
+  for (const network of networks) {
+    for (const key of ["VLAN", "IPVLAN"]) {
+      for (const child of network.sections.Network?.[key] ?? []) {
+        if (!netdevs.has(child)) problems.push(`${network.name}: ${key}=${child} has no .netdev`);
+        children.add(child);
+      }
+    }
+    for (const address of network.sections.Network?.Address ?? []) {
+      if (!/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/.test(address)) problems.push(`${network.name}: Address=${address} is not a.b.c.d/len`);
+    }
+    if (!network.sections.Match?.Name?.[0]) problems.push(`${network.name}: [Match] has no Name`);
+  }
+  for (const name of netdevs.keys()) {
+    if (!children.has(name)) problems.push(`${name}: no parent .network attaches it`);
+    if (!networks.some((n) => n.sections.Match?.Name?.[0] === name)) problems.push(`${name}: no .network configures it`);
+  }
+  return problems;
+}
+
+const networkdOf = (host: string) =>
+  rendered
+    .find((h) => h.host === host)!
+    .files.filter((f) => f.path.startsWith("/etc/systemd/network/"))
+    .map((f) => ({ name: f.path.split("/").pop()!, content: f.content }));
+
+test("every host's networkd files are structurally valid: known keys, VLAN ids, names, parents", () => {
+  for (const { host } of rendered) {
+    const files = networkdOf(host);
+    assert.ok(files.length >= 5, `${host} has networkd files`);
+    assert.deepEqual(networkdProblems(files), [], host);
+  }
+});
+
+test("the networkd structure check rejects a VLAN id out of range, a long name and an unknown key", () => {
+  const files = networkdOf("vie-fw-1");
+  const broken = files.map((f) =>
+    f.name === "20-standort-dmz.netdev"
+      ? { ...f, content: f.content.replace("Id=10", "Id=5000") }
+      : f.name === "20-standort-app.netdev"
+        ? { ...f, content: f.content.replace("Name=app", "Name=app-segment-too-long") }
+        : f.name === "20-standort-mgmt.network"
+          ? { ...f, content: f.content.replace("IPv6AcceptRA=no", "IPv6AcceptRa=no") }
+          : f,
+  );
+  const problems = networkdProblems(broken);
+  assert.ok(problems.includes("dmz: VLAN Id 5000 is not between 1 and 4094"), problems.join("\n"));
+  assert.ok(problems.includes("app-segment-too-long: not a valid interface name (at most 15 characters)"), problems.join("\n"));
+  assert.ok(problems.includes("20-standort-mgmt.network: unknown key IPv6AcceptRa in [Network]"), problems.join("\n"));
+});
+
+test("each daemon's check rejects a deliberately broken file (the checks are real)", async (t) => {
+  if (!requireTool(t, "nft", "unshare", "haproxy", "keepalived", "bird", "chronyd", "cloud-init", "sh") || !requireNetns(t)) return;
+  const one = (path: string, host: string) => byPath(path).find((f) => f.host === host)!;
+  const text = (f: Located) => readFileSync(f.local, "utf8");
+
+  const nft = one("/etc/nftables.conf", "fra-fw-1");
+  assert.deepEqual(await codesFor(nft, corrupt(text(nft), "policy drop;", "policy dorp;"), unshare), { good: 0, bad: 1 });
+
+  const haproxy = one("/etc/haproxy/haproxy.cfg", "vie-proxy-1");
+  const haproxyCodes = await codesFor(haproxy, corrupt(text(haproxy), "balance leastconn", "balance mostconn"));
+  assert.equal(haproxyCodes.good, 0);
+  assert.notEqual(haproxyCodes.bad, 0);
+
+  const ns = `standort-kb-${process.pid}`;
+  const remove = createNetnsWithLinks(ns, ["dmz", "app", "data", "mgmt", "hb-firewall"]);
+  try {
+    const keepalived = one("/etc/keepalived/keepalived.conf", "fra-fw-1");
+    const codes = await codesFor(keepalived, corrupt(text(keepalived), "virtual_router_id 10", "virtual_router_id 300"), (a) => [
+      "ip",
+      "netns",
+      "exec",
+      ns,
+      ...a,
+    ]);
+    assert.equal(codes.good, 0);
+    assert.notEqual(codes.bad, 0);
+    // A password longer than PASS carries is also refused, not silently cut.
+    const truncated = await codesFor(keepalived, corrupt(text(keepalived), "auth_pass fake-vr", "auth_pass fake-vrrp-too-long"), (a) => [
+      "ip",
+      "netns",
+      "exec",
+      ns,
+      ...a,
+    ]);
+    assert.notEqual(truncated.bad, 0);
+  } finally {
+    remove();
+  }
+
+  const bird = one("/etc/bird/bird.conf", "fra-fw-1");
+  const birdCodes = await codesFor(bird, corrupt(text(bird), "route 198.18.2.0/23 blackhole;", "route 198.18.2.0/23 blackhole"));
+  assert.equal(birdCodes.good, 0);
+  assert.notEqual(birdCodes.bad, 0);
+
+  const chrony = one("/etc/chrony/chrony.conf", "hel-virt-1");
+  const chronyCodes = await codesFor(chrony, corrupt(text(chrony), "makestep 1.0 3", "makesteps 1.0 3"));
+  assert.equal(chronyCodes.good, 0);
+  assert.notEqual(chronyCodes.bad, 0);
+
+  const cloudInit = one("/etc/standort/cloud-init.yaml", "hel-proxy-1");
+  const cloudCodes = await codesFor(cloudInit, corrupt(text(cloudInit), "package_update: true", 'package_update: "sometimes"'));
+  assert.equal(cloudCodes.good, 0);
+  assert.notEqual(cloudCodes.bad, 0);
+
+  const script = one("/etc/keepalived/standort-failover.sh", "fkb-proxy-2");
+  const scriptCodes = await codesFor(script, corrupt(text(script), "\tdone\n", "\n"));
+  assert.equal(scriptCodes.good, 0);
+  assert.notEqual(scriptCodes.bad, 0);
+});

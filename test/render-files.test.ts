@@ -1,0 +1,456 @@
+// What the renderers put into each file: the lines that carry the site's
+// policy, addresses and pairs; determinism; file order and flags; the plan
+// folder layout.
+import test from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import fc from "fast-check";
+import { loadSites } from "../lib/model/load";
+import { SiteModel } from "../lib/model/model";
+import {
+  CLOUD_INIT_PATH,
+  REDACTED,
+  RenderSecrets,
+  haproxyMaxconn,
+  interfaceName,
+  renderBirdConfig,
+  renderChronyConfig,
+  renderHaproxyConfig,
+  renderHostFiles,
+  renderKeepalivedConfig,
+  renderNetworkdFiles,
+  renderNftablesRuleset,
+  renderSiteFiles,
+  vlanId,
+  writeRenderedFiles,
+  zonePolicy,
+} from "../lib/render";
+
+const sites = loadSites();
+const site = (name: string): SiteModel => sites.find((s) => s.name === name)!;
+const FAKE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnlyFakeKeyForTestsOnly00 test@example.invalid";
+const options = { sites, sshAuthorizedKeys: [FAKE_KEY] };
+
+function fakeSecrets(model: SiteModel): RenderSecrets {
+  const routing = model.public.mode === "own-prefix" ? model.public.routing : undefined;
+  return {
+    vrrp: Object.fromEntries(model.pairs.map((p) => [p.name, "fake-vr"])),
+    bgp: routing?.kind === "bgp" ? Object.fromEntries(routing.peers.map((p) => [p.name, "fake-bgp-secret"])) : undefined,
+    providerApiToken: "fake-token-for-tests",
+  };
+}
+
+const lines = (text: string) => text.split("\n").map((l) => l.trim());
+const has = (text: string, line: string) => assert.ok(lines(text).includes(line), `missing line: ${line}\n---\n${text}`);
+const lacks = (text: string, pattern: RegExp) => assert.ok(!pattern.test(text), `unexpected ${pattern}\n---\n${text}`);
+
+test("interface names are the segment names, shortened deterministically past 15 characters", () => {
+  assert.equal(interfaceName("dmz"), "dmz");
+  assert.equal(interfaceName("hb-firewall"), "hb-firewall");
+  assert.equal(interfaceName("backup-replication"), interfaceName("backup-replication"));
+  assert.match(interfaceName("backup-replication"), /^backup-rep-[0-9a-f]{4}$/);
+  assert.notEqual(interfaceName("backup-replication"), interfaceName("backup-replicator"));
+  fc.assert(
+    fc.property(fc.stringMatching(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/), (name) => {
+      const ifname = interfaceName(name);
+      return ifname.length <= 15 && /^[a-z0-9-]+$/.test(ifname) && (name.length > 15 || ifname === name);
+    }),
+  );
+});
+
+test("VLAN ids are fixed for the standard and heartbeat segments and 100+ for extras", () => {
+  const vienna = site("vienna");
+  assert.deepEqual(
+    vienna.segments.map((s) => [s.name, vlanId(vienna, s.name)]),
+    [
+      ["dmz", 10],
+      ["app", 20],
+      ["data", 30],
+      ["mgmt", 40],
+      ["hb-firewall", 51],
+      ["hb-proxy", 52],
+      ["hb-storage", 53],
+    ],
+  );
+  const withExtras = {
+    ...vienna,
+    segments: [
+      ...vienna.segments,
+      { ...vienna.segments[0], name: "backup", kind: "extra" as const },
+      { ...vienna.segments[0], name: "lab", kind: "extra" as const },
+    ],
+  };
+  assert.equal(vlanId(withExtras, "backup"), 100);
+  assert.equal(vlanId(withExtras, "lab"), 101);
+  assert.equal(vlanId(vienna, "nope"), undefined);
+});
+
+test("the zone policy is data: named rules in a fixed order, partner rules from the partner's model", () => {
+  const vienna = site("vienna");
+  const policy = zonePolicy(vienna, sites);
+  assert.deepEqual(
+    policy.map((r) => r.name),
+    [
+      "internet-to-proxy-web",
+      "allowlist-to-ssh",
+      "allowlist-to-proxy-stats",
+      "mgmt-to-ssh",
+      "mgmt-to-proxy-stats",
+      "dmz-to-app-services",
+      "app-cluster",
+      "app-to-data-nfs",
+      "site-to-hosts-ping",
+      "allowlist-to-hosts-ping",
+      "dmz-to-internet-tcp",
+      "dmz-to-internet-udp",
+      "app-to-internet-tcp",
+      "app-to-internet-udp",
+      "data-to-internet-tcp",
+      "data-to-internet-udp",
+      "mgmt-to-internet-tcp",
+      "mgmt-to-internet-udp",
+      "partner-karlsruhe-to-data-replication",
+      "data-to-partner-karlsruhe-replication",
+      "hb-firewall-vrrp",
+      "hb-firewall-ping",
+      "hb-proxy-vrrp",
+      "hb-proxy-ping",
+      "hb-storage-vrrp",
+      "hb-storage-ping",
+    ],
+  );
+  const web = policy[0];
+  assert.deepEqual(
+    [web.protocol, web.ports, web.destinations, web.targets, web.forwarded],
+    ["tcp", [80, 443], ["10.30.0.4/32"], ["proxy"], true],
+  );
+  const partner = policy.find((r) => r.name === "partner-karlsruhe-to-data-replication")!;
+  assert.deepEqual([partner.sources, partner.destinations, partner.targets], [["10.20.0.0/16"], ["10.30.1.0/24"], ["storage"]]);
+  // BGP rules exist only where BGP is configured, one per peer.
+  assert.deepEqual(
+    zonePolicy(site("frankfurt"), sites)
+      .filter((r) => r.from.kind === "bgp-peer")
+      .map((r) => [r.name, r.sources]),
+    [
+      ["bgp-edge-a", ["198.19.10.1/32"]],
+      ["bgp-edge-b", ["198.19.10.2/32"]],
+    ],
+  );
+  // Services' ports enter the policy.
+  const withShop = zonePolicy(vienna, sites, [
+    { name: "platform", hostnames: [], port: 8080 },
+    { name: "shop", hostnames: ["shop.example.org"], port: 8443 },
+  ]);
+  assert.deepEqual(withShop.find((r) => r.name === "dmz-to-app-services")!.ports, [8080, 8443]);
+});
+
+test("the edge firewall: default deny, state, anti-spoofing, DNAT and SNAT of the own prefix", () => {
+  const nft = renderNftablesRuleset(site("frankfurt"), "fra-fw-1", options);
+  has(nft, "type filter hook input priority filter; policy drop;");
+  has(nft, "type filter hook forward priority filter; policy drop;");
+  assert.equal(nft.match(/ct state established,related accept/g)?.length, 2, "input and forward");
+  assert.equal(nft.match(/ct state invalid counter drop/g)?.length, 2);
+  has(
+    nft,
+    'iifname != @internal_ifs ip saddr { 10.10.0.0/16, 127.0.0.0/8, 198.18.2.0/23 } counter drop comment "anti-spoofing: internal or own-prefix source from outside"',
+  );
+  has(nft, 'fib saddr . iif oif missing counter drop comment "anti-spoofing: reverse path check"');
+  has(
+    nft,
+    'iifname != @internal_ifs ip daddr 198.18.2.1 tcp dport { 80, 443 } dnat to 10.10.0.4 comment "public proxy address to the proxy VIP"',
+  );
+  has(
+    nft,
+    'oifname != @internal_ifs ip saddr 10.10.0.0/16 ip daddr != @partner_supernets snat to 198.18.2.65 comment "outbound NAT to the own prefix\'s NAT address"',
+  );
+  has(nft, 'iifname != @internal_ifs oifname "dmz" ip daddr 10.10.0.4 tcp dport { 80, 443 } accept comment "internet-to-proxy-web"');
+  has(nft, "elements = { 198.19.255.0/24 }");
+  has(nft, "elements = { 10.40.0.0/16 }");
+  // Management only from the allowlist and the mgmt segment.
+  assert.deepEqual(
+    lines(nft).filter((l) => /tcp dport 22 accept/.test(l) && /comment "(allowlist|mgmt)-to-ssh"/.test(l)),
+    [
+      'ip saddr @mgmt_allowlist tcp dport 22 accept comment "allowlist-to-ssh"',
+      'iifname "mgmt" ip saddr 10.10.2.0/24 tcp dport 22 accept comment "mgmt-to-ssh"',
+    ],
+  );
+  // VRRP only on the heartbeat segment between the two members; BGP only with the peers.
+  assert.deepEqual(
+    lines(nft).filter((l) => l.includes("ip protocol 112")),
+    [
+      'iifname "hb-firewall" ip saddr { 10.10.3.1, 10.10.3.2 } ip daddr { 10.10.3.1, 10.10.3.2 } ip protocol 112 accept comment "hb-firewall-vrrp"',
+    ],
+  );
+  assert.deepEqual(
+    lines(nft).filter((l) => l.includes("dport 179")),
+    [
+      'iifname != @internal_ifs ip saddr 198.19.10.1 tcp dport 179 accept comment "bgp-edge-a"',
+      'iifname != @internal_ifs ip saddr 198.19.10.2 tcp dport 179 accept comment "bgp-edge-b"',
+    ],
+  );
+  // Only the standort tables are replaced; other tables (container runtimes) survive.
+  lacks(nft, /flush ruleset/);
+  has(nft, "delete table inet standort");
+});
+
+/** The failover IPs a pre-provisioned provider-failover-ips site declares. */
+function declared(model: SiteModel): { proxy: string; nat: string } {
+  assert.ok(model.public.mode === "provider-failover-ips" && model.public.declared, `${model.name} declares its failover IPs`);
+  return model.public.declared;
+}
+
+test("a provider-failover-ips firewall NATs to its failover IP (or masquerades without one) and forwards nothing from the internet", () => {
+  const nft = renderNftablesRuleset(site("karlsruhe"), "fkb-fw-2", options);
+  has(
+    nft,
+    `oifname != @internal_ifs ip saddr 10.20.0.0/16 ip daddr != @partner_supernets snat to ${declared(site("karlsruhe")).nat} comment "outbound NAT to the NAT failover IP"`,
+  );
+  lacks(nft, /dnat/);
+  lacks(nft, /comment "internet-to-proxy-web"/);
+  lacks(nft, /dport 179/);
+  has(
+    renderNftablesRuleset(site("helsinki"), "hel-fw-1", options),
+    'oifname != @internal_ifs ip saddr 10.40.0.0/16 ip daddr != @partner_supernets masquerade comment "outbound NAT to the provider address"',
+  );
+});
+
+test("host packet filters: proxies serve the web, storage serves NFS to app, virtualization serves the proxies", () => {
+  const proxy = renderNftablesRuleset(site("karlsruhe"), "fkb-proxy-1", options);
+  has(proxy, `ip daddr ${declared(site("karlsruhe")).proxy} tcp dport { 80, 443 } accept comment "internet-to-proxy-web"`);
+  has(proxy, 'ip saddr @mgmt_allowlist ip daddr { 10.20.2.10, 10.20.2.11 } tcp dport 8404 accept comment "allowlist-to-proxy-stats"');
+  has(
+    proxy,
+    'iifname "mgmt" ip saddr 10.20.2.0/24 ip daddr { 10.20.2.10, 10.20.2.11 } tcp dport 8404 accept comment "mgmt-to-proxy-stats"',
+  );
+  has(proxy, "# This host does not route.");
+  lacks(proxy, /2049/);
+  // Without a declared address (Hetzner Cloud assigns it), the proxies take the web on any address.
+  has(renderNftablesRuleset(site("helsinki"), "hel-proxy-1", options), 'tcp dport { 80, 443 } accept comment "internet-to-proxy-web"');
+
+  const storage = renderNftablesRuleset(site("vienna"), "vie-stor-1", options);
+  has(storage, 'iifname "data" ip saddr 10.30.4.0/22 ip daddr 10.30.1.0/24 tcp dport 2049 accept comment "app-to-data-nfs"');
+  has(
+    storage,
+    'iifname "data" ip saddr 10.20.0.0/16 ip daddr 10.30.1.0/24 tcp dport 22 accept comment "partner-karlsruhe-to-data-replication"',
+  );
+  lacks(storage, /dport \{ 80, 443 \}/);
+
+  // Helsinki's addresses come from its model (Hetzner Cloud keeps the network's first address for itself).
+  const hel = site("helsinki");
+  const cidrOf = (name: string) => hel.segments.find((x) => x.name === name)!.cidr;
+  const virtMgmt = hel.hosts.filter((h) => h.role === "virtualization").map((h) => h.interfaces.find((i) => i.segment === "mgmt")!.address);
+  const virt = renderNftablesRuleset(hel, "hel-virt-2", options);
+  has(virt, `iifname "app" ip saddr ${cidrOf("dmz")} ip daddr ${cidrOf("app")} tcp dport 8080 accept comment "dmz-to-app-services"`);
+  has(
+    virt,
+    `iifname "mgmt" ip saddr ${cidrOf("mgmt")} ip daddr { ${virtMgmt.join(", ")} } tcp dport 6443 accept comment "mgmt-to-kubernetes-api"`,
+  );
+  lacks(virt, /chain forward/);
+  has(virt, 'udp sport 67 udp dport 68 accept comment "dhcp-client"');
+});
+
+test("HAProxy: any-address binds, health-checked backends on the virtualization hosts, sized maxconn, stats on mgmt", () => {
+  assert.equal(haproxyMaxconn(), 4096);
+  assert.equal(haproxyMaxconn(700, 4), 4096);
+  assert.equal(haproxyMaxconn(1100, 4), 8192);
+  const cfg = renderHaproxyConfig(site("vienna"), "vie-proxy-2", {
+    services: [
+      { name: "platform", hostnames: [], port: 8080 },
+      { name: "shop", hostnames: ["shop.example.org", "*.shop.example.org"], port: 8443 },
+    ],
+  });
+  for (const line of [
+    "bind :80",
+    "bind :443",
+    "maxconn 4096",
+    "log /dev/log local0",
+    "bind 10.30.2.11:8404",
+    "default_backend svc_platform",
+  ])
+    has(cfg, line);
+  has(cfg, "use_backend svc_shop if { req_ssl_sni -i shop.example.org }");
+  has(cfg, "use_backend svc_shop if { req_ssl_sni -m end -i .shop.example.org }");
+  assert.deepEqual(
+    lines(cfg).filter((l) => l.startsWith("server ")),
+    [
+      "server vie-virt-1 10.30.4.32:8080 check inter 2s fall 3 rise 2",
+      "server vie-virt-2 10.30.4.33:8080 check inter 2s fall 3 rise 2",
+      "server vie-virt-3 10.30.4.34:8080 check inter 2s fall 3 rise 2",
+      "server vie-virt-1 10.30.4.32:8443 check inter 2s fall 3 rise 2",
+      "server vie-virt-2 10.30.4.33:8443 check inter 2s fall 3 rise 2",
+      "server vie-virt-3 10.30.4.34:8443 check inter 2s fall 3 rise 2",
+    ],
+  );
+  for (const t of ["timeout connect 5s", "timeout client 60s", "timeout server 60s"]) has(cfg, t);
+});
+
+test("keepalived: unicast VRRP on the heartbeat interface, priorities from the model, VIPs on their segments", () => {
+  const model = site("vienna");
+  const active = renderKeepalivedConfig(model, "vie-fw-1", fakeSecrets(model));
+  const passive = renderKeepalivedConfig(model, "vie-fw-2", fakeSecrets(model));
+  for (const line of [
+    "state MASTER",
+    "priority 150",
+    "interface hb-firewall",
+    "virtual_router_id 10",
+    "unicast_src_ip 10.30.3.1",
+    "10.30.3.2",
+    "auth_type PASS",
+    "auth_pass fake-vr",
+  ])
+    has(active, line);
+  for (const line of ["state BACKUP", "priority 100", "unicast_src_ip 10.30.3.2", "10.30.3.1"]) has(passive, line);
+  for (const line of ["10.30.0.1/24 dev dmz", "10.30.4.1/22 dev app", "10.30.1.1/24 dev data", "10.30.2.1/24 dev mgmt"]) has(active, line);
+  has(active, 'notify_master "/etc/keepalived/standort-failover.sh master" root');
+  has(active, "enable_script_security");
+  lacks(active, /^\s*(nopreempt|script_user)\b/m);
+  has(renderKeepalivedConfig(model, "vie-proxy-1", fakeSecrets(model)), 'script "/usr/bin/systemctl is-active --quiet haproxy"');
+  has(
+    renderKeepalivedConfig(site("frankfurt"), "fra-fw-2", fakeSecrets(site("frankfurt"))),
+    'script "/usr/bin/systemctl is-active --quiet bird"',
+  );
+});
+
+test("a dissolved pair renders keepalived only for its active member, without a peer", () => {
+  const model = structuredClone(site("vienna")) as any;
+  model.pairs[1].dissolved = true;
+  model.pairs[1].priorities = { "vie-proxy-1": 150 };
+  const active = renderKeepalivedConfig(model, "vie-proxy-1", fakeSecrets(model));
+  lacks(active, /unicast_peer|unicast_src_ip/);
+  has(active, "10.30.0.4/24 dev dmz");
+  const released = renderHostFiles(model, "vie-proxy-2", fakeSecrets(model), options).map((f) => f.path);
+  assert.ok(!released.some((p) => p.startsWith("/etc/keepalived/")), released.join(", "));
+  assert.ok(released.includes("/etc/haproxy/haproxy.cfg"));
+});
+
+test("BIRD announces only the own /23, imports nothing, and the passive firewall prepends", () => {
+  const model = site("frankfurt");
+  const active = renderBirdConfig(model, "fra-fw-1", fakeSecrets(model));
+  const passive = renderBirdConfig(model, "fra-fw-2", fakeSecrets(model));
+  for (const line of [
+    "router id 198.19.10.11;",
+    "route 198.18.2.0/23 blackhole;",
+    "if net = 198.18.2.0/23 then {",
+    "reject;",
+    "local 198.19.10.11 as 4200000101;",
+    "neighbor 198.19.10.1 as 8560;",
+    "neighbor 198.19.10.2 as 8560;",
+    'password "fake-bgp-secret";',
+  ])
+    has(active, line);
+  // Nothing is imported anywhere, nothing reaches the kernel.
+  assert.equal(active.match(/import none;/g)?.length, 3, "kernel and both sessions");
+  has(active, "export none;");
+  lacks(active, /import all|export all|import filter/);
+  lacks(active, /bgp_path\.prepend/);
+  assert.equal(passive.match(/bgp_path\.prepend\(4200000101\);/g)?.length, 2);
+});
+
+test("chrony: every host of a site uses exactly the site's time sources", () => {
+  for (const model of sites) {
+    const sources = model.hosts.map((h) =>
+      lines(renderChronyConfig(model, h.name))
+        .filter((l) => l.startsWith("server "))
+        .join("\n"),
+    );
+    assert.equal(new Set(sources).size, 1, model.name);
+    assert.equal(sources[0], model.time.servers.map((s) => `server ${s} iburst`).join("\n"));
+  }
+  const cfg = renderChronyConfig(site("helsinki"), "hel-fw-1");
+  has(cfg, "makestep 1.0 3");
+  has(cfg, "rtcsync");
+  lacks(cfg, /^pool |sourcedir/m);
+});
+
+test("networkd: one VLAN per segment on the internal NIC (pre-provisioned), IPVLAN on Hetzner Cloud", () => {
+  const vie = renderNetworkdFiles(site("vienna"), "vie-proxy-1");
+  assert.deepEqual(
+    vie.map((f) => f.name),
+    [
+      "10-standort-internal.network",
+      "20-standort-dmz.netdev",
+      "20-standort-dmz.network",
+      "20-standort-mgmt.netdev",
+      "20-standort-mgmt.network",
+      "20-standort-hb-proxy.netdev",
+      "20-standort-hb-proxy.network",
+    ],
+  );
+  has(vie[0].content, "Name=eth1");
+  has(vie[0].content, "VLAN=hb-proxy");
+  has(vie[1].content, "Kind=vlan");
+  has(vie[1].content, "Id=10");
+  has(vie[2].content, "Address=10.30.0.10/24");
+  has(vie[5].content, "Id=52");
+  const hel = renderNetworkdFiles(site("helsinki"), "hel-fw-1");
+  has(hel[0].content, "Name=ens10 enp7s0");
+  has(hel[0].content, "IPVLAN=dmz");
+  has(hel[1].content, "Kind=ipvlan");
+  assert.equal(renderNetworkdFiles(site("vienna"), "vie-proxy-1", { internalNic: "enp2s0" })[0].content.includes("Name=enp2s0"), true);
+});
+
+test("renderHostFiles: delivery order, checks, secrets flagged, cloud-init only for Hetzner Cloud without secrets", () => {
+  const fw = renderHostFiles(site("frankfurt"), "fra-fw-1", fakeSecrets(site("frankfurt")), options);
+  const paths = fw.map((f) => f.path);
+  assert.deepEqual(paths.slice(0, 2), ["/etc/sysctl.d/90-standort.conf", "/etc/systemd/network/10-standort-internal.network"]);
+  assert.deepEqual(paths.slice(-6), [
+    "/etc/nftables.conf",
+    "/etc/chrony/chrony.conf",
+    "/etc/bird/bird.conf",
+    "/etc/standort/provider.env",
+    "/etc/keepalived/standort-failover.sh",
+    "/etc/keepalived/keepalived.conf",
+  ]);
+  assert.deepEqual(
+    fw.filter((f) => f.secret).map((f) => f.path),
+    ["/etc/bird/bird.conf", "/etc/standort/provider.env", "/etc/keepalived/keepalived.conf"],
+  );
+  const nft = fw.find((f) => f.path === "/etc/nftables.conf")!;
+  assert.deepEqual(nft.check?.command, ["nft", "-c", "-f", "{file}"]);
+  assert.equal(nft.confirmWithinSeconds, 120);
+  assert.deepEqual(fw.find((f) => f.path === "/etc/keepalived/keepalived.conf")!.mode, "0600");
+  assert.ok(fw.every((f) => f.delivery === "ssh" && f.content.endsWith("\n")));
+
+  const hel = renderHostFiles(site("helsinki"), "hel-proxy-1", fakeSecrets(site("helsinki")), options);
+  const userData = hel.find((f) => f.path === CLOUD_INIT_PATH)!;
+  assert.equal(userData.delivery, "provision");
+  assert.ok(userData.content.startsWith("#cloud-config\n"));
+  assert.ok(userData.content.includes(FAKE_KEY));
+  assert.ok(userData.content.includes("  - path: /etc/haproxy/haproxy.cfg\n"));
+  assert.ok(userData.content.includes("    defer: true\n"));
+  assert.ok(!userData.content.includes("fake-vr") && !userData.content.includes("fake-token-for-tests"), "no secret in user-data");
+  assert.ok(!userData.content.includes("/etc/keepalived/keepalived.conf"));
+  assert.ok(
+    /packages:\n {2}- chrony\n {2}- curl\n {2}- haproxy\n {2}- jq\n {2}- keepalived\n {2}- nftables\n/.test(userData.content),
+    userData.content,
+  );
+});
+
+test("rendering is deterministic, and writeRenderedFiles lays out <dir>/<host>/<path> the same way every time", () => {
+  const renderAll = () => sites.flatMap((m) => renderSiteFiles(m, fakeSecrets(m), options));
+  const first = renderAll();
+  assert.deepEqual(renderAll(), first);
+  const a = mkdtempSync(join(tmpdir(), "standort-write-a-"));
+  const b = mkdtempSync(join(tmpdir(), "standort-write-b-"));
+  try {
+    const writtenA = writeRenderedFiles(a, first);
+    const writtenB = writeRenderedFiles(b, renderAll(), { clean: true });
+    assert.deepEqual(writtenA, writtenB);
+    assert.equal(
+      writtenA.length,
+      first.reduce((n, h) => n + h.files.length, 0),
+    );
+    assert.ok(writtenA.includes("vie-fw-1/etc/nftables.conf"));
+    assert.deepEqual(readdirSync(a).sort(), first.map((h) => h.host).sort());
+    for (const path of writtenA) assert.equal(readFileSync(join(a, path), "utf8"), readFileSync(join(b, path), "utf8"), path);
+    assert.equal(statSync(join(a, "vie-fw-1/etc/keepalived/keepalived.conf")).mode & 0o777, 0o600);
+    writeRenderedFiles(b, first, { clean: true, redactSecrets: true });
+    assert.equal(readFileSync(join(b, "vie-fw-1/etc/keepalived/keepalived.conf"), "utf8"), REDACTED);
+    assert.equal(readFileSync(join(b, "vie-fw-1/etc/nftables.conf"), "utf8"), readFileSync(join(a, "vie-fw-1/etc/nftables.conf"), "utf8"));
+  } finally {
+    rmSync(a, { recursive: true, force: true });
+    rmSync(b, { recursive: true, force: true });
+  }
+});
