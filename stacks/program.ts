@@ -5,13 +5,14 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as hcloud from "@pulumi/hcloud";
-import { Site } from "../components/site";
+import { Site, siteOutputs } from "../components/site";
 import { loadSites } from "../lib/model/load";
 import { InputError } from "../lib/model/validate";
 import { parseStackConfig } from "../lib/model/stack-config";
 
 /**
- * Runs the location stack selected by `standort:site`; returns the stack outputs.
+ * Runs the location stack selected by `standort:site`; returns the stack outputs
+ * (address plan, failover addresses, hosts by role, pairs, what the partner needs).
  * @param options.sitesDir where the site files are read from. @default the repository's `sites/`
  */
 export function locationStack(options: { sitesDir?: string } = {}): Record<string, unknown> {
@@ -22,6 +23,9 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
   if (!model) {
     throw new InputError([`${stackFile}: standort:site: ${config.site} has no site file (known: ${sites.map((s) => s.name).join(", ")})`]);
   }
+  // Validation guarantees the partner exists; the lookup only narrows the type.
+  const partner = sites.find((s) => s.name === model.partner);
+  if (!partner) throw new InputError([`${model.file}: partner: ${model.partner} does not exist`]);
   const secrets = new pulumi.Config("standort");
 
   const providers: Record<string, pulumi.ProviderResource> = {};
@@ -32,9 +36,6 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     providers.hcloud = new hcloud.Provider("hcloud", { token: secrets.requireSecret("hcloudToken") });
   }
 
-  const site = new Site(model.name, { model }, { providers });
-  return {
-    site: model.name,
-    addressPlan: site.addressPlan,
-  };
+  const site = new Site(model.name, { model, partner, sites, sshPublicKey: config.sshPublicKey }, { providers });
+  return siteOutputs(site);
 }

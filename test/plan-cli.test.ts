@@ -26,7 +26,7 @@ for (const location of ["frankfurt", "karlsruhe", "vienna", "helsinki"]) {
     const recorded = (await planStack(location)).resources.length;
     assert.ok(out.includes(`  ${recorded} resources`), `count line for ${recorded}`);
     const dmz = out.find((l) => l.startsWith("  dmz "));
-    assert.match(dmz ?? "", /^ {2}dmz +10\.\d+\.0\.0\/24 +10\.\d+\.0\.1 /);
+    assert.match(dmz ?? "", /^ {2}dmz +10\.\d+\.\d+\.0\/24 +10\.\d+\.\d+\.1 /);
   });
 }
 

@@ -1,7 +1,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as hcloud from "@pulumi/hcloud";
 import { SegmentPlan, SiteModel } from "../../lib/model/model";
-import { Provisioning } from "../provisioning";
+import { Provisioning, SegmentCarrier } from "../provisioning";
 
 export interface NetworkSegmentsArgs {
   /** The site model; its `segments` are created in the order the model lists them. */
@@ -12,8 +12,10 @@ export interface NetworkSegmentsArgs {
 
 /**
  * The site's network segments (DMZ, application, data, management, one
- * heartbeat per pair, and the site's extras). Routing between segments goes
- * only through the firewall pair, whose VIP is every segment's gateway.
+ * heartbeat per pair, and the site's extras). Traffic between segments and
+ * out of the site goes only through the firewall pair: its VIP is every
+ * segment's gateway on VLANs, and on a provider network a route sends
+ * everything leaving the network to it.
  */
 export class NetworkSegments extends pulumi.ComponentResource {
   /** The segments as planned: CIDR, gateway, members. */
@@ -22,13 +24,28 @@ export class NetworkSegments extends pulumi.ComponentResource {
   public readonly network?: hcloud.Network;
   /** Provider subnets by segment name (empty on pre-provisioned sites). */
   public readonly subnets: Readonly<Record<string, hcloud.NetworkSubnet>>;
+  /** Provider routes through the firewall by key (`default`); empty where the hosts route themselves. */
+  public readonly routes: Readonly<Record<string, hcloud.NetworkRoute>>;
+  /** How the provider carries the segments, in plain sentences. */
+  public readonly notes: ReadonlyArray<string>;
+  /** The provider side as the host components need it. */
+  public readonly carrier: SegmentCarrier;
 
   constructor(name: string, args: NetworkSegmentsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("standort:network:NetworkSegments", name, {}, opts);
     this.segments = Object.fromEntries(args.model.segments.map((s) => [s.name, s]));
-    const carrier = args.provisioning.createSegments(name, args.model, this);
-    this.network = carrier.network;
-    this.subnets = carrier.subnets;
-    this.registerOutputs({ segments: this.segments, network: this.network, subnets: this.subnets });
+    this.carrier = args.provisioning.createSegments(name, args.model, this);
+    this.network = this.carrier.network;
+    this.subnets = this.carrier.subnets;
+    this.routes = this.carrier.routes;
+    this.notes = this.carrier.notes;
+    this.registerOutputs({
+      segments: this.segments,
+      network: this.network,
+      subnets: this.subnets,
+      routes: this.routes,
+      notes: this.notes,
+      carrier: this.carrier,
+    });
   }
 }

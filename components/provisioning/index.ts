@@ -5,7 +5,12 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as hcloud from "@pulumi/hcloud";
-import { SiteModel } from "../../lib/model/model";
+import { HostModel, PairModel, SiteModel } from "../../lib/model/model";
+import { Role } from "../../lib/model/schema";
+import { InputError } from "../../lib/model/validate";
+import { cidr, formatAddress } from "../../lib/net/ipv4";
+import type { CloudFirewallRule } from "../firewall/cloud-rules";
+import { FencingPlan, commandFencing, hcloudFencing } from "../failover-pair/fencing";
 
 /** Hetzner Cloud network zone of each location. */
 export const HCLOUD_NETWORK_ZONE: Record<string, string> = {
@@ -17,34 +22,180 @@ export const HCLOUD_NETWORK_ZONE: Record<string, string> = {
   sin: "ap-southeast",
 };
 
+/** Servers a Hetzner Cloud spread placement group holds at most. */
+export const HCLOUD_SPREAD_GROUP_LIMIT = 10;
+/** Firewalls a Hetzner Cloud server can be attached to at most. */
+export const HCLOUD_FIREWALLS_PER_SERVER = 5;
+/** Rules one Hetzner Cloud firewall holds at most. */
+export const HCLOUD_RULES_PER_FIREWALL = 500;
+/** The gateway of every Hetzner Cloud server's public interface: never usable as a route gateway. */
+export const HCLOUD_PUBLIC_GATEWAY = "172.31.1.1";
+
 /** What the provider created to carry the site's segments. */
 export interface SegmentCarrier {
   /** The provider network, where the provider has one. */
   readonly network?: hcloud.Network;
   /** One provider subnet per segment name, where the provider has subnets. */
   readonly subnets: Readonly<Record<string, hcloud.NetworkSubnet>>;
+  /** Provider routes by destination key (`default`), where the provider routes between subnets itself. */
+  readonly routes: Readonly<Record<string, hcloud.NetworkRoute>>;
+  /** Plain statements about how the provider carries the segments, printed with the plan. */
+  readonly notes: ReadonlyArray<string>;
+}
+
+/** Site-wide access material the provider installs on the hosts it creates. */
+export interface Access {
+  /** The operator's SSH key at the provider, where hosts are created through an API. */
+  readonly sshKey?: hcloud.SshKey;
+}
+
+/** Everything a provider needs to bring one host into being. */
+export interface MachineRequest {
+  readonly site: SiteModel;
+  readonly host: HostModel;
+  readonly segments: SegmentCarrier;
+  readonly access: Access;
+  /** Where the host's `physical` placement lives (hcloud: the spread placement group). */
+  readonly placement?: Placement;
+  /** Cloud-init user data, used once at creation. */
+  readonly userData: pulumi.Input<string>;
+  /** Resources the machine is created after (the cloud firewalls, so no server is ever up unfiltered). */
+  readonly after?: ReadonlyArray<pulumi.Resource>;
+}
+
+/** What the provider made (or adopted) for one host. */
+export interface Machine {
+  /** How the host came to be. */
+  readonly origin: "api" | "pre-provisioned";
+  /** The address the library reaches the host on. */
+  readonly publicAddress: pulumi.Output<string>;
+  /** The provider's id of the machine, where the provider has an API. */
+  readonly providerId?: pulumi.Output<string>;
+  readonly server?: hcloud.Server;
+  /** The attachment to the site's private network (hcloud). */
+  readonly serverNetwork?: hcloud.ServerNetwork;
+}
+
+/** A physical failure domain: a spread placement group (hcloud) or a named machine (pre-provisioned). */
+export interface Placement {
+  readonly name: string;
+  readonly group?: hcloud.PlacementGroup;
+}
+
+/** One failover address and how it moves between the members of a pair. */
+export interface FailoverAddress {
+  readonly purpose: string;
+  /** The address; `undefined` where the provider assigns it outside the library (ordered, not created). */
+  readonly address: pulumi.Output<string | undefined>;
+  /** Where the address comes from and how it follows the active member. */
+  readonly how: string;
+  readonly floatingIp?: hcloud.FloatingIp;
+  readonly assignment?: hcloud.FloatingIpAssignment;
+}
+
+/** One independent store's disk. */
+export interface StoreDisk {
+  readonly sizeGb: number;
+  /** The block device (or disks) the store's pool is built on. */
+  readonly device: pulumi.Output<string>;
+  readonly volume?: hcloud.Volume;
+  readonly attachment?: hcloud.VolumeAttachment;
+}
+
+/** A provider-side firewall in front of the hosts' public interfaces. */
+export interface CloudFirewall {
+  readonly role: Role;
+  readonly firewall: hcloud.Firewall;
 }
 
 export interface Provisioning {
   /** Provider label shown in the plan. */
   readonly label: string;
-  /** Creates the provider side of the site's segments. */
+  /**
+   * Whether the provider can route an operator-owned prefix to the site, and
+   * how; when it cannot, the site uses provider-assigned failover IPs.
+   */
+  readonly ownPrefix: { readonly routable: boolean; readonly how: string };
+  /** How a pair's internal VIPs follow the member that becomes active. */
+  readonly vipTakeover: string;
+  /** Creates the provider side of the site's segments (and their routes through the firewall). */
   createSegments(name: string, model: SiteModel, parent: pulumi.Resource): SegmentCarrier;
+  /** Installs the operator's access material where the provider creates hosts. */
+  createAccess(name: string, model: SiteModel, sshPublicKey: pulumi.Input<string> | undefined, parent: pulumi.Resource): Access;
+  /** Creates (or names) the failure domain `physical`, parented to the role's component. */
+  createPlacement(name: string, model: SiteModel, physical: string, role: Role, parent: pulumi.Resource): Placement;
+  /** Creates (hcloud) or adopts (pre-provisioned) one host; `parent` is the host's component. */
+  createMachine(name: string, request: MachineRequest, parent: pulumi.Resource): Machine;
+  /**
+   * A provider failover address for `purpose`, initially on `holder`; on takeover
+   * the new active member moves it (the pair's takeover steps say how).
+   */
+  createFailoverAddress(name: string, model: SiteModel, purpose: string, holder: Machine, parent: pulumi.Resource): FailoverAddress;
+  /** One store's disk on `machine`. */
+  createStoreDisk(name: string, model: SiteModel, host: HostModel, machine: Machine, sizeGb: number, parent: pulumi.Resource): StoreDisk;
+  /** Provider firewalls in front of the public interfaces, one per role; none where the provider has none. */
+  createCloudFirewalls(name: string, model: SiteModel, rulesByRole: Readonly<Record<Role, ReadonlyArray<CloudFirewallRule>>>, parent: pulumi.Resource): Partial<Record<Role, CloudFirewall>>;
+  /** How a failed member of `pair` is fenced before the other takes over. */
+  fencing(model: SiteModel, pair: PairModel, machines: Readonly<Record<string, Machine>>): pulumi.Output<FencingPlan>;
 }
 
-/** Hetzner Cloud: one private network per site, one cloud subnet per segment. */
+/** Labels every provider object of a site carries; hcloud firewalls select servers by them. */
+export function siteLabels(model: SiteModel, role?: Role): Record<string, string> {
+  return { site: model.name, "managed-by": "standort", ...(role ? { role } : {}) };
+}
+
+/** The label selector that picks a role's servers of a site. */
+export function roleSelector(model: SiteModel, role: Role): string {
+  return `site=${model.name},role=${role}`;
+}
+
+/**
+ * The gateway of the hcloud route that sends everything leaving the network
+ * to the firewall pair: the pair's first segment VIP that Hetzner Cloud
+ * accepts as a gateway. The network's first address belongs to Hetzner's own
+ * router and 172.31.1.1 is every server's public gateway; both are refused.
+ */
+export function hcloudRouteGateway(model: SiteModel): string {
+  const networkFirst = formatAddress(cidr(model.supernet).network + 1);
+  const firewall = model.pairs.find((p) => p.role === "firewall");
+  const usable = firewall?.vips.find((v) => v.address !== networkFirst && v.address !== HCLOUD_PUBLIC_GATEWAY);
+  if (!usable) {
+    throw new InputError([
+      `${model.file}: network: no firewall VIP can be the Hetzner Cloud route gateway (${networkFirst} is the network's first address, ${HCLOUD_PUBLIC_GATEWAY} the public gateway): add a segment`,
+    ]);
+  }
+  return usable.address;
+}
+
+/**
+ * How a host attaches to the hcloud network: one attachment per server and
+ * network, so the host's first segment address is the attachment's IP and its
+ * other segments' addresses are alias IPs.
+ */
+export function serverNetworkPlan(host: HostModel): { segment: string; ip: string; aliasIps: string[] } {
+  const [primary, ...others] = host.interfaces;
+  if (!primary) throw new Error(`${host.name} joins no segment`);
+  return { segment: primary.segment, ip: primary.address, aliasIps: others.map((i) => i.address) };
+}
+
+/** Hetzner Cloud: one private network per site, one cloud subnet per segment, servers through the API. */
 export class HcloudProvisioning implements Provisioning {
   readonly label: string;
+  readonly ownPrefix = {
+    routable: false,
+    how: "Hetzner Cloud has no documented way to route a customer-owned prefix (BYOIP): the site uses floating IPs",
+  };
+  // Hetzner's network answers ARP itself: a VIP is an alias IP of the server's
+  // attachment and moves only through the API.
+  readonly vipTakeover =
+    "set the VIPs as alias IPs of its own network attachment, next to its segment addresses (POST /v1/servers/{id}/actions/change_alias_ips); gratuitous ARP does not move them";
   constructor(private readonly location: string) {
     this.label = `Hetzner Cloud ${location}`;
   }
 
   createSegments(name: string, model: SiteModel, parent: pulumi.Resource): SegmentCarrier {
-    const network = new hcloud.Network(
-      name,
-      { name, ipRange: model.supernet, labels: { site: model.name, "managed-by": "standort" } },
-      { parent },
-    );
+    const gateway = hcloudRouteGateway(model);
+    const network = new hcloud.Network(name, { name, ipRange: model.supernet, labels: siteLabels(model) }, { parent });
     const subnets: Record<string, hcloud.NetworkSubnet> = {};
     for (const segment of model.segments) {
       subnets[segment.name] = new hcloud.NetworkSubnet(
@@ -59,23 +210,220 @@ export class HcloudProvisioning implements Provisioning {
         { parent },
       );
     }
-    return { network, subnets };
+    // Hetzner's router forwards between the subnets of one network by itself;
+    // everything else (internet, partner supernets) goes to the firewall pair.
+    const routes = {
+      default: new hcloud.NetworkRoute(
+        `${name}-default`,
+        { networkId: network.id.apply(Number), destination: "0.0.0.0/0", gateway },
+        { parent, dependsOn: Object.values(subnets) },
+      ),
+    };
+    const networkFirst = formatAddress(cidr(model.supernet).network + 1);
+    return {
+      network,
+      subnets,
+      routes,
+      notes: [
+        `Hetzner Cloud routes between the subnets of ${name} itself: segments are kept apart by each host's packet filter (the zone policy), and the cloud firewalls filter only public interfaces`,
+        `traffic leaving the network goes to the firewall pair through the route 0.0.0.0/0 via ${gateway}, an alias IP the active firewall holds`,
+        `${networkFirst} is Hetzner's router in this network: no host or VIP may use it`,
+      ],
+    };
+  }
+
+  createAccess(name: string, model: SiteModel, sshPublicKey: pulumi.Input<string> | undefined, parent: pulumi.Resource): Access {
+    if (sshPublicKey === undefined) {
+      throw new InputError([`${model.file}: provider: a Hetzner Cloud site needs standort:sshPublicKey in its stack configuration (installed on every server)`]);
+    }
+    return { sshKey: new hcloud.SshKey(`${name}-operator`, { name: `${model.name}-operator`, publicKey: sshPublicKey, labels: siteLabels(model) }, { parent }) };
+  }
+
+  createPlacement(name: string, model: SiteModel, physical: string, role: Role, parent: pulumi.Resource): Placement {
+    const group = new hcloud.PlacementGroup(
+      `${name}-${physical}`,
+      { name: `${model.name}-${physical}`, type: "spread", labels: siteLabels(model, role) },
+      { parent },
+    );
+    return { name: physical, group };
+  }
+
+  createMachine(name: string, request: MachineRequest, parent: pulumi.Resource): Machine {
+    const { site, host } = request;
+    if (site.provider.kind !== "hcloud") throw new Error(`${site.name} is not a Hetzner Cloud site`);
+    if (!request.placement?.group) throw new Error(`${host.name} needs its spread placement group ${host.physical}`);
+    const server = new hcloud.Server(
+      name,
+      {
+        name: host.name,
+        serverType: site.provider.serverTypes[host.role],
+        image: site.provider.image,
+        location: this.location,
+        placementGroupId: request.placement.group.id.apply(Number),
+        sshKeys: request.access.sshKey ? [request.access.sshKey.id] : [],
+        // IPv4 only: the address plan, the allowlist and the private network are IPv4.
+        publicNets: [{ ipv4Enabled: true, ipv6Enabled: false }],
+        labels: siteLabels(site, host.role),
+        userData: request.userData,
+        shutdownBeforeDeletion: true,
+      },
+      // User data runs once at first boot; later changes are delivered over
+      // SSH. Ignoring it keeps a new bootstrap from replacing every server.
+      { parent, ignoreChanges: ["userData"], dependsOn: [...(request.after ?? [])] },
+    );
+    const attach = serverNetworkPlan(host);
+    const subnet = request.segments.subnets[attach.segment];
+    // A separate attachment, not inline `networks`: inline networks replace the server on every update.
+    const serverNetwork = new hcloud.ServerNetwork(
+      `${name}-private`,
+      { serverId: server.id.apply(Number), subnetId: subnet.id, ip: attach.ip, aliasIps: attach.aliasIps },
+      { parent, dependsOn: host.interfaces.map((i) => request.segments.subnets[i.segment]) },
+    );
+    return { origin: "api", publicAddress: server.ipv4Address, providerId: server.id, server, serverNetwork };
+  }
+
+  createFailoverAddress(name: string, model: SiteModel, purpose: string, holder: Machine, parent: pulumi.Resource): FailoverAddress {
+    if (!holder.server) throw new Error(`${name}: a floating IP needs a Hetzner Cloud server to hold it`);
+    const floatingIp = new hcloud.FloatingIp(
+      name,
+      { name: `${model.name}-${purpose}`, type: "ipv4", homeLocation: this.location, description: `${model.name} ${purpose} failover address`, labels: siteLabels(model) },
+      { parent },
+    );
+    const assignment = new hcloud.FloatingIpAssignment(
+      `${name}-assignment`,
+      { floatingIpId: floatingIp.id.apply(Number), serverId: holder.server.id.apply(Number) },
+      // The active member's takeover script moves the address at run time; the
+      // declared holder is only where it starts, so a takeover is not undone.
+      { parent, ignoreChanges: ["serverId"] },
+    );
+    return {
+      purpose,
+      address: floatingIp.ipAddress,
+      how: `Hetzner floating IP homed in ${this.location}; the member that becomes active assigns it to itself (POST /v1/floating_ips/{id}/actions/assign, seconds to tens of seconds)`,
+      floatingIp,
+      assignment,
+    };
+  }
+
+  createStoreDisk(name: string, model: SiteModel, host: HostModel, machine: Machine, sizeGb: number, parent: pulumi.Resource): StoreDisk {
+    if (!machine.server) throw new Error(`${name}: a volume needs a Hetzner Cloud server`);
+    const volume = new hcloud.Volume(
+      name,
+      // Unformatted: the store builds its own pool (snapshots, send/receive) on the raw device.
+      { name: `${host.name}-data`, size: sizeGb, location: this.location, labels: siteLabels(model, host.role) },
+      { parent },
+    );
+    const attachment = new hcloud.VolumeAttachment(
+      `${name}-attachment`,
+      { volumeId: volume.id.apply(Number), serverId: machine.server.id.apply(Number), automount: false },
+      { parent },
+    );
+    return { sizeGb, device: volume.id.apply((id) => `/dev/disk/by-id/scsi-0HC_Volume_${id}`), volume, attachment };
+  }
+
+  createCloudFirewalls(
+    name: string,
+    model: SiteModel,
+    rulesByRole: Readonly<Record<Role, ReadonlyArray<CloudFirewallRule>>>,
+    parent: pulumi.Resource,
+  ): Partial<Record<Role, CloudFirewall>> {
+    const result: Partial<Record<Role, CloudFirewall>> = {};
+    for (const role of Object.keys(rulesByRole) as Role[]) {
+      const rules = rulesByRole[role];
+      if (rules.length > HCLOUD_RULES_PER_FIREWALL) {
+        throw new InputError([`${model.file}: the ${role} zone policy needs ${rules.length} cloud firewall rules; Hetzner Cloud allows ${HCLOUD_RULES_PER_FIREWALL}`]);
+      }
+      // One firewall per role, selected by label: every server matches exactly
+      // one (the limit is 5), and a new server is covered without touching the firewall.
+      const firewall = new hcloud.Firewall(
+        `${name}-${role}`,
+        {
+          name: `${model.name}-${role}`,
+          labels: siteLabels(model, role),
+          applyTos: [{ labelSelector: roleSelector(model, role) }],
+          rules: rules.map((r) => ({
+            direction: r.direction,
+            protocol: r.protocol,
+            ...(r.port !== undefined ? { port: r.port } : {}),
+            sourceIps: [...r.sourceIps],
+            description: r.description,
+          })),
+        },
+        { parent },
+      );
+      result[role] = { role, firewall };
+    }
+    return result;
+  }
+
+  fencing(_model: SiteModel, pair: PairModel, machines: Readonly<Record<string, Machine>>): pulumi.Output<FencingPlan> {
+    const ids = pair.members.map((m) => {
+      const id = machines[m]?.providerId;
+      if (!id) throw new Error(`${pair.name}: ${m} has no Hetzner Cloud server id`);
+      return id;
+    });
+    return pulumi.all(ids).apply(([first, second]) => hcloudFencing(pair, { [pair.members[0]]: first, [pair.members[1]]: second }));
   }
 }
 
 /**
  * Pre-provisioned hosts (Netcup, IONOS, …): segments are VLANs on the hosts'
  * internal links, configured on the hosts themselves; nothing is created at the
- * provider.
+ * provider. The hosts listed in the site file are taken as they are.
  */
 export class PreprovisionedProvisioning implements Provisioning {
   readonly label: string;
-  constructor(providerName: string) {
+  readonly ownPrefix: { readonly routable: boolean; readonly how: string };
+  constructor(
+    private readonly providerName: string,
+    private readonly fenceCommand: string,
+  ) {
     this.label = `pre-provisioned hosts (${providerName})`;
+    this.ownPrefix = { routable: true, how: `${providerName} routes the prefix to the site by arrangement (static next hop or BGP session), not through an API` };
   }
 
-  createSegments(): SegmentCarrier {
-    return { subnets: {} };
+  readonly vipTakeover = "VRRP moves the VIPs on the segment VLANs (gratuitous ARP)";
+
+  createSegments(name: string): SegmentCarrier {
+    return {
+      subnets: {},
+      routes: {},
+      notes: [`${name}: segments are VLANs on the hosts' internal links; every segment's gateway is the firewall pair's VIP, so traffic between segments passes the firewall`],
+    };
+  }
+
+  createAccess(): Access {
+    return {};
+  }
+
+  createPlacement(_name: string, _model: SiteModel, physical: string): Placement {
+    return { name: physical };
+  }
+
+  createMachine(_name: string, request: MachineRequest): Machine {
+    const address = request.host.publicAddress;
+    if (address === undefined) throw new Error(`${request.host.name}: a pre-provisioned host needs its address in the site file`);
+    return { origin: "pre-provisioned", publicAddress: pulumi.output(address) };
+  }
+
+  createFailoverAddress(_name: string, _model: SiteModel, purpose: string): FailoverAddress {
+    return {
+      purpose,
+      address: pulumi.output<string | undefined>(undefined),
+      how: `ordered from ${this.providerName} (not created through an API); the member that becomes active re-routes it through the provider's API`,
+    };
+  }
+
+  createStoreDisk(_name: string, _model: SiteModel, host: HostModel, _machine: Machine, sizeGb: number): StoreDisk {
+    return { sizeGb, device: pulumi.output(`local disks of ${host.physical}`) };
+  }
+
+  createCloudFirewalls(): Partial<Record<Role, CloudFirewall>> {
+    return {};
+  }
+
+  fencing(_model: SiteModel, pair: PairModel): pulumi.Output<FencingPlan> {
+    return pulumi.output(commandFencing(pair, this.fenceCommand));
   }
 }
 
@@ -85,6 +433,6 @@ export function provisioningFor(model: SiteModel): Provisioning {
     case "hcloud":
       return new HcloudProvisioning(model.provider.location);
     case "preprovisioned":
-      return new PreprovisionedProvisioning(model.provider.name);
+      return new PreprovisionedProvisioning(model.provider.name, model.provider.fenceCommand);
   }
 }

@@ -1,0 +1,224 @@
+// The Hetzner Cloud site as `pulumi preview` would see it: exact types, names and inputs.
+import test, { after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse, stringify } from "yaml";
+import { SITES_DIR, loadSites, NON_SITE_FILES } from "../lib/model/load";
+import { cidr, containsAddress, parseAddress } from "../lib/net/ipv4";
+import { MockRunResult, RecordedResource, mockId } from "../lib/preview/harness";
+import { countByType } from "../lib/preview/plan";
+import { planStack } from "../lib/preview/run-stack";
+import { roleSegments } from "../components/virtualization-hosts";
+
+const helsinki = loadSites().find((s) => s.name === "helsinki")!;
+const plan = planStack("helsinki");
+const T = {
+  server: "hcloud:index/server:Server",
+  serverNetwork: "hcloud:index/serverNetwork:ServerNetwork",
+  placementGroup: "hcloud:index/placementGroup:PlacementGroup",
+  floatingIp: "hcloud:index/floatingIp:FloatingIp",
+  assignment: "hcloud:index/floatingIpAssignment:FloatingIpAssignment",
+  firewall: "hcloud:index/firewall:Firewall",
+  volume: "hcloud:index/volume:Volume",
+  volumeAttachment: "hcloud:index/volumeAttachment:VolumeAttachment",
+  subnet: "hcloud:index/networkSubnet:NetworkSubnet",
+  route: "hcloud:index/networkRoute:NetworkRoute",
+};
+const of = (run: MockRunResult, type: string) => run.resources.filter((r) => r.type === type);
+const id = (r: RecordedResource) => Number(mockId(`${r.type}::${r.name}`));
+const serverOf = (run: MockRunResult, host: string) => of(run, T.server).find((s) => s.inputs.name === host)!;
+
+const tempDirs: string[] = [];
+after(() => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** Copies the site files to a temporary folder with `change` applied to one of them. */
+function sitesWith(file: string, change: (data: Record<string, any>) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), "standort-sites-"));
+  tempDirs.push(dir);
+  for (const name of readdirSync(SITES_DIR).filter((f) => f.endsWith(".yaml") && !NON_SITE_FILES.has(f))) {
+    const data = parse(readFileSync(join(SITES_DIR, name), "utf8"));
+    if (name === file) change(data);
+    writeFileSync(join(dir, name), stringify(data));
+  }
+  return dir;
+}
+
+test("helsinki registers exactly the standard layout on Hetzner Cloud", async () => {
+  const run = await plan;
+  assert.deepEqual(countByType(run.resources), [
+    ["hcloud:index/firewall:Firewall", 4],
+    ["hcloud:index/floatingIp:FloatingIp", 2],
+    ["hcloud:index/floatingIpAssignment:FloatingIpAssignment", 2],
+    ["hcloud:index/network:Network", 1],
+    ["hcloud:index/networkRoute:NetworkRoute", 1],
+    ["hcloud:index/networkSubnet:NetworkSubnet", 7],
+    ["hcloud:index/placementGroup:PlacementGroup", 4],
+    ["hcloud:index/server:Server", 10],
+    ["hcloud:index/serverNetwork:ServerNetwork", 10],
+    ["hcloud:index/sshKey:SshKey", 1],
+    ["hcloud:index/volume:Volume", 2],
+    ["hcloud:index/volumeAttachment:VolumeAttachment", 2],
+    ["pulumi:providers:hcloud", 1],
+    ["random:index/randomPassword:RandomPassword", 3],
+    ["standort:firewall:Firewall", 1],
+    ["standort:host:Host", 10],
+    ["standort:network:NetworkSegments", 1],
+    ["standort:pair:FailoverPair", 3],
+    ["standort:prefix:RoutedPrefix", 1],
+    ["standort:proxy:ProxyTier", 1],
+    ["standort:site:Site", 1],
+    ["standort:storage:Storage", 1],
+    ["standort:virtualization:VirtualizationHosts", 1],
+  ]);
+  assert.deepEqual(of(run, T.placementGroup).map((r) => [r.name, r.inputs.name, r.inputs.type]), [
+    ["helsinki-fw-spread-fw-1", "helsinki-spread-fw-1", "spread"],
+    ["helsinki-proxy-spread-proxy-1", "helsinki-spread-proxy-1", "spread"],
+    ["helsinki-stor-spread-stor-1", "helsinki-spread-stor-1", "spread"],
+    ["helsinki-virt-spread-virt-1", "helsinki-spread-virt-1", "spread"],
+  ]);
+});
+
+test("every server is created from the model, never with inline networks", async () => {
+  const run = await plan;
+  const types = { firewall: "cx32", proxy: "cx32", virtualization: "cx52", storage: "cx42" } as const;
+  const sshKey = of(run, "hcloud:index/sshKey:SshKey")[0];
+  assert.equal(sshKey.inputs.publicKey, "ssh-ed25519 offline-plan-placeholder");
+  for (const host of helsinki.hosts) {
+    const server = serverOf(run, host.name);
+    assert.ok(server, host.name);
+    assert.equal(server.inputs.networks, undefined, `${host.name}: inline networks replace servers on update`);
+    assert.equal(server.inputs.serverType, types[host.role]);
+    assert.equal(server.inputs.image, "debian-12");
+    assert.equal(server.inputs.location, "hel1");
+    assert.deepEqual(server.inputs.labels, { "managed-by": "standort", role: host.role, site: "helsinki" });
+    assert.deepEqual(server.inputs.publicNets, [{ ipv4Enabled: true, ipv6Enabled: false }]);
+    assert.deepEqual(server.inputs.sshKeys, [String(id(sshKey))]);
+    assert.match(String(server.inputs.userData), new RegExp(`^#cloud-config\\nhostname: ${host.name}\\n`));
+    assert.deepEqual(server.ignoreChanges, ["userData"]);
+    const group = of(run, T.placementGroup).find((g) => g.inputs.name === `helsinki-${host.physical}`)!;
+    assert.equal(server.inputs.placementGroupId, id(group), `${host.name} sits in ${host.physical}`);
+  }
+});
+
+test("every host is in the segments its role needs and in no other", async () => {
+  const run = await plan;
+  const subnets = of(run, T.subnet);
+  const segmentOf = (address: string) => {
+    const hits = helsinki.segments.filter((s) => containsAddress(cidr(s.cidr), parseAddress(address)!));
+    assert.equal(hits.length, 1, address);
+    return hits[0].name;
+  };
+  for (const host of helsinki.hosts) {
+    const server = serverOf(run, host.name);
+    const attachments = of(run, T.serverNetwork).filter((n) => n.inputs.serverId === id(server));
+    assert.equal(attachments.length, 1, `${host.name} has one attachment`);
+    const [attachment] = attachments;
+    const addresses = [attachment.inputs.ip as string, ...(attachment.inputs.aliasIps as string[])];
+    assert.deepEqual(addresses.map(segmentOf).sort(), roleSegments(helsinki, host.role).sort(), host.name);
+    assert.deepEqual(addresses, host.interfaces.map((i) => i.address), `${host.name} uses the model's addresses`);
+    const primary = subnets.find((s) => s.inputs.ipRange === helsinki.segments.find((x) => x.name === segmentOf(addresses[0]))!.cidr)!;
+    assert.equal(attachment.inputs.subnetId, String(id(primary)));
+  }
+});
+
+test("the two members of every pair sit in one spread placement group", async () => {
+  const run = await plan;
+  for (const pair of helsinki.pairs) {
+    const groups = pair.members.map((m) => serverOf(run, m).inputs.placementGroupId);
+    assert.equal(groups[0], groups[1], pair.name);
+    const group = of(run, T.placementGroup).find((g) => id(g) === groups[0])!;
+    assert.equal(group.inputs.type, "spread");
+  }
+  // A spread group holds at most 10 servers.
+  const perGroup = new Map<unknown, number>();
+  for (const s of of(run, T.server)) perGroup.set(s.inputs.placementGroupId, (perGroup.get(s.inputs.placementGroupId) ?? 0) + 1);
+  for (const count of perGroup.values()) assert.ok(count <= 10);
+});
+
+test("more than 10 virtualization hosts are spread over several placement groups of at most 10", async () => {
+  const run = await planStack("helsinki", { sitesDir: sitesWith("helsinki.yaml", (d) => (d.roles.virtualization.count = 12)) });
+  const groups = of(run, T.placementGroup).filter((g) => g.name.startsWith("helsinki-virt-"));
+  assert.deepEqual(groups.map((g) => g.inputs.name), ["helsinki-spread-virt-1", "helsinki-spread-virt-2"]);
+  const members = (g: RecordedResource) => of(run, T.server).filter((s) => s.inputs.placementGroupId === id(g)).map((s) => s.inputs.name);
+  assert.equal(members(groups[0]).length, 10);
+  assert.deepEqual(members(groups[1]).sort(), ["hel-virt-11", "hel-virt-12"]);
+});
+
+test("floating IPs are homed in hel1 and assigned to the active member", async () => {
+  const run = await plan;
+  assert.deepEqual(of(run, T.floatingIp).map((r) => [r.name, r.inputs.name, r.inputs.type, r.inputs.homeLocation]), [
+    ["helsinki-fw-pair-nat", "helsinki-nat", "ipv4", "hel1"],
+    ["helsinki-proxy-pair-proxy", "helsinki-proxy", "ipv4", "hel1"],
+  ]);
+  const expected: Record<string, string> = { "helsinki-fw-pair-nat-assignment": "hel-fw-1", "helsinki-proxy-pair-proxy-assignment": "hel-proxy-1" };
+  for (const a of of(run, T.assignment)) {
+    const ip = of(run, T.floatingIp).find((f) => `${f.name}-assignment` === a.name)!;
+    assert.equal(a.inputs.floatingIpId, id(ip));
+    assert.equal(a.inputs.serverId, id(serverOf(run, expected[a.name])), a.name);
+    // Keepalived moves it at run time; Pulumi must not move it back.
+    assert.deepEqual(a.ignoreChanges, ["serverId"]);
+  }
+});
+
+test("cloud firewalls deny by default and let management in only from the allowlist", async () => {
+  const run = await plan;
+  const firewalls = of(run, T.firewall);
+  const servers = of(run, T.server);
+  for (const server of servers) {
+    const labels = server.inputs.labels as Record<string, string>;
+    const matching = firewalls.filter((f) =>
+      (f.inputs.applyTos as Array<{ labelSelector: string }>).some((a) => a.labelSelector.split(",").every((kv) => labels[kv.split("=")[0]] === kv.split("=")[1])),
+    );
+    assert.equal(matching.length, 1, `${server.inputs.name} is covered by exactly one firewall (limit 5)`);
+    assert.equal(matching[0].inputs.name, `helsinki-${labels.role}`);
+  }
+  for (const f of firewalls) {
+    const rules = f.inputs.rules as Array<{ direction: string; protocol: string; port?: string; sourceIps: string[]; description: string }>;
+    assert.ok(rules.length <= 500);
+    assert.ok(rules.every((r) => r.direction === "in"), "only inbound rules: everything else inbound is denied");
+    const ssh = rules.filter((r) => r.port === "22" || r.port === "any");
+    assert.deepEqual(ssh.map((r) => r.sourceIps), [helsinki.management.allowlist], f.name);
+    const open = rules.filter((r) => r.sourceIps.includes("0.0.0.0/0")).map((r) => `${r.protocol}/${r.port}`);
+    assert.deepEqual(open, f.inputs.name === "helsinki-proxy" ? ["tcp/80", "tcp/443"] : [], f.name);
+  }
+});
+
+test("storage hosts get one volume each, attached to their own server", async () => {
+  const run = await plan;
+  assert.deepEqual(of(run, T.volume).map((v) => [v.name, v.inputs.name, v.inputs.size, v.inputs.location, v.inputs.format]), [
+    ["helsinki-stor-1-data", "hel-stor-1-data", 4000, "hel1", undefined],
+    ["helsinki-stor-2-data", "hel-stor-2-data", 4000, "hel1", undefined],
+  ]);
+  for (const [n, host] of [["1", "hel-stor-1"], ["2", "hel-stor-2"]]) {
+    const attachment = of(run, T.volumeAttachment).find((a) => a.name === `helsinki-stor-${n}-data-attachment`)!;
+    assert.equal(attachment.inputs.serverId, id(serverOf(run, host)));
+    assert.equal(attachment.inputs.volumeId, id(of(run, T.volume).find((v) => v.name === `helsinki-stor-${n}-data`)!));
+  }
+});
+
+test("traffic leaving the network is routed to a firewall VIP Hetzner accepts as gateway", async () => {
+  const run = await plan;
+  const [route] = of(run, T.route);
+  assert.deepEqual({ destination: route.inputs.destination, gateway: route.inputs.gateway }, { destination: "0.0.0.0/0", gateway: "10.40.1.1" });
+  assert.notEqual(route.inputs.gateway, "10.40.0.1");
+  assert.notEqual(route.inputs.gateway, "172.31.1.1");
+  assert.ok(helsinki.pairs.find((p) => p.role === "firewall")!.vips.some((v) => v.address === route.inputs.gateway));
+});
+
+test("helsinki's outputs: provider failover IPs said plainly, partner-facing endpoints, no secrets", async () => {
+  const run = await plan;
+  const o = run.outputs as Record<string, any>;
+  assert.equal(o.publicRouting.mode, "provider-failover-ips");
+  assert.match(o.publicRouting.note, /^helsinki has no own prefix: it uses provider failover IPs \(proxy, nat\)/);
+  assert.deepEqual(o.failoverAddresses, {
+    nat: { address: "198.19.251.10", heldBy: "firewall pair", source: "provider failover IP" },
+    proxy: { address: "198.19.251.10", heldBy: "proxy pair", source: "provider failover IP" },
+  });
+  assert.deepEqual(o.partnerFacing.prefixes, []);
+  assert.deepEqual(o.partnerFacing.firewallEndpoints.map((e: { host: string }) => e.host), ["hel-fw-1", "hel-fw-2"]);
+  assert.equal(o.partnerFacing.tunnel.endpoint, "198.19.251.10");
+  assert.equal(o.partnerFacing.supernet, "10.40.0.0/16");
+  assert.ok(!JSON.stringify(run).includes("mock-password"));
+});

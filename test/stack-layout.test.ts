@@ -1,0 +1,253 @@
+// One layout at every location: pre-provisioned and Hetzner Cloud sites compared,
+// and what changes (or does not) when a site file changes.
+import test, { after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse, stringify } from "yaml";
+import { NON_SITE_FILES, SITES_DIR } from "../lib/model/load";
+import { cidr, containsAddress, parseAddress } from "../lib/net/ipv4";
+import { MockRunResult } from "../lib/preview/harness";
+import { countByType, diffPlans, stableJson, toSnapshot } from "../lib/preview/plan";
+import { planStack } from "../lib/preview/run-stack";
+
+const LOCATIONS = ["frankfurt", "helsinki", "karlsruhe", "vienna"] as const;
+type Location = (typeof LOCATIONS)[number];
+// The mock runtime is process-global: plans run one at a time, each once.
+const cache = new Map<Location, MockRunResult>();
+async function planOf(location: Location): Promise<MockRunResult> {
+  if (!cache.has(location)) cache.set(location, await planStack(location));
+  return cache.get(location)!;
+}
+const outputs = async (l: Location) => (await planOf(l)).outputs as Record<string, any>;
+const inBlock = (address: string, block: string) => containsAddress(cidr(block), parseAddress(address)!);
+
+const tempDirs: string[] = [];
+after(() => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** Copies the site files to a temporary folder with `change` applied to one of them. */
+function sitesWith(file: string, change: (data: Record<string, any>) => void): string {
+  const dir = mkdtempSync(join(tmpdir(), "standort-sites-"));
+  tempDirs.push(dir);
+  for (const name of readdirSync(SITES_DIR).filter((f) => f.endsWith(".yaml") && !NON_SITE_FILES.has(f))) {
+    const data = parse(readFileSync(join(SITES_DIR, name), "utf8"));
+    if (name === file) change(data);
+    writeFileSync(join(dir, name), stringify(data));
+  }
+  return dir;
+}
+
+/**
+ * What the layout is, whatever the provider: segments, the segments each
+ * role joins, the pairs and the zone policy's rule names (partner named
+ * generically; the Kubernetes API rule exists exactly where Kubernetes runs).
+ */
+function projection(o: Record<string, any>) {
+  const roleSegments = Object.fromEntries(
+    Object.entries(o.hostsByRole as Record<string, Array<{ interfaces: Array<{ segment: string }> }>>).map(([role, hosts]) => [
+      role,
+      [...new Set(hosts.map((h) => h.interfaces.map((i) => i.segment).join(",")))],
+    ]),
+  );
+  const pairs = Object.fromEntries(
+    Object.entries(o.pairs as Record<string, any>).map(([role, p]) => [
+      role,
+      { members: p.members.length, heartbeat: p.heartbeat.segment, vipSegments: p.vips.map((v: { segment: string }) => v.segment), dissolved: p.dissolved },
+    ]),
+  );
+  const partner = o.storage.replication.partnerSite;
+  const rules = (o.firewall.rules as string[]).map((r) => r.split(partner).join("<partner>")).filter((r) => r !== "mgmt-to-kubernetes-api");
+  return {
+    segments: (o.addressPlan as Array<{ segment: string }>).map((s) => s.segment),
+    roleSegments,
+    pairs,
+    rules,
+    defaultAction: o.firewall.defaultAction,
+    components: ["firewall", "proxy", "storage", "virtualization"].filter((r) => (o.hostsByRole[r] ?? []).length > 0),
+  };
+}
+
+test("every location plans without error, with the counts of its layout", async () => {
+  const counts: Record<string, number> = {};
+  for (const l of LOCATIONS) counts[l] = (await planOf(l)).resources.length;
+  // Pre-provisioned: 7 components + one Host per listed host + 3 pairs with their VRRP secret.
+  // helsinki adds its provider, 10 servers with their attachments and the cloud objects.
+  assert.deepEqual(counts, { frankfurt: 23, helsinki: 70, karlsruhe: 21, vienna: 22 });
+});
+
+test("the same site files give the same plan, byte for byte", async () => {
+  const again = await planStack("helsinki");
+  assert.equal(stableJson(toSnapshot(again)), stableJson(toSnapshot(await planOf("helsinki"))));
+});
+
+test("vienna shows the same layout on pre-provisioned hosts, without cloud resources", async () => {
+  const run = await planOf("vienna");
+  assert.deepEqual(countByType(run.resources), [
+    ["random:index/randomPassword:RandomPassword", 3],
+    ["standort:firewall:Firewall", 1],
+    ["standort:host:Host", 9],
+    ["standort:network:NetworkSegments", 1],
+    ["standort:pair:FailoverPair", 3],
+    ["standort:prefix:RoutedPrefix", 1],
+    ["standort:proxy:ProxyTier", 1],
+    ["standort:site:Site", 1],
+    ["standort:storage:Storage", 1],
+    ["standort:virtualization:VirtualizationHosts", 1],
+  ]);
+  const byUrn = new Map(run.resources.map((r) => [r.urn, r]));
+  const hosts = run.resources.filter((r) => r.type === "standort:host:Host").map((h) => [h.name, byUrn.get(h.parent!)!.name]);
+  assert.deepEqual(hosts, [
+    ["vienna-fw-1", "vienna-fw"],
+    ["vienna-fw-2", "vienna-fw"],
+    ["vienna-proxy-1", "vienna-proxy"],
+    ["vienna-proxy-2", "vienna-proxy"],
+    ["vienna-stor-1", "vienna-stor"],
+    ["vienna-stor-2", "vienna-stor"],
+    ["vienna-virt-1", "vienna-virt"],
+    ["vienna-virt-2", "vienna-virt"],
+    ["vienna-virt-3", "vienna-virt"],
+  ]);
+  const o = await outputs("vienna");
+  assert.deepEqual(
+    o.hostsByRole.proxy.map((h: any) => [h.name, h.origin, h.physical, h.publicAddress]),
+    [
+      ["vie-proxy-1", "pre-provisioned", "vie-node-a", "198.19.40.21"],
+      ["vie-proxy-2", "pre-provisioned", "vie-node-b", "198.19.40.22"],
+    ],
+  );
+});
+
+test("the layout has the same shape on Hetzner Cloud and on pre-provisioned hosts", async () => {
+  const hel = await outputs("helsinki");
+  const vie = await outputs("vienna");
+  assert.deepEqual(projection(hel), projection(vie));
+  assert.equal(projection(vie).defaultAction, "drop");
+  // The one difference the projection leaves out, and why it differs.
+  assert.ok(hel.firewall.rules.includes("mgmt-to-kubernetes-api"), "helsinki runs Kubernetes");
+  assert.ok(!vie.firewall.rules.includes("mgmt-to-kubernetes-api"), "vienna runs docker-compose");
+});
+
+test("pre-provisioned pair members sit on separate physical machines", async () => {
+  for (const location of ["frankfurt", "karlsruhe", "vienna"] as const) {
+    const o = await outputs(location);
+    const physical = new Map<string, string>(Object.values(o.hostsByRole).flat().map((h: any) => [h.name, h.physical]));
+    for (const [role, pair] of Object.entries(o.pairs as Record<string, any>)) {
+      const [a, b] = pair.members.map((m: string) => physical.get(m));
+      assert.ok(a && b && a !== b, `${location} ${role}: ${a} / ${b}`);
+    }
+  }
+});
+
+test("own-prefix failover addresses lie in the right block of the /23", async () => {
+  for (const location of ["frankfurt", "vienna"] as const) {
+    const o = await outputs(location);
+    const { blocks, prefix } = o.publicRouting;
+    assert.ok(prefix && blocks, location);
+    assert.equal(o.failoverAddresses.proxy.block, "failover");
+    assert.ok(inBlock(o.failoverAddresses.proxy.address, blocks.failover), `${location} proxy`);
+    assert.equal(o.failoverAddresses.nat.block, "nat");
+    assert.ok(inBlock(o.failoverAddresses.nat.address, blocks.nat), `${location} nat`);
+    assert.deepEqual(o.partnerFacing.prefixes, [prefix]);
+    assert.equal(o.partnerFacing.tunnel.endpoint, o.failoverAddresses.nat.address);
+  }
+  assert.equal((await outputs("frankfurt")).publicRouting.mode, "bgp");
+  assert.equal((await outputs("vienna")).publicRouting.mode, "static");
+  assert.equal((await outputs("vienna")).publicRouting.nextHop, "198.19.40.10");
+});
+
+test("karlsruhe says plainly that it uses the failover IPs the provider handed over", async () => {
+  const o = await outputs("karlsruhe");
+  assert.equal(o.publicRouting.mode, "provider-failover-ips");
+  assert.match(o.publicRouting.note, /^karlsruhe has no own prefix: it uses provider failover IPs \(proxy, nat\) because IONOS routes no customer prefix/);
+  assert.deepEqual(o.failoverAddresses, {
+    nat: { address: "198.19.20.101", heldBy: "firewall pair", source: "provider failover IP (site file: public.addresses)" },
+    proxy: { address: "198.19.20.100", heldBy: "proxy pair", source: "provider failover IP (site file: public.addresses)" },
+  });
+});
+
+test("every site keeps backups at least 30 days and replicates to its partner", async () => {
+  for (const location of LOCATIONS) {
+    const o = await outputs(location);
+    assert.ok(o.storage.backups.daily >= 30, location);
+    assert.ok(o.storage.backups.weekly > 0 && o.storage.backups.monthly > 0, location);
+    assert.ok(o.storage.replication.intervalMinutes <= 15, location);
+    const partner = await outputs(o.storage.replication.partnerSite);
+    assert.equal(o.storage.replication.target, partner.partnerFacing.storageVip, location);
+  }
+});
+
+test("the proxy tier binds to any address and health-checks every backend", async () => {
+  for (const location of LOCATIONS) {
+    const o = await outputs(location);
+    assert.deepEqual(o.proxy.binds, [
+      { address: "0.0.0.0", port: 80 },
+      { address: "0.0.0.0", port: 443 },
+    ]);
+    const backends = o.hostsByRole.virtualization.map((h: any) => h.interfaces.find((i: any) => i.segment === "app").address).sort();
+    for (const service of o.proxy.services) {
+      assert.deepEqual(service.servers.map((s: any) => s.address).sort(), backends, location);
+      for (const s of service.servers) assert.deepEqual([s.check.kind, s.check.intervalMs, s.check.fall, s.check.rise], ["tcp-connect", 2000, 3, 2]);
+    }
+    assert.ok(o.proxy.sizing.globalMaxconn >= 800 * 2, location);
+  }
+});
+
+test("switching the active member changes only the pair's priorities, not the hosts", async () => {
+  for (const location of ["helsinki", "vienna"] as const) {
+    const before = await planOf(location);
+    const after = await planStack(location, { sitesDir: sitesWith(`${location}.yaml`, (d) => (d.pairs = { firewall: { active: 2 } })) });
+    const diff = diffPlans(toSnapshot(before), toSnapshot(after));
+    assert.deepEqual([diff.added, diff.removed], [[], []], location);
+    // What Pulumi would act on: changed inputs not covered by the resource's ignoreChanges.
+    const ignored = new Map(after.resources.map((r) => [r.urn, r.ignoreChanges]));
+    const acted = diff.changed.flatMap(({ urn, changes }) => changes.filter((c) => !ignored.get(urn)!.some((k) => c.path === `inputs.${k}`)).map((c) => `${urn} ${c.path}`));
+    assert.deepEqual(acted, [], location);
+    // On Hetzner Cloud the floating IP's declared start moves, but the running keepalived owns it.
+    const declared = diff.changed.map(({ urn, changes }) => [urn.split("::").pop(), changes.map((c) => c.path)]);
+    assert.deepEqual(declared, location === "helsinki" ? [["helsinki-fw-pair-nat-assignment", ["inputs.serverId"]]] : [], location);
+    const code = location === "helsinki" ? "hel" : "vie";
+    assert.deepEqual(diff.outputs, [
+      { path: "pairs.firewall.active", before: `${code}-fw-1`, after: `${code}-fw-2` },
+      { path: "pairs.firewall.passive", before: `${code}-fw-2`, after: `${code}-fw-1` },
+      { path: `pairs.firewall.priorities.${code}-fw-1`, before: 150, after: 100 },
+      { path: `pairs.firewall.priorities.${code}-fw-2`, before: 100, after: 150 },
+    ]);
+  }
+});
+
+test("changing the number of virtualization hosts changes only those hosts", async () => {
+  const hel = await planStack("helsinki", { sitesDir: sitesWith("helsinki.yaml", (d) => (d.roles.virtualization.count = 5)) });
+  const helDiff = diffPlans(toSnapshot(await planOf("helsinki")), toSnapshot(hel));
+  const typed = (urn: string) => `${urn.split("::")[2].split("$").pop()} ${urn.split("::")[3]}`;
+  assert.deepEqual(helDiff.added.map(typed), [
+    "hcloud:index/server:Server helsinki-virt-5",
+    "hcloud:index/serverNetwork:ServerNetwork helsinki-virt-5-private",
+    "standort:host:Host helsinki-virt-5",
+  ]);
+  // The new server and its attachment are children of the new host.
+  const added = hel.resources.filter((r) => helDiff.added.includes(r.urn));
+  const host = added.find((r) => r.type === "standort:host:Host")!;
+  assert.deepEqual(added.filter((r) => r !== host).map((r) => r.parent), [host.urn, host.urn]);
+  assert.deepEqual([helDiff.removed, helDiff.changed], [[], []]);
+  // Outputs: the new host, and the proxy backends that follow the pool.
+  assert.ok(helDiff.outputs.every((c) => /^(hostsByRole\.virtualization|proxy\.(services|sizing))/.test(c.path)), JSON.stringify(helDiff.outputs.map((c) => c.path)));
+
+  const vie = await planStack("vienna", {
+    sitesDir: sitesWith("vienna.yaml", (d) => d.provider.hosts.push({ name: "vie-virt-4", role: "virtualization", physical: "vie-node-f", address: "198.19.40.44" })),
+  });
+  const vieDiff = diffPlans(toSnapshot(await planOf("vienna")), toSnapshot(vie));
+  assert.deepEqual(vieDiff.added.map((u) => u.split("::").pop()), ["vienna-virt-4"]);
+  assert.deepEqual([vieDiff.removed, vieDiff.changed], [[], []]);
+});
+
+test("a dissolved pair leaves one member serving and keeps both hosts", async () => {
+  const run = await planStack("vienna", { sitesDir: sitesWith("vienna.yaml", (d) => (d.pairs = { storage: { active: 2, dissolved: true } })) });
+  const o = run.outputs as Record<string, any>;
+  assert.deepEqual(
+    [o.pairs.storage.dissolved, o.pairs.storage.serving, o.pairs.storage.priorities],
+    [true, ["vie-stor-2"], { "vie-stor-2": 150 }],
+  );
+  assert.equal(o.storage.localSync, undefined);
+  assert.deepEqual(o.hostsByRole.storage.map((h: any) => h.name), ["vie-stor-1", "vie-stor-2"]);
+});
