@@ -11,6 +11,7 @@ import { loadSites } from "../lib/model/load";
 import { SiteModel } from "../lib/model/model";
 import { RenderSecrets, renderFailoverScript, renderProviderEnv } from "../lib/render";
 import { requireTool, run } from "./helpers/tools";
+import { STORAGE_ACTIVE_FLAG } from "../lib/footprint/jobs";
 
 const sites = loadSites();
 const site = (name: string): SiteModel => sites.find((s) => s.name === name)!;
@@ -28,7 +29,7 @@ const stub = (name: string, body: string) => {
   writeFileSync(join(STUBS, name), `#!/bin/sh\n${body}\n`);
   chmodSync(join(STUBS, name), 0o755);
 };
-for (const name of ["ip", "ping", "ssh", "logger"]) {
+for (const name of ["ip", "ping", "ssh", "logger", "systemctl"]) {
   const variable = `STUB_${name.toUpperCase()}_EXIT`;
   stub(name, `echo "${name} $*" >> "$CALLS"\nexit "\${${variable}:-0}"`);
 }
@@ -197,4 +198,27 @@ test("BGP sites move nothing on takeover; a static next hop is moved by the prov
   });
   assert.equal(vie.code, 0, vie.logs.join("\n"));
   assert.deepEqual(vie.calls, ["move 198.19.40.10 to vie-fw-1", "ip addr replace 198.19.40.10/32 dev eth0"]);
+});
+
+test("the serving member carries the active flag; the firewall's tunnels follow it", async (t) => {
+  if (!requireTool(t, "jq")) return;
+  const vienna = site("vienna");
+  const providerEnv = { FAILOVER_MOVE_COMMAND: "true" };
+  const master = await runScript(vienna, "vie-fw-1", "master", { providerEnv });
+  assert.equal(master.code, 0, master.logs.join("\n"));
+  assert.ok(existsSync(join(master.runDir, "firewall-active")), "flag on the master");
+  const backup = await runScript(vienna, "vie-fw-1", "backup", { before: (runDir) => writeFileSync(join(runDir, "firewall-active"), "") });
+  assert.equal(backup.code, 0);
+  assert.ok(!existsSync(join(backup.runDir, "firewall-active")), "flag removed on backup");
+  // Storage: the replication and backup timers check exactly this flag (lib/footprint/jobs.ts).
+  const storage = await runScript(vienna, "vie-stor-1", "master");
+  assert.equal(storage.code, 0, storage.logs.join("\n"));
+  assert.ok(existsSync(join(storage.runDir, STORAGE_ACTIVE_FLAG.replace("/run/standort/", ""))));
+  // Tunnels start on the new master and stop on the member that steps down; other pairs have none.
+  const firewallScript = renderFailoverScript(vienna, "vie-fw-1", secrets(vienna));
+  const hook = (verb: string) =>
+    `for conf in /etc/wireguard/wg-*.conf; do [ -e "$conf" ] || continue; systemctl ${verb} "wg-quick@$(basename "$conf" .conf)" || log "${verb} of $(basename "$conf" .conf) failed"; done`;
+  assert.ok(firewallScript.includes(`\t\t${hook("stop")}\n`));
+  assert.ok(firewallScript.includes(`touch "$ACTIVE_FLAG"\n${hook("restart")}\n`));
+  assert.ok(!renderFailoverScript(vienna, "vie-proxy-1", secrets(vienna)).includes("wg-quick"));
 });

@@ -393,6 +393,8 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     "RUN_DIR=${STANDORT_RUN_DIR:-/run/standort}",
     `STATE_FILE=$RUN_DIR/failover-${p.name}.state`,
     `ADDRESS_FILE=$RUN_DIR/failover-${p.name}.address`,
+    "# Present only on the member that serves: jobs and tunnels that must run once per pair check it.",
+    `ACTIVE_FLAG=$RUN_DIR/${p.role}-active`,
     `PROVIDER_ENV_FILE=\${STANDORT_PROVIDER_ENV:-${PROVIDER_ENV}}`,
     "",
     'log() { logger -t standort-failover -p daemon.notice -- "$PAIR: $*"; echo "$PAIR: $*" >&2; }',
@@ -427,6 +429,8 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     '\tmaster) echo master > "$STATE_FILE" ;;',
     "\tbackup | fault | stop)",
     '\t\techo "$state" > "$STATE_FILE"',
+    '\t\trm -f "$ACTIVE_FLAG"',
+    ...roleHooks(p.role).down.map((l) => `\t\t${l}`),
     '\t\tif [ -s "$ADDRESS_FILE" ]; then ip addr del "$(cat "$ADDRESS_FILE")/32" dev "$UPLINK" 2>/dev/null; rm -f "$ADDRESS_FILE"; fi',
     "\t\texit 0",
     "\t\t;;",
@@ -460,10 +464,28 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     '\tlog "moving the failover address to $SELF failed"',
     "\texit 1",
     "fi",
+    'touch "$ACTIVE_FLAG"',
+    ...roleHooks(p.role).up,
     'log "$SELF is master"',
     "",
   );
   return lines.join("\n");
+}
+
+/** WireGuard tunnels of the site (`/etc/wireguard/wg-*.conf`) run on the active firewall only. */
+export const TUNNEL_CONFIG_GLOB = "/etc/wireguard/wg-*.conf";
+
+/**
+ * What else follows the active member: the firewall pair's site-to-site
+ * tunnels run where the tunnel endpoint (the NAT address) is, so they start on
+ * the new master and stop on the member that steps down; a second member
+ * answering with the same key would steal the peer's endpoint.
+ */
+export function roleHooks(role: PairedRole): { up: string[]; down: string[] } {
+  if (role !== "firewall") return { up: [], down: [] };
+  const each = (verb: string) =>
+    `for conf in ${TUNNEL_CONFIG_GLOB}; do [ -e "$conf" ] || continue; systemctl ${verb} "wg-quick@$(basename "$conf" .conf)" || log "${verb} of $(basename "$conf" .conf) failed"; done`;
+  return { up: [each("restart")], down: [each("stop")] };
 }
 
 /**
