@@ -1,24 +1,31 @@
 /**
  * The stack program of one location. It reads the stack configuration once,
- * validates every site file, and only then registers resources: bad input
- * never reaches a resource.
+ * validates every site file and the footprint (with its policies), and only
+ * then registers resources: bad input never reaches a resource.
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as hcloud from "@pulumi/hcloud";
 import { Site, siteOutputs } from "../components/site";
-import { loadSites } from "../lib/model/load";
+import { Replication } from "../components/replication";
+import { TunnelPeerOutputs } from "../components/site-tunnels";
+import { loadFootprint } from "../lib/footprint/load";
+import { siteServices } from "../lib/footprint/services";
+import { siteTunnels } from "../lib/footprint/wireguard";
+import { jobRunner } from "../lib/footprint/jobs";
+import { footprintHostFiles, proxiedServices } from "../lib/footprint/site-files";
 import { InputError } from "../lib/model/validate";
 import { parseStackConfig } from "../lib/model/stack-config";
 
 /**
  * Runs the location stack selected by `standort:site`; returns the stack outputs
- * (address plan, failover addresses, hosts by role, pairs, what the partner needs).
- * @param options.sitesDir where the site files are read from. @default the repository's `sites/`
+ * (address plan, failover addresses, hosts by role, pairs, what the partner needs,
+ * the services the site answers, the tunnel keys the peers read).
+ * @param options.sitesDir where the site files and the footprint are read from. @default the repository's `sites/`
  */
 export function locationStack(options: { sitesDir?: string } = {}): Record<string, unknown> {
   const stackFile = `stacks/Pulumi.${pulumi.getStack()}.yaml`;
   const config = parseStackConfig(pulumi.runtime.allConfig(), stackFile);
-  const sites = loadSites(options.sitesDir);
+  const { footprint, sites } = loadFootprint(options.sitesDir);
   const model = sites.find((s) => s.name === config.site);
   if (!model) {
     throw new InputError([`${stackFile}: standort:site: ${config.site} has no site file (known: ${sites.map((s) => s.name).join(", ")})`]);
@@ -26,16 +33,59 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
   // Validation guarantees the partner exists; the lookup only narrows the type.
   const partner = sites.find((s) => s.name === model.partner);
   if (!partner) throw new InputError([`${model.file}: partner: ${model.partner} does not exist`]);
+  const missing = (key: string, why: string, secret = true) =>
+    new InputError([`${stackFile}: standort:${key}: is required ${why}: pulumi config set${secret ? " --secret" : ""} standort:${key} <value>`]);
+  if (config.sshPrivateKey === undefined) throw missing("sshPrivateKey", "to deliver host files");
   const secrets = new pulumi.Config("standort");
 
   const providers: Record<string, pulumi.ProviderResource> = {};
+  let providerApiToken: pulumi.Output<string> | undefined = config.providerApiToken !== undefined ? secrets.requireSecret("providerApiToken") : undefined;
   if (model.provider.kind === "hcloud") {
-    if (config.hcloudToken === undefined) {
-      throw new InputError([`${stackFile}: standort:hcloudToken: is required for a Hetzner Cloud site: pulumi config set --secret standort:hcloudToken <token>`]);
-    }
+    if (config.hcloudToken === undefined) throw missing("hcloudToken", "for a Hetzner Cloud site");
+    if (config.sshPublicKey === undefined) throw missing("sshPublicKey", "for a Hetzner Cloud site (installed on new servers)", false);
     providers.hcloud = new hcloud.Provider("hcloud", { token: secrets.requireSecret("hcloudToken") });
+    providerApiToken ??= secrets.requireSecret("hcloudToken");
+  }
+  if (jobRunner(model) === "kubernetes" && config.kubeconfig === undefined) throw missing("kubeconfig", "where jobs run on Kubernetes");
+
+  const services = siteServices(footprint, sites, model.name);
+  const jobs = services.flatMap((s) => s.jobs);
+  const tunnels = siteTunnels(footprint, sites, model.name);
+  // Each peer's published keys and endpoint, read from its own stack.
+  const peers: Record<string, TunnelPeerOutputs> = {};
+  for (const peer of [...new Set(tunnels.flatMap((t) => t.ends.map((e) => e.site)))].filter((s) => s !== model.name).sort()) {
+    const reference = new pulumi.StackReference(`peer-${peer}`, { name: `${config.stackPrefix}/${peer}` });
+    const wireguard = reference.getOutput("wireguard") as pulumi.Output<{ publicKeys?: Record<string, string>; presharedKeys?: Record<string, string> } | undefined>;
+    peers[peer] = {
+      publicKeys: wireguard.apply((w) => w?.publicKeys),
+      presharedKeys: wireguard.apply((w) => w?.presharedKeys),
+      endpoint: reference.getOutput("tunnelEndpoint") as pulumi.Output<string | undefined>,
+    };
   }
 
-  const site = new Site(model.name, { model, partner, sites, sshPublicKey: config.sshPublicKey }, { providers });
-  return siteOutputs(site);
+  const site = new Site(
+    model.name,
+    {
+      model,
+      partner,
+      sites,
+      sshPublicKey: config.sshPublicKey,
+      services: proxiedServices(services),
+      delivery: { privateKey: secrets.requireSecret("sshPrivateKey"), providerApiToken, providerEnv: config.providerEnv },
+      hostFiles: footprintHostFiles(model, jobs),
+      tunnels: { tunnels, peers },
+    },
+    { providers },
+  );
+  if (jobRunner(model) === "kubernetes") {
+    new Replication(`${model.name}-replication`, { kubeconfig: secrets.requireSecret("kubeconfig"), jobs }, { parent: site });
+  }
+
+  return {
+    ...siteOutputs(site),
+    services: Object.fromEntries(services.map((s) => [s.service, { role: s.role, names: s.names, ...(s.migrationStep ? { migrationStep: s.migrationStep } : {}) }])),
+    wireguard: { publicKeys: site.tunnels?.publicKeys ?? {}, presharedKeys: site.tunnels?.presharedKeys ?? pulumi.secret({}) },
+    tunnelEndpoint: site.prefix.addresses.apply((a) => a.nat?.address ?? null),
+    bgpSessionPasswords: pulumi.secret(pulumi.all(Object.fromEntries(Object.entries(site.bgpPasswords).map(([peer, p]) => [peer, p.result])))),
+  };
 }

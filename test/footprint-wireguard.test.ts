@@ -1,7 +1,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { listenPortFor, parseWireGuardConfig, planTunnels, renderWireGuardConfig, siteTunnels } from "../lib/footprint/wireguard";
+import { listenPortFor, parseWireGuardConfig, planTunnels, renderTunnelEnd, renderWireGuardConfig, siteTunnels, wireguardPublicKey } from "../lib/footprint/wireguard";
 import { formatCidr } from "../lib/net/ipv4";
 import { example } from "./fixtures/footprint/example";
 
@@ -122,4 +122,41 @@ test("listen ports differ for every private /20 and do not depend on other tunne
     assert.equal(seen.has(port), false);
     seen.set(port, "192.168/16");
   }
+});
+
+test("wireguardPublicKey matches the RFC 7748 X25519 test vector", () => {
+  // RFC 7748 section 6.1: Alice's private and public key.
+  const privateKey = Buffer.from("77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a", "hex").toString("base64");
+  const publicKey = Buffer.from("8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a", "hex").toString("base64");
+  assert.equal(wireguardPublicKey(privateKey), publicKey);
+  assert.throws(() => wireguardPublicKey("c2hvcnQ="), /a WireGuard private key is 32 bytes, got 5/);
+});
+
+test("a tunnel end waits for its peer: no [Peer] until the peer's key, the preshared key and an endpoint are known", () => {
+  const { footprint, sites } = example();
+  const tunnel = planTunnels(footprint, sites).find((t) => t.name === "wg-fra-hel")!;
+  const key = Buffer.alloc(32, 7).toString("base64");
+  const waiting = renderTunnelEnd(tunnel, "frankfurt", { privateKey: key });
+  assert.match(waiting, /^# Waiting for helsinki: its stack has not published the tunnel's public key, preshared key, endpoint yet\.$/m);
+  assert.equal(parseWireGuardConfig(waiting).peers.length, 0);
+  const ready = renderTunnelEnd(tunnel, "frankfurt", {
+    privateKey: key,
+    presharedKey: Buffer.alloc(32, 9).toString("base64"),
+    peerPublicKey: wireguardPublicKey(Buffer.alloc(32, 8).toString("base64")),
+    peerEndpoint: "198.19.251.10",
+  });
+  const parsed = parseWireGuardConfig(ready);
+  assert.deepEqual(parsed.peers.map((p) => [p.endpoint, p.allowedIps]), [["198.19.251.10:48352", ["10.40.0.0/16"]]]);
+  // Helsinki knows frankfurt's endpoint from the site files (own prefix): only keys are awaited.
+  const other = renderTunnelEnd(tunnel, "helsinki", { privateKey: key });
+  assert.match(other, /its stack has not published the tunnel's public key, preshared key yet/);
+});
+
+test("a provider failover IP declared in the site file is the tunnel endpoint", () => {
+  const { footprint, sites } = example();
+  const tunnel = planTunnels(footprint, sites).find((t) => t.name === "wg-fkb-vie")!;
+  assert.deepEqual(tunnel.ends.map((e) => [e.site, e.endpoint]), [
+    ["karlsruhe", "198.19.20.101"],
+    ["vienna", "198.18.4.65"],
+  ]);
 });

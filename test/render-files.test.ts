@@ -3,6 +3,8 @@
 // folder layout.
 import test from "node:test";
 import assert from "node:assert/strict";
+import { validateSites } from "../lib/model/validate";
+import { documentOf, siteDocuments } from "./helpers/sites";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -180,7 +182,7 @@ test("the edge firewall: default deny, state, anti-spoofing, DNAT and SNAT of th
   assert.deepEqual(
     lines(nft).filter((l) => l.includes("ip protocol 112")),
     [
-      'iifname "hb-firewall" ip saddr { 10.10.3.1, 10.10.3.2 } ip daddr { 10.10.3.1, 10.10.3.2 } ip protocol 112 accept comment "hb-firewall-vrrp"',
+      'iifname "hb-firewall" ip saddr { 10.10.3.1, 10.10.3.2 } ip daddr 10.10.3.1 ip protocol 112 accept comment "hb-firewall-vrrp"',
     ],
   );
   assert.deepEqual(
@@ -219,10 +221,11 @@ test("a provider-failover-ips firewall NATs to its failover IP (or masquerades w
 test("host packet filters: proxies serve the web, storage serves NFS to app, virtualization serves the proxies", () => {
   const proxy = renderNftablesRuleset(site("karlsruhe"), "fkb-proxy-1", options);
   has(proxy, `ip daddr ${declared(site("karlsruhe")).proxy} tcp dport { 80, 443 } accept comment "internet-to-proxy-web"`);
-  has(proxy, 'ip saddr @mgmt_allowlist ip daddr { 10.20.2.10, 10.20.2.11 } tcp dport 8404 accept comment "allowlist-to-proxy-stats"');
+  // A host filter names only its own addresses: the other member's are not its business.
+  has(proxy, 'ip saddr @mgmt_allowlist ip daddr 10.20.2.10 tcp dport 8404 accept comment "allowlist-to-proxy-stats"');
   has(
     proxy,
-    'iifname "mgmt" ip saddr 10.20.2.0/24 ip daddr { 10.20.2.10, 10.20.2.11 } tcp dport 8404 accept comment "mgmt-to-proxy-stats"',
+    'iifname "mgmt" ip saddr 10.20.2.0/24 ip daddr 10.20.2.10 tcp dport 8404 accept comment "mgmt-to-proxy-stats"',
   );
   has(proxy, "# This host does not route.");
   lacks(proxy, /2049/);
@@ -240,13 +243,19 @@ test("host packet filters: proxies serve the web, storage serves NFS to app, vir
   // Helsinki's addresses come from its model (Hetzner Cloud keeps the network's first address for itself).
   const hel = site("helsinki");
   const cidrOf = (name: string) => hel.segments.find((x) => x.name === name)!.cidr;
-  const virtMgmt = hel.hosts.filter((h) => h.role === "virtualization").map((h) => h.interfaces.find((i) => i.segment === "mgmt")!.address);
+  const virt2Mgmt = hel.hosts.find((h) => h.name === "hel-virt-2")!.interfaces.find((i) => i.segment === "mgmt")!.address;
   const virt = renderNftablesRuleset(hel, "hel-virt-2", options);
   has(virt, `iifname "app" ip saddr ${cidrOf("dmz")} ip daddr ${cidrOf("app")} tcp dport 8080 accept comment "dmz-to-app-services"`);
   has(
     virt,
-    `iifname "mgmt" ip saddr ${cidrOf("mgmt")} ip daddr { ${virtMgmt.join(", ")} } tcp dport 6443 accept comment "mgmt-to-kubernetes-api"`,
+    `iifname "mgmt" ip saddr ${cidrOf("mgmt")} ip daddr ${virt2Mgmt} tcp dport 6443 accept comment "mgmt-to-kubernetes-api"`,
   );
+  // Growing the pool leaves an existing host's filter as it was.
+  const docs = siteDocuments();
+  documentOf(docs, "helsinki").roles.virtualization.count = 9;
+  const grown = validateSites(docs).sites.find((s) => s.name === "helsinki")!;
+  assert.equal(grown.hosts.filter((h) => h.role === "virtualization").length, 9);
+  assert.equal(renderNftablesRuleset(grown, "hel-virt-2", options), virt);
   lacks(virt, /chain forward/);
   has(virt, 'udp sport 67 udp dport 68 accept comment "dhcp-client"');
 });
@@ -418,7 +427,10 @@ test("renderHostFiles: delivery order, checks, secrets flagged, cloud-init only 
   assert.equal(userData.delivery, "provision");
   assert.ok(userData.content.startsWith("#cloud-config\n"));
   assert.ok(userData.content.includes(FAKE_KEY));
-  assert.ok(userData.content.includes("  - path: /etc/haproxy/haproxy.cfg\n"));
+  // First boot carries what depends on the host alone; the proxy's backends follow the pool and arrive by delivery.
+  assert.ok(userData.content.includes("  - path: /etc/chrony/chrony.conf\n"));
+  assert.ok(userData.content.includes("  - path: /etc/nftables.conf\n"));
+  assert.ok(!userData.content.includes("/etc/haproxy/haproxy.cfg"));
   assert.ok(userData.content.includes("    defer: true\n"));
   assert.ok(!userData.content.includes("fake-vr") && !userData.content.includes("fake-token-for-tests"), "no secret in user-data");
   assert.ok(!userData.content.includes("/etc/keepalived/keepalived.conf"));

@@ -1,11 +1,12 @@
 // The Hetzner Cloud site as `pulumi preview` would see it: exact types, names and inputs.
 import test, { after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
-import { SITES_DIR, loadSites, NON_SITE_FILES } from "../lib/model/load";
+import { SITES_DIR, loadSites } from "../lib/model/load";
+import { PLACEHOLDER_SSH_KEY } from "../lib/render";
 import { cidr, containsAddress, parseAddress } from "../lib/net/ipv4";
 import { MockRunResult, RecordedResource, mockId } from "../lib/preview/harness";
 import { countByType } from "../lib/preview/plan";
@@ -35,9 +36,12 @@ after(() => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true }))
 
 /** Copies the site files to a temporary folder with `change` applied to one of them. */
 function sitesWith(file: string, change: (data: Record<string, any>) => void): string {
-  const dir = mkdtempSync(join(tmpdir(), "standort-sites-"));
-  tempDirs.push(dir);
-  for (const name of readdirSync(SITES_DIR).filter((f) => f.endsWith(".yaml") && !NON_SITE_FILES.has(f))) {
+  // A folder named sites/, so rendered files name their source as they do from the repository.
+  const root = mkdtempSync(join(tmpdir(), "standort-sites-"));
+  tempDirs.push(root);
+  const dir = join(root, "sites");
+  mkdirSync(dir);
+  for (const name of readdirSync(SITES_DIR).filter((f) => f.endsWith(".yaml"))) {
     const data = parse(readFileSync(join(SITES_DIR, name), "utf8"));
     if (name === file) change(data);
     writeFileSync(join(dir, name), stringify(data));
@@ -48,6 +52,8 @@ function sitesWith(file: string, change: (data: Record<string, any>) => void): s
 test("helsinki registers exactly the standard layout on Hetzner Cloud", async () => {
   const run = await plan;
   assert.deepEqual(countByType(run.resources), [
+    // 10 hosts' files, each a delivering command (and a confirming one for the packet filter).
+    ["command:remote:Command", 154],
     ["hcloud:index/firewall:Firewall", 4],
     ["hcloud:index/floatingIp:FloatingIp", 2],
     ["hcloud:index/floatingIpAssignment:FloatingIpAssignment", 2],
@@ -60,10 +66,21 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
     ["hcloud:index/sshKey:SshKey", 1],
     ["hcloud:index/volume:Volume", 2],
     ["hcloud:index/volumeAttachment:VolumeAttachment", 2],
+    // Helsinki's services run on Kubernetes: replication and backups are CronJobs.
+    ["kubernetes:batch/v1:CronJob", 8],
+    ["kubernetes:core/v1:Namespace", 1],
     ["pulumi:providers:hcloud", 1],
+    ["pulumi:providers:kubernetes", 1],
+    // The tunnel peers' stacks (frankfurt, vienna), read for their keys and endpoints.
+    ["pulumi:pulumi:StackReference", 2],
+    // Two tunnel private keys, and the preshared key of wg-hel-vie (helsinki is its first end).
+    ["random:index/randomBytes:RandomBytes", 3],
     ["random:index/randomPassword:RandomPassword", 3],
     ["standort:firewall:Firewall", 1],
+    ["standort:footprint:Replication", 1],
+    ["standort:footprint:SiteTunnels", 1],
     ["standort:host:Host", 10],
+    ["standort:hosts:HostConfig", 10],
     ["standort:network:NetworkSegments", 1],
     ["standort:pair:FailoverPair", 3],
     ["standort:prefix:RoutedPrefix", 1],
@@ -84,7 +101,7 @@ test("every server is created from the model, never with inline networks", async
   const run = await plan;
   const types = { firewall: "cx32", proxy: "cx32", virtualization: "cx52", storage: "cx42" } as const;
   const sshKey = of(run, "hcloud:index/sshKey:SshKey")[0];
-  assert.equal(sshKey.inputs.publicKey, "ssh-ed25519 offline-plan-placeholder");
+  assert.equal(sshKey.inputs.publicKey, PLACEHOLDER_SSH_KEY);
   for (const host of helsinki.hosts) {
     const server = serverOf(run, host.name);
     assert.ok(server, host.name);
@@ -95,7 +112,12 @@ test("every server is created from the model, never with inline networks", async
     assert.deepEqual(server.inputs.labels, { "managed-by": "standort", role: host.role, site: "helsinki" });
     assert.deepEqual(server.inputs.publicNets, [{ ipv4Enabled: true, ipv6Enabled: false }]);
     assert.deepEqual(server.inputs.sshKeys, [String(id(sshKey))]);
-    assert.match(String(server.inputs.userData), new RegExp(`^#cloud-config\\nhostname: ${host.name}\\n`));
+    // First boot comes from the cloud-init renderer: the host's name and the operator key, never a secret file.
+    const userData = String(server.inputs.userData);
+    assert.ok(userData.startsWith(`#cloud-config\n# standort: ${host.name} (helsinki).`), userData.slice(0, 80));
+    assert.match(userData, new RegExp(`^hostname: ${host.name}$`, "m"));
+    assert.ok(userData.includes(PLACEHOLDER_SSH_KEY));
+    assert.ok(!userData.includes("keepalived.conf") && !userData.includes("provider.env"));
     assert.deepEqual(server.ignoreChanges, ["userData"]);
     const group = of(run, T.placementGroup).find((g) => g.inputs.name === `helsinki-${host.physical}`)!;
     assert.equal(server.inputs.placementGroupId, id(group), `${host.name} sits in ${host.physical}`);

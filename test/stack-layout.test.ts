@@ -2,11 +2,12 @@
 // and what changes (or does not) when a site file changes.
 import test, { after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
-import { NON_SITE_FILES, SITES_DIR } from "../lib/model/load";
+import { SITES_DIR } from "../lib/model/load";
+import { InputError } from "../lib/model/validate";
 import { cidr, containsAddress, parseAddress } from "../lib/net/ipv4";
 import { MockRunResult } from "../lib/preview/harness";
 import { countByType, diffPlans, stableJson, toSnapshot } from "../lib/preview/plan";
@@ -28,9 +29,12 @@ after(() => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true }))
 
 /** Copies the site files to a temporary folder with `change` applied to one of them. */
 function sitesWith(file: string, change: (data: Record<string, any>) => void): string {
-  const dir = mkdtempSync(join(tmpdir(), "standort-sites-"));
-  tempDirs.push(dir);
-  for (const name of readdirSync(SITES_DIR).filter((f) => f.endsWith(".yaml") && !NON_SITE_FILES.has(f))) {
+  // A folder named sites/, so rendered files name their source as they do from the repository.
+  const root = mkdtempSync(join(tmpdir(), "standort-sites-"));
+  tempDirs.push(root);
+  const dir = join(root, "sites");
+  mkdirSync(dir);
+  for (const name of readdirSync(SITES_DIR).filter((f) => f.endsWith(".yaml"))) {
     const data = parse(readFileSync(join(SITES_DIR, name), "utf8"));
     if (name === file) change(data);
     writeFileSync(join(dir, name), stringify(data));
@@ -71,9 +75,12 @@ function projection(o: Record<string, any>) {
 test("every location plans without error, with the counts of its layout", async () => {
   const counts: Record<string, number> = {};
   for (const l of LOCATIONS) counts[l] = (await planOf(l)).resources.length;
-  // Pre-provisioned: 7 components + one Host per listed host + 3 pairs with their VRRP secret.
-  // helsinki adds its provider, 10 servers with their attachments and the cloud objects.
-  assert.deepEqual(counts, { frankfurt: 23, helsinki: 70, karlsruhe: 21, vienna: 22 });
+  // Pre-provisioned: 7 components + one Host per listed host + 3 pairs with their VRRP secret,
+  // the tunnels and their peers' stacks, and a HostConfig per host with one command per file.
+  // helsinki adds its provider, 10 servers with their attachments, the cloud objects and its CronJobs.
+  const layout = { frankfurt: 23, helsinki: 70, karlsruhe: 21, vienna: 22 };
+  const delivery = { frankfurt: 172, helsinki: 181, karlsruhe: 144, vienna: 167 };
+  assert.deepEqual(counts, Object.fromEntries(LOCATIONS.map((l) => [l, layout[l] + delivery[l]])));
 });
 
 test("the same site files give the same plan, byte for byte", async () => {
@@ -84,9 +91,15 @@ test("the same site files give the same plan, byte for byte", async () => {
 test("vienna shows the same layout on pre-provisioned hosts, without cloud resources", async () => {
   const run = await planOf("vienna");
   assert.deepEqual(countByType(run.resources), [
+    // Delivery over SSH: no cloud resource, one command per file (and per packet filter confirmation).
+    ["command:remote:Command", 153],
+    ["pulumi:pulumi:StackReference", 2],
+    ["random:index/randomBytes:RandomBytes", 2],
     ["random:index/randomPassword:RandomPassword", 3],
     ["standort:firewall:Firewall", 1],
+    ["standort:footprint:SiteTunnels", 1],
     ["standort:host:Host", 9],
+    ["standort:hosts:HostConfig", 9],
     ["standort:network:NetworkSegments", 1],
     ["standort:pair:FailoverPair", 3],
     ["standort:prefix:RoutedPrefix", 1],
@@ -193,6 +206,8 @@ test("the proxy tier binds to any address and health-checks every backend", asyn
   }
 });
 
+const last = (urn: string) => urn.split("::").pop()!;
+
 test("switching the active member changes only the pair's priorities, not the hosts", async () => {
   for (const location of ["helsinki", "vienna"] as const) {
     const before = await planOf(location);
@@ -201,12 +216,20 @@ test("switching the active member changes only the pair's priorities, not the ho
     assert.deepEqual([diff.added, diff.removed], [[], []], location);
     // What Pulumi would act on: changed inputs not covered by the resource's ignoreChanges.
     const ignored = new Map(after.resources.map((r) => [r.urn, r.ignoreChanges]));
-    const acted = diff.changed.flatMap(({ urn, changes }) => changes.filter((c) => !ignored.get(urn)!.some((k) => c.path === `inputs.${k}`)).map((c) => `${urn} ${c.path}`));
-    assert.deepEqual(acted, [], location);
-    // On Hetzner Cloud the floating IP's declared start moves, but the running keepalived owns it.
-    const declared = diff.changed.map(({ urn, changes }) => [urn.split("::").pop(), changes.map((c) => c.path)]);
-    assert.deepEqual(declared, location === "helsinki" ? [["helsinki-fw-pair-nat-assignment", ["inputs.serverId"]]] : [], location);
+    const acted = diff.changed.flatMap(({ urn, changes }) =>
+      changes.filter((c) => !ignored.get(urn)!.some((k) => c.path === `inputs.${k}`)).map((c) => `${last(urn)} ${c.path}`),
+    );
+    // Exactly the two members' keepalived configuration (priorities) and failover script (which member fences).
     const code = location === "helsinki" ? "hel" : "vie";
+    const expected = [1, 2].flatMap((n) =>
+      ["etc-keepalived-keepalived-conf", "etc-keepalived-standort-failover-sh"].flatMap((file) =>
+        ["inputs.stdin", "inputs.triggers[0]"].map((path) => `${location}-cfg-${code}-fw-${n}-${file} ${path}`),
+      ),
+    );
+    assert.deepEqual(acted, expected, location);
+    // On Hetzner Cloud the floating IP's declared start moves too, but the running keepalived owns it.
+    const declaredOnly = diff.changed.filter(({ urn }) => !acted.some((a) => a.startsWith(`${last(urn)} `))).map(({ urn, changes }) => [last(urn), changes.map((c) => c.path)]);
+    assert.deepEqual(declaredOnly, location === "helsinki" ? [["helsinki-fw-pair-nat-assignment", ["inputs.serverId"]]] : [], location);
     assert.deepEqual(diff.outputs, [
       { path: "pairs.firewall.active", before: `${code}-fw-1`, after: `${code}-fw-2` },
       { path: "pairs.firewall.passive", before: `${code}-fw-2`, after: `${code}-fw-1` },
@@ -216,38 +239,68 @@ test("switching the active member changes only the pair's priorities, not the ho
   }
 });
 
-test("changing the number of virtualization hosts changes only those hosts", async () => {
+test("changing the number of virtualization hosts changes only those hosts (and the proxies' backend list)", async () => {
   const hel = await planStack("helsinki", { sitesDir: sitesWith("helsinki.yaml", (d) => (d.roles.virtualization.count = 5)) });
   const helDiff = diffPlans(toSnapshot(await planOf("helsinki")), toSnapshot(hel));
-  const typed = (urn: string) => `${urn.split("::")[2].split("$").pop()} ${urn.split("::")[3]}`;
-  assert.deepEqual(helDiff.added.map(typed), [
+  const typed = (urn: string) => `${urn.split("::")[2].split("$").pop()} ${last(urn)}`;
+  // Everything added belongs to the new host: its server, attachment and component, and the delivery of its files.
+  const added = helDiff.added.map(typed);
+  assert.ok(
+    added.every((a) => / helsinki-(virt-5|cfg-hel-virt-5)(-|$)/.test(a)),
+    added.join("\n"),
+  );
+  assert.deepEqual(added.filter((a) => !a.startsWith("command:")), [
     "hcloud:index/server:Server helsinki-virt-5",
     "hcloud:index/serverNetwork:ServerNetwork helsinki-virt-5-private",
+    "standort:hosts:HostConfig helsinki-cfg-hel-virt-5",
     "standort:host:Host helsinki-virt-5",
   ]);
   // The new server and its attachment are children of the new host.
-  const added = hel.resources.filter((r) => helDiff.added.includes(r.urn));
-  const host = added.find((r) => r.type === "standort:host:Host")!;
-  assert.deepEqual(added.filter((r) => r !== host).map((r) => r.parent), [host.urn, host.urn]);
-  assert.deepEqual([helDiff.removed, helDiff.changed], [[], []]);
-  // Outputs: the new host, and the proxy backends that follow the pool.
+  const host = hel.resources.find((r) => r.type === "standort:host:Host" && r.name === "helsinki-virt-5")!;
+  assert.deepEqual(
+    hel.resources.filter((r) => r.type.startsWith("hcloud:") && r.name.startsWith("helsinki-virt-5")).map((r) => r.parent),
+    [host.urn, host.urn],
+  );
+  // Nothing removed; the only existing resources that change are the proxies' HAProxy files, which list the pool.
+  assert.deepEqual(helDiff.removed, []);
+  assert.deepEqual(helDiff.changed.map((c) => last(c.urn)), [
+    "helsinki-cfg-hel-proxy-1-etc-haproxy-haproxy-cfg",
+    "helsinki-cfg-hel-proxy-2-etc-haproxy-haproxy-cfg",
+  ]);
   assert.ok(helDiff.outputs.every((c) => /^(hostsByRole\.virtualization|proxy\.(services|sizing))/.test(c.path)), JSON.stringify(helDiff.outputs.map((c) => c.path)));
 
   const vie = await planStack("vienna", {
     sitesDir: sitesWith("vienna.yaml", (d) => d.provider.hosts.push({ name: "vie-virt-4", role: "virtualization", physical: "vie-node-f", address: "198.19.40.44" })),
   });
   const vieDiff = diffPlans(toSnapshot(await planOf("vienna")), toSnapshot(vie));
-  assert.deepEqual(vieDiff.added.map((u) => u.split("::").pop()), ["vienna-virt-4"]);
-  assert.deepEqual([vieDiff.removed, vieDiff.changed], [[], []]);
+  assert.ok(vieDiff.added.every((u) => /^vienna-(virt-4|cfg-vie-virt-4)(-|$)/.test(last(u))), vieDiff.added.map(last).join("\n"));
+  assert.ok(vieDiff.added.map(last).includes("vienna-virt-4"));
+  assert.deepEqual(vieDiff.removed, []);
+  assert.deepEqual(vieDiff.changed.map((c) => last(c.urn)), [
+    "vienna-cfg-vie-proxy-1-etc-haproxy-haproxy-cfg",
+    "vienna-cfg-vie-proxy-2-etc-haproxy-haproxy-cfg",
+  ]);
 });
 
 test("a dissolved pair leaves one member serving and keeps both hosts", async () => {
-  const run = await planStack("vienna", { sitesDir: sitesWith("vienna.yaml", (d) => (d.pairs = { storage: { active: 2, dissolved: true } })) });
+  const run = await planStack("vienna", { sitesDir: sitesWith("vienna.yaml", (d) => (d.pairs = { proxy: { active: 2, dissolved: true } })) });
   const o = run.outputs as Record<string, any>;
   assert.deepEqual(
-    [o.pairs.storage.dissolved, o.pairs.storage.serving, o.pairs.storage.priorities],
-    [true, ["vie-stor-2"], { "vie-stor-2": 150 }],
+    [o.pairs.proxy.dissolved, o.pairs.proxy.serving, o.pairs.proxy.priorities],
+    [true, ["vie-proxy-2"], { "vie-proxy-2": 150 }],
   );
-  assert.equal(o.storage.localSync, undefined);
-  assert.deepEqual(o.hostsByRole.storage.map((h: any) => h.name), ["vie-stor-1", "vie-stor-2"]);
+  assert.deepEqual(o.hostsByRole.proxy.map((h: any) => h.name), ["vie-proxy-1", "vie-proxy-2"]);
+  // The released member runs no keepalived any more: its delivery has no keepalived file.
+  const files = (host: string) => run.resources.filter((r) => r.type === "command:remote:Command" && r.name.startsWith(`vienna-cfg-${host}-`)).map((r) => r.name);
+  assert.ok(files("vie-proxy-2").includes("vienna-cfg-vie-proxy-2-etc-keepalived-keepalived-conf"));
+  assert.ok(!files("vie-proxy-1").some((n) => n.includes("keepalived")));
+});
+
+test("dissolving the storage pair is refused while services keep backups there: two independent stores", async () => {
+  await assert.rejects(
+    planStack("vienna", { sitesDir: sitesWith("vienna.yaml", (d) => (d.pairs = { storage: { active: 2, dissolved: true } })) }),
+    (e: InputError) =>
+      e.problems.length === 1 &&
+      /^sites\/footprint\.yaml: services\[1\] \(mail\): backups at vienna need two independent stores but the storage pair vie-storage is dissolved: restore it/.test(e.problems[0]),
+  );
 });

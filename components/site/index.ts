@@ -14,6 +14,11 @@ import { RoutedPrefix } from "../routed-prefix";
 import { prefixPlan } from "../routed-prefix/plan";
 import { Storage } from "../storage";
 import { VirtualizationHosts } from "../virtualization-hosts";
+import * as random from "@pulumi/random";
+import { DeliverableFile, HostConfig, deliverableFiles } from "../host-config";
+import { SiteTunnels, SiteTunnelsArgs } from "../site-tunnels";
+import { RenderOptions, RenderSecrets, RenderedFile } from "../../lib/render/types";
+import { placeholderSecrets, renderHostFiles } from "../../lib/render";
 
 export interface SiteArgs {
   /** The validated model of the site this stack deploys. */
@@ -31,6 +36,26 @@ export interface SiteArgs {
   readonly userData?: Readonly<Record<string, pulumi.Input<string>>>;
   /** Services the proxy pair routes to the virtualization hosts. @default one `platform` service on port 8080 */
   readonly services?: ReadonlyArray<ProxiedService>;
+  /**
+   * How the site's host files reach the hosts. Without it the site is laid out
+   * but nothing is delivered (a layout-only preview).
+   * @default no delivery
+   */
+  readonly delivery?: SiteDelivery;
+  /** Files beyond the rendered host configuration, by host name (replication timers, database settings). @default none */
+  readonly hostFiles?: Readonly<Record<string, ReadonlyArray<RenderedFile | DeliverableFile>>>;
+  /** The site-to-site tunnels the firewall pair terminates, and the peers' published outputs. @default no tunnels */
+  readonly tunnels?: Omit<SiteTunnelsArgs, "model">;
+}
+
+/** What delivery needs besides the rendered files. */
+export interface SiteDelivery {
+  /** Private SSH key the delivery logs in to the hosts with, as root. Secret. */
+  readonly privateKey: pulumi.Input<string>;
+  /** Provider API token for the failover scripts (fencing, failover IP moves). Secret. @default none: the scripts cannot call the provider */
+  readonly providerApiToken?: pulumi.Input<string>;
+  /** Extra environment of the failover scripts (provider ids, the move command of a provider without an API). @default {} */
+  readonly providerEnv?: Readonly<Record<string, string>>;
 }
 
 /** One location, laid out to the standard scheme, whatever the provider. */
@@ -53,6 +78,12 @@ export class Site extends pulumi.ComponentResource {
   public readonly pairs: Readonly<Record<PairedRole, FailoverPair>>;
   /** The address plan table (segment, CIDR, gateway, usable range, VIPs). */
   public readonly addressPlan: ReturnType<typeof addressPlan>;
+  /** BGP session passwords by peer name (own prefix announced by BGP). Secret; give them to the provider's side. */
+  public readonly bgpPasswords: Readonly<Record<string, random.RandomPassword>>;
+  /** The site's ends of its WireGuard tunnels. */
+  public readonly tunnels?: SiteTunnels;
+  /** The delivery of each host's files, by host name (empty without `delivery`). */
+  public readonly configs: Readonly<Record<string, HostConfig>>;
 
   constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
     super("standort:site:Site", name, {}, opts);
@@ -65,7 +96,8 @@ export class Site extends pulumi.ComponentResource {
     this.network = new NetworkSegments(`${name}-net`, { model, provisioning }, { parent: this });
     const access = provisioning.createAccess(name, model, args.sshPublicKey, this);
     this.sshKey = access.sshKey;
-    const context: HostContext = { model, provisioning, segments: this.network.carrier, access, userData: args.userData };
+    const userData = args.userData ?? renderedUserData(model, args);
+    const context: HostContext = { model, provisioning, segments: this.network.carrier, access, userData };
 
     const firewallPair = model.pairs.find((p) => p.role === "firewall");
     if (!firewallPair) throw new Error(`${model.name} has no firewall pair`);
@@ -95,6 +127,58 @@ export class Site extends pulumi.ComponentResource {
     this.hosts = { ...this.firewall.hosts, ...this.proxy.hosts, ...this.storage.hosts, ...this.virtualization.hosts };
     this.pairs = { firewall: this.firewall.pair, proxy: this.proxy.pair, storage: this.storage.pair };
     this.addressPlan = addressPlan(model);
+
+    const bgpPeers = model.public.mode === "own-prefix" && model.public.routing.kind === "bgp" ? model.public.routing.peers : [];
+    this.bgpPasswords = Object.fromEntries(
+      bgpPeers.map((peer) => [
+        peer.name,
+        // BIRD and most provider routers take up to 80 characters; letters and digits need no quoting anywhere.
+        new random.RandomPassword(`${name}-bgp-${peer.name}`, { length: 32, special: false }, { parent: this }),
+      ]),
+    );
+
+    this.tunnels = args.tunnels ? new SiteTunnels(`${name}-tunnels`, { model, ...args.tunnels }, { parent: this }) : undefined;
+    const tunnelFiles = this.tunnels?.files ?? [];
+
+    const configs: Record<string, HostConfig> = {};
+    if (args.delivery) {
+      const delivery = args.delivery;
+      const secrets: pulumi.Output<RenderSecrets> = pulumi
+        .all([
+          pulumi.all(Object.fromEntries(Object.values(this.pairs).map((p) => [p.pairName, p.vrrpAuthPass]))),
+          pulumi.all(Object.fromEntries(Object.entries(this.bgpPasswords).map(([peer, p]) => [peer, p.result]))),
+          pulumi.output(delivery.providerApiToken ?? PLACEHOLDER_NO_TOKEN),
+        ])
+        .apply(([vrrp, bgp, providerApiToken]) => ({
+          vrrp,
+          bgp: Object.keys(bgp).length > 0 ? bgp : undefined,
+          providerApiToken,
+        }));
+      const options: RenderOptions = {
+        sites: args.sites ?? [model, partner],
+        services: args.services,
+        sshAuthorizedKeys: typeof args.sshPublicKey === "string" ? [args.sshPublicKey] : undefined,
+        providerEnv: delivery.providerEnv,
+      };
+      // Members of a pair change one at a time, passive first: a broken file stops before it reaches the active member.
+      const order = deliveryOrder(model);
+      for (const hostName of order) {
+        const host = this.hosts[hostName];
+        const files = [
+          ...deliverableFiles(model, hostName, secrets, options),
+          ...(args.hostFiles?.[hostName] ?? []),
+          ...(host.role === "firewall" ? tunnelFiles : []),
+        ];
+        const pair = model.pairs.find((p) => p.active === hostName && !p.dissolved);
+        const after = pair ? [configs[pair.passive]?.done].filter((r): r is pulumi.Resource => r !== undefined) : [];
+        configs[hostName] = new HostConfig(
+          `${name}-cfg-${hostName}`,
+          { hostName, connection: { host: host.publicAddress, privateKey: delivery.privateKey }, files, after },
+          { parent: this },
+        );
+      }
+    }
+    this.configs = configs;
     this.registerOutputs({
       model: this.model,
       partner: this.partner,
@@ -109,8 +193,43 @@ export class Site extends pulumi.ComponentResource {
       hosts: this.hosts,
       pairs: this.pairs,
       addressPlan: this.addressPlan,
+      bgpPasswords: this.bgpPasswords,
+      tunnels: this.tunnels,
+      configs: this.configs,
     });
   }
+}
+
+/**
+ * Stands in for a provider token where a site has none to give (a provider
+ * without an API): the failover script then fences by command and moves
+ * addresses with the declared move command.
+ */
+const PLACEHOLDER_NO_TOKEN = "none";
+
+/**
+ * First-boot user data of API-created hosts from the cloud-init renderer
+ * (users, SSH keys, packages, the non-secret files). Secret files never go
+ * into user data, which the metadata service serves to anyone on the host:
+ * they arrive by delivery after creation. Undefined where the renderer has
+ * nothing to provision or the operator key is not known yet.
+ */
+function renderedUserData(model: SiteModel, args: SiteArgs): Record<string, string> | undefined {
+  if (typeof args.sshPublicKey !== "string") return undefined;
+  const options: RenderOptions = { sites: args.sites ?? [model, args.partner], services: args.services, sshAuthorizedKeys: [args.sshPublicKey] };
+  const entries = model.hosts.flatMap((h) => {
+    const provision = renderHostFiles(model, h.name, placeholderSecrets(model), options).find((f) => f.delivery === "provision");
+    return provision ? [[h.name, provision.content] as const] : [];
+  });
+  return entries.length > 0 ? Object.fromEntries(entries) : undefined;
+}
+
+/** Host names in delivery order: passive members before active ones, then by name. */
+export function deliveryOrder(model: SiteModel): string[] {
+  const activeOf = new Set(model.pairs.filter((p) => !p.dissolved).map((p) => p.active));
+  return model.hosts
+    .map((h) => h.name)
+    .sort((a, b) => Number(activeOf.has(a)) - Number(activeOf.has(b)) || a.localeCompare(b));
 }
 
 type HostOutput = { name: string; role: Role; physical: string; origin: string; publicAddress: string; interfaces: HostInterface[] };

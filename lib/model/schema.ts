@@ -265,5 +265,30 @@ export const StackConfigSchema = z.strictObject({
   sshPublicKey: z.string().min(1).optional(),
   /** Kubeconfig of the site's Kubernetes cluster, where services run on Kubernetes. Secret. */
   kubeconfig: z.string().min(1).optional(),
+  /** Provider API token the failover scripts use; on Hetzner Cloud the hcloud token serves. Secret. */
+  providerApiToken: z.string().min(1).optional(),
+  /**
+   * Extra environment of the failover scripts, as a YAML mapping (IONOS ids, the
+   * move command of a provider without an API).
+   * @default {}
+   */
+  providerEnv: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return JSON.parse(text) as unknown;
+      } catch {
+        ctx.addIssue({ code: "custom", message: "must be a mapping of variable names to strings" });
+        return z.NEVER;
+      }
+    })
+    .pipe(z.record(z.string().regex(/^[A-Z][A-Z0-9_]*$/, "variable names are upper-case letters, digits and _"), z.string()))
+    .optional(),
+  /**
+   * Where the other sites' stacks are, for StackReference: `<organization>/<project>`.
+   * A stack of site X is read as `<stackPrefix>/X`.
+   * @default "organization/standort" (the self-managed backends' organization)
+   */
+  stackPrefix: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "must be <organization>/<project>").default("organization/standort"),
 });
 export type StackConfig = z.infer<typeof StackConfigSchema>;

@@ -4,6 +4,7 @@
  * `[secret]`). Shared by the offline plan and the tests, so both see exactly
  * what `pulumi preview` would register.
  */
+import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 
 /** One registration as the engine would receive it. */
@@ -16,6 +17,8 @@ export interface RecordedResource {
   readonly custom: boolean;
   /** Inputs with secrets replaced by `[secret]` and resource references by their URN. */
   readonly inputs: Record<string, unknown>;
+  /** Short digests of the masked secret inputs by property path: a diff shows that a secret changed, never its value. */
+  readonly secretDigests: Readonly<Record<string, string>>;
   /** Names of the resources this one explicitly depends on. */
   readonly dependsOn: ReadonlyArray<string>;
   readonly deleteBeforeReplace: boolean;
@@ -36,18 +39,26 @@ const SIG_SECRET = "1b47061264138c4ac30d75fd1eb44270";
 const SIG_RESOURCE = "5cf8f73096256a8f31e491e813e4eb8e";
 const UNKNOWN = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
 
-/** Turns the wire form of properties into plain values, masking secrets. */
-export function unwireProperties(value: unknown): unknown {
+/**
+ * Turns the wire form of properties into plain values, masking secrets. When
+ * `digests` is given, it receives a short SHA-256 of each masked value by
+ * property path, so a diff can tell that a secret changed without showing it
+ * (as `pulumi preview --diff` does). Offline, every secret is a placeholder.
+ */
+export function unwireProperties(value: unknown, digests?: Record<string, string>, path = ""): unknown {
   if (value === UNKNOWN) return "(known after apply)";
-  if (Array.isArray(value)) return value.map(unwireProperties);
+  if (Array.isArray(value)) return value.map((v, i) => unwireProperties(v, digests, `${path}[${i}]`));
   if (value && typeof value === "object") {
     const record = value as Record<string, unknown>;
-    if (record[SIG_KEY] === SIG_SECRET) return SECRET_MASK;
+    if (record[SIG_KEY] === SIG_SECRET) {
+      if (digests) digests[path] = createHash("sha256").update(JSON.stringify(record.value ?? null)).digest("hex").slice(0, 16);
+      return SECRET_MASK;
+    }
     if (record[SIG_KEY] === SIG_RESOURCE) return { resource: record.urn };
     return Object.fromEntries(
       Object.keys(record)
         .sort()
-        .map((k) => [k, unwireProperties(record[k])]),
+        .map((k) => [k, unwireProperties(record[k], digests, path ? `${path}.${k}` : k)]),
     );
   }
   return value;
@@ -63,13 +74,32 @@ export type MockState = (name: string, inputs: Record<string, unknown>) => Recor
 export const MOCKED_PACKAGES = ["hcloud", "random", "command", "kubernetes", "pulumi", "standort"] as const;
 
 const COMPUTED: Record<string, MockState> = {
-  "random:index/randomPassword:RandomPassword": (name) => ({ result: `mock-password-${name}` }),
-  "random:index/randomId:RandomId": (name) => ({ hex: `mock${name.length.toString(16)}`, b64Std: "bW9jaw==" }),
+  // Generated values honour the requested length (renderers check it) and derive from the name (byte-stable plans).
+  "random:index/randomPassword:RandomPassword": (name, inputs) => ({ result: mockText(name, Number(inputs.length ?? 16)) }),
+  "random:index/randomBytes:RandomBytes": (name, inputs) => {
+    const bytes = mockBytes(name, Number(inputs.length ?? 32));
+    return { base64: bytes.toString("base64"), hex: bytes.toString("hex") };
+  },
   "hcloud:index/server:Server": (name) => ({ ipv4Address: "198.19.250.10", status: "running", name }),
   "hcloud:index/floatingIp:FloatingIp": () => ({ ipAddress: "198.19.251.10" }),
   "hcloud:index/primaryIp:PrimaryIp": () => ({ ipAddress: "198.19.252.10" }),
   "command:remote:Command": () => ({ stdout: "", stderr: "" }),
+  // Offline, no other stack is reachable: a reference reports no outputs, as for a stack not deployed yet.
+  "pulumi:pulumi:StackReference": () => ({ outputs: {}, secretOutputNames: [] }),
 };
+
+/** `length` bytes derived from `seed` (SHA-256 in counter mode): stable across runs, distinct per name. */
+export function mockBytes(seed: string, length: number): Buffer {
+  const blocks: Buffer[] = [];
+  for (let i = 0; blocks.length * 32 < length; i++) blocks.push(createHash("sha256").update(`${seed}#${i}`).digest());
+  return Buffer.concat(blocks).subarray(0, length);
+}
+
+/** `length` letters and digits derived from `seed`. */
+export function mockText(seed: string, length: number): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  return [...mockBytes(seed, length)].map((b) => alphabet[b % alphabet.length]).join("");
+}
 
 /** A stable numeric id (FNV-1a of the key) as the provider would hand out. */
 export function mockId(key: string): string {
@@ -106,6 +136,14 @@ interface RegisterRequest {
   getIgnorechangesList(): string[];
 }
 
+interface ReadRequest {
+  getType(): string;
+  getName(): string;
+  getId(): string;
+  getParent(): string;
+  getProperties(): { toJavaScript(): Record<string, unknown> };
+}
+
 /**
  * Runs `program` with the mock runtime and returns every registration.
  * `config` is the stack configuration as `namespace:key` → value; keys in
@@ -137,16 +175,39 @@ export async function runUnderMocks(options: {
 
   const monitor = pulumi.runtime.getMonitor() as unknown as {
     registerResource(req: RegisterRequest, cb: (err: unknown, resp: { getUrn(): string } | undefined) => void): Promise<void>;
+    readResource(req: ReadRequest, cb: (err: unknown, resp: { getUrn(): string } | undefined) => void): Promise<void>;
   };
   const register = monitor.registerResource.bind(monitor);
-  monitor.registerResource = (req, cb) => {
+  const read = monitor.readResource.bind(monitor);
+  // Reads (StackReference, get functions) are recorded like registrations: the plan shows what a stack depends on.
+  monitor.readResource = (req, cb) => {
     options.onRegister?.(req.getType(), req.getName());
     const pending = {
       type: req.getType(),
       name: req.getName(),
       parent: req.getParent() || undefined,
+      custom: true,
+      inputs: { ...(unwireProperties(req.getProperties().toJavaScript()) as Record<string, unknown>), __read: req.getId() },
+      secretDigests: {},
+      dependsOn: [],
+      deleteBeforeReplace: false,
+      ignoreChanges: [],
+    };
+    return read(req, (err, resp) => {
+      if (!err && resp) records.push({ urn: resp.getUrn(), ...pending });
+      cb(err, resp);
+    });
+  };
+  monitor.registerResource = (req, cb) => {
+    options.onRegister?.(req.getType(), req.getName());
+    const secretDigests: Record<string, string> = {};
+    const pending = {
+      type: req.getType(),
+      name: req.getName(),
+      parent: req.getParent() || undefined,
       custom: req.getCustom(),
-      inputs: unwireProperties(req.getObject().toJavaScript()) as Record<string, unknown>,
+      inputs: unwireProperties(req.getObject().toJavaScript(), secretDigests) as Record<string, unknown>,
+      secretDigests,
       dependsOn: req.getDependenciesList().map((urn) => urn.split("::").pop() ?? urn),
       deleteBeforeReplace: req.getDeletebeforereplace(),
       ignoreChanges: req.getIgnorechangesList(),

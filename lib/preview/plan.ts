@@ -3,7 +3,7 @@
  * preview`, stored as a JSON snapshot, and compared with the committed one.
  * Pure functions over the harness's records.
  */
-import { MockRunResult, RecordedResource } from "./harness";
+import { MockRunResult, RecordedResource, SECRET_MASK } from "./harness";
 
 export interface PlanSnapshot {
   readonly stack: string;
@@ -13,6 +13,8 @@ export interface PlanSnapshot {
     readonly name: string;
     readonly parent?: string;
     readonly inputs: Record<string, unknown>;
+    /** Digests of masked secret inputs, so a diff can say a secret changed. */
+    readonly secretDigests?: Readonly<Record<string, string>>;
   }>;
   readonly outputs: Record<string, unknown>;
 }
@@ -27,6 +29,7 @@ export function toSnapshot(run: MockRunResult): PlanSnapshot {
       name: r.name,
       ...(r.parent ? { parent: r.parent } : {}),
       inputs: r.inputs,
+      ...(Object.keys(r.secretDigests).length > 0 ? { secretDigests: r.secretDigests } : {}),
     })),
     outputs: run.outputs,
   };
@@ -61,11 +64,17 @@ function formatValue(value: unknown, max = 60): string {
   return oneLine.length > max ? `${oneLine.slice(0, max - 1)}…` : oneLine;
 }
 
+/** One input for the tree: file contents and scripts become their size, the rest is cut at a readable length. */
+function summarizeInput(value: unknown): string {
+  if (typeof value === "string" && value.includes("\n")) return `<${value.split("\n").length} lines>`;
+  return formatValue(value, 48);
+}
+
 /** Inputs worth a line in the tree: scalars and short values, never bulky file contents. */
 export function keyInputs(inputs: Record<string, unknown>): string {
   return Object.keys(inputs)
     .filter((k) => !k.startsWith("__"))
-    .map((k) => `${k}=${formatValue(inputs[k], 48)}`)
+    .map((k) => `${k}=${summarizeInput(inputs[k])}`)
     .join(" ");
 }
 
@@ -139,7 +148,14 @@ export function diffPlans(before: PlanSnapshot, after: PlanSnapshot): PlanDiff {
     const prior = old.get(urn);
     if (!prior) continue;
     const changes = diffValues({ inputs: prior.inputs, parent: prior.parent }, { inputs: r.inputs, parent: r.parent });
-    if (changes.length > 0) changed.push({ urn, changes });
+    // A secret shows as [secret] on both sides; its digest tells that it changed.
+    const digests = new Set([...Object.keys(prior.secretDigests ?? {}), ...Object.keys(r.secretDigests ?? {})]);
+    for (const path of [...digests].sort()) {
+      if (prior.secretDigests?.[path] !== r.secretDigests?.[path] && !changes.some((c) => c.path === `inputs.${path}`)) {
+        changes.push({ path: `inputs.${path}`, before: SECRET_MASK, after: SECRET_MASK });
+      }
+    }
+    if (changes.length > 0) changed.push({ urn, changes: changes.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)) });
   }
   return {
     added: [...now.keys()].filter((u) => !old.has(u)),

@@ -10,6 +10,7 @@ import { parse } from "yaml";
 import { REPOSITORY_ROOT } from "../model/load";
 import { CONFIG_NAMESPACE, SECRET_CONFIG_KEYS } from "../model/stack-config";
 import { InputError } from "../model/validate";
+import { PLACEHOLDER_SSH_KEY } from "../render";
 import { locationStack } from "../../stacks/program";
 import { MockRunResult, runUnderMocks } from "./harness";
 
@@ -39,7 +40,7 @@ export function readStackConfig(stack: string, stacksDir: string = STACKS_DIR): 
       secretKeys.push(full);
     }
   }
-  if (!(`${CONFIG_NAMESPACE}:sshPublicKey` in config)) config[`${CONFIG_NAMESPACE}:sshPublicKey`] = `ssh-ed25519 ${OFFLINE_PLACEHOLDER}`;
+  if (!(`${CONFIG_NAMESPACE}:sshPublicKey` in config)) config[`${CONFIG_NAMESPACE}:sshPublicKey`] = PLACEHOLDER_SSH_KEY;
   return { config, secretKeys: secretKeys.sort() };
 }
 

@@ -52,6 +52,9 @@ export { renderNetworkdFiles, renderSysctlConfig } from "./networkd";
 /** Where the cloud-init user-data of an API-provisioned host appears in a plan directory (never shipped over SSH). */
 export const CLOUD_INIT_PATH = "/etc/standort/cloud-init.yaml";
 
+/** Files that go into cloud-init user data as well as being delivered. */
+const FIRST_BOOT_FILE = /^\/etc\/(sysctl\.d\/|systemd\/network\/|chrony\/|nftables\.conf$)/;
+
 /** Seconds within which a fresh SSH connection must confirm a new packet filter, or the host restores the old one. */
 export const NFTABLES_CONFIRM_SECONDS = 120;
 
@@ -189,7 +192,11 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
   }
 
   if (problems.length === 0 && model.provider.kind === "hcloud") {
-    const userData = attempt(() => renderCloudInit(model, hostName, files, options));
+    // First boot needs only what depends on the host itself: its kernel settings, interfaces, time and
+    // packet filter. Files that follow the rest of the site (the proxy's backends) arrive by delivery, so
+    // growing the site never changes an existing server's user data.
+    const firstBoot = files.filter((f) => FIRST_BOOT_FILE.test(f.path));
+    const userData = attempt(() => renderCloudInit(model, hostName, firstBoot, options));
     if (userData !== undefined) {
       files.push({
         path: CLOUD_INIT_PATH,

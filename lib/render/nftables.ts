@@ -96,8 +96,14 @@ function forwardRule(rule: ZoneRule): string {
   return parts.join(" ");
 }
 
-/** A rule of a host's input chain (the edge firewall's own input, or any other host's packet filter). */
-function inputRule(rule: ZoneRule, host: HostModel): string {
+/**
+ * A rule of a host's input chain (the edge firewall's own input, or any other
+ * host's packet filter). A host only receives what is addressed to it, so the
+ * other hosts' addresses among the destinations are left out: a host's filter
+ * then depends on the host alone, and growing a pool leaves the others' filters
+ * unchanged.
+ */
+function inputRule(rule: ZoneRule, host: HostModel, otherHosts: ReadonlySet<string>): string | undefined {
   const joined = (segment: string) => host.interfaces.some((i) => i.segment === segment);
   const parts: string[] = [];
   if (rule.from.kind === "segment" && joined(rule.from.segment)) parts.push(`iifname "${interfaceName(rule.from.segment)}"`);
@@ -106,7 +112,10 @@ function inputRule(rule: ZoneRule, host: HostModel): string {
     parts.push(`iifname "${interfaceName(rule.to.segment)}"`);
   } else if (rule.from.kind === "bgp-peer") parts.push("iifname != @internal_ifs");
   else if (rule.from.kind === "site") parts.push("iifname @internal_ifs");
-  parts.push(...sourceClause(rule), ...destinationClause(rule), ...protocolClause(rule), accept(rule));
+  const own = { ...rule, destinations: rule.destinations.filter((d) => !otherHosts.has(d)) };
+  // Addressed to other hosts only: nothing of it reaches this one.
+  if (rule.destinations.length > 0 && own.destinations.length === 0) return undefined;
+  parts.push(...sourceClause(rule), ...destinationClause(own), ...protocolClause(rule), accept(rule));
   return parts.join(" ");
 }
 
@@ -219,7 +228,9 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
     );
   }
   if (model.provider.kind === "hcloud") lines.push('\t\tudp sport 67 udp dport 68 accept comment "dhcp-client"');
-  lines.push(...policy.filter(mine).map((r) => `\t\t${inputRule(r, h)}`), ...dropTail("input"), "\t}");
+  const otherHosts = new Set(model.hosts.filter((o) => o.name !== h.name).flatMap((o) => o.interfaces.map((i) => `${i.address}/32`)));
+  const inputRules = policy.filter(mine).flatMap((r) => inputRule(r, h, otherHosts) ?? []);
+  lines.push(...inputRules.map((r) => `\t\t${r}`), ...dropTail("input"), "\t}");
 
   // Virtualization hosts have no forward chain: their container runtime owns forwarding.
   if (h.role !== "virtualization") {
