@@ -12,7 +12,7 @@
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { applyCommand, confirmCommand, contentHash, pathSlug } from "../../lib/deliver";
+import { applyCommand, confirmCommand, contentHash, pathSlug, removeCommand } from "../../lib/deliver";
 import type { SiteModel } from "../../lib/model/model";
 import { placeholderSecrets, renderHostFiles } from "../../lib/render";
 import type { RenderedFile, RenderOptions, RenderSecrets } from "../../lib/render/types";
@@ -81,6 +81,7 @@ export class HostConfig extends pulumi.ComponentResource {
         {
           connection,
           create: applyCommand(spec),
+          delete: removeCommand(spec),
           stdin: file.secret ? pulumi.secret(content) : content,
           triggers: [trigger],
         },

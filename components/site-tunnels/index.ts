@@ -88,6 +88,8 @@ export class SiteTunnels extends pulumi.ComponentResource {
           "-c",
           `if [ -e /run/standort/firewall-active ]; then systemctl restart wg-quick@${tunnel.name}; else systemctl stop wg-quick@${tunnel.name} 2>/dev/null || true; fi`,
         ],
+        // A closed tunnel (a migration finished) goes down before its key leaves the host.
+        remove: ["systemctl", "stop", `wg-quick@${tunnel.name}`],
       });
     }
 

@@ -88,6 +88,24 @@ export function applyCommand(file: DeliverySpec): string {
   ].join("\n");
 }
 
+/**
+ * The remote command that takes a file off a host when it is no longer
+ * rendered for it (the delivering resource is deleted): stop what the file
+ * started, remove it and its backup, and let the daemon forget it. A timer of
+ * a job that moved to another site must not keep copying stale data from here.
+ */
+export function removeCommand(file: Pick<RenderedFile, "path" | "remove" | "reload">): string {
+  const backup = `${BACKUP_DIR}/${pathSlug(file.path)}.prev`;
+  return [
+    "set -u",
+    ...(file.remove ? [`${shellJoin(file.remove)} || echo "standort: stopping for ${file.path} failed; removing it anyway" >&2`] : []),
+    `rm -f ${shellQuote(file.path)} ${shellQuote(backup)}`,
+    // Units are forgotten only after their file is gone.
+    ...(file.path.startsWith("/etc/systemd/system/") ? ["systemctl daemon-reload"] : []),
+    "",
+  ].join("\n");
+}
+
 /** The remote command, run over a fresh connection, that confirms a file applied with `confirmWithinSeconds`. */
 export function confirmCommand(file: Pick<RenderedFile, "path">): string {
   return `sh ${APPLY_SCRIPT_PATH} --confirm --target ${shellQuote(file.path)}\n`;

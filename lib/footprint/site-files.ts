@@ -49,10 +49,11 @@ export function footprintHostFiles(model: SiteModel, jobs: ReadonlyArray<Planned
       ? renderSiteSystemdUnits(own).map((unit) => {
           const name = unit.path.slice(SYSTEMD_DIR.length + 1);
           // A timer is enabled and started; its service only needs systemd to know it.
-          const reload = name.endsWith(".timer")
-            ? ["sh", "-c", `systemctl daemon-reload && systemctl enable --now --quiet ${name}`]
-            : ["systemctl", "daemon-reload"];
-          return { path: unit.path, content: unit.content, mode: "0644", secret: false, delivery: "ssh" as const, reload };
+          const timer = name.endsWith(".timer");
+          const reload = timer ? ["sh", "-c", `systemctl daemon-reload && systemctl enable --now --quiet ${name}`] : ["systemctl", "daemon-reload"];
+          // A job that moved away (promotion, migration) must stop here, or it would copy stale data over the new primary.
+          const remove = timer ? ["systemctl", "disable", "--now", name] : ["systemctl", "stop", name];
+          return { path: unit.path, content: unit.content, mode: "0644", secret: false, delivery: "ssh" as const, reload, remove };
         })
       : [];
   const databases: RenderedFile[] = own

@@ -40,6 +40,13 @@ export interface RenderedFile {
    * off the connection delivery arrives on (the packet filter).
    */
   readonly confirmWithinSeconds?: number;
+  /**
+   * Run on the host before the file is removed, when the file is no longer
+   * wanted there (a job moved away, a tunnel closed): stops what the file
+   * started. Failures are logged, not fatal: the file goes either way.
+   * @default nothing: the file is only removed
+   */
+  readonly remove?: ReadonlyArray<string>;
 }
 
 /** The files of one host, in delivery order. */
