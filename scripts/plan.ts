@@ -12,11 +12,23 @@ import { parseArgs } from "node:util";
 import { z } from "zod";
 import { REPOSITORY_ROOT } from "../lib/model/load";
 import { loadFootprint, renderFootprintMermaid, renderFootprintText } from "../lib/footprint";
+import { writeRenderedFiles } from "../lib/render";
+import { planHostFiles } from "../lib/preview/files";
 import { addressPlan, SiteModel } from "../lib/model/model";
 import { InputError, formatIssues } from "../lib/model/validate";
 import { slug } from "../lib/model/schema";
 import { STACKS_DIR, planStack } from "../lib/preview/run-stack";
-import { PlanSnapshot, countByType, diffPlans, hasChanges, renderDiff, renderTable, renderTree, stableJson, toSnapshot } from "../lib/preview/plan";
+import {
+  PlanSnapshot,
+  countByType,
+  diffPlans,
+  hasChanges,
+  renderDiff,
+  renderTable,
+  renderTree,
+  stableJson,
+  toSnapshot,
+} from "../lib/preview/plan";
 
 /** CLI flags, validated like every other user input. */
 export const PlanFlagsSchema = z
@@ -92,14 +104,20 @@ export function snapshotPath(location: string, plansDir: string = join(STACKS_DI
 }
 
 function describeSite(model: SiteModel): string[] {
-  const provider = model.provider.kind === "hcloud" ? `Hetzner Cloud ${model.provider.location}` : `${model.provider.name} (pre-provisioned)`;
+  const provider =
+    model.provider.kind === "hcloud" ? `Hetzner Cloud ${model.provider.location}` : `${model.provider.name} (pre-provisioned)`;
   const lines = [`site ${model.name} (${model.code}, ${model.country}) on ${provider}, partner ${model.partner}`];
   if (model.public.mode === "own-prefix") {
     const r = model.public.routing;
-    const how = r.kind === "static" ? `routed statically to ${r.nextHop}` : `announced by BGP from AS${r.localAsn} to ${r.peers.map((p) => `${p.name} ${p.address} AS${p.asn}`).join(", ")}`;
+    const how =
+      r.kind === "static"
+        ? `routed statically to ${r.nextHop}`
+        : `announced by BGP from AS${r.localAsn} to ${r.peers.map((p) => `${p.name} ${p.address} AS${p.asn}`).join(", ")}`;
     const b = model.public.blocks;
     lines.push(`public: own prefix ${model.public.prefix}, ${how}`);
-    lines.push(`        failover ${b.failover} (proxy ${model.public.proxyAddress}), nat ${b.nat} (${model.public.natAddress}), services ${b.services}, reserve ${b.reserve}`);
+    lines.push(
+      `        failover ${b.failover} (proxy ${model.public.proxyAddress}), nat ${b.nat} (${model.public.natAddress}), services ${b.services}, reserve ${b.reserve}`,
+    );
   } else {
     lines.push(`public: provider-assigned failover IPs (${model.public.failoverIps.join(", ")}): ${model.public.reason}`);
   }
@@ -131,7 +149,7 @@ export function planFootprint(flags: PlanFlags, out: (line: string) => void): nu
 export async function planLocation(flags: PlanFlags & { location: string }, out: (line: string) => void): Promise<number> {
   const sitesDir = flags.sites ? resolve(flags.sites) : undefined;
   // The footprint's policies are checked before every plan, not only with --footprint.
-  const { sites } = loadFootprint(sitesDir);
+  const { sites, footprint } = loadFootprint(sitesDir);
   const model = sites.find((s) => s.name === flags.location);
   if (!model) throw new InputError([`plan: location: ${flags.location} has no site file (known: ${sites.map((s) => s.name).join(", ")})`]);
   const run = await planStack(flags.location, { sitesDir });
@@ -145,7 +163,10 @@ export async function planLocation(flags: PlanFlags & { location: string }, out:
   renderTree(run.resources).forEach((l) => out(`  ${l}`));
   out("");
   out("Counts per type:");
-  renderTable(["type", "count"], countByType(run.resources).map(([t, n]) => [t, String(n)])).forEach((l) => out(`  ${l}`));
+  renderTable(
+    ["type", "count"],
+    countByType(run.resources).map(([t, n]) => [t, String(n)]),
+  ).forEach((l) => out(`  ${l}`));
   out(`  ${run.resources.length} resources`);
   out("");
   out("Address plan:");
@@ -163,11 +184,21 @@ export async function planLocation(flags: PlanFlags & { location: string }, out:
   out("Pairs:");
   renderTable(
     ["pair", "active", "passive", "heartbeat", "vrid", "vips"],
-    model.pairs.map((p) => [p.name, p.active, p.dissolved ? "(dissolved)" : p.passive, p.heartbeatSegment, String(p.vrid), p.vips.map((v) => v.address).join(", ")]),
+    model.pairs.map((p) => [
+      p.name,
+      p.active,
+      p.dissolved ? "(dissolved)" : p.passive,
+      p.heartbeatSegment,
+      String(p.vrid),
+      p.vips.map((v) => v.address).join(", "),
+    ]),
   ).forEach((l) => out(`  ${l}`));
 
   if (flags.files) {
-    throw new InputError(["plan: --files: host files are not rendered in this build yet"]);
+    const written = writeRenderedFiles(resolve(flags.files), planHostFiles(model, sites, footprint), { clean: true });
+    out("");
+    out(`Host files (placeholder secrets), ${written.length} files for ${model.hosts.length} hosts, written to ${flags.files}:`);
+    for (const host of model.hosts) out(`  ${host.name}: ${written.filter((w) => w.startsWith(`${host.name}/`)).length} files`);
   }
 
   if (flags.json) {
@@ -208,7 +239,11 @@ function writeText(path: string, text: string): void {
   writeFileSync(full, text);
 }
 
-export async function main(argv: string[], out: (line: string) => void = console.log, err: (line: string) => void = console.error): Promise<number> {
+export async function main(
+  argv: string[],
+  out: (line: string) => void = console.log,
+  err: (line: string) => void = console.error,
+): Promise<number> {
   try {
     const flags = parsePlanFlags(argv);
     if (flags.footprint) {

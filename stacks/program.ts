@@ -34,12 +34,15 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
   const partner = sites.find((s) => s.name === model.partner);
   if (!partner) throw new InputError([`${model.file}: partner: ${model.partner} does not exist`]);
   const missing = (key: string, why: string, secret = true) =>
-    new InputError([`${stackFile}: standort:${key}: is required ${why}: pulumi config set${secret ? " --secret" : ""} standort:${key} <value>`]);
+    new InputError([
+      `${stackFile}: standort:${key}: is required ${why}: pulumi config set${secret ? " --secret" : ""} standort:${key} <value>`,
+    ]);
   if (config.sshPrivateKey === undefined) throw missing("sshPrivateKey", "to deliver host files");
   const secrets = new pulumi.Config("standort");
 
   const providers: Record<string, pulumi.ProviderResource> = {};
-  let providerApiToken: pulumi.Output<string> | undefined = config.providerApiToken !== undefined ? secrets.requireSecret("providerApiToken") : undefined;
+  let providerApiToken: pulumi.Output<string> | undefined =
+    config.providerApiToken !== undefined ? secrets.requireSecret("providerApiToken") : undefined;
   if (model.provider.kind === "hcloud") {
     if (config.hcloudToken === undefined) throw missing("hcloudToken", "for a Hetzner Cloud site");
     if (config.sshPublicKey === undefined) throw missing("sshPublicKey", "for a Hetzner Cloud site (installed on new servers)", false);
@@ -55,7 +58,9 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
   const peers: Record<string, TunnelPeerOutputs> = {};
   for (const peer of [...new Set(tunnels.flatMap((t) => t.ends.map((e) => e.site)))].filter((s) => s !== model.name).sort()) {
     const reference = new pulumi.StackReference(`peer-${peer}`, { name: `${config.stackPrefix}/${peer}` });
-    const wireguard = reference.getOutput("wireguard") as pulumi.Output<{ publicKeys?: Record<string, string>; presharedKeys?: Record<string, string> } | undefined>;
+    const wireguard = reference.getOutput("wireguard") as pulumi.Output<
+      { publicKeys?: Record<string, string>; presharedKeys?: Record<string, string> } | undefined
+    >;
     peers[peer] = {
       publicKeys: wireguard.apply((w) => w?.publicKeys),
       presharedKeys: wireguard.apply((w) => w?.presharedKeys),
@@ -83,9 +88,13 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
 
   return {
     ...siteOutputs(site),
-    services: Object.fromEntries(services.map((s) => [s.service, { role: s.role, names: s.names, ...(s.migrationStep ? { migrationStep: s.migrationStep } : {}) }])),
+    services: Object.fromEntries(
+      services.map((s) => [s.service, { role: s.role, names: s.names, ...(s.migrationStep ? { migrationStep: s.migrationStep } : {}) }]),
+    ),
     wireguard: { publicKeys: site.tunnels?.publicKeys ?? {}, presharedKeys: site.tunnels?.presharedKeys ?? pulumi.secret({}) },
     tunnelEndpoint: site.prefix.addresses.apply((a) => a.nat?.address ?? null),
-    bgpSessionPasswords: pulumi.secret(pulumi.all(Object.fromEntries(Object.entries(site.bgpPasswords).map(([peer, p]) => [peer, p.result])))),
+    bgpSessionPasswords: pulumi.secret(
+      pulumi.all(Object.fromEntries(Object.entries(site.bgpPasswords).map(([peer, p]) => [peer, p.result]))),
+    ),
   };
 }

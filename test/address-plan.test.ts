@@ -48,7 +48,10 @@ test("vienna's address plan: standard segments, one heartbeat per pair, gateways
 test("each cluster has its own heartbeat subnet holding exactly its two members", () => {
   for (const site of sitesAfter()) {
     const heartbeats = site.segments.filter((s) => s.kind === "heartbeat");
-    assert.deepEqual(heartbeats.map((s) => s.cluster), ["firewall", "proxy", "storage"]);
+    assert.deepEqual(
+      heartbeats.map((s) => s.cluster),
+      ["firewall", "proxy", "storage"],
+    );
     for (const pair of site.pairs) {
       const segment = site.segments.find((s) => s.name === pair.heartbeatSegment)!;
       const onSegment = site.hosts.filter((h) => h.interfaces.some((i) => i.segment === segment.name)).map((h) => h.name);
@@ -98,8 +101,15 @@ test("adding a site never renumbers the others", () => {
 
 test("growing the virtualization pool adds hosts and moves none", () => {
   const before = byName(sitesAfter(), "helsinki");
-  const after = byName(sitesAfter((d) => (documentOf(d, "helsinki").roles.virtualization.count = 9)), "helsinki");
-  for (const host of before.hosts) assert.deepEqual(after.hosts.find((h) => h.name === host.name), host);
+  const after = byName(
+    sitesAfter((d) => (documentOf(d, "helsinki").roles.virtualization.count = 9)),
+    "helsinki",
+  );
+  for (const host of before.hosts)
+    assert.deepEqual(
+      after.hosts.find((h) => h.name === host.name),
+      host,
+    );
   assert.equal(after.hosts.length, before.hosts.length + 5);
 });
 
@@ -133,7 +143,10 @@ test("own /23: failover, NAT, reserve and services blocks tile the prefix; proxy
 
 test("the active member setting moves only priorities", () => {
   const before = byName(sitesAfter(), "vienna");
-  const after = byName(sitesAfter((d) => (documentOf(d, "vienna").pairs = { proxy: { active: 2 } })), "vienna");
+  const after = byName(
+    sitesAfter((d) => (documentOf(d, "vienna").pairs = { proxy: { active: 2 } })),
+    "vienna",
+  );
   assert.deepEqual(after.hosts, before.hosts);
   const proxyBefore = before.pairs.find((p) => p.role === "proxy")!;
   const proxyAfter = after.pairs.find((p) => p.role === "proxy")!;
@@ -144,14 +157,20 @@ test("the active member setting moves only priorities", () => {
 });
 
 test("a dissolved pair keeps only the active member serving", () => {
-  const vienna = byName(sitesAfter((d) => (documentOf(d, "vienna").pairs = { storage: { active: 2, dissolved: true } })), "vienna");
+  const vienna = byName(
+    sitesAfter((d) => (documentOf(d, "vienna").pairs = { storage: { active: 2, dissolved: true } })),
+    "vienna",
+  );
   const storage = vienna.pairs.find((p) => p.role === "storage")!;
   assert.equal(storage.dissolved, true);
   assert.deepEqual(storage.priorities, { "vie-stor-2": 150 });
 });
 
 test("Hetzner Cloud hosts are spread in placement groups of at most ten", () => {
-  const helsinki = byName(sitesAfter((d) => (documentOf(d, "helsinki").roles.virtualization.count = 23)), "helsinki");
+  const helsinki = byName(
+    sitesAfter((d) => (documentOf(d, "helsinki").roles.virtualization.count = 23)),
+    "helsinki",
+  );
   const groups = new Map<string, number>();
   for (const h of helsinki.hosts) groups.set(h.physical, (groups.get(h.physical) ?? 0) + 1);
   assert.deepEqual(Object.fromEntries(groups), {
@@ -172,6 +191,14 @@ test("on Hetzner Cloud no segment contains the network's first address (the prov
   assert.equal(byName(sitesAfter(), "vienna").segments[0].cidr, "10.30.0.0/24");
   assert.deepEqual(
     helsinki.segments.map((s) => `${s.name} ${s.cidr}`),
-    ["dmz 10.40.1.0/24", "app 10.40.4.0/22", "data 10.40.2.0/24", "mgmt 10.40.3.0/24", "hb-firewall 10.40.0.8/29", "hb-proxy 10.40.0.16/29", "hb-storage 10.40.0.24/29"],
+    [
+      "dmz 10.40.1.0/24",
+      "app 10.40.4.0/22",
+      "data 10.40.2.0/24",
+      "mgmt 10.40.3.0/24",
+      "hb-firewall 10.40.0.8/29",
+      "hb-proxy 10.40.0.16/29",
+      "hb-storage 10.40.0.24/29",
+    ],
   );
 });

@@ -56,7 +56,10 @@ test("the hcloud route gateway is a firewall VIP, never the network's first addr
     ...helsinki,
     pairs: helsinki.pairs.map((p) => (p.role === "firewall" ? { ...p, vips: [{ ...p.vips[0], address: "10.40.0.1" }] } : p)),
   };
-  assert.throws(() => hcloudRouteGateway(onlyFirst), (e: unknown) => e instanceof InputError && /10\.40\.0\.1 is the network's first address/.test(e.problems[0]));
+  assert.throws(
+    () => hcloudRouteGateway(onlyFirst),
+    (e: unknown) => e instanceof InputError && /10\.40\.0\.1 is the network's first address/.test(e.problems[0]),
+  );
 });
 
 test("portRanges merges consecutive ports into ranges", () => {
@@ -71,15 +74,27 @@ test("cloud firewall rules come only from outside zones, SSH only from the allow
   const byRole = cloudFirewallRulesByRole(policy);
   for (const role of ["firewall", "proxy", "virtualization", "storage"] as const) {
     const ssh = byRole[role].filter((r) => r.protocol === "tcp" && r.port === "22");
-    assert.deepEqual(ssh.map((r) => [r.description, r.sourceIps]), [["allowlist-to-ssh", ["198.19.255.0/24"]]], role);
+    assert.deepEqual(
+      ssh.map((r) => [r.description, r.sourceIps]),
+      [["allowlist-to-ssh", ["198.19.255.0/24"]]],
+      role,
+    );
   }
   // Only the proxies are open to the internet, and only for the web.
   const open = (role: "firewall" | "proxy" | "virtualization" | "storage") => byRole[role].filter((r) => r.sourceIps.includes("0.0.0.0/0"));
-  assert.deepEqual(open("proxy").map((r) => `${r.protocol}/${r.port}`), ["tcp/80", "tcp/443"]);
+  assert.deepEqual(
+    open("proxy").map((r) => `${r.protocol}/${r.port}`),
+    ["tcp/80", "tcp/443"],
+  );
   for (const role of ["firewall", "virtualization", "storage"] as const) assert.deepEqual(open(role), [], role);
   // Rules between segments or with the partner never reach a cloud firewall.
-  const descriptions = new Set(Object.values(byRole).flat().map((r) => r.description));
-  for (const rule of policy.filter((r) => !["internet", "allowlist", "bgp-peer"].includes(r.from.kind))) assert.ok(!descriptions.has(rule.name), rule.name);
+  const descriptions = new Set(
+    Object.values(byRole)
+      .flat()
+      .map((r) => r.description),
+  );
+  for (const rule of policy.filter((r) => !["internet", "allowlist", "bgp-peer"].includes(r.from.kind)))
+    assert.ok(!descriptions.has(rule.name), rule.name);
 });
 
 test("a forwarded outside rule lands on the firewall's public interface", () => {
@@ -95,17 +110,23 @@ test("a forwarded outside rule lands on the firewall's public interface", () => 
 
 test("BGP peers reach only the firewall, on 179, from their own address", () => {
   const rules = cloudFirewallRules(zonePolicy(site("frankfurt"), sites), "firewall").filter((r) => r.port === "179");
-  assert.deepEqual(rules.map((r) => [r.description, r.sourceIps]), [
-    ["bgp-edge-a", ["198.19.10.1/32"]],
-    ["bgp-edge-b", ["198.19.10.2/32"]],
-  ]);
+  assert.deepEqual(
+    rules.map((r) => [r.description, r.sourceIps]),
+    [
+      ["bgp-edge-a", ["198.19.10.1/32"]],
+      ["bgp-edge-b", ["198.19.10.2/32"]],
+    ],
+  );
 });
 
 test("hcloud fencing powers off the failed member's server through the API", () => {
   const pair = pairOf(site("helsinki"), "firewall");
   const plan = hcloudFencing(pair, { "hel-fw-1": "101", "hel-fw-2": "102" });
   assert.equal(plan.method, "provider-api");
-  assert.equal(plan.fence["hel-fw-2"].run, 'curl -fsS -X POST -H "Authorization: Bearer $HCLOUD_TOKEN" https://api.hetzner.cloud/v1/servers/102/actions/poweroff');
+  assert.equal(
+    plan.fence["hel-fw-2"].run,
+    'curl -fsS -X POST -H "Authorization: Bearer $HCLOUD_TOKEN" https://api.hetzner.cloud/v1/servers/102/actions/poweroff',
+  );
   assert.match(plan.fence["hel-fw-1"].verify!, /servers\/101 \| jq -e '\.server\.status == "off"'/);
   assert.throws(() => hcloudFencing(pair, { "hel-fw-1": "101" }), /no server id for hel-fw-2/);
 });
@@ -142,7 +163,12 @@ test("VRRP runs unicast on the heartbeat segment; a dissolved pair keeps one mem
 });
 
 test("takeover fences before it moves addresses and takes the VIPs", () => {
-  const steps = takeoverSteps(pairOf(site("helsinki"), "proxy"), "power off", [{ purpose: "proxy", how: "assign floating IP" }], "alias IPs");
+  const steps = takeoverSteps(
+    pairOf(site("helsinki"), "proxy"),
+    "power off",
+    [{ purpose: "proxy", how: "assign floating IP" }],
+    "alias IPs",
+  );
   assert.deepEqual(steps, [
     "the surviving member misses VRRP advertisements on hb-proxy for 3 s",
     "fence the failed member: power off",
@@ -153,10 +179,7 @@ test("takeover fences before it moves addresses and takes the VIPs", () => {
 
 test("proxy sizing covers the mission's peak with headroom, as the HAProxy renderer configures it", () => {
   const sizing = proxySizing(MISSION_LOAD, 3);
-  assert.deepEqual(
-    [MISSION_LOAD.peakConcurrent, MISSION_LOAD.requestsPerDay, MISSION_LOAD.headroom],
-    [800, 3_000_000, 4],
-  );
+  assert.deepEqual([MISSION_LOAD.peakConcurrent, MISSION_LOAD.requestsPerDay, MISSION_LOAD.headroom], [800, 3_000_000, 4]);
   assert.equal(sizing.averageRequestsPerSecond, 35); // 3,000,000 / 86,400 = 34.7
   assert.equal(sizing.peakRequestsPerSecond, 139);
   assert.equal(sizing.globalMaxconn, 4096); // 800 x 4 = 3200, next power of two
@@ -185,11 +208,14 @@ test("the proxy binds to any address and health-checks every backend of every se
   ]);
   assert.equal(ANY_ADDRESS, "0.0.0.0");
   for (const service of plan.services) {
-    assert.deepEqual(service.servers.map((s) => [s.name, s.address, s.port]), [
-      ["vie-virt-1", "10.30.4.32", service.port],
-      ["vie-virt-2", "10.30.4.33", service.port],
-      ["vie-virt-3", "10.30.4.34", service.port],
-    ]);
+    assert.deepEqual(
+      service.servers.map((s) => [s.name, s.address, s.port]),
+      [
+        ["vie-virt-1", "10.30.4.32", service.port],
+        ["vie-virt-2", "10.30.4.33", service.port],
+        ["vie-virt-3", "10.30.4.34", service.port],
+      ],
+    );
     for (const server of service.servers) assert.deepEqual(server.check, HEALTH_CHECK);
   }
   assert.deepEqual(HEALTH_CHECK, { kind: "tcp-connect", intervalMs: 2000, rise: 2, fall: 3, directive: SERVER_CHECK });
@@ -209,7 +235,10 @@ test("own-prefix failover addresses lie in their blocks of the /23", () => {
     assert.equal(nat.block, "nat");
     assert.ok(inBlock(nat.address!, plan.blocks.nat), `${name} nat ${nat.address}`);
     for (const a of [proxy, nat]) assert.ok(!inBlock(a.address!, plan.blocks.services) && !inBlock(a.address!, plan.blocks.reserve));
-    assert.deepEqual(plan.addresses.map((a) => a.holder), plan.mode === "static" ? ["firewall", "firewall", "firewall"] : ["firewall", "firewall"]);
+    assert.deepEqual(
+      plan.addresses.map((a) => a.holder),
+      plan.mode === "static" ? ["firewall", "firewall", "firewall"] : ["firewall", "firewall"],
+    );
   }
 });
 
@@ -236,13 +265,22 @@ test("the prefix is announced by BGP, routed statically, or replaced by provider
   // An own prefix at a provider that cannot route it is replaced, and the note says so.
   const replaced = prefixPlan(vie, { routable: false, how: "no BYOIP" }, pairOf(vie, "firewall"));
   assert.equal(replaced.mode, "provider-failover-ips");
-  assert.equal(replaced.note, "vienna: 198.18.4.0/23 cannot be routed here (no BYOIP); it is replaced by provider failover IPs (proxy, nat)");
-  assert.deepEqual(replaced.addresses.map((a) => [a.purpose, a.holder, a.address]), [
-    ["proxy", "proxy", undefined],
-    ["nat", "firewall", undefined],
-  ]);
+  assert.equal(
+    replaced.note,
+    "vienna: 198.18.4.0/23 cannot be routed here (no BYOIP); it is replaced by provider failover IPs (proxy, nat)",
+  );
+  assert.deepEqual(
+    replaced.addresses.map((a) => [a.purpose, a.holder, a.address]),
+    [
+      ["proxy", "proxy", undefined],
+      ["nat", "firewall", undefined],
+    ],
+  );
   const hel = site("helsinki");
-  assert.match(prefixPlan(hel, { routable: false, how: "x" }, pairOf(hel, "firewall")).note, /^helsinki has no own prefix: it uses provider failover IPs \(proxy, nat\) because Hetzner Cloud/);
+  assert.match(
+    prefixPlan(hel, { routable: false, how: "x" }, pairOf(hel, "firewall")).note,
+    /^helsinki has no own prefix: it uses provider failover IPs \(proxy, nat\) because Hetzner Cloud/,
+  );
 });
 
 test("storage keeps backups at least 30 days and replicates to the partner's storage VIP", () => {
@@ -256,12 +294,21 @@ test("storage keeps backups at least 30 days and replicates to the partner's sto
     clients: ["10.30.4.0/22"],
     options: ["rw", "sync", "no_subtree_check", "root_squash"],
   });
-  assert.deepEqual(plan.replication, { partnerSite: "karlsruhe", target: "10.20.1.5", partnerSupernet: "10.20.0.0/16", intervalMinutes: 15, path: "/srv/data/vienna" });
+  assert.deepEqual(plan.replication, {
+    partnerSite: "karlsruhe",
+    target: "10.20.1.5",
+    partnerSupernet: "10.20.0.0/16",
+    intervalMinutes: 15,
+    path: "/srv/data/vienna",
+  });
   assert.deepEqual(plan.localSync, { from: "vie-stor-1", to: "vie-stor-2", intervalMinutes: 60 });
   assert.deepEqual(plan.snapshots, { intervalMinutes: 60, keep: 48, coversHours: 48 });
   assert.throws(() => storagePlan(site("vienna"), site("helsinki")), /helsinki is not the partner of vienna/);
   const short = { ...site("vienna"), storage: { ...site("vienna").storage, backups: { daily: 7, weekly: 0, monthly: 0 } } };
-  assert.throws(() => storagePlan(short, site("karlsruhe")), (e: unknown) => e instanceof InputError && /less than 30 days/.test(e.problems[0]));
+  assert.throws(
+    () => storagePlan(short, site("karlsruhe")),
+    (e: unknown) => e instanceof InputError && /less than 30 days/.test(e.problems[0]),
+  );
 });
 
 test("every bootstrap has time sync, packet filter and node monitoring; virtualization adds its runtime", () => {

@@ -65,10 +65,17 @@ test("every child is named after its parent plus a stable key, under a standort:
 
 test("hcloud servers wait for the cloud firewalls; the route waits for every subnet", async () => {
   const run = await planStack("helsinki");
-  const firewalls = run.resources.filter((r) => r.type === "hcloud:index/firewall:Firewall").map((r) => r.name).sort();
+  const firewalls = run.resources
+    .filter((r) => r.type === "hcloud:index/firewall:Firewall")
+    .map((r) => r.name)
+    .sort();
   assert.deepEqual(firewalls, ["helsinki-fw-firewall", "helsinki-fw-proxy", "helsinki-fw-storage", "helsinki-fw-virtualization"]);
   for (const server of run.resources.filter((r) => r.type === "hcloud:index/server:Server")) {
-    assert.deepEqual([...server.dependsOn].filter((d) => d.startsWith("helsinki-fw-") && firewalls.includes(d)).sort(), firewalls, server.name);
+    assert.deepEqual(
+      [...server.dependsOn].filter((d) => d.startsWith("helsinki-fw-") && firewalls.includes(d)).sort(),
+      firewalls,
+      server.name,
+    );
   }
   const route = run.resources.find((r) => r.type === "hcloud:index/networkRoute:NetworkRoute")!;
   const subnets = run.resources.filter((r) => r.type === "hcloud:index/networkSubnet:NetworkSubnet").map((r) => r.name);
@@ -77,7 +84,10 @@ test("hcloud servers wait for the cloud firewalls; the route waits for every sub
 });
 
 test("pairs fence through the provider's API or the site's command, and keep identical time on both members", async () => {
-  for (const [name, partner] of [["helsinki", "frankfurt"], ["vienna", "karlsruhe"]] as const) {
+  for (const [name, partner] of [
+    ["helsinki", "frankfurt"],
+    ["vienna", "karlsruhe"],
+  ] as const) {
     const run = await runUnderMocks({
       stack: name,
       program: () => {
@@ -86,12 +96,21 @@ test("pairs fence through the provider's API or the site's command, and keep ide
       },
     });
     const o = run.outputs as Record<string, any>;
-    assert.deepEqual(o.time, { [`${site(name).code}-fw-1`]: site(name).time.servers, [`${site(name).code}-fw-2`]: site(name).time.servers });
+    assert.deepEqual(o.time, {
+      [`${site(name).code}-fw-1`]: site(name).time.servers,
+      [`${site(name).code}-fw-2`]: site(name).time.servers,
+    });
     if (name === "helsinki") {
       const server = run.resources.find((r) => r.type === "hcloud:index/server:Server" && r.name === "helsinki-stor-2")!;
       assert.equal(o.fencing.method, "provider-api");
-      assert.match(o.fencing.fence["hel-stor-2"].run, new RegExp(`/v1/servers/${mockId(`${server.type}::${server.name}`)}/actions/poweroff$`));
-      assert.match(o.takeover[2], /^move failover address proxy: Hetzner floating IP homed in hel1; the member that becomes active assigns it to itself/);
+      assert.match(
+        o.fencing.fence["hel-stor-2"].run,
+        new RegExp(`/v1/servers/${mockId(`${server.type}::${server.name}`)}/actions/poweroff$`),
+      );
+      assert.match(
+        o.takeover[2],
+        /^move failover address proxy: Hetzner floating IP homed in hel1; the member that becomes active assigns it to itself/,
+      );
       assert.match(o.takeover[3], /change_alias_ips/);
     } else {
       assert.deepEqual(o.fencing, {
@@ -102,7 +121,11 @@ test("pairs fence through the provider's API or the site's command, and keep ide
           "vie-stor-2": { run: "ssh -o ConnectTimeout=5 root@vie-stor-2 systemctl poweroff --force --force" },
         },
       });
-      assert.equal(o.takeover.length, 3, "at an own-prefix site the firewall holds the public addresses; the proxy pair moves only its VIP");
+      assert.equal(
+        o.takeover.length,
+        3,
+        "at an own-prefix site the firewall holds the public addresses; the proxy pair moves only its VIP",
+      );
       assert.match(o.takeover[2], /gratuitous ARP/);
     }
   }

@@ -43,16 +43,26 @@ test("a unit file is forgotten by systemd after removal; a plain file only goes"
       "",
     ].join("\n"),
   );
-  assert.equal(removeCommand({ path: "/etc/standort/databases/x.conf" }), "set -u\nrm -f /etc/standort/databases/x.conf /var/lib/standort/backup/etc-standort-databases-x-conf.prev\n");
+  assert.equal(
+    removeCommand({ path: "/etc/standort/databases/x.conf" }),
+    "set -u\nrm -f /etc/standort/databases/x.conf /var/lib/standort/backup/etc-standort-databases-x-conf.prev\n",
+  );
 });
 
 test("replication timers are stopped when they leave a host; their services only stop", () => {
   const { footprint, sites } = loadFootprint();
   const vienna = sites.find((s) => s.name === "vienna")!;
-  const files = footprintHostFiles(vienna, siteServices(footprint, sites, "vienna").flatMap((s) => s.jobs))["vie-stor-1"];
+  const files = footprintHostFiles(
+    vienna,
+    siteServices(footprint, sites, "vienna").flatMap((s) => s.jobs),
+  )["vie-stor-1"];
   const timer = files.find((f) => f.path === "/etc/systemd/system/standort-mail-files-vmail-to-karlsruhe.timer")!;
   const service = files.find((f) => f.path === "/etc/systemd/system/standort-mail-files-vmail-to-karlsruhe.service")!;
   assert.deepEqual(timer.remove, ["systemctl", "disable", "--now", "standort-mail-files-vmail-to-karlsruhe.timer"]);
   assert.deepEqual(service.remove, ["systemctl", "stop", "standort-mail-files-vmail-to-karlsruhe.service"]);
-  assert.deepEqual(timer.reload, ["sh", "-c", "systemctl daemon-reload && systemctl enable --now --quiet standort-mail-files-vmail-to-karlsruhe.timer"]);
+  assert.deepEqual(timer.reload, [
+    "sh",
+    "-c",
+    "systemctl daemon-reload && systemctl enable --now --quiet standort-mail-files-vmail-to-karlsruhe.timer",
+  ]);
 });

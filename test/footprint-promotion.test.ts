@@ -56,7 +56,10 @@ function unexplained(diff: PlanDiff, before: PlanSnapshot, after: PlanSnapshot, 
 
 test("promoting one service changes that service's role at both of its sites and nothing else", async () => {
   const before = await planAll();
-  editFootprint("primary: vienna\n    standby: karlsruhe\n    mode: standby", "primary: vienna\n    standby: karlsruhe\n    mode: promoted");
+  editFootprint(
+    "primary: vienna\n    standby: karlsruhe\n    mode: standby",
+    "primary: vienna\n    standby: karlsruhe\n    mode: promoted",
+  );
   const promoted = await planAll();
   try {
     for (const location of ["frankfurt", "helsinki"]) {
@@ -76,10 +79,15 @@ test("promoting one service changes that service's role at both of its sites and
     assert.ok(vienna.removed.map(last).includes("vienna-cfg-vie-stor-1-etc-systemd-system-standort-mail-files-vmail-to-karlsruhe-timer"));
     assert.ok(karlsruhe.added.map(last).includes("karlsruhe-cfg-fkb-stor-1-etc-systemd-system-standort-mail-files-vmail-to-vienna-timer"));
     // The timer that leaves vienna is stopped there when its file goes.
-    const removedTimer = before.vienna.resources.find((r) => last(r.urn) === "vienna-cfg-vie-stor-1-etc-systemd-system-standort-mail-files-vmail-to-karlsruhe-timer")!;
+    const removedTimer = before.vienna.resources.find(
+      (r) => last(r.urn) === "vienna-cfg-vie-stor-1-etc-systemd-system-standort-mail-files-vmail-to-karlsruhe-timer",
+    )!;
     assert.match(String(removedTimer.inputs.delete), /^systemctl disable --now standort-mail-files-vmail-to-karlsruhe\.timer \|\| /m);
   } finally {
-    editFootprint("primary: vienna\n    standby: karlsruhe\n    mode: promoted", "primary: vienna\n    standby: karlsruhe\n    mode: standby");
+    editFootprint(
+      "primary: vienna\n    standby: karlsruhe\n    mode: promoted",
+      "primary: vienna\n    standby: karlsruhe\n    mode: standby",
+    );
   }
 });
 
@@ -91,14 +99,20 @@ test("moving a service one step (writes switch to the new site) changes only tha
     for (const location of LOCATIONS) {
       const diff = diffPlans(before[location], moved[location]);
       assert.deepEqual(unexplained(diff, before[location], moved[location], "git"), [], location);
-      assert.ok(diff.outputs.every((c) => /^(services\.git(\.|$)|proxy\.services)/.test(c.path)), `${location}: ${diff.outputs.map((c) => c.path).join(", ")}`);
+      assert.ok(
+        diff.outputs.every((c) => /^(services\.git(\.|$)|proxy\.services)/.test(c.path)),
+        `${location}: ${diff.outputs.map((c) => c.path).join(", ")}`,
+      );
     }
     // Writes now land in vienna: its role output says so; helsinki becomes the source that only reads.
     const role = (location: string) => moved[location].outputs.services as Record<string, { role: string }>;
     assert.equal(role("vienna").git.role, "migration-target");
     assert.equal(role("helsinki").git.role, "migration-source");
     const vienna = diffPlans(before.vienna, moved.vienna);
-    assert.ok(vienna.outputs.some((c) => /^services\.git\.names\[\d+\]\.writes$/.test(c.path) && c.after === true), JSON.stringify(vienna.outputs));
+    assert.ok(
+      vienna.outputs.some((c) => /^services\.git\.names\[\d+\]\.writes$/.test(c.path) && c.after === true),
+      JSON.stringify(vienna.outputs),
+    );
   } finally {
     editFootprint("step: switch-writes", "step: switch-reads");
   }

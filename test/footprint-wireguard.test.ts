@@ -1,7 +1,15 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { listenPortFor, parseWireGuardConfig, planTunnels, renderTunnelEnd, renderWireGuardConfig, siteTunnels, wireguardPublicKey } from "../lib/footprint/wireguard";
+import {
+  listenPortFor,
+  parseWireGuardConfig,
+  planTunnels,
+  renderTunnelEnd,
+  renderWireGuardConfig,
+  siteTunnels,
+  wireguardPublicKey,
+} from "../lib/footprint/wireguard";
 import { formatCidr } from "../lib/net/ipv4";
 import { example } from "./fixtures/footprint/example";
 
@@ -146,7 +154,10 @@ test("a tunnel end waits for its peer: no [Peer] until the peer's key, the presh
     peerEndpoint: "198.19.251.10",
   });
   const parsed = parseWireGuardConfig(ready);
-  assert.deepEqual(parsed.peers.map((p) => [p.endpoint, p.allowedIps]), [["198.19.251.10:48352", ["10.40.0.0/16"]]]);
+  assert.deepEqual(
+    parsed.peers.map((p) => [p.endpoint, p.allowedIps]),
+    [["198.19.251.10:48352", ["10.40.0.0/16"]]],
+  );
   // Helsinki knows frankfurt's endpoint from the site files (own prefix): only keys are awaited.
   const other = renderTunnelEnd(tunnel, "helsinki", { privateKey: key });
   assert.match(other, /its stack has not published the tunnel's public key, preshared key yet/);
@@ -155,8 +166,11 @@ test("a tunnel end waits for its peer: no [Peer] until the peer's key, the presh
 test("a provider failover IP declared in the site file is the tunnel endpoint", () => {
   const { footprint, sites } = example();
   const tunnel = planTunnels(footprint, sites).find((t) => t.name === "wg-fkb-vie")!;
-  assert.deepEqual(tunnel.ends.map((e) => [e.site, e.endpoint]), [
-    ["karlsruhe", "198.19.20.101"],
-    ["vienna", "198.18.4.65"],
-  ]);
+  assert.deepEqual(
+    tunnel.ends.map((e) => [e.site, e.endpoint]),
+    [
+      ["karlsruhe", "198.19.20.101"],
+      ["vienna", "198.18.4.65"],
+    ],
+  );
 });

@@ -5,7 +5,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { HostConfig, deliverableFiles } from "../components/host-config";
-import { APPLY_SCRIPT_PATH, contentHash } from "../lib/deliver";
+import { APPLY_SCRIPT, APPLY_SCRIPT_PATH, contentHash } from "../lib/deliver";
 import { loadSites } from "../lib/model/load";
 import { SiteModel } from "../lib/model/model";
 import { RenderSecrets, RenderedFile, renderHostFiles } from "../lib/render";
@@ -46,6 +46,7 @@ test("one remote command per shipped file, named after the component and the fil
       .map((c) => c.name)
       .sort(),
     [
+      "vie-fw-1-config-apply-script",
       "vie-fw-1-config-etc-chrony-chrony-conf",
       "vie-fw-1-config-etc-keepalived-keepalived-conf",
       "vie-fw-1-config-etc-keepalived-standort-failover-sh",
@@ -151,7 +152,14 @@ test("files are applied in order: each command waits for the one before", async 
   ].map((s) => `vie-proxy-1-config-${s}`);
   for (let i = 1; i < order.length; i++) assert.deepEqual(resources.get(order[i])!.dependsOn, [order[i - 1]]);
   assert.deepEqual(resources.get("vie-proxy-1-config-etc-chrony-chrony-conf")!.dependsOn, ["vie-proxy-1-config-etc-nftables-conf-confirm"]);
-  assert.deepEqual(resources.get("vie-proxy-1-config-etc-sysctl-d-90-standort-conf")!.dependsOn, []);
+  // The first file waits for the apply script, which is installed once per host.
+  assert.deepEqual(resources.get("vie-proxy-1-config-etc-sysctl-d-90-standort-conf")!.dependsOn, ["vie-proxy-1-config-apply-script"]);
+  const install = resources.get("vie-proxy-1-config-apply-script")!;
+  assert.deepEqual(install.dependsOn, []);
+  assert.deepEqual(install.inputs.triggers, [contentHash(APPLY_SCRIPT)]);
+  assert.ok(String(install.inputs.create).includes(`mv -f ${APPLY_SCRIPT_PATH}.new.$$ ${APPLY_SCRIPT_PATH}`));
+  // A file's own command carries no copy of the script.
+  assert.ok(!String(resources.get("vie-proxy-1-config-etc-haproxy-haproxy-cfg")!.inputs.create).includes("STANDORT_APPLY_SH_END"));
 });
 
 test("cloud-init user-data is for provisioning, never shipped over SSH", async () => {
@@ -160,7 +168,7 @@ test("cloud-init user-data is for provisioning, never shipped over SSH", async (
   assert.ok(files.some((f) => f.delivery === "provision"));
   const run = await deliver(files, "hel-virt-1");
   assert.ok(!commands(run).some((c: RecordedResource) => c.name.includes("cloud-init")));
-  assert.equal(commands(run).length, files.length - 1 + 1, "every other file, plus the packet filter's confirmation");
+  assert.equal(commands(run).length, files.length - 1 + 1 + 1, "every other file, the packet filter's confirmation and the apply script");
 });
 
 test("deliverableFiles: secrets still unresolved stay secret; other files are known at preview", async () => {

@@ -38,10 +38,12 @@ test("parseCidr reports host bits instead of silently masking them", () => {
 });
 
 test("overlap is symmetric and agrees with a brute-force check on small prefixes", () => {
-  const small = fc.record({ offset: fc.integer({ min: 0, max: 255 }), length: fc.integer({ min: 24, max: 32 }) }).map(({ offset, length }) => {
-    const size = blockSize(length);
-    return { network: parseAddress("10.0.0.0")! + Math.floor(offset / size) * size, length };
-  });
+  const small = fc
+    .record({ offset: fc.integer({ min: 0, max: 255 }), length: fc.integer({ min: 24, max: 32 }) })
+    .map(({ offset, length }) => {
+      const size = blockSize(length);
+      return { network: parseAddress("10.0.0.0")! + Math.floor(offset / size) * size, length };
+    });
   fc.assert(
     fc.property(small, small, (a, b) => {
       let shared = false;
@@ -98,7 +100,10 @@ test("carveFirstFit: appending a request never moves an earlier one (no renumber
 test("carveFirstFit: a request is refused only when no aligned gap is left", () => {
   const supernet = cidr("10.20.0.0/22");
   const result = carveFirstFit(supernet, [23, 24, 24, 24]);
-  assert.deepEqual(result.map((c) => (c ? formatCidr(c) : "none")), ["10.20.0.0/23", "10.20.2.0/24", "10.20.3.0/24", "none"]);
+  assert.deepEqual(
+    result.map((c) => (c ? formatCidr(c) : "none")),
+    ["10.20.0.0/23", "10.20.2.0/24", "10.20.3.0/24", "none"],
+  );
   // Fills the gap a larger, aligned block left behind.
   assert.deepEqual(
     carveFirstFit(cidr("10.0.0.0/16"), [24, 22, 24]).map((c) => formatCidr(c!)),

@@ -6,13 +6,17 @@ import { join } from "node:path";
 import { main, parsePlanFlags } from "../scripts/plan";
 import { planStack } from "../lib/preview/run-stack";
 import { InputError } from "../lib/model/validate";
-import { PlanSnapshot, diffPlans, renderDiff } from "../lib/preview/plan";
+import { PlanSnapshot, diffPlans, lineChanges, renderDiff } from "../lib/preview/plan";
 import { tempSites } from "./helpers/sites";
 
 async function run(argv: string[]): Promise<{ code: number; out: string[]; err: string[] }> {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await main(argv, (l) => out.push(l), (l) => err.push(l));
+  const code = await main(
+    argv,
+    (l) => out.push(l),
+    (l) => err.push(l),
+  );
   return { code, out, err };
 }
 
@@ -69,13 +73,22 @@ test("a YAML syntax error names the file and line", async () => {
 });
 
 test("CLI flags are validated: unknown flag, missing location, --expect-no-changes without --diff", () => {
-  assert.throws(() => parsePlanFlags(["vienna", "--bogus"]), (e: InputError) => /^plan: Unknown option '--bogus'/.test(e.problems[0]));
-  assert.throws(() => parsePlanFlags([]), (e: InputError) => e.problems[0] === "plan: location: name a location (npm run plan -- vienna) or pass --footprint");
+  assert.throws(
+    () => parsePlanFlags(["vienna", "--bogus"]),
+    (e: InputError) => /^plan: Unknown option '--bogus'/.test(e.problems[0]),
+  );
+  assert.throws(
+    () => parsePlanFlags([]),
+    (e: InputError) => e.problems[0] === "plan: location: name a location (npm run plan -- vienna) or pass --footprint",
+  );
   assert.throws(
     () => parsePlanFlags(["vienna", "--expect-no-changes"]),
     (e: InputError) => e.problems[0] === "plan: expect-no-changes: only makes sense with --diff",
   );
-  assert.throws(() => parsePlanFlags(["Vienna!"]), (e: InputError) => e.problems[0].startsWith("plan: location: must be lower-case letters"));
+  assert.throws(
+    () => parsePlanFlags(["Vienna!"]),
+    (e: InputError) => e.problems[0].startsWith("plan: location: must be lower-case letters"),
+  );
 });
 
 test("--json writes the full plan, byte-identical across runs", async () => {
@@ -119,8 +132,16 @@ test("--diff after editing a site file shows what changed, and --expect-no-chang
 
 test("diffPlans reports added, removed and changed properties by URN", () => {
   const r = (urn: string, inputs: Record<string, unknown>) => ({ urn, type: "t:m:T", name: urn.split("::").pop()!, inputs });
-  const before: PlanSnapshot = { stack: "s", resources: [r("urn:pulumi:s::p::t:m:T::a", { x: 1, y: [1, 2] }), r("urn:pulumi:s::p::t:m:T::b", {})], outputs: {} };
-  const after: PlanSnapshot = { stack: "s", resources: [r("urn:pulumi:s::p::t:m:T::a", { x: 1, y: [1, 3] }), r("urn:pulumi:s::p::t:m:T::c", {})], outputs: { o: 1 } };
+  const before: PlanSnapshot = {
+    stack: "s",
+    resources: [r("urn:pulumi:s::p::t:m:T::a", { x: 1, y: [1, 2] }), r("urn:pulumi:s::p::t:m:T::b", {})],
+    outputs: {},
+  };
+  const after: PlanSnapshot = {
+    stack: "s",
+    resources: [r("urn:pulumi:s::p::t:m:T::a", { x: 1, y: [1, 3] }), r("urn:pulumi:s::p::t:m:T::c", {})],
+    outputs: { o: 1 },
+  };
   const diff = diffPlans(before, after);
   assert.deepEqual(diff.added, ["urn:pulumi:s::p::t:m:T::c"]);
   assert.deepEqual(diff.removed, ["urn:pulumi:s::p::t:m:T::b"]);
@@ -141,7 +162,10 @@ test("--footprint prints placement, shares and a Mermaid diagram; --mermaid writ
     const { code, out } = await run(["--footprint", "--mermaid", join(dir, "footprint.md")]);
     assert.equal(code, 0);
     assert.ok(out.includes("violations: none"));
-    assert.ok(out.some((l) => /^ {2}provider +ionos +2\/5 +40% +groupware, tickets$/.test(l)), "share of primaries per provider");
+    assert.ok(
+      out.some((l) => /^ {2}provider +ionos +2\/5 +40% +groupware, tickets$/.test(l)),
+      "share of primaries per provider",
+    );
     assert.equal(out[out.indexOf("```mermaid") + 1], "flowchart LR");
     const markdown = readFileSync(join(dir, "footprint.md"), "utf8");
     assert.match(markdown, /^# standort footprint\n\n```mermaid\nflowchart LR\n[\s\S]*\n```\n$/);
@@ -159,9 +183,56 @@ test("a footprint policy violation stops every location plan, exit 2", async () 
     writeFileSync(path, read(path, "utf8").replace("primary: vienna\n    standby: karlsruhe", "primary: vienna\n    standby: vienna"));
     const { code, err } = await run(["helsinki", "--sites", sites.dir]);
     assert.equal(code, 2);
-    assert.ok(err.some((l) => l.startsWith("sites/footprint.yaml: services[1] (mail): ")), err.join("\n"));
+    assert.ok(
+      err.some((l) => l.startsWith("sites/footprint.yaml: services[1] (mail): ")),
+      err.join("\n"),
+    );
     assert.equal(err[err.length - 1], `${err.length - 1} problem(s); nothing was planned`);
   } finally {
     sites.dispose();
   }
+});
+
+test("--files writes every host's files, grouped by host, the same bytes the stack delivers", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "standort-files-"));
+  try {
+    const { code, out } = await run(["vienna", "--files", dir]);
+    assert.equal(code, 0);
+    assert.ok(out.some((l) => /^Host files \(placeholder secrets\), \d+ files for 9 hosts, written to /.test(l)));
+    const haproxy = readFileSync(join(dir, "vie-proxy-1", "etc", "haproxy", "haproxy.cfg"), "utf8");
+    // The footprint's services at vienna: mail is answered read-write, tickets read-only on its standby name.
+    assert.match(haproxy, /mail\.example\.com/);
+    assert.match(haproxy, /tickets-at\.standby\.example\.net/);
+    const timer = readFileSync(join(dir, "vie-stor-1", "etc", "systemd", "system", "standort-mail-files-vmail-to-karlsruhe.timer"), "utf8");
+    assert.match(timer, /^OnCalendar=\*-\*-\* \*:00\/05:00$/m);
+    const { readdirSync } = await import("node:fs");
+    assert.deepEqual(readdirSync(dir).sort(), [
+      "vie-fw-1",
+      "vie-fw-2",
+      "vie-proxy-1",
+      "vie-proxy-2",
+      "vie-stor-1",
+      "vie-stor-2",
+      "vie-virt-1",
+      "vie-virt-2",
+      "vie-virt-3",
+    ]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a changed file content is shown as the lines it removes and adds", () => {
+  const before = "global\n  maxconn 4096\nbackend mail\n  server a 10.0.0.1:8443\n";
+  const after = "global\n  maxconn 4096\nbackend mail-ro\n  server a 10.0.0.1:8444\n";
+  assert.deepEqual(lineChanges(before, after), [
+    "- backend mail",
+    "-   server a 10.0.0.1:8443",
+    "+ backend mail-ro",
+    "+   server a 10.0.0.1:8444",
+  ]);
+  const many = Array.from({ length: 30 }, (_, i) => `line ${i}`).join("\n");
+  const changed = lineChanges(many, many.replace(/line/g, "row"));
+  assert.equal(changed.length, 13);
+  assert.equal(changed[12], "… 48 more changed lines");
 });

@@ -7,26 +7,15 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { loadSites } from "../lib/model/load";
-import { SiteModel } from "../lib/model/model";
+import { loadFootprint } from "../lib/footprint/load";
+import { planHostFiles } from "../lib/preview/files";
 import { interfaceName } from "../lib/render/interfaces";
-import { FILE_PLACEHOLDER, HostFiles, RenderedFile, RenderSecrets, renderSiteFiles, writeRenderedFiles } from "../lib/render";
+import { FILE_PLACEHOLDER, HostFiles, RenderedFile, writeRenderedFiles } from "../lib/render";
 import { createNetnsWithLinks, describeFailures, requireNetns, requireTool, runAll, toolPath } from "./helpers/tools";
 
-const FAKE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnlyFakeKeyForTestsOnly00 test@example.invalid";
-
-/** Obviously fake secrets (never real ones in committed files). */
-function fakeSecrets(model: SiteModel): RenderSecrets {
-  const routing = model.public.mode === "own-prefix" ? model.public.routing : undefined;
-  return {
-    vrrp: Object.fromEntries(model.pairs.map((p) => [p.name, "fake-vr"])),
-    bgp: routing?.kind === "bgp" ? Object.fromEntries(routing.peers.map((p) => [p.name, "fake-bgp-secret"])) : undefined,
-    providerApiToken: "fake-token-for-tests",
-  };
-}
-
-const sites = loadSites();
-const rendered: HostFiles[] = sites.flatMap((m) => renderSiteFiles(m, fakeSecrets(m), { sites, sshAuthorizedKeys: [FAKE_KEY] }));
+// Exactly what the stacks install: the rendered host files with the footprint's services, jobs and tunnels.
+const { footprint, sites } = loadFootprint();
+const rendered: HostFiles[] = sites.flatMap((m) => planHostFiles(m, sites, footprint));
 const dir = mkdtempSync(join(tmpdir(), "standort-render-daemons-"));
 writeRenderedFiles(dir, rendered);
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -291,7 +280,7 @@ test("each daemon's check rejects a deliberately broken file (the checks are rea
     assert.equal(codes.good, 0);
     assert.notEqual(codes.bad, 0);
     // A password longer than PASS carries is also refused, not silently cut.
-    const truncated = await codesFor(keepalived, corrupt(text(keepalived), "auth_pass fake-vr", "auth_pass fake-vrrp-too-long"), (a) => [
+    const truncated = await codesFor(keepalived, corrupt(text(keepalived), "auth_pass plan-vr", "auth_pass fake-vrrp-too-long"), (a) => [
       "ip",
       "netns",
       "exec",

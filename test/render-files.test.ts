@@ -181,9 +181,7 @@ test("the edge firewall: default deny, state, anti-spoofing, DNAT and SNAT of th
   // VRRP only on the heartbeat segment between the two members; BGP only with the peers.
   assert.deepEqual(
     lines(nft).filter((l) => l.includes("ip protocol 112")),
-    [
-      'iifname "hb-firewall" ip saddr { 10.10.3.1, 10.10.3.2 } ip daddr 10.10.3.1 ip protocol 112 accept comment "hb-firewall-vrrp"',
-    ],
+    ['iifname "hb-firewall" ip saddr { 10.10.3.1, 10.10.3.2 } ip daddr 10.10.3.1 ip protocol 112 accept comment "hb-firewall-vrrp"'],
   );
   assert.deepEqual(
     lines(nft).filter((l) => l.includes("dport 179")),
@@ -223,10 +221,7 @@ test("host packet filters: proxies serve the web, storage serves NFS to app, vir
   has(proxy, `ip daddr ${declared(site("karlsruhe")).proxy} tcp dport { 80, 443 } accept comment "internet-to-proxy-web"`);
   // A host filter names only its own addresses: the other member's are not its business.
   has(proxy, 'ip saddr @mgmt_allowlist ip daddr 10.20.2.10 tcp dport 8404 accept comment "allowlist-to-proxy-stats"');
-  has(
-    proxy,
-    'iifname "mgmt" ip saddr 10.20.2.0/24 ip daddr 10.20.2.10 tcp dport 8404 accept comment "mgmt-to-proxy-stats"',
-  );
+  has(proxy, 'iifname "mgmt" ip saddr 10.20.2.0/24 ip daddr 10.20.2.10 tcp dport 8404 accept comment "mgmt-to-proxy-stats"');
   has(proxy, "# This host does not route.");
   lacks(proxy, /2049/);
   // Without a declared address (Hetzner Cloud assigns it), the proxies take the web on any address.
@@ -246,10 +241,7 @@ test("host packet filters: proxies serve the web, storage serves NFS to app, vir
   const virt2Mgmt = hel.hosts.find((h) => h.name === "hel-virt-2")!.interfaces.find((i) => i.segment === "mgmt")!.address;
   const virt = renderNftablesRuleset(hel, "hel-virt-2", options);
   has(virt, `iifname "app" ip saddr ${cidrOf("dmz")} ip daddr ${cidrOf("app")} tcp dport 8080 accept comment "dmz-to-app-services"`);
-  has(
-    virt,
-    `iifname "mgmt" ip saddr ${cidrOf("mgmt")} ip daddr ${virt2Mgmt} tcp dport 6443 accept comment "mgmt-to-kubernetes-api"`,
-  );
+  has(virt, `iifname "mgmt" ip saddr ${cidrOf("mgmt")} ip daddr ${virt2Mgmt} tcp dport 6443 accept comment "mgmt-to-kubernetes-api"`);
   // Growing the pool leaves an existing host's filter as it was.
   const docs = siteDocuments();
   documentOf(docs, "helsinki").roles.virtualization.count = 9;

@@ -60,14 +60,18 @@ test("overlapping public prefixes between two files name both files", () => {
 test("a public prefix in a reserved range is refused, the benchmarking range is not", () => {
   assert.deepEqual(
     problemsAfter((d) => (documentOf(d, "vienna").public.prefix = "192.168.4.0/23")),
-    ["sites/vienna.yaml: public.prefix: 192.168.4.0/23 lies in a reserved range (private (RFC 1918)): use a public prefix the operator holds"],
+    [
+      "sites/vienna.yaml: public.prefix: 192.168.4.0/23 lies in a reserved range (private (RFC 1918)): use a public prefix the operator holds",
+    ],
   );
 });
 
 test("overlapping internal supernets are refused because sites are meshed", () => {
   assert.deepEqual(
     problemsAfter((d) => (documentOf(d, "vienna").network.supernet = "10.20.0.0/17")),
-    ["sites/vienna.yaml: network.supernet: 10.20.0.0/17 overlaps 10.20.0.0/16 of sites/karlsruhe.yaml: sites are meshed, give each its own supernet"],
+    [
+      "sites/vienna.yaml: network.supernet: 10.20.0.0/17 overlaps 10.20.0.0/16 of sites/karlsruhe.yaml: sites are meshed, give each its own supernet",
+    ],
   );
 });
 
@@ -115,14 +119,20 @@ test("a pinned address that collides with another host", () => {
 test("pair members on one physical machine are refused", () => {
   assert.deepEqual(
     problemsAfter((d) => (documentOf(d, "vienna").provider.hosts[1].physical = "vie-node-a")),
-    ["sites/vienna.yaml: provider.hosts: vie-fw-1 and vie-fw-2 form the firewall pair but share physical machine vie-node-a: place them on separate machines"],
+    [
+      "sites/vienna.yaml: provider.hosts: vie-fw-1 and vie-fw-2 form the firewall pair but share physical machine vie-node-a: place them on separate machines",
+    ],
   );
 });
 
 test("an own prefix on Hetzner Cloud is refused with the fix", () => {
   assert.deepEqual(
     problemsAfter((d) => {
-      documentOf(d, "helsinki").public = { mode: "own-prefix", prefix: "198.18.8.0/23", routing: { kind: "static", nextHop: "198.19.8.1" } };
+      documentOf(d, "helsinki").public = {
+        mode: "own-prefix",
+        prefix: "198.18.8.0/23",
+        routing: { kind: "static", nextHop: "198.19.8.1" },
+      };
     }),
     ["sites/helsinki.yaml: public.mode: Hetzner Cloud cannot route an own prefix (no BYOIP): use mode: provider-failover-ips"],
   );
@@ -173,7 +183,9 @@ test("a segment too small for the hosts that join it names the size to change", 
       documentOf(d, "helsinki").roles.virtualization.count = 40;
       documentOf(d, "helsinki").network.sizes = { app: 26 };
     }),
-    ["sites/helsinki.yaml: network.sizes.app: segment app (10.40.0.64/26) has 62 usable addresses but hel-virt-32 … hel-virt-40 need host numbers up to 71: use a /25 or larger"],
+    [
+      "sites/helsinki.yaml: network.sizes.app: segment app (10.40.0.64/26) has 62 usable addresses but hel-virt-32 … hel-virt-40 need host numbers up to 71: use a /25 or larger",
+    ],
   );
 });
 

@@ -53,7 +53,7 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
   const run = await plan;
   assert.deepEqual(countByType(run.resources), [
     // 10 hosts' files, each a delivering command (and a confirming one for the packet filter).
-    ["command:remote:Command", 154],
+    ["command:remote:Command", 164],
     ["hcloud:index/firewall:Firewall", 4],
     ["hcloud:index/floatingIp:FloatingIp", 2],
     ["hcloud:index/floatingIpAssignment:FloatingIpAssignment", 2],
@@ -89,12 +89,15 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
     ["standort:storage:Storage", 1],
     ["standort:virtualization:VirtualizationHosts", 1],
   ]);
-  assert.deepEqual(of(run, T.placementGroup).map((r) => [r.name, r.inputs.name, r.inputs.type]), [
-    ["helsinki-fw-spread-fw-1", "helsinki-spread-fw-1", "spread"],
-    ["helsinki-proxy-spread-proxy-1", "helsinki-spread-proxy-1", "spread"],
-    ["helsinki-stor-spread-stor-1", "helsinki-spread-stor-1", "spread"],
-    ["helsinki-virt-spread-virt-1", "helsinki-spread-virt-1", "spread"],
-  ]);
+  assert.deepEqual(
+    of(run, T.placementGroup).map((r) => [r.name, r.inputs.name, r.inputs.type]),
+    [
+      ["helsinki-fw-spread-fw-1", "helsinki-spread-fw-1", "spread"],
+      ["helsinki-proxy-spread-proxy-1", "helsinki-spread-proxy-1", "spread"],
+      ["helsinki-stor-spread-stor-1", "helsinki-spread-stor-1", "spread"],
+      ["helsinki-virt-spread-virt-1", "helsinki-spread-virt-1", "spread"],
+    ],
+  );
 });
 
 test("every server is created from the model, never with inline networks", async () => {
@@ -139,7 +142,11 @@ test("every host is in the segments its role needs and in no other", async () =>
     const [attachment] = attachments;
     const addresses = [attachment.inputs.ip as string, ...(attachment.inputs.aliasIps as string[])];
     assert.deepEqual(addresses.map(segmentOf).sort(), roleSegments(helsinki, host.role).sort(), host.name);
-    assert.deepEqual(addresses, host.interfaces.map((i) => i.address), `${host.name} uses the model's addresses`);
+    assert.deepEqual(
+      addresses,
+      host.interfaces.map((i) => i.address),
+      `${host.name} uses the model's addresses`,
+    );
     const primary = subnets.find((s) => s.inputs.ipRange === helsinki.segments.find((x) => x.name === segmentOf(addresses[0]))!.cidr)!;
     assert.equal(attachment.inputs.subnetId, String(id(primary)));
   }
@@ -162,19 +169,31 @@ test("the two members of every pair sit in one spread placement group", async ()
 test("more than 10 virtualization hosts are spread over several placement groups of at most 10", async () => {
   const run = await planStack("helsinki", { sitesDir: sitesWith("helsinki.yaml", (d) => (d.roles.virtualization.count = 12)) });
   const groups = of(run, T.placementGroup).filter((g) => g.name.startsWith("helsinki-virt-"));
-  assert.deepEqual(groups.map((g) => g.inputs.name), ["helsinki-spread-virt-1", "helsinki-spread-virt-2"]);
-  const members = (g: RecordedResource) => of(run, T.server).filter((s) => s.inputs.placementGroupId === id(g)).map((s) => s.inputs.name);
+  assert.deepEqual(
+    groups.map((g) => g.inputs.name),
+    ["helsinki-spread-virt-1", "helsinki-spread-virt-2"],
+  );
+  const members = (g: RecordedResource) =>
+    of(run, T.server)
+      .filter((s) => s.inputs.placementGroupId === id(g))
+      .map((s) => s.inputs.name);
   assert.equal(members(groups[0]).length, 10);
   assert.deepEqual(members(groups[1]).sort(), ["hel-virt-11", "hel-virt-12"]);
 });
 
 test("floating IPs are homed in hel1 and assigned to the active member", async () => {
   const run = await plan;
-  assert.deepEqual(of(run, T.floatingIp).map((r) => [r.name, r.inputs.name, r.inputs.type, r.inputs.homeLocation]), [
-    ["helsinki-fw-pair-nat", "helsinki-nat", "ipv4", "hel1"],
-    ["helsinki-proxy-pair-proxy", "helsinki-proxy", "ipv4", "hel1"],
-  ]);
-  const expected: Record<string, string> = { "helsinki-fw-pair-nat-assignment": "hel-fw-1", "helsinki-proxy-pair-proxy-assignment": "hel-proxy-1" };
+  assert.deepEqual(
+    of(run, T.floatingIp).map((r) => [r.name, r.inputs.name, r.inputs.type, r.inputs.homeLocation]),
+    [
+      ["helsinki-fw-pair-nat", "helsinki-nat", "ipv4", "hel1"],
+      ["helsinki-proxy-pair-proxy", "helsinki-proxy", "ipv4", "hel1"],
+    ],
+  );
+  const expected: Record<string, string> = {
+    "helsinki-fw-pair-nat-assignment": "hel-fw-1",
+    "helsinki-proxy-pair-proxy-assignment": "hel-proxy-1",
+  };
   for (const a of of(run, T.assignment)) {
     const ip = of(run, T.floatingIp).find((f) => `${f.name}-assignment` === a.name)!;
     assert.equal(a.inputs.floatingIpId, id(ip));
@@ -191,7 +210,9 @@ test("cloud firewalls deny by default and let management in only from the allowl
   for (const server of servers) {
     const labels = server.inputs.labels as Record<string, string>;
     const matching = firewalls.filter((f) =>
-      (f.inputs.applyTos as Array<{ labelSelector: string }>).some((a) => a.labelSelector.split(",").every((kv) => labels[kv.split("=")[0]] === kv.split("=")[1])),
+      (f.inputs.applyTos as Array<{ labelSelector: string }>).some((a) =>
+        a.labelSelector.split(",").every((kv) => labels[kv.split("=")[0]] === kv.split("=")[1]),
+      ),
     );
     assert.equal(matching.length, 1, `${server.inputs.name} is covered by exactly one firewall (limit 5)`);
     assert.equal(matching[0].inputs.name, `helsinki-${labels.role}`);
@@ -199,9 +220,16 @@ test("cloud firewalls deny by default and let management in only from the allowl
   for (const f of firewalls) {
     const rules = f.inputs.rules as Array<{ direction: string; protocol: string; port?: string; sourceIps: string[]; description: string }>;
     assert.ok(rules.length <= 500);
-    assert.ok(rules.every((r) => r.direction === "in"), "only inbound rules: everything else inbound is denied");
+    assert.ok(
+      rules.every((r) => r.direction === "in"),
+      "only inbound rules: everything else inbound is denied",
+    );
     const ssh = rules.filter((r) => r.port === "22" || r.port === "any");
-    assert.deepEqual(ssh.map((r) => r.sourceIps), [helsinki.management.allowlist], f.name);
+    assert.deepEqual(
+      ssh.map((r) => r.sourceIps),
+      [helsinki.management.allowlist],
+      f.name,
+    );
     const open = rules.filter((r) => r.sourceIps.includes("0.0.0.0/0")).map((r) => `${r.protocol}/${r.port}`);
     assert.deepEqual(open, f.inputs.name === "helsinki-proxy" ? ["tcp/80", "tcp/443"] : [], f.name);
   }
@@ -209,11 +237,17 @@ test("cloud firewalls deny by default and let management in only from the allowl
 
 test("storage hosts get one volume each, attached to their own server", async () => {
   const run = await plan;
-  assert.deepEqual(of(run, T.volume).map((v) => [v.name, v.inputs.name, v.inputs.size, v.inputs.location, v.inputs.format]), [
-    ["helsinki-stor-1-data", "hel-stor-1-data", 4000, "hel1", undefined],
-    ["helsinki-stor-2-data", "hel-stor-2-data", 4000, "hel1", undefined],
-  ]);
-  for (const [n, host] of [["1", "hel-stor-1"], ["2", "hel-stor-2"]]) {
+  assert.deepEqual(
+    of(run, T.volume).map((v) => [v.name, v.inputs.name, v.inputs.size, v.inputs.location, v.inputs.format]),
+    [
+      ["helsinki-stor-1-data", "hel-stor-1-data", 4000, "hel1", undefined],
+      ["helsinki-stor-2-data", "hel-stor-2-data", 4000, "hel1", undefined],
+    ],
+  );
+  for (const [n, host] of [
+    ["1", "hel-stor-1"],
+    ["2", "hel-stor-2"],
+  ]) {
     const attachment = of(run, T.volumeAttachment).find((a) => a.name === `helsinki-stor-${n}-data-attachment`)!;
     assert.equal(attachment.inputs.serverId, id(serverOf(run, host)));
     assert.equal(attachment.inputs.volumeId, id(of(run, T.volume).find((v) => v.name === `helsinki-stor-${n}-data`)!));
@@ -223,7 +257,10 @@ test("storage hosts get one volume each, attached to their own server", async ()
 test("traffic leaving the network is routed to a firewall VIP Hetzner accepts as gateway", async () => {
   const run = await plan;
   const [route] = of(run, T.route);
-  assert.deepEqual({ destination: route.inputs.destination, gateway: route.inputs.gateway }, { destination: "0.0.0.0/0", gateway: "10.40.1.1" });
+  assert.deepEqual(
+    { destination: route.inputs.destination, gateway: route.inputs.gateway },
+    { destination: "0.0.0.0/0", gateway: "10.40.1.1" },
+  );
   assert.notEqual(route.inputs.gateway, "10.40.0.1");
   assert.notEqual(route.inputs.gateway, "172.31.1.1");
   assert.ok(helsinki.pairs.find((p) => p.role === "firewall")!.vips.some((v) => v.address === route.inputs.gateway));
@@ -239,7 +276,10 @@ test("helsinki's outputs: provider failover IPs said plainly, partner-facing end
     proxy: { address: "198.19.251.10", heldBy: "proxy pair", source: "provider failover IP" },
   });
   assert.deepEqual(o.partnerFacing.prefixes, []);
-  assert.deepEqual(o.partnerFacing.firewallEndpoints.map((e: { host: string }) => e.host), ["hel-fw-1", "hel-fw-2"]);
+  assert.deepEqual(
+    o.partnerFacing.firewallEndpoints.map((e: { host: string }) => e.host),
+    ["hel-fw-1", "hel-fw-2"],
+  );
   assert.equal(o.partnerFacing.tunnel.endpoint, "198.19.251.10");
   assert.equal(o.partnerFacing.supernet, "10.40.0.0/16");
   assert.ok(!JSON.stringify(run).includes("mock-password"));

@@ -57,7 +57,12 @@ function projection(o: Record<string, any>) {
   const pairs = Object.fromEntries(
     Object.entries(o.pairs as Record<string, any>).map(([role, p]) => [
       role,
-      { members: p.members.length, heartbeat: p.heartbeat.segment, vipSegments: p.vips.map((v: { segment: string }) => v.segment), dissolved: p.dissolved },
+      {
+        members: p.members.length,
+        heartbeat: p.heartbeat.segment,
+        vipSegments: p.vips.map((v: { segment: string }) => v.segment),
+        dissolved: p.dissolved,
+      },
     ]),
   );
   const partner = o.storage.replication.partnerSite;
@@ -79,7 +84,7 @@ test("every location plans without error, with the counts of its layout", async 
   // the tunnels and their peers' stacks, and a HostConfig per host with one command per file.
   // helsinki adds its provider, 10 servers with their attachments, the cloud objects and its CronJobs.
   const layout = { frankfurt: 23, helsinki: 70, karlsruhe: 21, vienna: 22 };
-  const delivery = { frankfurt: 172, helsinki: 181, karlsruhe: 144, vienna: 167 };
+  const delivery = { frankfurt: 182, helsinki: 191, karlsruhe: 152, vienna: 176 };
   assert.deepEqual(counts, Object.fromEntries(LOCATIONS.map((l) => [l, layout[l] + delivery[l]])));
 });
 
@@ -92,7 +97,7 @@ test("vienna shows the same layout on pre-provisioned hosts, without cloud resou
   const run = await planOf("vienna");
   assert.deepEqual(countByType(run.resources), [
     // Delivery over SSH: no cloud resource, one command per file (and per packet filter confirmation).
-    ["command:remote:Command", 153],
+    ["command:remote:Command", 162],
     ["pulumi:pulumi:StackReference", 2],
     ["random:index/randomBytes:RandomBytes", 2],
     ["random:index/randomPassword:RandomPassword", 3],
@@ -144,7 +149,11 @@ test("the layout has the same shape on Hetzner Cloud and on pre-provisioned host
 test("pre-provisioned pair members sit on separate physical machines", async () => {
   for (const location of ["frankfurt", "karlsruhe", "vienna"] as const) {
     const o = await outputs(location);
-    const physical = new Map<string, string>(Object.values(o.hostsByRole).flat().map((h: any) => [h.name, h.physical]));
+    const physical = new Map<string, string>(
+      Object.values(o.hostsByRole)
+        .flat()
+        .map((h: any) => [h.name, h.physical]),
+    );
     for (const [role, pair] of Object.entries(o.pairs as Record<string, any>)) {
       const [a, b] = pair.members.map((m: string) => physical.get(m));
       assert.ok(a && b && a !== b, `${location} ${role}: ${a} / ${b}`);
@@ -172,7 +181,10 @@ test("own-prefix failover addresses lie in the right block of the /23", async ()
 test("karlsruhe says plainly that it uses the failover IPs the provider handed over", async () => {
   const o = await outputs("karlsruhe");
   assert.equal(o.publicRouting.mode, "provider-failover-ips");
-  assert.match(o.publicRouting.note, /^karlsruhe has no own prefix: it uses provider failover IPs \(proxy, nat\) because IONOS routes no customer prefix/);
+  assert.match(
+    o.publicRouting.note,
+    /^karlsruhe has no own prefix: it uses provider failover IPs \(proxy, nat\) because IONOS routes no customer prefix/,
+  );
   assert.deepEqual(o.failoverAddresses, {
     nat: { address: "198.19.20.101", heldBy: "firewall pair", source: "provider failover IP (site file: public.addresses)" },
     proxy: { address: "198.19.20.100", heldBy: "proxy pair", source: "provider failover IP (site file: public.addresses)" },
@@ -200,7 +212,8 @@ test("the proxy tier binds to any address and health-checks every backend", asyn
     const backends = o.hostsByRole.virtualization.map((h: any) => h.interfaces.find((i: any) => i.segment === "app").address).sort();
     for (const service of o.proxy.services) {
       assert.deepEqual(service.servers.map((s: any) => s.address).sort(), backends, location);
-      for (const s of service.servers) assert.deepEqual([s.check.kind, s.check.intervalMs, s.check.fall, s.check.rise], ["tcp-connect", 2000, 3, 2]);
+      for (const s of service.servers)
+        assert.deepEqual([s.check.kind, s.check.intervalMs, s.check.fall, s.check.rise], ["tcp-connect", 2000, 3, 2]);
     }
     assert.ok(o.proxy.sizing.globalMaxconn >= 800 * 2, location);
   }
@@ -228,7 +241,9 @@ test("switching the active member changes only the pair's priorities, not the ho
     );
     assert.deepEqual(acted, expected, location);
     // On Hetzner Cloud the floating IP's declared start moves too, but the running keepalived owns it.
-    const declaredOnly = diff.changed.filter(({ urn }) => !acted.some((a) => a.startsWith(`${last(urn)} `))).map(({ urn, changes }) => [last(urn), changes.map((c) => c.path)]);
+    const declaredOnly = diff.changed
+      .filter(({ urn }) => !acted.some((a) => a.startsWith(`${last(urn)} `)))
+      .map(({ urn, changes }) => [last(urn), changes.map((c) => c.path)]);
     assert.deepEqual(declaredOnly, location === "helsinki" ? [["helsinki-fw-pair-nat-assignment", ["inputs.serverId"]]] : [], location);
     assert.deepEqual(diff.outputs, [
       { path: "pairs.firewall.active", before: `${code}-fw-1`, after: `${code}-fw-2` },
@@ -249,12 +264,15 @@ test("changing the number of virtualization hosts changes only those hosts (and 
     added.every((a) => / helsinki-(virt-5|cfg-hel-virt-5)(-|$)/.test(a)),
     added.join("\n"),
   );
-  assert.deepEqual(added.filter((a) => !a.startsWith("command:")), [
-    "hcloud:index/server:Server helsinki-virt-5",
-    "hcloud:index/serverNetwork:ServerNetwork helsinki-virt-5-private",
-    "standort:hosts:HostConfig helsinki-cfg-hel-virt-5",
-    "standort:host:Host helsinki-virt-5",
-  ]);
+  assert.deepEqual(
+    added.filter((a) => !a.startsWith("command:")),
+    [
+      "hcloud:index/server:Server helsinki-virt-5",
+      "hcloud:index/serverNetwork:ServerNetwork helsinki-virt-5-private",
+      "standort:hosts:HostConfig helsinki-cfg-hel-virt-5",
+      "standort:host:Host helsinki-virt-5",
+    ],
+  );
   // The new server and its attachment are children of the new host.
   const host = hel.resources.find((r) => r.type === "standort:host:Host" && r.name === "helsinki-virt-5")!;
   assert.deepEqual(
@@ -263,35 +281,49 @@ test("changing the number of virtualization hosts changes only those hosts (and 
   );
   // Nothing removed; the only existing resources that change are the proxies' HAProxy files, which list the pool.
   assert.deepEqual(helDiff.removed, []);
-  assert.deepEqual(helDiff.changed.map((c) => last(c.urn)), [
-    "helsinki-cfg-hel-proxy-1-etc-haproxy-haproxy-cfg",
-    "helsinki-cfg-hel-proxy-2-etc-haproxy-haproxy-cfg",
-  ]);
-  assert.ok(helDiff.outputs.every((c) => /^(hostsByRole\.virtualization|proxy\.(services|sizing))/.test(c.path)), JSON.stringify(helDiff.outputs.map((c) => c.path)));
+  assert.deepEqual(
+    helDiff.changed.map((c) => last(c.urn)),
+    ["helsinki-cfg-hel-proxy-1-etc-haproxy-haproxy-cfg", "helsinki-cfg-hel-proxy-2-etc-haproxy-haproxy-cfg"],
+  );
+  assert.ok(
+    helDiff.outputs.every((c) => /^(hostsByRole\.virtualization|proxy\.(services|sizing))/.test(c.path)),
+    JSON.stringify(helDiff.outputs.map((c) => c.path)),
+  );
 
   const vie = await planStack("vienna", {
-    sitesDir: sitesWith("vienna.yaml", (d) => d.provider.hosts.push({ name: "vie-virt-4", role: "virtualization", physical: "vie-node-f", address: "198.19.40.44" })),
+    sitesDir: sitesWith("vienna.yaml", (d) =>
+      d.provider.hosts.push({ name: "vie-virt-4", role: "virtualization", physical: "vie-node-f", address: "198.19.40.44" }),
+    ),
   });
   const vieDiff = diffPlans(toSnapshot(await planOf("vienna")), toSnapshot(vie));
-  assert.ok(vieDiff.added.every((u) => /^vienna-(virt-4|cfg-vie-virt-4)(-|$)/.test(last(u))), vieDiff.added.map(last).join("\n"));
+  assert.ok(
+    vieDiff.added.every((u) => /^vienna-(virt-4|cfg-vie-virt-4)(-|$)/.test(last(u))),
+    vieDiff.added.map(last).join("\n"),
+  );
   assert.ok(vieDiff.added.map(last).includes("vienna-virt-4"));
   assert.deepEqual(vieDiff.removed, []);
-  assert.deepEqual(vieDiff.changed.map((c) => last(c.urn)), [
-    "vienna-cfg-vie-proxy-1-etc-haproxy-haproxy-cfg",
-    "vienna-cfg-vie-proxy-2-etc-haproxy-haproxy-cfg",
-  ]);
+  assert.deepEqual(
+    vieDiff.changed.map((c) => last(c.urn)),
+    ["vienna-cfg-vie-proxy-1-etc-haproxy-haproxy-cfg", "vienna-cfg-vie-proxy-2-etc-haproxy-haproxy-cfg"],
+  );
 });
 
 test("a dissolved pair leaves one member serving and keeps both hosts", async () => {
-  const run = await planStack("vienna", { sitesDir: sitesWith("vienna.yaml", (d) => (d.pairs = { proxy: { active: 2, dissolved: true } })) });
+  const run = await planStack("vienna", {
+    sitesDir: sitesWith("vienna.yaml", (d) => (d.pairs = { proxy: { active: 2, dissolved: true } })),
+  });
   const o = run.outputs as Record<string, any>;
   assert.deepEqual(
     [o.pairs.proxy.dissolved, o.pairs.proxy.serving, o.pairs.proxy.priorities],
     [true, ["vie-proxy-2"], { "vie-proxy-2": 150 }],
   );
-  assert.deepEqual(o.hostsByRole.proxy.map((h: any) => h.name), ["vie-proxy-1", "vie-proxy-2"]);
+  assert.deepEqual(
+    o.hostsByRole.proxy.map((h: any) => h.name),
+    ["vie-proxy-1", "vie-proxy-2"],
+  );
   // The released member runs no keepalived any more: its delivery has no keepalived file.
-  const files = (host: string) => run.resources.filter((r) => r.type === "command:remote:Command" && r.name.startsWith(`vienna-cfg-${host}-`)).map((r) => r.name);
+  const files = (host: string) =>
+    run.resources.filter((r) => r.type === "command:remote:Command" && r.name.startsWith(`vienna-cfg-${host}-`)).map((r) => r.name);
   assert.ok(files("vie-proxy-2").includes("vienna-cfg-vie-proxy-2-etc-keepalived-keepalived-conf"));
   assert.ok(!files("vie-proxy-1").some((n) => n.includes("keepalived")));
 });
@@ -301,6 +333,8 @@ test("dissolving the storage pair is refused while services keep backups there: 
     planStack("vienna", { sitesDir: sitesWith("vienna.yaml", (d) => (d.pairs = { storage: { active: 2, dissolved: true } })) }),
     (e: InputError) =>
       e.problems.length === 1 &&
-      /^sites\/footprint\.yaml: services\[1\] \(mail\): backups at vienna need two independent stores but the storage pair vie-storage is dissolved: restore it/.test(e.problems[0]),
+      /^sites\/footprint\.yaml: services\[1\] \(mail\): backups at vienna need two independent stores but the storage pair vie-storage is dissolved: restore it/.test(
+        e.problems[0],
+      ),
   );
 });

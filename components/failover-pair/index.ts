@@ -115,7 +115,13 @@ export class FailoverPair extends pulumi.ComponentResource {
         };
       } else {
         const provider = provisioning.createFailoverAddress(`${name}-${request.purpose}`, model, request.purpose, activeHost, this);
-        addresses[request.purpose] = { purpose: request.purpose, address: provider.address, source: request.source, how: provider.how, provider };
+        addresses[request.purpose] = {
+          purpose: request.purpose,
+          address: provider.address,
+          source: request.source,
+          how: provider.how,
+          provider,
+        };
       }
     }
     this.failoverAddresses = addresses;

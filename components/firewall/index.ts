@@ -53,7 +53,10 @@ export class Firewall extends pulumi.ComponentResource {
     this.managementAllowlist = [...model.management.allowlist];
     this.cloudRules = cloudFirewallRulesByRole(this.policy);
     this.cloudFirewalls = provisioning.createCloudFirewalls(name, model, this.cloudRules, this);
-    const guarded: HostContext = { ...args.context, after: [...(args.context.after ?? []), ...Object.values(this.cloudFirewalls).map((c) => c!.firewall)] };
+    const guarded: HostContext = {
+      ...args.context,
+      after: [...(args.context.after ?? []), ...Object.values(this.cloudFirewalls).map((c) => c!.firewall)],
+    };
     const role = createRoleHosts(name, "firewall", guarded, this);
     this.hosts = role.hosts;
     this.placements = role.placements;

@@ -12,7 +12,15 @@
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { applyCommand, confirmCommand, contentHash, pathSlug, removeCommand } from "../../lib/deliver";
+import {
+  APPLY_SCRIPT,
+  applyCommand,
+  confirmCommand,
+  contentHash,
+  installApplyScriptCommand,
+  pathSlug,
+  removeCommand,
+} from "../../lib/deliver";
 import type { SiteModel } from "../../lib/model/model";
 import { placeholderSecrets, renderHostFiles } from "../../lib/render";
 import type { RenderedFile, RenderOptions, RenderSecrets } from "../../lib/render/types";
@@ -40,6 +48,8 @@ export interface HostConfigArgs {
 
 export class HostConfig extends pulumi.ComponentResource {
   public readonly hostName: string;
+  /** Installs the apply script every file's command runs. */
+  public readonly applyScript: command.remote.Command;
   /** The delivering command of each shipped file, by target path. */
   public readonly commands: Readonly<Record<string, command.remote.Command>>;
   /** The confirming command of each file that needs one, by target path. */
@@ -69,7 +79,13 @@ export class HostConfig extends pulumi.ComponentResource {
     };
     const commands: Record<string, command.remote.Command> = {};
     const confirmations: Record<string, command.remote.Command> = {};
-    let previous: pulumi.Resource[] = [...(args.after ?? [])];
+    // The apply script goes on the host once, before any file; a new version of it re-runs this command only.
+    this.applyScript = new command.remote.Command(
+      `${name}-apply-script`,
+      { connection, create: installApplyScriptCommand(), triggers: [contentHash(APPLY_SCRIPT)] },
+      { parent: this, dependsOn: [...(args.after ?? [])] },
+    );
+    let previous: pulumi.Resource[] = [this.applyScript];
     for (const file of shipped) {
       const slug = pathSlug(file.path);
       const { content, ...spec } = file;
@@ -103,7 +119,14 @@ export class HostConfig extends pulumi.ComponentResource {
     this.confirmations = confirmations;
     this.paths = shipped.map((f) => f.path);
     this.done = previous.length > 0 && shipped.length > 0 ? previous[0] : undefined;
-    this.registerOutputs({ hostName: this.hostName, paths: this.paths, commands: this.commands, confirmations: this.confirmations });
+    this.registerOutputs({
+      hostName: this.hostName,
+      applyScript: this.applyScript,
+      paths: this.paths,
+      commands: this.commands,
+      confirmations: this.confirmations,
+      done: this.done,
+    });
   }
 }
 

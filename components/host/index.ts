@@ -131,7 +131,9 @@ export function createRoleHosts(name: string, role: Role, context: HostContext, 
 }
 
 /** What a stack output says about a host: plain data, addresses resolved at deploy. */
-export function describeHost(host: Host): pulumi.Output<{ name: string; role: Role; physical: string; origin: string; publicAddress: string; interfaces: HostInterface[] }> {
+export function describeHost(
+  host: Host,
+): pulumi.Output<{ name: string; role: Role; physical: string; origin: string; publicAddress: string; interfaces: HostInterface[] }> {
   return host.publicAddress.apply((publicAddress) => ({
     name: host.hostName,
     role: host.role,

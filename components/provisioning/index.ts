@@ -134,7 +134,12 @@ export interface Provisioning {
   /** One store's disk on `machine`. */
   createStoreDisk(name: string, model: SiteModel, host: HostModel, machine: Machine, sizeGb: number, parent: pulumi.Resource): StoreDisk;
   /** Provider firewalls in front of the public interfaces, one per role; none where the provider has none. */
-  createCloudFirewalls(name: string, model: SiteModel, rulesByRole: Readonly<Record<Role, ReadonlyArray<CloudFirewallRule>>>, parent: pulumi.Resource): Partial<Record<Role, CloudFirewall>>;
+  createCloudFirewalls(
+    name: string,
+    model: SiteModel,
+    rulesByRole: Readonly<Record<Role, ReadonlyArray<CloudFirewallRule>>>,
+    parent: pulumi.Resource,
+  ): Partial<Record<Role, CloudFirewall>>;
   /** How a failed member of `pair` is fenced before the other takes over. */
   fencing(model: SiteModel, pair: PairModel, machines: Readonly<Record<string, Machine>>): pulumi.Output<FencingPlan>;
 }
@@ -234,9 +239,17 @@ export class HcloudProvisioning implements Provisioning {
 
   createAccess(name: string, model: SiteModel, sshPublicKey: pulumi.Input<string> | undefined, parent: pulumi.Resource): Access {
     if (sshPublicKey === undefined) {
-      throw new InputError([`${model.file}: provider: a Hetzner Cloud site needs standort:sshPublicKey in its stack configuration (installed on every server)`]);
+      throw new InputError([
+        `${model.file}: provider: a Hetzner Cloud site needs standort:sshPublicKey in its stack configuration (installed on every server)`,
+      ]);
     }
-    return { sshKey: new hcloud.SshKey(`${name}-operator`, { name: `${model.name}-operator`, publicKey: sshPublicKey, labels: siteLabels(model) }, { parent }) };
+    return {
+      sshKey: new hcloud.SshKey(
+        `${name}-operator`,
+        { name: `${model.name}-operator`, publicKey: sshPublicKey, labels: siteLabels(model) },
+        { parent },
+      ),
+    };
   }
 
   createPlacement(name: string, model: SiteModel, physical: string, role: Role, parent: pulumi.Resource): Placement {
@@ -286,7 +299,13 @@ export class HcloudProvisioning implements Provisioning {
     if (!holder.server) throw new Error(`${name}: a floating IP needs a Hetzner Cloud server to hold it`);
     const floatingIp = new hcloud.FloatingIp(
       name,
-      { name: `${model.name}-${purpose}`, type: "ipv4", homeLocation: this.location, description: `${model.name} ${purpose} failover address`, labels: siteLabels(model) },
+      {
+        name: `${model.name}-${purpose}`,
+        type: "ipv4",
+        homeLocation: this.location,
+        description: `${model.name} ${purpose} failover address`,
+        labels: siteLabels(model),
+      },
       { parent },
     );
     const assignment = new hcloud.FloatingIpAssignment(
@@ -331,7 +350,9 @@ export class HcloudProvisioning implements Provisioning {
     for (const role of Object.keys(rulesByRole) as Role[]) {
       const rules = rulesByRole[role];
       if (rules.length > HCLOUD_RULES_PER_FIREWALL) {
-        throw new InputError([`${model.file}: the ${role} zone policy needs ${rules.length} cloud firewall rules; Hetzner Cloud allows ${HCLOUD_RULES_PER_FIREWALL}`]);
+        throw new InputError([
+          `${model.file}: the ${role} zone policy needs ${rules.length} cloud firewall rules; Hetzner Cloud allows ${HCLOUD_RULES_PER_FIREWALL}`,
+        ]);
       }
       // One firewall per role, selected by label: every server matches exactly
       // one (the limit is 5), and a new server is covered without touching the firewall.
@@ -379,7 +400,10 @@ export class PreprovisionedProvisioning implements Provisioning {
     private readonly fenceCommand: string,
   ) {
     this.label = `pre-provisioned hosts (${providerName})`;
-    this.ownPrefix = { routable: true, how: `${providerName} routes the prefix to the site by arrangement (static next hop or BGP session), not through an API` };
+    this.ownPrefix = {
+      routable: true,
+      how: `${providerName} routes the prefix to the site by arrangement (static next hop or BGP session), not through an API`,
+    };
   }
 
   readonly vipTakeover = "VRRP moves the VIPs on the segment VLANs (gratuitous ARP)";
@@ -388,7 +412,9 @@ export class PreprovisionedProvisioning implements Provisioning {
     return {
       subnets: {},
       routes: {},
-      notes: [`${name}: segments are VLANs on the hosts' internal links; every segment's gateway is the firewall pair's VIP, so traffic between segments passes the firewall`],
+      notes: [
+        `${name}: segments are VLANs on the hosts' internal links; every segment's gateway is the firewall pair's VIP, so traffic between segments passes the firewall`,
+      ],
     };
   }
 

@@ -41,7 +41,13 @@ export interface ProxySizing {
   readonly fileDescriptors: number;
   /** Concurrent connections each backend must carry at peak with one backend down. */
   readonly perBackendAtPeakOneDown: number;
-  readonly timeouts: { readonly connectMs: number; readonly clientMs: number; readonly serverMs: number; readonly queueMs: number; readonly tunnelMs: number };
+  readonly timeouts: {
+    readonly connectMs: number;
+    readonly clientMs: number;
+    readonly serverMs: number;
+    readonly queueMs: number;
+    readonly tunnelMs: number;
+  };
 }
 
 /** Sizes the tier for `load` over `backends` backend servers. */

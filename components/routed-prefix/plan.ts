@@ -67,11 +67,19 @@ export function prefixPlan(model: SiteModel, provider: { routable: boolean; how:
     return providerIps(`${model.name} has no own prefix: it uses provider failover IPs (proxy, nat) because ${pub.reason}`);
   }
   if (!provider.routable) {
-    return providerIps(`${model.name}: ${pub.prefix} cannot be routed here (${provider.how}); it is replaced by provider failover IPs (proxy, nat)`);
+    return providerIps(
+      `${model.name}: ${pub.prefix} cannot be routed here (${provider.how}); it is replaced by provider failover IPs (proxy, nat)`,
+    );
   }
   const addresses: PublicAddressPlan[] = [
     // The proxy pair's public address is DNATed by the firewall to the proxy VIP.
-    { purpose: "proxy", holder: "firewall", address: pub.proxyAddress, block: "failover", source: `own prefix, failover block ${pub.blocks.failover}` },
+    {
+      purpose: "proxy",
+      holder: "firewall",
+      address: pub.proxyAddress,
+      block: "failover",
+      source: `own prefix, failover block ${pub.blocks.failover}`,
+    },
     { purpose: "nat", holder: "firewall", address: pub.natAddress, block: "nat", source: `own prefix, NAT block ${pub.blocks.nat}` },
   ];
   if (pub.routing.kind === "bgp") {
@@ -100,6 +108,14 @@ export function prefixPlan(model: SiteModel, provider: { routable: boolean; how:
     prefix: pub.prefix,
     blocks: pub.blocks,
     nextHop: pub.routing.nextHop,
-    addresses: [...addresses, { purpose: "prefix-next-hop", holder: "firewall", address: pub.routing.nextHop, source: "site file: public.routing.nextHop (provider-side)" }],
+    addresses: [
+      ...addresses,
+      {
+        purpose: "prefix-next-hop",
+        holder: "firewall",
+        address: pub.routing.nextHop,
+        source: "site file: public.routing.nextHop (provider-side)",
+      },
+    ],
   };
 }

@@ -74,7 +74,12 @@ export class SiteTunnels extends pulumi.ComponentResource {
       const content = pulumi
         .all([privateKey.base64, presharedKey, pulumi.output(peerOutputs.publicKeys), pulumi.output(peerOutputs.endpoint)])
         .apply(([key, psk, peerKeys, endpoint]) =>
-          renderTunnelEnd(tunnel, site, { privateKey: key, presharedKey: psk, peerPublicKey: peerKeys?.[tunnel.name], peerEndpoint: endpoint }),
+          renderTunnelEnd(tunnel, site, {
+            privateKey: key,
+            presharedKey: psk,
+            peerPublicKey: peerKeys?.[tunnel.name],
+            peerEndpoint: endpoint,
+          }),
         );
       files.push({
         path: `/etc/wireguard/${tunnel.name}.conf`,

@@ -88,7 +88,8 @@ export class Site extends pulumi.ComponentResource {
   constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
     super("standort:site:Site", name, {}, opts);
     const { model, partner } = args;
-    if (partner.name !== model.partner) throw new Error(`${name}: ${partner.name} is not the partner of ${model.name} (${model.partner} is)`);
+    if (partner.name !== model.partner)
+      throw new Error(`${name}: ${partner.name} is not the partner of ${model.name} (${model.partner} is)`);
     this.model = model;
     this.partner = partner;
     const provisioning = provisioningFor(model);
@@ -216,7 +217,11 @@ const PLACEHOLDER_NO_TOKEN = "none";
  */
 function renderedUserData(model: SiteModel, args: SiteArgs): Record<string, string> | undefined {
   if (typeof args.sshPublicKey !== "string") return undefined;
-  const options: RenderOptions = { sites: args.sites ?? [model, args.partner], services: args.services, sshAuthorizedKeys: [args.sshPublicKey] };
+  const options: RenderOptions = {
+    sites: args.sites ?? [model, args.partner],
+    services: args.services,
+    sshAuthorizedKeys: [args.sshPublicKey],
+  };
   const entries = model.hosts.flatMap((h) => {
     const provision = renderHostFiles(model, h.name, placeholderSecrets(model), options).find((f) => f.delivery === "provision");
     return provision ? [[h.name, provision.content] as const] : [];
@@ -227,9 +232,7 @@ function renderedUserData(model: SiteModel, args: SiteArgs): Record<string, stri
 /** Host names in delivery order: passive members before active ones, then by name. */
 export function deliveryOrder(model: SiteModel): string[] {
   const activeOf = new Set(model.pairs.filter((p) => !p.dissolved).map((p) => p.active));
-  return model.hosts
-    .map((h) => h.name)
-    .sort((a, b) => Number(activeOf.has(a)) - Number(activeOf.has(b)) || a.localeCompare(b));
+  return model.hosts.map((h) => h.name).sort((a, b) => Number(activeOf.has(a)) - Number(activeOf.has(b)) || a.localeCompare(b));
 }
 
 type HostOutput = { name: string; role: Role; physical: string; origin: string; publicAddress: string; interfaces: HostInterface[] };

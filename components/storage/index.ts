@@ -39,7 +39,14 @@ export class Storage extends pulumi.ComponentResource {
     this.placements = role.placements;
     const disks: Record<string, StoreDisk> = {};
     for (const host of model.hosts.filter((h) => h.role === "storage")) {
-      disks[host.name] = provisioning.createStoreDisk(`${name}-${host.ordinal}-data`, model, host, this.hosts[host.name], model.storage.capacityGb, this);
+      disks[host.name] = provisioning.createStoreDisk(
+        `${name}-${host.ordinal}-data`,
+        model,
+        host,
+        this.hosts[host.name],
+        model.storage.capacityGb,
+        this,
+      );
     }
     this.disks = disks;
     this.pair = new FailoverPair(`${name}-pair`, { pair: pairModel, model, members: this.hosts, provisioning }, { parent: this });

@@ -58,8 +58,17 @@ export function storagePlan(model: SiteModel, partner: SiteModel): StoragePlan {
       clients: [app.cidr],
       options: ["rw", "sync", "no_subtree_check", "root_squash"],
     },
-    snapshots: { intervalMinutes: snapshots.intervalMinutes, keep: snapshots.keep, coversHours: (snapshots.intervalMinutes * snapshots.keep) / 60 },
-    backups: { daily: backups.daily, weekly: backups.weekly, monthly: backups.monthly, keptDays: Math.max(backups.daily, backups.weekly * 7, backups.monthly * 30) },
+    snapshots: {
+      intervalMinutes: snapshots.intervalMinutes,
+      keep: snapshots.keep,
+      coversHours: (snapshots.intervalMinutes * snapshots.keep) / 60,
+    },
+    backups: {
+      daily: backups.daily,
+      weekly: backups.weekly,
+      monthly: backups.monthly,
+      keptDays: Math.max(backups.daily, backups.weekly * 7, backups.monthly * 30),
+    },
     localSync: pair.dissolved ? undefined : { from: pair.active, to: pair.passive, intervalMinutes: snapshots.intervalMinutes },
     replication: {
       partnerSite: partner.name,

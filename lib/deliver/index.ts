@@ -67,21 +67,36 @@ export function applyArguments(file: DeliverySpec, staged: string, options: { ba
 }
 
 /**
+ * The remote command that installs (or updates) the apply script on a host,
+ * once per host: every file's command runs it. Atomic: a half-written script
+ * never replaces a working one.
+ */
+export function installApplyScriptCommand(): string {
+  return [
+    "set -eu",
+    "umask 022",
+    `mkdir -p ${shellQuote(APPLY_SCRIPT_PATH.replace(/\/[^/]+$/, ""))}`,
+    `cat > ${APPLY_SCRIPT_PATH}.new.$$ <<'${HEREDOC}'`,
+    APPLY_SCRIPT.replace(/\n$/, ""),
+    HEREDOC,
+    `chmod 0755 ${APPLY_SCRIPT_PATH}.new.$$`,
+    `mv -f ${APPLY_SCRIPT_PATH}.new.$$ ${APPLY_SCRIPT_PATH}`,
+    "",
+  ].join("\n");
+}
+
+/**
  * The remote command that delivers a file whose content arrives on stdin:
- * installs the apply script, stages stdin, and applies. Its exit code is the
- * apply script's (non-zero on refusal or rollback, which fails the deployment).
+ * stages stdin and runs the apply script (installed by
+ * `installApplyScriptCommand`). Its exit code is the apply script's (non-zero
+ * on refusal or rollback, which fails the deployment).
  */
 export function applyCommand(file: DeliverySpec): string {
   const staged = stagingPath(file);
   return [
     "set -eu",
     "umask 077",
-    `mkdir -p ${shellQuote(APPLY_SCRIPT_PATH.replace(/\/[^/]+$/, ""))} ${STAGING_DIR}`,
-    `cat > ${APPLY_SCRIPT_PATH}.new.$$ <<'${HEREDOC}'`,
-    APPLY_SCRIPT.replace(/\n$/, ""),
-    HEREDOC,
-    `chmod 0755 ${APPLY_SCRIPT_PATH}.new.$$`,
-    `mv -f ${APPLY_SCRIPT_PATH}.new.$$ ${APPLY_SCRIPT_PATH}`,
+    `mkdir -p ${STAGING_DIR}`,
     `cat > ${shellQuote(staged)}`,
     `exec sh ${APPLY_SCRIPT_PATH} ${shellJoin(applyArguments(file, staged))}`,
     "",

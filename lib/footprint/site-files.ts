@@ -50,7 +50,9 @@ export function footprintHostFiles(model: SiteModel, jobs: ReadonlyArray<Planned
           const name = unit.path.slice(SYSTEMD_DIR.length + 1);
           // A timer is enabled and started; its service only needs systemd to know it.
           const timer = name.endsWith(".timer");
-          const reload = timer ? ["sh", "-c", `systemctl daemon-reload && systemctl enable --now --quiet ${name}`] : ["systemctl", "daemon-reload"];
+          const reload = timer
+            ? ["sh", "-c", `systemctl daemon-reload && systemctl enable --now --quiet ${name}`]
+            : ["systemctl", "daemon-reload"];
           // A job that moved away (promotion, migration) must stop here, or it would copy stale data over the new primary.
           const remove = timer ? ["systemctl", "disable", "--now", name] : ["systemctl", "stop", name];
           return { path: unit.path, content: unit.content, mode: "0644", secret: false, delivery: "ssh" as const, reload, remove };

@@ -108,7 +108,11 @@ export interface TunnelEndSecrets {
  * so the first of two sites can be deployed alone and the tunnel comes up when
  * the second one runs and the first one is applied again.
  */
-export function renderTunnelEnd(tunnel: Pick<TunnelPlan, "name" | "purpose" | "ends">, siteName: string, secrets: TunnelEndSecrets): string {
+export function renderTunnelEnd(
+  tunnel: Pick<TunnelPlan, "name" | "purpose" | "ends">,
+  siteName: string,
+  secrets: TunnelEndSecrets,
+): string {
   const local = tunnel.ends.find((e) => e.site === siteName);
   const peer = tunnel.ends.find((e) => e.site !== siteName);
   if (!local || !peer) throw new Error(`${tunnel.name} has no end at ${siteName}`);
@@ -130,11 +134,16 @@ export function renderTunnelEnd(tunnel: Pick<TunnelPlan, "name" | "purpose" | "e
       "",
     ].join("\n");
   }
-  return renderWireGuardConfig(tunnel, local, { ...peer, endpoint }, {
-    privateKey: secrets.privateKey,
-    peerPublicKey: secrets.peerPublicKey,
-    presharedKey: secrets.presharedKey,
-  });
+  return renderWireGuardConfig(
+    tunnel,
+    local,
+    { ...peer, endpoint },
+    {
+      privateKey: secrets.privateKey,
+      peerPublicKey: secrets.peerPublicKey,
+      presharedKey: secrets.presharedKey,
+    },
+  );
 }
 
 /** A planned endpoint that is an address, not a placeholder. */

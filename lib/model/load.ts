@@ -20,7 +20,9 @@ export function readYaml(path: string, display: string): { data?: unknown; probl
   const doc = parseDocument(readFileSync(path, "utf8"), { prettyErrors: true, uniqueKeys: true });
   if (doc.errors.length > 0) {
     return {
-      problems: doc.errors.map((e) => `${display}: line ${e.linePos?.[0].line ?? "?"}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`),
+      problems: doc.errors.map(
+        (e) => `${display}: line ${e.linePos?.[0].line ?? "?"}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`,
+      ),
     };
   }
   return { data: doc.toJS(), problems: [] };

@@ -301,7 +301,10 @@ function hostSeeds(site: SiteFile): { seeds: HostSeed[]; problems: FieldProblem[
   // Pair and pool checks only make sense once every name parses.
   if (problems.length > 0) return { seeds, problems };
   for (const role of PAIRED_ROLES) {
-    const members = seeds.filter((s) => s.role === role).map((s) => s.ordinal).sort();
+    const members = seeds
+      .filter((s) => s.role === role)
+      .map((s) => s.ordinal)
+      .sort();
     if (members.join(",") !== "1,2") {
       problems.push({
         path: "provider.hosts",
@@ -422,10 +425,18 @@ export function buildSiteModel(file: string, site: SiteFile): { model?: SiteMode
     const vipSegments = segments.filter((s) =>
       vipSpec.segments === "all-routed" ? s.kind !== "heartbeat" && s.members.includes("firewall") : vipSpec.segments.includes(s.name),
     );
-    const vips = vipSegments.map((s) => ({ segment: s.name, address: formatAddress(hostAddress(cidr(s.cidr), vipSpec.offset)), prefixLength: s.prefixLength }));
+    const vips = vipSegments.map((s) => ({
+      segment: s.name,
+      address: formatAddress(hostAddress(cidr(s.cidr), vipSpec.offset)),
+      prefixLength: s.prefixLength,
+    }));
     for (const vip of vips) {
       const holder = used.get(vip.address);
-      if (holder) problems.push({ path: `provider.hosts`, message: `${vip.address} is the ${role} pair's address in ${vip.segment} but is pinned to ${holder}` });
+      if (holder)
+        problems.push({
+          path: `provider.hosts`,
+          message: `${vip.address} is the ${role} pair's address in ${vip.segment} but is pinned to ${holder}`,
+        });
     }
     const interfaceIn = (h: HostModel) => h.interfaces.find((x) => x.segment === heartbeatSegment)?.address ?? "";
     return {
@@ -505,9 +516,6 @@ export function addressPlan(model: SiteModel): AddressPlanRow[] {
     gateway: s.gateway ?? "-",
     firstUsable: s.firstUsable,
     lastUsable: s.lastUsable,
-    vips:
-      model.pairs
-        .flatMap((p) => p.vips.filter((v) => v.segment === s.name).map((v) => `${v.address} (${p.role})`))
-        .join(", ") || "-",
+    vips: model.pairs.flatMap((p) => p.vips.filter((v) => v.segment === s.name).map((v) => `${v.address} (${p.role})`)).join(", ") || "-",
   }));
 }

@@ -200,9 +200,7 @@ export const SiteFileSchema = z
       })
       .prefault({}),
     /** Active member and dissolve setting of each pair. @default member 1 active, not dissolved */
-    pairs: z
-      .strictObject({ firewall: pairSetting, proxy: pairSetting, storage: pairSetting })
-      .prefault({}),
+    pairs: z.strictObject({ firewall: pairSetting, proxy: pairSetting, storage: pairSetting }).prefault({}),
     storage: z
       .strictObject({
         snapshots: z
@@ -224,7 +222,12 @@ export const SiteFileSchema = z
           })
           .prefault({}),
         /** File replication interval to the partner site, in minutes; at most 15. @default 15 */
-        replicationIntervalMinutes: z.number().int().min(1).max(15, "files must be replicated at least every 15 minutes: set 15 or less").default(15),
+        replicationIntervalMinutes: z
+          .number()
+          .int()
+          .min(1)
+          .max(15, "files must be replicated at least every 15 minutes: set 15 or less")
+          .default(15),
       })
       .prefault({}),
     management: z.strictObject({
@@ -289,6 +292,9 @@ export const StackConfigSchema = z.strictObject({
    * A stack of site X is read as `<stackPrefix>/X`.
    * @default "organization/standort" (the self-managed backends' organization)
    */
-  stackPrefix: z.string().regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "must be <organization>/<project>").default("organization/standort"),
+  stackPrefix: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, "must be <organization>/<project>")
+    .default("organization/standort"),
 });
 export type StackConfig = z.infer<typeof StackConfigSchema>;

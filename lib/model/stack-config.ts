@@ -19,7 +19,9 @@ export function parseStackConfig(values: Readonly<Record<string, string>>, stack
   );
   const result = StackConfigSchema.safeParse(own);
   if (!result.success) {
-    throw new InputError(formatIssues(stackFile, result.error.issues).map((line) => line.replace(`${stackFile}: `, `${stackFile}: ${prefix}`)));
+    throw new InputError(
+      formatIssues(stackFile, result.error.issues).map((line) => line.replace(`${stackFile}: `, `${stackFile}: ${prefix}`)),
+    );
   }
   return result.data;
 }

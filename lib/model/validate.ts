@@ -25,21 +25,25 @@ export class InputError extends Error {
 
 /** Formats a zod path as `a.b[2].c`. */
 export function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  return path
-    .map((part, i) => (typeof part === "number" ? `[${part}]` : `${i === 0 ? "" : "."}${String(part)}`))
-    .join("");
+  return path.map((part, i) => (typeof part === "number" ? `[${part}]` : `${i === 0 ? "" : "."}${String(part)}`)).join("");
 }
 
 /**
  * Turns zod issues into `<file>: <path>: <rule>` lines with messages an operator can act on.
  * @param schemaFile the JSON Schema an unknown key's message points to. @default the site schema
  */
-export function formatIssues(file: string, issues: ReadonlyArray<z.core.$ZodIssue>, schemaFile = "sites/schema/site.schema.json"): string[] {
+export function formatIssues(
+  file: string,
+  issues: ReadonlyArray<z.core.$ZodIssue>,
+  schemaFile = "sites/schema/site.schema.json",
+): string[] {
   return issues.flatMap((issue) => {
     const where = formatPath(issue.path) || "(top level)";
     switch (issue.code) {
       case "unrecognized_keys":
-        return issue.keys.map((key) => `${file}: ${where === "(top level)" ? key : `${where}.${key}`}: unknown key (check the spelling; see ${schemaFile})`);
+        return issue.keys.map(
+          (key) => `${file}: ${where === "(top level)" ? key : `${where}.${key}`}: unknown key (check the spelling; see ${schemaFile})`,
+        );
       case "invalid_type":
         if (issue.input === undefined) return [`${file}: ${where}: is required (expected ${issue.expected})`];
         return [`${file}: ${where}: expected ${issue.expected}, got ${describe(issue.input)}`];
@@ -99,19 +103,26 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: 
     if (site.public.mode === "own-prefix") {
       const text = site.public.prefix;
       const reserved = reservedRangeOf(cidr(text));
-      if (reserved) problems.push(`${file}: public.prefix: ${text} lies in a reserved range (${reserved}): use a public prefix the operator holds`);
+      if (reserved)
+        problems.push(`${file}: public.prefix: ${text} lies in a reserved range (${reserved}): use a public prefix the operator holds`);
       for (const other of publicPrefixes) {
-        if (overlaps(cidr(other.text), cidr(text))) problems.push(`${file}: public.prefix: ${text} overlaps ${other.text} of ${other.file}`);
+        if (overlaps(cidr(other.text), cidr(text)))
+          problems.push(`${file}: public.prefix: ${text} overlaps ${other.text} of ${other.file}`);
       }
       publicPrefixes.push({ file, text });
       if (site.provider.kind === "hcloud") {
         problems.push(`${file}: public.mode: Hetzner Cloud cannot route an own prefix (no BYOIP): use mode: provider-failover-ips`);
       }
       const routing = site.public.routing;
-      const hops = routing.kind === "static" ? [{ path: "public.routing.nextHop", address: routing.nextHop }] : routing.peers.map((p, i) => ({ path: `public.routing.peers[${i}].address`, address: p.address }));
+      const hops =
+        routing.kind === "static"
+          ? [{ path: "public.routing.nextHop", address: routing.nextHop }]
+          : routing.peers.map((p, i) => ({ path: `public.routing.peers[${i}].address`, address: p.address }));
       for (const hop of hops) {
         if (containsAddress(cidr(text), parseAddress(hop.address)!)) {
-          problems.push(`${file}: ${hop.path}: ${hop.address} lies inside the routed prefix ${text}: the next hop must be a provider-side address`);
+          problems.push(
+            `${file}: ${hop.path}: ${hop.address} lies inside the routed prefix ${text}: the next hop must be a provider-side address`,
+          );
         }
       }
     }
@@ -124,24 +135,32 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: 
         problems.push(`${file}: public.addresses: Hetzner Cloud assigns floating IPs at creation: remove public.addresses`);
       }
       if (site.public.addresses && site.public.addresses.proxy === site.public.addresses.nat) {
-        problems.push(`${file}: public.addresses.nat: ${site.public.addresses.nat} is also the proxy address: the proxy and NAT need one failover IP each`);
+        problems.push(
+          `${file}: public.addresses.nat: ${site.public.addresses.nat} is also the proxy address: the proxy and NAT need one failover IP each`,
+        );
       }
     }
 
     const supernet = cidr(site.network.supernet);
     if (!PRIVATE_RANGES.some((range) => containsCidr(range, supernet))) {
-      problems.push(`${file}: network.supernet: ${site.network.supernet} must lie in a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)`);
+      problems.push(
+        `${file}: network.supernet: ${site.network.supernet} must lie in a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)`,
+      );
     }
     for (const other of supernets) {
       if (overlaps(cidr(other.text), supernet)) {
-        problems.push(`${file}: network.supernet: ${site.network.supernet} overlaps ${other.text} of ${other.file}: sites are meshed, give each its own supernet`);
+        problems.push(
+          `${file}: network.supernet: ${site.network.supernet} overlaps ${other.text} of ${other.file}: sites are meshed, give each its own supernet`,
+        );
       }
     }
     supernets.push({ file, text: site.network.supernet });
 
     site.management.allowlist.forEach((entry, i) => {
       if (parseCidr(entry)!.length === 0) {
-        problems.push(`${file}: management.allowlist[${i}]: ${entry} would open management to the whole internet: list the operator's own prefixes`);
+        problems.push(
+          `${file}: management.allowlist[${i}]: ${entry} would open management to the whole internet: list the operator's own prefixes`,
+        );
       }
     });
 

@@ -51,7 +51,11 @@ export function unwireProperties(value: unknown, digests?: Record<string, string
   if (value && typeof value === "object") {
     const record = value as Record<string, unknown>;
     if (record[SIG_KEY] === SIG_SECRET) {
-      if (digests) digests[path] = createHash("sha256").update(JSON.stringify(record.value ?? null)).digest("hex").slice(0, 16);
+      if (digests)
+        digests[path] = createHash("sha256")
+          .update(JSON.stringify(record.value ?? null))
+          .digest("hex")
+          .slice(0, 16);
       return SECRET_MASK;
     }
     if (record[SIG_KEY] === SIG_RESOURCE) return { resource: record.urn };

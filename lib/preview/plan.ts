@@ -80,7 +80,7 @@ export function keyInputs(inputs: Record<string, unknown>): string {
 
 /** The resource tree, children under parents, in URN order. */
 export function renderTree(resources: ReadonlyArray<Pick<RecordedResource, "urn" | "type" | "name" | "parent" | "inputs">>): string[] {
-  const children = new Map<string | undefined, typeof resources[number][]>();
+  const children = new Map<string | undefined, (typeof resources)[number][]>();
   const known = new Set(resources.map((r) => r.urn));
   for (const r of resources) {
     const parent = r.parent && known.has(r.parent) ? r.parent : undefined;
@@ -108,7 +108,11 @@ export function countByType(resources: ReadonlyArray<{ type: string }>): Array<[
 /** Renders rows as an aligned text table. */
 export function renderTable(headers: string[], rows: string[][]): string[] {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]))
+      .join("  ")
+      .trimEnd();
   return [line(headers), line(widths.map((w) => "-".repeat(w))), ...rows.map(line)];
 }
 
@@ -175,6 +179,27 @@ export function describeUrn(urn: string): string {
   return `${shortType(parts[2].split("$").pop() ?? "")}  ${parts[3]}`;
 }
 
+const isText = (v: unknown): v is string => typeof v === "string" && v.includes("\n");
+
+/** Most changed lines a diff shows per file; the rest are counted. */
+export const MAX_LINE_CHANGES = 12;
+
+/**
+ * The lines a file content change removes and adds, in file order: enough to
+ * review a rendered configuration change in a pull request.
+ */
+export function lineChanges(before: string, after: string): string[] {
+  const a = before.split("\n");
+  const b = after.split("\n");
+  const inB = new Set(b);
+  const inA = new Set(a);
+  const changed = [...a.filter((l) => !inB.has(l)).map((l) => `- ${l}`), ...b.filter((l) => !inA.has(l)).map((l) => `+ ${l}`)];
+  if (changed.length === 0) return ["(lines reordered)"];
+  return changed.length > MAX_LINE_CHANGES
+    ? [...changed.slice(0, MAX_LINE_CHANGES), `… ${changed.length - MAX_LINE_CHANGES} more changed lines`]
+    : changed;
+}
+
 /** The diff as `pulumi preview --diff` would summarise it. */
 export function renderDiff(diff: PlanDiff): string[] {
   if (!hasChanges(diff)) return ["no changes"];
@@ -183,7 +208,10 @@ export function renderDiff(diff: PlanDiff): string[] {
   for (const urn of diff.removed) lines.push(`- ${describeUrn(urn)}`);
   for (const { urn, changes } of diff.changed) {
     lines.push(`~ ${describeUrn(urn)}`);
-    for (const c of changes) lines.push(`    ~ ${c.path}: ${formatValue(c.before)} => ${formatValue(c.after)}`);
+    for (const c of changes) {
+      if (isText(c.before) && isText(c.after)) lines.push(`    ~ ${c.path}:`, ...lineChanges(c.before, c.after).map((l) => `        ${l}`));
+      else lines.push(`    ~ ${c.path}: ${formatValue(c.before)} => ${formatValue(c.after)}`);
+    }
   }
   for (const c of diff.outputs) lines.push(`~ output ${c.path}: ${formatValue(c.before)} => ${formatValue(c.after)}`);
   lines.push(

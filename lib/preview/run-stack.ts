@@ -21,7 +21,8 @@ export const OFFLINE_PLACEHOLDER = "offline-plan-placeholder";
 export function readStackConfig(stack: string, stacksDir: string = STACKS_DIR): { config: Record<string, string>; secretKeys: string[] } {
   const display = `stacks/Pulumi.${stack}.yaml`;
   const path = join(stacksDir, `Pulumi.${stack}.yaml`);
-  if (!existsSync(path)) throw new InputError([`${display}: does not exist: create it with "standort:site: ${stack}" (see README, adding a location)`]);
+  if (!existsSync(path))
+    throw new InputError([`${display}: does not exist: create it with "standort:site: ${stack}" (see README, adding a location)`]);
   const data = (parse(readFileSync(path, "utf8")) ?? {}) as { config?: Record<string, unknown> };
   const config: Record<string, string> = {};
   const secretKeys: string[] = [];
@@ -50,5 +51,11 @@ export async function planStack(
   options: { sitesDir?: string; stacksDir?: string; onRegister?: (type: string, name: string) => void } = {},
 ): Promise<MockRunResult> {
   const { config, secretKeys } = readStackConfig(stack, options.stacksDir);
-  return runUnderMocks({ stack, config, secretKeys, onRegister: options.onRegister, program: () => locationStack({ sitesDir: options.sitesDir }) });
+  return runUnderMocks({
+    stack,
+    config,
+    secretKeys,
+    onRegister: options.onRegister,
+    program: () => locationStack({ sitesDir: options.sitesDir }),
+  });
 }

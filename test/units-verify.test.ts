@@ -1,0 +1,119 @@
+// The replication and backup units and the tunnel configurations the stacks
+// install, checked as their readers would: systemd-analyze for units and
+// calendars, the WireGuard parser for tunnels (no wg tool or module here).
+import test, { after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadFootprint } from "../lib/footprint/load";
+import { parseWireGuardConfig } from "../lib/footprint/wireguard";
+import { planHostFiles } from "../lib/preview/files";
+import { writeRenderedFiles } from "../lib/render";
+import { requireTool, run, runAll } from "./helpers/tools";
+
+const { footprint, sites } = loadFootprint();
+const rendered = sites.flatMap((m) => planHostFiles(m, sites, footprint));
+const dir = mkdtempSync(join(tmpdir(), "standort-units-"));
+writeRenderedFiles(dir, rendered);
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+const units = rendered.flatMap(({ host, files }) =>
+  files.filter((f) => /^\/etc\/systemd\/system\/standort-.*\.(service|timer)$/.test(f.path)).map((f) => ({ host, file: f })),
+);
+
+test("every site whose jobs run under systemd gets units on both storage hosts", () => {
+  const withUnits = [...new Set(units.map((u) => u.host))].sort();
+  // frankfurt and helsinki run Kubernetes (CronJobs); karlsruhe and vienna run compose (timers).
+  assert.deepEqual(withUnits, ["fkb-stor-1", "fkb-stor-2", "vie-stor-1", "vie-stor-2"]);
+  for (const u of units.filter((x) => x.file.path.endsWith(".timer"))) {
+    const service = u.file.path.replace(/\.timer$/, ".service");
+    assert.ok(
+      units.some((x) => x.host === u.host && x.file.path === service),
+      `${u.host}: ${service} exists for its timer`,
+    );
+  }
+});
+
+/** What systemd-analyze complains about, less the job tools that only the storage hosts have. */
+function complaints(stderr: string): string[] {
+  // rsync, restic and the database dump tools live on the storage hosts, not on the test machine.
+  return stderr
+    .split("\n")
+    .filter((l) => l.trim() !== "" && !/Command \/usr\/bin\/\S+ is not executable: No such file or directory/.test(l));
+}
+
+test("systemd-analyze accepts every unit (only the job tools themselves are absent on this machine)", async (t) => {
+  if (!requireTool(t, "systemd-analyze")) return;
+  const hosts = [...new Set(units.map((u) => u.host))];
+  const results = await runAll(
+    hosts.map((host) => [
+      "systemd-analyze",
+      "verify",
+      ...units.filter((u) => u.host === host).map((u) => join(dir, host, u.file.path.slice(1))),
+    ]),
+  );
+  results.forEach((result, i) => assert.deepEqual(complaints(result.stderr), [], `${hosts[i]}: ${result.stderr}`));
+});
+
+test("the checks are real: an unknown directive, a bad service type and a bad calendar are reported", async (t) => {
+  if (!requireTool(t, "systemd-analyze")) return;
+  const service = units.find((u) => u.file.path.endsWith(".service"))!;
+  const broken = join(dir, "standort-broken.service");
+  writeFileSync(broken, service.file.content.replace("Type=oneshot", "Type=oneshoot").replace("ExecStart=", "ExecStrat="));
+  const result = await run(["systemd-analyze", "verify", broken]);
+  assert.ok(
+    complaints(result.stderr).some((l) => l.includes("Failed to parse service type, ignoring: oneshoot")),
+    result.stderr,
+  );
+  assert.ok(
+    complaints(result.stderr).some((l) => l.includes("Unknown key 'ExecStrat' in section [Service]")),
+    result.stderr,
+  );
+
+  const timer = units.find((u) => /-files-.*\.timer$/.test(u.file.path))!;
+  const calendar = /^OnCalendar=(.*)$/m.exec(timer.file.content)![1];
+  assert.match(calendar, /\*:00\//);
+  assert.equal((await run(["systemd-analyze", "calendar", calendar])).code, 0, calendar);
+  assert.notEqual((await run(["systemd-analyze", "calendar", calendar.replace("*:00/", "*:99/")])).code, 0);
+});
+
+test("every file-copy timer fires at least every 15 minutes", () => {
+  for (const u of units.filter((x) => /-files-.*\.timer$/.test(x.file.path))) {
+    const minutes = Number(/^OnCalendar=\*-\*-\* \*:00\/(\d\d):00$/m.exec(u.file.content)?.[1]);
+    assert.ok(minutes >= 1 && minutes <= 15, `${u.host}: ${u.file.path}: every ${minutes} min`);
+  }
+});
+
+test("tunnel configurations on both firewalls carry only the peer's supernet", () => {
+  const tunnels = rendered.flatMap(({ host, files }) =>
+    files.filter((f) => f.path.startsWith("/etc/wireguard/")).map((f) => ({ host, file: f })),
+  );
+  assert.deepEqual([...new Set(tunnels.map((x) => `${x.host} ${x.file.path}`))].sort(), [
+    "fkb-fw-1 /etc/wireguard/wg-fkb-vie.conf",
+    "fkb-fw-2 /etc/wireguard/wg-fkb-vie.conf",
+    "fra-fw-1 /etc/wireguard/wg-fra-hel.conf",
+    "fra-fw-2 /etc/wireguard/wg-fra-hel.conf",
+    "hel-fw-1 /etc/wireguard/wg-fra-hel.conf",
+    "hel-fw-1 /etc/wireguard/wg-hel-vie.conf",
+    "hel-fw-2 /etc/wireguard/wg-fra-hel.conf",
+    "hel-fw-2 /etc/wireguard/wg-hel-vie.conf",
+    "vie-fw-1 /etc/wireguard/wg-fkb-vie.conf",
+    "vie-fw-1 /etc/wireguard/wg-hel-vie.conf",
+    "vie-fw-2 /etc/wireguard/wg-fkb-vie.conf",
+    "vie-fw-2 /etc/wireguard/wg-hel-vie.conf",
+  ]);
+  const supernetOf = (code: string) => sites.find((s) => s.code === code)!.supernet;
+  for (const { host, file } of tunnels) {
+    const [, a, b] = /wg-([a-z]{3})-([a-z]{3})\.conf$/.exec(file.path)!;
+    const own = host.slice(0, 3);
+    const peer = own === a ? b : a;
+    const parsed = parseWireGuardConfig(file.content);
+    assert.deepEqual(
+      parsed.peers.map((p) => p.allowedIps),
+      [[supernetOf(peer)]],
+      `${host} ${file.path}`,
+    );
+    assert.ok(file.secret && file.mode === "0600", "private keys are secret files");
+  }
+});
