@@ -1,11 +1,14 @@
 /**
- * Benchmark: renders every file of every host of every site N times and
- * prints the median time of one full render.
+ * Benchmark: renders every file the stacks install (every host of every site,
+ * with the footprint's services, jobs and tunnels) N times and prints the
+ * median time of one full render; then times the offline plan of each
+ * location (the stack program under the mock runtime).
  *
- *   npx tsx scripts/bench.ts [runs]    (default 20; BENCH_RUNS also works)
+ *   npm run bench [-- runs]    (default 20; BENCH_RUNS also works)
  */
-import { loadSites } from "../lib/model/load";
-import { PLACEHOLDER_SSH_KEY, placeholderSecrets, renderSiteFiles } from "../lib/render";
+import { loadFootprint } from "../lib/footprint/load";
+import { planHostFiles } from "../lib/preview/files";
+import { planStack } from "../lib/preview/run-stack";
 
 const runs = Number(process.argv[2] ?? process.env.BENCH_RUNS ?? 20);
 if (!Number.isInteger(runs) || runs < 1) {
@@ -13,16 +16,14 @@ if (!Number.isInteger(runs) || runs < 1) {
   process.exit(2);
 }
 
-const sites = loadSites();
-const options = { sites, sshAuthorizedKeys: [PLACEHOLDER_SSH_KEY] };
-const secrets = new Map(sites.map((s) => [s.name, placeholderSecrets(s)]));
+const { footprint, sites } = loadFootprint();
 
 function renderAll(): { hosts: number; files: number; bytes: number } {
   let hosts = 0;
   let files = 0;
   let bytes = 0;
   for (const site of sites) {
-    for (const host of renderSiteFiles(site, secrets.get(site.name)!, options)) {
+    for (const host of planHostFiles(site, sites, footprint)) {
       hosts++;
       files += host.files.length;
       for (const f of host.files) bytes += f.content.length;
@@ -48,3 +49,16 @@ console.log(`render all files, ${sites.length} locations, ${totals.hosts} hosts:
 console.log(
   `  ${totals.files} files, ${(totals.bytes / 1024).toFixed(0)} KiB; fastest ${times[0].toFixed(1)} ms, slowest ${times[times.length - 1].toFixed(1)} ms; target under 1000 ms`,
 );
+
+async function planTimes(): Promise<void> {
+  for (const site of sites) {
+    const start = process.hrtime.bigint();
+    const run = await planStack(site.name);
+    const ms = Number(process.hrtime.bigint() - start) / 1e6;
+    console.log(`offline plan ${site.name}: ${run.resources.length} resources in ${(ms / 1000).toFixed(2)} s`);
+  }
+}
+planTimes().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});

@@ -36,7 +36,10 @@ const last = (urn: string) => urn.split("::").pop()!;
  * Anything else is returned as unexplained.
  */
 function unexplained(diff: PlanDiff, before: PlanSnapshot, after: PlanSnapshot, service: string): string[] {
-  const stdinOf = (plan: PlanSnapshot, urn: string) => String(plan.resources.find((r) => r.urn === urn)?.inputs.stdin ?? "");
+  const stdinOf = (plan: PlanSnapshot, urn: string) => {
+    const stdin = plan.resources.find((r) => r.urn === urn)?.inputs.stdin;
+    return typeof stdin === "string" ? stdin : "";
+  };
   const onlyPortLines = (urn: string) => {
     const filter = urn.endsWith("-confirm") ? urn.replace(/-confirm$/, "") : urn;
     const a = stdinOf(before, filter).split("\n");

@@ -214,7 +214,7 @@ test("cloud firewalls deny by default and let management in only from the allowl
         a.labelSelector.split(",").every((kv) => labels[kv.split("=")[0]] === kv.split("=")[1]),
       ),
     );
-    assert.equal(matching.length, 1, `${server.inputs.name} is covered by exactly one firewall (limit 5)`);
+    assert.equal(matching.length, 1, `${String(server.inputs.name)} is covered by exactly one firewall (limit 5)`);
     assert.equal(matching[0].inputs.name, `helsinki-${labels.role}`);
   }
   for (const f of firewalls) {

@@ -55,7 +55,7 @@ export class Firewall extends pulumi.ComponentResource {
     this.cloudFirewalls = provisioning.createCloudFirewalls(name, model, this.cloudRules, this);
     const guarded: HostContext = {
       ...args.context,
-      after: [...(args.context.after ?? []), ...Object.values(this.cloudFirewalls).map((c) => c!.firewall)],
+      after: [...(args.context.after ?? []), ...Object.values(this.cloudFirewalls).map((c) => c.firewall)],
     };
     const role = createRoleHosts(name, "firewall", guarded, this);
     this.hosts = role.hosts;

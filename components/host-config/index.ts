@@ -145,7 +145,7 @@ export function deliverableFiles(
 ): DeliverableFile[] {
   const shape = renderHostFiles(model, hostName, placeholderSecrets(model), options);
   const real = pulumi.output(secrets).apply((s) => {
-    const files = renderHostFiles(model, hostName, s as RenderSecrets, options);
+    const files = renderHostFiles(model, hostName, s, options);
     const want = shape.map((f) => f.path).join(", ");
     const got = files.map((f) => f.path).join(", ");
     if (want !== got)

@@ -65,7 +65,8 @@ export class RoutedPrefix extends pulumi.ComponentResource {
       ]);
     });
     this.addresses = pulumi.all(entries).apply((e) => Object.fromEntries(e));
-    pulumi.log.info(plan.note, this);
+    // Said plainly in `pulumi preview`; the returned promise only reports delivery of the message.
+    void pulumi.log.info(plan.note, this);
     this.registerOutputs({
       mode: this.mode,
       note: this.note,

@@ -112,7 +112,7 @@ export class Site extends pulumi.ComponentResource {
       { parent: this },
     );
     // Every other host is created after the provider firewalls exist, so it starts filtered.
-    const guarded: HostContext = { ...context, after: Object.values(this.firewall.cloudFirewalls).map((c) => c!.firewall) };
+    const guarded: HostContext = { ...context, after: Object.values(this.firewall.cloudFirewalls).map((c) => c.firewall) };
     this.storage = new Storage(`${name}-stor`, { context: guarded, partner }, { parent: this });
     this.virtualization = new VirtualizationHosts(`${name}-virt`, { context: guarded }, { parent: this });
     this.proxy = new ProxyTier(

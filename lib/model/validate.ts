@@ -52,7 +52,7 @@ export function formatIssues(
         if (union.note === "No matching discriminator" && union.options) {
           // zod puts the discriminator key in the path and the enclosing object in `input`.
           const key = issue.path[issue.path.length - 1];
-          const given = (union.input as Record<PropertyKey, unknown> | undefined)?.[key as PropertyKey];
+          const given = (union.input as Record<PropertyKey, unknown> | undefined)?.[key];
           return [`${file}: ${where}: ${describe(given)} must be one of ${union.options.map(String).join(", ")}`];
         }
         return [`${file}: ${where}: ${issue.message}`];

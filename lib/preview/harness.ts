@@ -241,7 +241,7 @@ export async function runUnderMocks(options: {
 
 /** Resolves an exported value; a secret anywhere in it masks the whole value, as the engine does. */
 async function resolveOutput(value: unknown): Promise<unknown> {
-  const output: pulumi.Output<unknown> = pulumi.output(value as pulumi.Input<unknown>);
+  const output: pulumi.Output<unknown> = pulumi.output(value);
   const secret = await pulumi.isSecret(output);
   const resolved = await new Promise<unknown>((resolve) => output.apply((v: unknown) => resolve(v)));
   return secret ? SECRET_MASK : resolved;

@@ -44,7 +44,7 @@ function sortKeys(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(sortKeys);
   if (value && typeof value === "object") {
     return Object.fromEntries(
-      Object.keys(value as object)
+      Object.keys(value)
         .sort()
         .map((k) => [k, sortKeys((value as Record<string, unknown>)[k])]),
     );
@@ -134,7 +134,7 @@ export function diffValues(before: unknown, after: unknown, path = ""): Property
   if (JSON.stringify(before) === JSON.stringify(after)) return [];
   const isObject = (v: unknown) => v !== null && typeof v === "object";
   if (isObject(before) && isObject(after) && Array.isArray(before) === Array.isArray(after)) {
-    const keys = new Set([...Object.keys(before as object), ...Object.keys(after as object)]);
+    const keys = new Set([...Object.keys(before), ...Object.keys(after)]);
     return [...keys].sort().flatMap((k) => {
       const child = Array.isArray(before) ? `${path}[${k}]` : path ? `${path}.${k}` : k;
       return diffValues((before as Record<string, unknown>)[k], (after as Record<string, unknown>)[k], child);

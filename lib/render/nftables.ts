@@ -161,7 +161,7 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
   let partners: SiteModel[] = [];
   if (needsPartners) {
     if (!options.sites) {
-      problems.add("options.sites", `is required for ${host!.role} hosts: the partner ${model.partner}'s supernet comes from its model`);
+      problems.add("options.sites", `is required for ${host.role} hosts: the partner ${model.partner}'s supernet comes from its model`);
     } else {
       partners = partnerSites(model, options.sites);
       if (!partners.some((p) => p.name === model.partner)) {
@@ -189,7 +189,7 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
   problems.throwIfAny();
   const h = host!;
 
-  const policy = zonePolicy(model, partners, services!);
+  const policy = zonePolicy(model, partners, services);
   const internal = h.interfaces.map((i) => `"${interfaceName(i.segment)}"`);
   if (model.provider.kind === "hcloud") internal.push(...HCLOUD_PRIVATE_NICS.map((n) => `"${n}"`));
   const mine = (rule: ZoneRule) => rule.targets.includes(h.role);
