@@ -77,8 +77,23 @@ async function main(): Promise<void> {
       await stable(`run ${run}`);
       console.error(`run ${run}: takeover ${Math.round(takeovers.at(-1)!)} ms, preemption ${Math.round(preemptions.at(-1)!)} ms`);
     }
-    await monitor.stop();
     const worst = monitor.longestSplitBrain();
+
+    // Not a crash but a heartbeat partition: both members healthy, only the hb segment between them cut.
+    // VRRP cannot tell this from a dead peer, so both hold the VIP until the passive member's fence (after
+    // the grace period) takes the active one out; measured once, as the window a real fence must close.
+    // Failover scripts of earlier terms still sleep through their grace period; they must not fence for this one.
+    await until(() => lab.notifyScriptsRunning(pair.passive) === 0, 15_000);
+    const fencesBefore = lab.fenceCalls(pair.passive).length;
+    const cut = performance.now();
+    lab.partition(pair.active, pair.heartbeatSegment, true);
+    const both = await monitor.waitFor((h) => h.length === 2, TRANSITION_MS);
+    const fenced = await until(() => lab.fenceCalls(pair.passive).length > fencesBefore, 20_000);
+    const fencedAt = performance.now();
+    lab.partition(pair.active, pair.heartbeatSegment, false);
+    const healed = performance.now();
+    const after = await monitor.waitForSoleHolder(pair.active, TRANSITION_MS);
+    await monitor.stop();
     console.log(
       `${pair.role} pair failover (keepalived VRRP, advert ${advert} s): takeover median ${seconds(median(takeovers))}, ` +
         `max ${seconds(Math.max(...takeovers))} over ${runs} run${runs > 1 ? "s" : ""}`,
@@ -86,6 +101,14 @@ async function main(): Promise<void> {
     console.log(
       `${pair.role} pair preemption (active member booted again): median ${seconds(median(preemptions))}, ` +
         `max ${seconds(Math.max(...preemptions))}; both members held the VIP in at most ${worst.samples} consecutive ${POLL_MS} ms sample(s)`,
+    );
+    console.log(
+      both && fenced && after
+        ? `${pair.heartbeatSegment} partition (both members healthy): both hold the VIP after ${seconds(both.at - cut)}; ` +
+            `${pair.passive} runs the fence command after ${seconds(fencedAt - cut)}; ` +
+            `once healed, ${pair.active} alone holds it after ${seconds(after.at - healed)}`
+        : `${pair.heartbeatSegment} partition: both held the VIP: ${both ? "yes" : "no"}, fenced: ${fenced ? "yes" : "no"}, ` +
+            `${pair.active} alone again after healing: ${after ? "yes" : "no"}`,
     );
   } finally {
     await monitor?.stop();

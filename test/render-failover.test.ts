@@ -34,7 +34,16 @@ for (const name of ["ip", "ping", "ssh", "logger", "systemctl"]) {
   stub(name, `echo "${name} $*" >> "$CALLS"\nexit "\${${variable}:-0}"`);
 }
 // sleep returns at once; with STUB_SLEEP_FLIP it plays the peer coming back during the grace period.
-stub("sleep", `echo "sleep $*" >> "$CALLS"\n[ -n "\${STUB_SLEEP_FLIP:-}" ] && echo backup > "$STUB_SLEEP_FLIP"\nexit 0`);
+stub(
+  "sleep",
+  [
+    'echo "sleep $*" >> "$CALLS"',
+    '[ -n "${STUB_SLEEP_FLIP:-}" ] && echo backup > "$STUB_SLEEP_FLIP"',
+    // With STUB_SLEEP_RERUN, a second takeover runs to its end while the first one waits (once, not nested).
+    'if [ -n "${STUB_SLEEP_RERUN:-}" ] && [ -z "${STUB_NESTED:-}" ]; then STUB_NESTED=1 sh "$STUB_SLEEP_RERUN" master; fi',
+    "exit 0",
+  ].join("\n"),
+);
 stub(
   "curl",
   [
@@ -221,4 +230,18 @@ test("the serving member carries the active flag; the firewall's tunnels follow 
   assert.ok(firewallScript.includes(`\t\t${hook("stop")}\n`));
   assert.ok(firewallScript.includes(`touch "$ACTIVE_FLAG"\n${hook("restart")}\n`));
   assert.ok(!renderFailoverScript(vienna, "vie-proxy-1", secrets(vienna)).includes("wg-quick"));
+});
+
+test("a takeover that is superseded while it waits does not fence: the newer takeover decides", async (t) => {
+  if (!requireTool(t, "jq")) return;
+  // Seen with the real keepalived in namespaces: the active member came back, took over and crashed again
+  // within the grace period. The first takeover's script woke up, saw "master" and fenced a second time.
+  const result = await runScript(site("helsinki"), "hel-proxy-2", "master", {
+    env: (runDir) => ({ STUB_SLEEP_RERUN: join(runDir, "..", "failover.sh") }),
+  });
+  assert.equal(result.code, 0);
+  // The newer takeover fences once and moves the address; the older one steps aside.
+  assert.equal(result.calls.filter((c) => c.endsWith("/actions/poweroff")).length, 1, result.calls.join("\n"));
+  assert.equal(result.calls.filter((c) => c.includes("/floating_ips/7/actions/assign")).length, 1);
+  assert.equal(result.logs.at(-1), "hel-proxy: no longer master: hel-proxy-1 is back; not fencing");
 });

@@ -41,13 +41,7 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { HostModel, PairModel, SiteModel } from "../../lib/model/model";
 import { interfaceName } from "../../lib/render/interfaces";
-import {
-  FAILOVER_SCRIPT,
-  renderFailoverScript,
-  renderKeepalivedConfig,
-  renderProviderEnv,
-  vrrpInstanceName,
-} from "../../lib/render/keepalived";
+import { FAILOVER_SCRIPT, renderFailoverScript, renderKeepalivedConfig, renderProviderEnv } from "../../lib/render/keepalived";
 import type { RenderSecrets } from "../../lib/render/types";
 
 /** How often the VIP monitor looks at both members (ms); also the split-brain tolerance unit. */
@@ -75,7 +69,7 @@ function must(...argv: string[]): string {
   try {
     return execFileSync(argv[0], argv.slice(1), { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], timeout: 10_000 });
   } catch (error) {
-    const stderr = String((error as { stderr?: unknown }).stderr ?? "").trim();
+    const stderr = ((error as { stderr?: Buffer | string }).stderr ?? "").toString().trim();
     throw new Error(`${argv.join(" ")} failed: ${stderr || String(error)}`);
   }
 }
@@ -221,11 +215,6 @@ export class PairLab {
   /** Namespace names, for cleanup checks. */
   namespaces(): string[] {
     return [this.switchNs, ...[...this.members.values()].map((m) => m.ns)];
-  }
-
-  /** The namespace of a member. */
-  nsOf(host: string): string {
-    return this.member(host).ns;
   }
 
   private member(host: string): Member {
@@ -376,6 +365,34 @@ export class PairLab {
     return [...new Set([...child.filter(ours), ...fromFiles, ...namespacePids(m.ns)])];
   }
 
+  /**
+   * Cuts (or heals) the member's link into a segment at the switch: its port
+   * leaves the bridge but stays up, so the member's interface keeps its
+   * carrier and only the frames stop, as when a switch or VLAN fails between
+   * two healthy hosts. (Taking the port down instead drops the carrier, which
+   * keepalived sees on its own interface and answers with FAULT.)
+   */
+  partition(host: string, segment: string, cut: boolean): void {
+    const m = this.member(host);
+    const index = this.segments.indexOf(segment);
+    if (index < 0 || !m.host.interfaces.some((i) => i.segment === segment)) throw new Error(`${host} has no link in ${segment}`);
+    const port = `${m.letter}${index}`;
+    if (cut) must("ip", "-n", this.switchNs, "link", "set", port, "nomaster");
+    else must("ip", "-n", this.switchNs, "link", "set", port, "master", `br${index}`);
+  }
+
+  /** How many failover scripts are still running on a member (a passive one sleeps through its grace period). */
+  notifyScriptsRunning(host: string): number {
+    const script = join(this.member(host).dir, "standort-failover.sh");
+    return namespacePids(this.member(host).ns).filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").includes(script);
+      } catch {
+        return false;
+      }
+    }).length;
+  }
+
   /** Takes a tracked service away (false) or gives it back (true) on a member. */
   setService(host: string, name: string, up: boolean): void {
     const file = join(this.member(host).dir, "services", name);
@@ -386,7 +403,10 @@ export class PairLab {
   /** The failover script's recorded state (`master`, `backup`, `fault`, `stop`) on a member, if any. */
   failoverState(host: string): string | undefined {
     try {
-      return readFileSync(join(this.member(host).dir, "run", `failover-${this.pair.name}.state`), "utf8").trim();
+      // The state file holds "master <takeover token>" on a master: the state is its first word.
+      return readFileSync(join(this.member(host).dir, "run", `failover-${this.pair.name}.state`), "utf8")
+        .trim()
+        .split(" ")[0];
     } catch {
       return undefined;
     }
@@ -434,11 +454,6 @@ export class PairLab {
       }),
     );
     return [...this.members.values()].filter((_m, i) => checks[i]).map((m) => m.host.name);
-  }
-
-  /** The VRRP instance name keepalived logs for this pair. */
-  get instance(): string {
-    return vrrpInstanceName(this.pair);
   }
 
   /**
