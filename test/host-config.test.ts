@@ -8,17 +8,13 @@ import { HostConfig, deliverableFiles } from "../components/host-config";
 import { APPLY_SCRIPT, APPLY_SCRIPT_PATH, contentHash } from "../lib/deliver";
 import { loadSites } from "../lib/model/load";
 import { SiteModel } from "../lib/model/model";
-import { RenderSecrets, RenderedFile, renderHostFiles } from "../lib/render";
+import { RenderedFile, renderHostFiles } from "../lib/render";
 import { MockRunResult, RecordedResource, runUnderMocks } from "../lib/preview/harness";
+import { FAKE_KEY, fakeSecrets } from "./helpers/secrets";
 
 const sites = loadSites();
 const site = (name: string): SiteModel => sites.find((s) => s.name === name)!;
-const FAKE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnlyFakeKeyForTestsOnly00 test@example.invalid";
 const FAKE_PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nfake-private-key-for-tests\n-----END OPENSSH PRIVATE KEY-----\n";
-
-function fakeSecrets(model: SiteModel): RenderSecrets {
-  return { vrrp: Object.fromEntries(model.pairs.map((p) => [p.name, "fake-vr"])), providerApiToken: "fake-token-for-tests" };
-}
 
 async function deliver(files: ReadonlyArray<RenderedFile>, host = "vie-fw-1"): Promise<MockRunResult> {
   return runUnderMocks({

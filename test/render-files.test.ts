@@ -14,7 +14,6 @@ import { SiteModel } from "../lib/model/model";
 import {
   CLOUD_INIT_PATH,
   REDACTED,
-  RenderSecrets,
   haproxyMaxconn,
   interfaceName,
   renderBirdConfig,
@@ -29,20 +28,11 @@ import {
   writeRenderedFiles,
   zonePolicy,
 } from "../lib/render";
+import { FAKE_KEY, fakeSecrets } from "./helpers/secrets";
 
 const sites = loadSites();
 const site = (name: string): SiteModel => sites.find((s) => s.name === name)!;
-const FAKE_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnlyFakeKeyForTestsOnly00 test@example.invalid";
 const options = { sites, sshAuthorizedKeys: [FAKE_KEY] };
-
-function fakeSecrets(model: SiteModel): RenderSecrets {
-  const routing = model.public.mode === "own-prefix" ? model.public.routing : undefined;
-  return {
-    vrrp: Object.fromEntries(model.pairs.map((p) => [p.name, "fake-vr"])),
-    bgp: routing?.kind === "bgp" ? Object.fromEntries(routing.peers.map((p) => [p.name, "fake-bgp-secret"])) : undefined,
-    providerApiToken: "fake-token-for-tests",
-  };
-}
 
 const lines = (text: string) => text.split("\n").map((l) => l.trim());
 const has = (text: string, line: string) => assert.ok(lines(text).includes(line), `missing line: ${line}\n---\n${text}`);

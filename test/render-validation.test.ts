@@ -7,7 +7,6 @@ import { loadSites } from "../lib/model/load";
 import { SiteModel } from "../lib/model/model";
 import {
   RenderInputError,
-  RenderSecrets,
   renderBirdConfig,
   renderChronyConfig,
   renderCloudInit,
@@ -16,6 +15,7 @@ import {
   renderKeepalivedConfig,
   renderNftablesRuleset,
 } from "../lib/render";
+import { fakeSecrets } from "./helpers/secrets";
 
 const sites = loadSites();
 const site = (name: string): SiteModel => sites.find((s) => s.name === name)!;
@@ -25,15 +25,6 @@ function mutated(name: string, change: (model: any) => void): SiteModel {
   const copy = structuredClone(site(name)) as any;
   change(copy);
   return copy as SiteModel;
-}
-
-function fakeSecrets(model: SiteModel): RenderSecrets {
-  const routing = model.public.mode === "own-prefix" ? model.public.routing : undefined;
-  return {
-    vrrp: Object.fromEntries(model.pairs.map((p) => [p.name, "fake-vr"])),
-    bgp: routing?.kind === "bgp" ? Object.fromEntries(routing.peers.map((p) => [p.name, "fake-bgp-secret"])) : undefined,
-    providerApiToken: "fake-token-for-tests",
-  };
 }
 
 /** Asserts that `render` throws a RenderInputError whose message is exactly `lines`. */

@@ -1,17 +1,14 @@
 // The Hetzner Cloud site as `pulumi preview` would see it: exact types, names and inputs.
-import test, { after } from "node:test";
+import test from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { parse, stringify } from "yaml";
-import { SITES_DIR, loadSites } from "../lib/model/load";
+import { loadSites } from "../lib/model/load";
 import { PLACEHOLDER_SSH_KEY } from "../lib/render";
 import { cidr, containsAddress, parseAddress } from "../lib/net/ipv4";
 import { MockRunResult, RecordedResource, mockId } from "../lib/preview/harness";
 import { countByType } from "../lib/preview/plan";
 import { planStack } from "../lib/preview/run-stack";
 import { roleSegments } from "../components/virtualization-hosts";
+import { sitesWith } from "./helpers/sites";
 
 const helsinki = loadSites().find((s) => s.name === "helsinki")!;
 const plan = planStack("helsinki");
@@ -30,24 +27,6 @@ const T = {
 const of = (run: MockRunResult, type: string) => run.resources.filter((r) => r.type === type);
 const id = (r: RecordedResource) => Number(mockId(`${r.type}::${r.name}`));
 const serverOf = (run: MockRunResult, host: string) => of(run, T.server).find((s) => s.inputs.name === host)!;
-
-const tempDirs: string[] = [];
-after(() => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-/** Copies the site files to a temporary folder with `change` applied to one of them. */
-function sitesWith(file: string, change: (data: Record<string, any>) => void): string {
-  // A folder named sites/, so rendered files name their source as they do from the repository.
-  const root = mkdtempSync(join(tmpdir(), "standort-sites-"));
-  tempDirs.push(root);
-  const dir = join(root, "sites");
-  mkdirSync(dir);
-  for (const name of readdirSync(SITES_DIR).filter((f) => f.endsWith(".yaml"))) {
-    const data = parse(readFileSync(join(SITES_DIR, name), "utf8"));
-    if (name === file) change(data);
-    writeFileSync(join(dir, name), stringify(data));
-  }
-  return dir;
-}
 
 test("helsinki registers exactly the standard layout on Hetzner Cloud", async () => {
   const run = await plan;

@@ -1,17 +1,13 @@
 // One layout at every location: pre-provisioned and Hetzner Cloud sites compared,
 // and what changes (or does not) when a site file changes.
-import test, { after } from "node:test";
+import test from "node:test";
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { parse, stringify } from "yaml";
-import { SITES_DIR } from "../lib/model/load";
 import { InputError } from "../lib/model/validate";
 import { cidr, containsAddress, parseAddress } from "../lib/net/ipv4";
 import { MockRunResult } from "../lib/preview/harness";
 import { countByType, diffPlans, stableJson, toSnapshot } from "../lib/preview/plan";
 import { planStack } from "../lib/preview/run-stack";
+import { sitesWith } from "./helpers/sites";
 
 const LOCATIONS = ["frankfurt", "helsinki", "karlsruhe", "vienna"] as const;
 type Location = (typeof LOCATIONS)[number];
@@ -23,24 +19,6 @@ async function planOf(location: Location): Promise<MockRunResult> {
 }
 const outputs = async (l: Location) => (await planOf(l)).outputs as Record<string, any>;
 const inBlock = (address: string, block: string) => containsAddress(cidr(block), parseAddress(address)!);
-
-const tempDirs: string[] = [];
-after(() => tempDirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
-
-/** Copies the site files to a temporary folder with `change` applied to one of them. */
-function sitesWith(file: string, change: (data: Record<string, any>) => void): string {
-  // A folder named sites/, so rendered files name their source as they do from the repository.
-  const root = mkdtempSync(join(tmpdir(), "standort-sites-"));
-  tempDirs.push(root);
-  const dir = join(root, "sites");
-  mkdirSync(dir);
-  for (const name of readdirSync(SITES_DIR).filter((f) => f.endsWith(".yaml"))) {
-    const data = parse(readFileSync(join(SITES_DIR, name), "utf8"));
-    if (name === file) change(data);
-    writeFileSync(join(dir, name), stringify(data));
-  }
-  return dir;
-}
 
 /**
  * What the layout is, whatever the provider: segments, the segments each

@@ -1,4 +1,5 @@
 /** Test helpers: the committed site files as data, and temporary copies to edit. */
+import { after } from "node:test";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -33,4 +34,22 @@ export function tempSites(): { dir: string; edit(name: string, change: (data: Re
     },
     dispose: () => rmSync(root, { recursive: true, force: true }),
   };
+}
+
+const disposers: Array<() => void> = [];
+let cleanupRegistered = false;
+
+/**
+ * A temporary copy of sites/ (site files and footprint) with `change` applied
+ * to one file's data; returns the folder. Removed when the test file ends.
+ */
+export function sitesWith(file: string, change: (data: Record<string, any>) => void): string {
+  if (!cleanupRegistered) {
+    after(() => disposers.forEach((dispose) => dispose()));
+    cleanupRegistered = true;
+  }
+  const copy = tempSites();
+  disposers.push(() => copy.dispose());
+  copy.edit(file.replace(/\.yaml$/, ""), change);
+  return copy.dir;
 }
