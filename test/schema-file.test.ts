@@ -28,5 +28,8 @@ test("every site file points editors at the schema", () => {
 test("editors show what a field means: the JSON Schema carries the descriptions", () => {
   const schema = JSON.parse(jsonSchemas()["site.schema.json"]);
   assert.equal(schema.properties.partner.description, "The site that replicates with this one and stands by for it.");
-  assert.equal(schema.properties.network.properties.supernet.description, "Private supernet every segment of the site is carved from (RFC 1918, /16 to /20).");
+  assert.equal(
+    schema.properties.network.properties.supernet.description,
+    "Private supernet every segment of the site is carved from (RFC 1918, /16 to /20).",
+  );
 });
