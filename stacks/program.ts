@@ -15,6 +15,7 @@ import { jobRunner } from "../lib/footprint/jobs";
 import { footprintHostFiles, proxiedServices } from "../lib/footprint/site-files";
 import { InputError } from "../lib/model/validate";
 import { parseStackConfig } from "../lib/model/stack-config";
+import { failoverMove } from "../lib/render/keepalived";
 
 /**
  * Runs the location stack selected by `standort:site`; returns the stack outputs
@@ -24,7 +25,9 @@ import { parseStackConfig } from "../lib/model/stack-config";
  */
 export function locationStack(options: { sitesDir?: string } = {}): Record<string, unknown> {
   const stackFile = `stacks/Pulumi.${pulumi.getStack()}.yaml`;
-  const config = parseStackConfig(pulumi.runtime.allConfig(), stackFile);
+  // isConfigSecret is not in the SDK's typings but is what the engine uses to mark `secure:` values.
+  const runtime = pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean };
+  const config = parseStackConfig(pulumi.runtime.allConfig(), stackFile, runtime.isConfigSecret ?? (() => true));
   const { footprint, sites } = loadFootprint(options.sitesDir);
   const model = sites.find((s) => s.name === config.site);
   if (!model) {
@@ -50,6 +53,16 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     providerApiToken ??= secrets.requireSecret("hcloudToken");
   }
   if (jobRunner(model) === "kubernetes" && config.kubeconfig === undefined) throw missing("kubeconfig", "where jobs run on Kubernetes");
+  // A takeover that must move an address through the provider fails at run time without these: refuse now.
+  const moves = model.pairs.map((p) => failoverMove(model, p.role));
+  if (model.provider.kind !== "hcloud" && moves.some((m) => m.kind === "failover-ip") && config.providerApiToken === undefined) {
+    throw missing("providerApiToken", `for ${model.name}: its pairs move ${model.provider.name} failover IPs through the provider's API`);
+  }
+  if (moves.some((m) => m.kind === "next-hop") && model.provider.kind !== "hcloud" && !config.providerEnv?.FAILOVER_MOVE_COMMAND) {
+    throw new InputError([
+      `${stackFile}: standort:providerEnv: FAILOVER_MOVE_COMMAND is required: ${model.name}'s firewall pair moves the /23's next hop, and ${model.provider.name} has no API the library drives`,
+    ]);
+  }
 
   const services = siteServices(footprint, sites, model.name);
   const jobs = services.flatMap((s) => s.jobs);

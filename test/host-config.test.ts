@@ -140,12 +140,9 @@ test("files are applied in order: each command waits for the one before", async 
   const files = renderHostFiles(site("vienna"), "vie-proxy-1", fakeSecrets(site("vienna")), { sites });
   const run = await deliver(files, "vie-proxy-1");
   const resources = byName(run);
-  const order = [
-    "etc-haproxy-haproxy-cfg",
-    "etc-standort-provider-env",
-    "etc-keepalived-standort-failover-sh",
-    "etc-keepalived-keepalived-conf",
-  ].map((s) => `vie-proxy-1-config-${s}`);
+  const order = ["etc-haproxy-haproxy-cfg", "etc-keepalived-standort-failover-sh", "etc-keepalived-keepalived-conf"].map(
+    (s) => `vie-proxy-1-config-${s}`,
+  );
   for (let i = 1; i < order.length; i++) assert.deepEqual(resources.get(order[i])!.dependsOn, [order[i - 1]]);
   assert.deepEqual(resources.get("vie-proxy-1-config-etc-chrony-chrony-conf")!.dependsOn, ["vie-proxy-1-config-etc-nftables-conf-confirm"]);
   // The first file waits for the apply script, which is installed once per host.

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { main, parsePlanFlags } from "../scripts/plan";
 import { planStack } from "../lib/preview/run-stack";
 import { InputError } from "../lib/model/validate";
+import { parseStackConfig } from "../lib/model/stack-config";
 import { PlanSnapshot, diffPlans, lineChanges, renderDiff } from "../lib/preview/plan";
 import { tempSites } from "./helpers/sites";
 
@@ -235,4 +236,52 @@ test("a changed file content is shown as the lines it removes and adds", () => {
   const changed = lineChanges(many, many.replace(/line/g, "row"));
   assert.equal(changed.length, 13);
   assert.equal(changed[12], "… 48 more changed lines");
+});
+
+test("stack config: a secret committed in plain text is refused, and so is a provider environment a shell would misread", () => {
+  assert.throws(
+    () =>
+      parseStackConfig(
+        { "standort:site": "vienna", "standort:sshPrivateKey": "-----BEGIN KEY-----" },
+        "stacks/Pulumi.vienna.yaml",
+        () => false,
+      ),
+    (e: InputError) =>
+      e.problems.join("\n") ===
+      "stacks/Pulumi.vienna.yaml: standort:sshPrivateKey: is stored in plain text: rotate it and set it with pulumi config set --secret standort:sshPrivateKey",
+  );
+  assert.throws(
+    () =>
+      parseStackConfig(
+        { "standort:site": "vienna", "standort:providerEnv": JSON.stringify({ FAILOVER_MOVE_COMMAND: "it's" }) },
+        "stacks/Pulumi.vienna.yaml",
+      ),
+    (e: InputError) =>
+      e.problems.join("\n") ===
+      "stacks/Pulumi.vienna.yaml: standort:providerEnv.FAILOVER_MOVE_COMMAND: values may not hold a single quote or a line break",
+  );
+  assert.throws(
+    () => parseStackConfig({ "standort:site": "vienna", "standort:colour": "blue" }, "stacks/Pulumi.vienna.yaml"),
+    (e: InputError) =>
+      e.problems.join("\n") ===
+      "stacks/Pulumi.vienna.yaml: standort:colour: unknown key (check the spelling; see the stack configuration table in README.md)",
+  );
+});
+
+test("a site whose takeover moves an address needs the means to move it before anything is planned", async () => {
+  const stacks = mkdtempSync(join(tmpdir(), "standort-stacks-"));
+  try {
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(join(stacks, "Pulumi.vienna.yaml"), "config:\n  standort:site: vienna\n");
+    const registered: string[] = [];
+    await assert.rejects(
+      planStack("vienna", { stacksDir: stacks, onRegister: (t, n) => registered.push(`${t} ${n}`) }),
+      (e: InputError) =>
+        e.problems[0] ===
+        "stacks/Pulumi.vienna.yaml: standort:providerEnv: FAILOVER_MOVE_COMMAND is required: vienna's firewall pair moves the /23's next hop, and netcup has no API the library drives",
+    );
+    assert.deepEqual(registered, []);
+  } finally {
+    rmSync(stacks, { recursive: true, force: true });
+  }
 });

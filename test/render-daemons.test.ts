@@ -142,7 +142,30 @@ test("cloud-init schema accepts every Hetzner Cloud host's user-data", async (t)
 test("sh -n accepts every failover script and provider environment file", async (t) => {
   if (!requireTool(t, "sh")) return;
   const files = located((p) => p === "/etc/keepalived/standort-failover.sh" || p === "/etc/standort/provider.env");
-  assert.equal(files.length, 48);
+  // A failover script on every pair member (24); the provider token only where the script calls the provider:
+  // every Hetzner Cloud member (API fencing), karlsruhe's firewall and proxy pairs (they move failover IPs) and
+  // vienna's firewalls (they move the /23's next hop). Frankfurt announces by BGP and fences by command: none.
+  assert.equal(files.filter((f) => f.file.path.endsWith("standort-failover.sh")).length, 24);
+  assert.deepEqual(
+    files
+      .filter((f) => f.file.path === "/etc/standort/provider.env")
+      .map((f) => f.host)
+      .sort(),
+    [
+      "fkb-fw-1",
+      "fkb-fw-2",
+      "fkb-proxy-1",
+      "fkb-proxy-2",
+      "hel-fw-1",
+      "hel-fw-2",
+      "hel-proxy-1",
+      "hel-proxy-2",
+      "hel-stor-1",
+      "hel-stor-2",
+      "vie-fw-1",
+      "vie-fw-2",
+    ],
+  );
   await assertAllAccepted(files);
 });
 

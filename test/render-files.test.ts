@@ -386,18 +386,21 @@ test("renderHostFiles: delivery order, checks, secrets flagged, cloud-init only 
   const fw = renderHostFiles(site("frankfurt"), "fra-fw-1", fakeSecrets(site("frankfurt")), options);
   const paths = fw.map((f) => f.path);
   assert.deepEqual(paths.slice(0, 2), ["/etc/sysctl.d/90-standort.conf", "/etc/systemd/network/10-standort-internal.network"]);
-  assert.deepEqual(paths.slice(-6), [
+  assert.deepEqual(paths.slice(-5), [
     "/etc/nftables.conf",
     "/etc/chrony/chrony.conf",
     "/etc/bird/bird.conf",
-    "/etc/standort/provider.env",
     "/etc/keepalived/standort-failover.sh",
     "/etc/keepalived/keepalived.conf",
   ]);
+  // Frankfurt's firewalls announce by BGP and fence by command: the provider token never reaches them.
   assert.deepEqual(
     fw.filter((f) => f.secret).map((f) => f.path),
-    ["/etc/bird/bird.conf", "/etc/standort/provider.env", "/etc/keepalived/keepalived.conf"],
+    ["/etc/bird/bird.conf", "/etc/keepalived/keepalived.conf"],
   );
+  // Karlsruhe's proxies move the IONOS failover IP: they get it.
+  const fkbProxy = renderHostFiles(site("karlsruhe"), "fkb-proxy-1", fakeSecrets(site("karlsruhe")), options);
+  assert.ok(fkbProxy.some((f) => f.path === "/etc/standort/provider.env" && f.secret));
   const nft = fw.find((f) => f.path === "/etc/nftables.conf")!;
   assert.deepEqual(nft.check?.command, ["nft", "-c", "-f", "{file}"]);
   assert.equal(nft.confirmWithinSeconds, 120);

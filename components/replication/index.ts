@@ -85,6 +85,6 @@ export class Replication extends pulumi.ComponentResource {
     }
     this.cronJobs = cronJobs;
     this.schedules = schedules;
-    this.registerOutputs({ namespace: this.namespace.metadata.name, schedules: this.schedules });
+    this.registerOutputs({ provider: this.provider, namespace: this.namespace, cronJobs: this.cronJobs, schedules: this.schedules });
   }
 }

@@ -144,23 +144,28 @@ export class Site extends pulumi.ComponentResource {
     const configs: Record<string, HostConfig> = {};
     if (args.delivery) {
       const delivery = args.delivery;
-      const secrets: pulumi.Output<RenderSecrets> = pulumi
-        .all([
-          pulumi.all(Object.fromEntries(Object.values(this.pairs).map((p) => [p.pairName, p.vrrpAuthPass]))),
-          pulumi.all(Object.fromEntries(Object.entries(this.bgpPasswords).map(([peer, p]) => [peer, p.result]))),
-          pulumi.output(delivery.providerApiToken ?? PLACEHOLDER_NO_TOKEN),
-        ])
-        .apply(([vrrp, bgp, providerApiToken]) => ({
-          vrrp,
-          bgp: Object.keys(bgp).length > 0 ? bgp : undefined,
-          providerApiToken,
-        }));
+      // Secret as a whole, not only by the secrecy of its parts.
+      const secrets: pulumi.Output<RenderSecrets> = pulumi.secret(
+        pulumi
+          .all([
+            pulumi.all(Object.fromEntries(Object.values(this.pairs).map((p) => [p.pairName, p.vrrpAuthPass]))),
+            pulumi.all(Object.fromEntries(Object.entries(this.bgpPasswords).map(([peer, p]) => [peer, p.result]))),
+            pulumi.output(delivery.providerApiToken ?? PLACEHOLDER_NO_TOKEN),
+          ])
+          .apply(([vrrp, bgp, providerApiToken]) => ({
+            vrrp,
+            bgp: Object.keys(bgp).length > 0 ? bgp : undefined,
+            providerApiToken,
+          })),
+      );
       const options: RenderOptions = {
         sites: args.sites ?? [model, partner],
         services: args.services,
         sshAuthorizedKeys: typeof args.sshPublicKey === "string" ? [args.sshPublicKey] : undefined,
         providerEnv: delivery.providerEnv,
       };
+      const firewallPair = model.pairs.find((p) => p.role === "firewall");
+      const servingFirewalls = new Set(firewallPair?.dissolved ? [firewallPair.active] : (firewallPair?.members ?? []));
       // Members of a pair change one at a time, passive first: a broken file stops before it reaches the active member.
       const order = deliveryOrder(model);
       for (const hostName of order) {
@@ -168,7 +173,8 @@ export class Site extends pulumi.ComponentResource {
         const files = [
           ...deliverableFiles(model, hostName, secrets, options),
           ...(args.hostFiles?.[hostName] ?? []),
-          ...(host.role === "firewall" ? tunnelFiles : []),
+          // Tunnel keys go to the firewalls that may serve: not to a member a dissolved pair released.
+          ...(host.role === "firewall" && servingFirewalls.has(hostName) ? tunnelFiles : []),
         ];
         const pair = model.pairs.find((p) => p.active === hostName && !p.dissolved);
         const after = pair ? [configs[pair.passive]?.done].filter((r): r is pulumi.Resource => r !== undefined) : [];

@@ -104,17 +104,27 @@ export function applyCommand(file: DeliverySpec): string {
 }
 
 /**
+ * Where apply.sh keeps its records of a target (`<key>.prev`, `.none`,
+ * `.pending`, `.expired`): the path with every `/` turned into `%`, as
+ * apply.sh computes it (`KEY=$(printf '%s' "$TARGET" | sed 's|/|%|g')`).
+ */
+export function backupKey(target: string): string {
+  return `${BACKUP_DIR}/${target.replace(/\//g, "%")}`;
+}
+
+/**
  * The remote command that takes a file off a host when it is no longer
  * rendered for it (the delivering resource is deleted): stop what the file
  * started, remove it and its backup, and let the daemon forget it. A timer of
  * a job that moved to another site must not keep copying stale data from here.
  */
 export function removeCommand(file: Pick<RenderedFile, "path" | "remove" | "reload">): string {
-  const backup = `${BACKUP_DIR}/${pathSlug(file.path)}.prev`;
+  // Every record apply.sh keeps of the file goes too: a backup of a removed secret file must not linger.
+  const records = ["prev", "none", "pending", "expired"].map((suffix) => shellQuote(`${backupKey(file.path)}.${suffix}`));
   return [
     "set -u",
     ...(file.remove ? [`${shellJoin(file.remove)} || echo "standort: stopping for ${file.path} failed; removing it anyway" >&2`] : []),
-    `rm -f ${shellQuote(file.path)} ${shellQuote(backup)}`,
+    `rm -f ${shellQuote(file.path)} ${records.join(" ")}`,
     // Units are forgotten only after their file is gone.
     ...(file.path.startsWith("/etc/systemd/system/") ? ["systemctl daemon-reload"] : []),
     "",

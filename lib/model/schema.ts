@@ -327,7 +327,13 @@ export const StackConfigSchema = z.strictObject({
         return z.NEVER;
       }
     })
-    .pipe(z.record(z.string().regex(/^[A-Z][A-Z0-9_]*$/, "variable names are upper-case letters, digits and _"), z.string()))
+    .pipe(
+      z.record(
+        z.string().regex(/^[A-Z][A-Z0-9_]*$/, "variable names are upper-case letters, digits and _"),
+        // The values land single-quoted in a shell file on the hosts.
+        z.string().regex(/^[^'\n\r]*$/, "values may not hold a single quote or a line break"),
+      ),
+    )
     .optional(),
   /**
    * Where the other sites' stacks are, for StackReference: `<organization>/<project>`.

@@ -9,18 +9,35 @@ export const SECRET_CONFIG_KEYS = ["hcloudToken", "sshPrivateKey", "kubeconfig",
  * Validates a stack's configuration. `values` is the flat engine form
  * (`standort:site` → `vienna`); keys of other namespaces (provider settings)
  * are left to their providers. Problems name the stack file and the key.
+ * @param isSecret tells whether the engine holds a key as a secret. @default every key counts as secret
  */
-export function parseStackConfig(values: Readonly<Record<string, string>>, stackFile: string): StackConfig {
+export function parseStackConfig(
+  values: Readonly<Record<string, string>>,
+  stackFile: string,
+  isSecret: (key: string) => boolean = () => true,
+): StackConfig {
   const prefix = `${CONFIG_NAMESPACE}:`;
   const own = Object.fromEntries(
     Object.entries(values)
       .filter(([key]) => key.startsWith(prefix))
       .map(([key, value]) => [key.slice(prefix.length), value]),
   );
+  // A secret committed in plain text is refused before anything else: it is already exposed, and must be rotated.
+  const plain = SECRET_CONFIG_KEYS.filter((key) => key in own && !isSecret(`${prefix}${key}`));
+  if (plain.length > 0) {
+    throw new InputError(
+      plain.map(
+        (key) =>
+          `${stackFile}: ${prefix}${key}: is stored in plain text: rotate it and set it with pulumi config set --secret ${prefix}${key}`,
+      ),
+    );
+  }
   const result = StackConfigSchema.safeParse(own);
   if (!result.success) {
     throw new InputError(
-      formatIssues(stackFile, result.error.issues).map((line) => line.replace(`${stackFile}: `, `${stackFile}: ${prefix}`)),
+      formatIssues(stackFile, result.error.issues, "the stack configuration table in README.md").map((line) =>
+        line.replace(`${stackFile}: `, `${stackFile}: ${prefix}`),
+      ),
     );
   }
   return result.data;

@@ -29,9 +29,15 @@ export function packagesFor(model: SiteModel, role: Role): string[] {
   const common = ["chrony", "curl", "nftables"];
   const paired = ["jq", "keepalived"];
   const byRole: Record<Role, string[]> = {
-    firewall: [...paired, ...(model.public.mode === "own-prefix" && model.public.routing.kind === "bgp" ? ["bird2"] : [])],
+    // The firewalls terminate the site-to-site WireGuard tunnels.
+    firewall: [
+      ...paired,
+      "wireguard-tools",
+      ...(model.public.mode === "own-prefix" && model.public.routing.kind === "bgp" ? ["bird2"] : []),
+    ],
     proxy: [...paired, "haproxy"],
-    storage: [...paired, "nfs-kernel-server"],
+    // The storage hosts run the replication (rsync over ssh) and backup (restic) timers.
+    storage: [...paired, "nfs-kernel-server", "openssh-client", "restic", "rsync"],
     virtualization: model.virtualization.runtime === "compose" ? ["docker-compose", "docker.io"] : ["containerd"],
   };
   return [...new Set([...common, ...byRole[role]])].sort();

@@ -7,6 +7,7 @@
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { SiteModel } from "../model/model";
+import type { Role } from "../model/schema";
 import { renderBirdConfig } from "./bird";
 import { renderChronyConfig } from "./chrony";
 import { renderCloudInit } from "./cloudinit";
@@ -17,6 +18,7 @@ import {
   FAILOVER_SCRIPT,
   KEEPALIVED_CONF,
   PROVIDER_ENV,
+  failoverMove,
   renderFailoverScript,
   renderKeepalivedConfig,
   renderProviderEnv,
@@ -51,6 +53,12 @@ export { renderNetworkdFiles, renderSysctlConfig } from "./networkd";
 
 /** Where the cloud-init user-data of an API-provisioned host appears in a plan directory (never shipped over SSH). */
 export const CLOUD_INIT_PATH = "/etc/standort/cloud-init.yaml";
+
+/** True when a pair member's failover script calls the provider (API fence or an address move). */
+export function callsProvider(model: SiteModel, role: Role): boolean {
+  if (role === "virtualization") return false;
+  return model.provider.kind === "hcloud" || failoverMove(model, role).kind !== "none";
+}
 
 /** Files that go into cloud-init user data as well as being delivered. */
 const FIRST_BOOT_FILE = /^\/etc\/(sysctl\.d\/|systemd\/network\/|chrony\/|nftables\.conf$)/;
@@ -170,10 +178,14 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
   }
 
   if (runsKeepalived(model, hostName)) {
-    add(
-      { path: PROVIDER_ENV, mode: "0600", secret: true, check: checkWith("sh", "-n", FILE_PLACEHOLDER) },
-      attempt(() => renderProviderEnv(model, hostName, secrets, options)),
-    );
+    // The provider token goes only where the failover script calls the provider: an API fence (Hetzner
+    // Cloud) or an address the pair moves. A pair that fences by command and moves nothing never sees it.
+    if (callsProvider(model, h.role)) {
+      add(
+        { path: PROVIDER_ENV, mode: "0600", secret: true, check: checkWith("sh", "-n", FILE_PLACEHOLDER) },
+        attempt(() => renderProviderEnv(model, hostName, secrets, options)),
+      );
+    }
     add(
       { path: FAILOVER_SCRIPT, mode: "0755", check: checkWith("sh", "-n", FILE_PLACEHOLDER) },
       attempt(() => renderFailoverScript(model, hostName, secrets, options)),
