@@ -93,6 +93,8 @@ test("the zone policy is data: named rules in a fixed order, partner rules from 
       "dmz-to-app-services",
       "app-cluster",
       "app-to-data-nfs",
+      "data-to-storage-backup-ssh",
+      "data-to-app-database-dumps",
       "site-to-hosts-ping",
       "allowlist-to-hosts-ping",
       "dmz-to-internet-tcp",
@@ -103,6 +105,8 @@ test("the zone policy is data: named rules in a fixed order, partner rules from 
       "data-to-internet-udp",
       "mgmt-to-internet-tcp",
       "mgmt-to-internet-udp",
+      "partner-karlsruhe-to-app-databases",
+      "app-to-partner-karlsruhe-databases",
       "partner-karlsruhe-to-data-replication",
       "data-to-partner-karlsruhe-replication",
       "hb-firewall-vrrp",
@@ -118,6 +122,19 @@ test("the zone policy is data: named rules in a fixed order, partner rules from 
     [web.protocol, web.ports, web.destinations, web.targets, web.forwarded],
     ["tcp", [80, 443], ["10.30.0.4/32"], ["proxy"], true],
   );
+  const databases = policy.find((r) => r.name === "partner-karlsruhe-to-app-databases")!;
+  assert.deepEqual(
+    [databases.ports, databases.sources, databases.destinations, databases.targets, databases.forwarded],
+    [[3306, 5432], ["10.20.0.0/16"], ["10.30.4.0/22"], ["virtualization"], true],
+  );
+  // A tunnel to a site that is not the partner (a migration) makes that site a partner too, and opens its UDP port
+  // to the peer's endpoint only.
+  const withMigration = zonePolicy(vienna, sites, undefined, [
+    { site: "helsinki", tunnel: "wg-hel-vie", listenPort: 48352, endpoint: "198.19.251.10" },
+  ]);
+  const udp = withMigration.find((r) => r.name === "internet-to-wg-hel-vie")!;
+  assert.deepEqual([udp.protocol, udp.ports, udp.sources, udp.targets], ["udp", [48352], ["198.19.251.10/32"], ["firewall"]]);
+  assert.ok(withMigration.some((r) => r.name === "partner-helsinki-to-data-replication" && r.sources[0] === "10.40.0.0/16"));
   const partner = policy.find((r) => r.name === "partner-karlsruhe-to-data-replication")!;
   assert.deepEqual([partner.sources, partner.destinations, partner.targets], [["10.20.0.0/16"], ["10.30.1.0/24"], ["storage"]]);
   // BGP rules exist only where BGP is configured, one per peer.

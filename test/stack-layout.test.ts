@@ -43,8 +43,12 @@ function projection(o: Record<string, any>) {
       },
     ]),
   );
-  const partner = o.storage.replication.partnerSite;
-  const rules = (o.firewall.rules as string[]).map((r) => r.split(partner).join("<partner>")).filter((r) => r !== "mgmt-to-kubernetes-api");
+  // Peers are named generically (the partner, and the far end of a migration tunnel), and the rules sorted:
+  // their order follows the peers' names, which differ from site to site.
+  const rules = (o.firewall.rules as string[])
+    .map((r) => r.replace(/wg-[a-z]{3}-[a-z]{3}/, "wg-<tunnel>").replace(/(frankfurt|helsinki|karlsruhe|vienna)/, "<peer>"))
+    .filter((r) => r !== "mgmt-to-kubernetes-api")
+    .sort();
   return {
     segments: (o.addressPlan as Array<{ segment: string }>).map((s) => s.segment),
     roleSegments,

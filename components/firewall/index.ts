@@ -9,7 +9,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { SiteModel } from "../../lib/model/model";
 import { Role } from "../../lib/model/schema";
 import { ZoneRule, zonePolicy } from "../../lib/render/policy";
-import { ProxiedService } from "../../lib/render/types";
+import { ProxiedService, TunnelPeer } from "../../lib/render/types";
 import { FailoverPair, PublicAddressRequest } from "../failover-pair";
 import { Host, HostContext, createRoleHosts } from "../host";
 import { CloudFirewall, Placement } from "../provisioning";
@@ -22,6 +22,8 @@ export interface FirewallArgs {
   readonly sites?: ReadonlyArray<SiteModel>;
   /** Services the proxies reach on the virtualization hosts (their ports enter the policy). @default one `platform` service on port 8080 */
   readonly services?: ReadonlyArray<ProxiedService>;
+  /** The tunnels the pair terminates: their peers count as partners, and their UDP ports open. @default none */
+  readonly tunnelPeers?: ReadonlyArray<TunnelPeer>;
   /** Public failover addresses the firewall pair holds (NAT, the own prefix's addresses, its next hop). @default [] */
   readonly publicAddresses?: ReadonlyArray<PublicAddressRequest>;
 }
@@ -48,7 +50,7 @@ export class Firewall extends pulumi.ComponentResource {
     const { model, provisioning } = args.context;
     const pairModel = model.pairs.find((p) => p.role === "firewall");
     if (!pairModel) throw new Error(`${model.name} has no firewall pair`);
-    this.policy = zonePolicy(model, args.sites ?? [], args.services);
+    this.policy = zonePolicy(model, args.sites ?? [], args.services, args.tunnelPeers);
     this.defaultAction = "drop";
     this.managementAllowlist = [...model.management.allowlist];
     this.cloudRules = cloudFirewallRulesByRole(this.policy);

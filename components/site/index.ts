@@ -17,6 +17,7 @@ import { VirtualizationHosts } from "../virtualization-hosts";
 import * as random from "@pulumi/random";
 import { DeliverableFile, HostConfig, deliverableFiles } from "../host-config";
 import { SiteTunnels, SiteTunnelsArgs } from "../site-tunnels";
+import { tunnelPeers } from "../../lib/footprint/wireguard";
 import { RenderOptions, RenderSecrets, RenderedFile } from "../../lib/render/types";
 import { placeholderSecrets, renderHostFiles } from "../../lib/render";
 
@@ -106,9 +107,16 @@ export class Site extends pulumi.ComponentResource {
     const heldBy = (role: PairedRole) =>
       publicPlan.addresses.filter((a) => a.holder === role).map((a) => ({ purpose: a.purpose, address: a.address, source: a.source }));
 
+    const peersOfTunnels = tunnelPeers(args.tunnels?.tunnels ?? [], model.name);
     this.firewall = new Firewall(
       `${name}-fw`,
-      { context, sites: args.sites ?? [model, partner], services: args.services, publicAddresses: heldBy("firewall") },
+      {
+        context,
+        sites: args.sites ?? [model, partner],
+        services: args.services,
+        tunnelPeers: peersOfTunnels,
+        publicAddresses: heldBy("firewall"),
+      },
       { parent: this },
     );
     // Every other host is created after the provider firewalls exist, so it starts filtered.
@@ -161,6 +169,7 @@ export class Site extends pulumi.ComponentResource {
       const options: RenderOptions = {
         sites: args.sites ?? [model, partner],
         services: args.services,
+        tunnelPeers: peersOfTunnels,
         sshAuthorizedKeys: typeof args.sshPublicKey === "string" ? [args.sshPublicKey] : undefined,
         providerEnv: delivery.providerEnv,
       };

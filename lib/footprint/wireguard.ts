@@ -14,6 +14,7 @@
  */
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { cidr } from "../net/ipv4";
+import type { TunnelPeer } from "../render/types";
 import { SiteModel } from "../model/model";
 import { Footprint } from "./schema";
 import { placeAll, siteIndex } from "./placement";
@@ -300,4 +301,18 @@ export function planTunnels(footprint: Footprint, sites: ReadonlyArray<SiteModel
 /** The tunnels a site terminates on its firewall pair. */
 export function siteTunnels(footprint: Footprint, sites: ReadonlyArray<SiteModel>, siteName: string): TunnelPlan[] {
   return planTunnels(footprint, sites).filter((t) => t.ends.some((e) => e.site === siteName));
+}
+
+/**
+ * The tunnels of a site as its packet filters see them: the peer, the port
+ * this site listens on, and the peer's endpoint where the site files know it.
+ */
+export function tunnelPeers(tunnels: ReadonlyArray<TunnelPlan>, siteName: string): TunnelPeer[] {
+  return tunnels.flatMap((t) => {
+    const local = t.ends.find((e) => e.site === siteName);
+    const peer = t.ends.find((e) => e.site !== siteName);
+    if (!local || !peer) return [];
+    const endpoint = peer.endpoint.startsWith("(") ? undefined : peer.endpoint;
+    return [{ site: peer.site, tunnel: t.name, listenPort: local.listenPort, ...(endpoint ? { endpoint } : {}) }];
+  });
 }

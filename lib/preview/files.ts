@@ -7,7 +7,7 @@
 import { SiteModel } from "../model/model";
 import { Footprint } from "../footprint/schema";
 import { siteServices } from "../footprint/services";
-import { siteTunnels } from "../footprint/wireguard";
+import { siteTunnels, tunnelPeers } from "../footprint/wireguard";
 import { footprintHostFiles, proxiedServices } from "../footprint/site-files";
 import { PLACEHOLDER_SSH_KEY, placeholderSecrets, renderHostFiles } from "../render";
 import { HostFiles, RenderedFile } from "../render/types";
@@ -19,14 +19,20 @@ export function planHostFiles(model: SiteModel, sites: ReadonlyArray<SiteModel>,
     services.flatMap((s) => s.jobs),
   );
   // Tunnel configurations with placeholders that name the secret each key comes from.
-  const tunnels: RenderedFile[] = siteTunnels(footprint, sites, model.name).map((t) => ({
+  const planned = siteTunnels(footprint, sites, model.name);
+  const tunnels: RenderedFile[] = planned.map((t) => ({
     path: `/etc/wireguard/${t.name}.conf`,
     content: t.configs[model.name],
     mode: "0600",
     secret: true,
     delivery: "ssh",
   }));
-  const options = { sites, services: proxiedServices(services), sshAuthorizedKeys: [PLACEHOLDER_SSH_KEY] };
+  const options = {
+    sites,
+    services: proxiedServices(services),
+    sshAuthorizedKeys: [PLACEHOLDER_SSH_KEY],
+    tunnelPeers: tunnelPeers(planned, model.name),
+  };
   return model.hosts.map((host) => ({
     host: host.name,
     files: [

@@ -157,13 +157,13 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
   const services = checkServices(options.services ?? DEFAULT_SERVICES, problems);
   const isFirewall = host?.role === "firewall";
   // The firewall forwards replication and storage accepts it: both need the partner's supernet.
-  const needsPartners = host?.role === "firewall" || host?.role === "storage";
+  const needsPartners = host?.role === "firewall" || host?.role === "storage" || host?.role === "virtualization";
   let partners: SiteModel[] = [];
   if (needsPartners) {
     if (!options.sites) {
       problems.add("options.sites", `is required for ${host.role} hosts: the partner ${model.partner}'s supernet comes from its model`);
     } else {
-      partners = partnerSites(model, options.sites);
+      partners = partnerSites(model, options.sites, options.tunnelPeers);
       if (!partners.some((p) => p.name === model.partner)) {
         problems.add("partner", `${model.partner} is not among the site models passed in options.sites`);
       }
@@ -189,7 +189,7 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
   problems.throwIfAny();
   const h = host!;
 
-  const policy = zonePolicy(model, partners, services);
+  const policy = zonePolicy(model, partners, services, options.tunnelPeers);
   const internal = h.interfaces.map((i) => `"${interfaceName(i.segment)}"`);
   if (model.provider.kind === "hcloud") internal.push(...HCLOUD_PRIVATE_NICS.map((n) => `"${n}"`));
   const mine = (rule: ZoneRule) => rule.targets.includes(h.role);

@@ -9,7 +9,7 @@
 import type { SiteModel } from "../model/model";
 import type { Role } from "../model/schema";
 import { ROLES } from "../model/schema";
-import { DEFAULT_SERVICES, ProxiedService } from "./types";
+import { DEFAULT_SERVICES, ProxiedService, TunnelPeer } from "./types";
 
 /** Where traffic comes from or goes to. */
 export type Zone =
@@ -60,12 +60,20 @@ export const KUBERNETES_API_PORT = 6443;
 /** What internal hosts may reach on the internet: DNS, HTTP(S) for packages and APIs, NTP. */
 export const EGRESS = { tcp: [53, 80, 443], udp: [53, 123] } as const;
 
-/** Sites whose supernets take part in this site's replication: its partner and any site naming it as partner. */
-export function partnerSites(model: SiteModel, sites: ReadonlyArray<SiteModel>): SiteModel[] {
+/**
+ * Sites whose supernets take part in this site's replication: its partner,
+ * any site naming it as partner, and the peers of its tunnels (a migration
+ * between sites that are not partners).
+ */
+export function partnerSites(model: SiteModel, sites: ReadonlyArray<SiteModel>, tunnelPeers: ReadonlyArray<TunnelPeer> = []): SiteModel[] {
+  const peers = new Set(tunnelPeers.map((t) => t.site));
   return sites
-    .filter((s) => s.name !== model.name && (s.name === model.partner || s.partner === model.name))
+    .filter((s) => s.name !== model.name && (s.name === model.partner || s.partner === model.name || peers.has(s.name)))
     .sort((a, b) => a.name.localeCompare(b.name));
 }
+
+/** Database ports replication and dumps use (MariaDB, PostgreSQL). */
+export const DATABASE_PORTS = [3306, 5432] as const;
 
 const host32 = (address: string) => `${address}/32`;
 
@@ -73,11 +81,13 @@ const host32 = (address: string) => `${address}/32`;
  * The zone policy of a site, in a fixed order. `sites` (every site model)
  * adds the partner rules; without it the policy has none.
  * `services` adds the ports the proxies reach on the virtualization hosts.
+ * `tunnelPeers` adds the peers of the site's tunnels and opens their UDP ports.
  */
 export function zonePolicy(
   model: SiteModel,
   sites: ReadonlyArray<SiteModel> = [],
   services: ReadonlyArray<ProxiedService> = DEFAULT_SERVICES,
+  tunnelPeers: ReadonlyArray<TunnelPeer> = [],
 ): ZoneRule[] {
   const seg = (name: string) => model.segments.find((s) => s.name === name);
   const cidrOf = (name: string) => seg(name)?.cidr;
@@ -212,6 +222,30 @@ export function zonePolicy(
       forwarded: true,
     },
     {
+      name: "data-to-storage-backup-ssh",
+      description: "Backups into the other store: each storage host writes to its peer over SFTP (restic)",
+      from: { kind: "segment", segment: "data" },
+      to: { kind: "segment", segment: "data" },
+      protocol: "tcp",
+      ports: [SSH_PORT],
+      sources: only(cidrOf("data")),
+      destinations: only(cidrOf("data")),
+      targets: ["storage"],
+      forwarded: false,
+    },
+    {
+      name: "data-to-app-database-dumps",
+      description: "The storage hosts dump the databases on the virtualization hosts for backup",
+      from: { kind: "segment", segment: "data" },
+      to: { kind: "segment", segment: "app" },
+      protocol: "tcp",
+      ports: [...DATABASE_PORTS],
+      sources: only(cidrOf("data")),
+      destinations: only(cidrOf("app")),
+      targets: ["virtualization"],
+      forwarded: true,
+    },
+    {
       name: "site-to-hosts-ping",
       description: "Echo requests from inside the site to every host",
       from: { kind: "site" },
@@ -255,9 +289,34 @@ export function zonePolicy(
     }
   }
 
-  // Replication with the partner site(s): storage to storage over SSH, both directions.
-  for (const partner of partnerSites(model, sites)) {
+  // Replication with the partner site(s) and tunnel peers: storage to storage over SSH, and the databases
+  // (streaming, binlog) between the virtualization hosts, both directions, only through the tunnels' supernets.
+  for (const partner of partnerSites(model, sites, tunnelPeers)) {
     rules.push(
+      {
+        name: `partner-${partner.name}-to-app-databases`,
+        description: `Database replication from ${partner.name} to the databases on the virtualization hosts`,
+        from: { kind: "partner", site: partner.name },
+        to: { kind: "segment", segment: "app" },
+        protocol: "tcp",
+        ports: [...DATABASE_PORTS],
+        sources: [partner.supernet],
+        destinations: only(cidrOf("app")),
+        targets: ["virtualization"],
+        forwarded: true,
+      },
+      {
+        name: `app-to-partner-${partner.name}-databases`,
+        description: `Database replication from the virtualization hosts to ${partner.name}`,
+        from: { kind: "segment", segment: "app" },
+        to: { kind: "partner", site: partner.name },
+        protocol: "tcp",
+        ports: [...DATABASE_PORTS],
+        sources: only(cidrOf("app")),
+        destinations: [partner.supernet],
+        targets: [],
+        forwarded: true,
+      },
       {
         name: `partner-${partner.name}-to-data-replication`,
         description: `Replication from ${partner.name} to the storage pair`,
@@ -283,6 +342,22 @@ export function zonePolicy(
         forwarded: true,
       },
     );
+  }
+
+  // The tunnels' UDP ports on the firewall pair, from the peer's endpoint where the site files know it.
+  for (const peer of [...tunnelPeers].sort((a, b) => a.tunnel.localeCompare(b.tunnel))) {
+    rules.push({
+      name: `internet-to-${peer.tunnel}`,
+      description: `WireGuard from ${peer.site} to the tunnel ${peer.tunnel}`,
+      from: { kind: "internet" },
+      to: { kind: "hosts" },
+      protocol: "udp",
+      ports: [peer.listenPort],
+      sources: peer.endpoint ? [host32(peer.endpoint)] : [],
+      destinations: [],
+      targets: ["firewall"],
+      forwarded: false,
+    });
   }
 
   // Heartbeats: VRRP and echo requests only between the two members, only on the pair's own segment.

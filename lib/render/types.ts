@@ -68,6 +68,18 @@ export interface RenderSecrets {
   readonly providerApiToken?: string;
 }
 
+/** One end of a site-to-site tunnel, seen from this site. */
+export interface TunnelPeer {
+  /** The peer site. */
+  readonly site: string;
+  /** The tunnel (interface) name, for example `wg-fkb-vie`. */
+  readonly tunnel: string;
+  /** The UDP port this site's firewall listens on for the peer. */
+  readonly listenPort: number;
+  /** The peer's address where the site files know it; absent: any source may knock (WireGuard drops unknown keys). */
+  readonly endpoint?: string;
+}
+
 /** A proxied service: TLS for `hostnames` is passed through to `port` on every virtualization host. */
 export interface ProxiedService {
   /** Stable name (lower-case letters, digits, dashes); becomes the HAProxy backend name. */
@@ -88,6 +100,12 @@ export interface RenderOptions {
   readonly sites?: ReadonlyArray<SiteModel>;
   /** Services the proxy pair routes. @default one `platform` service on port 8080 */
   readonly services?: ReadonlyArray<ProxiedService>;
+  /**
+   * The site-to-site tunnels the firewall pair terminates: each peer's traffic
+   * is allowed like a partner's, and the tunnel's UDP port is open to the peer.
+   * @default none: only the partner named in the site file
+   */
+  readonly tunnelPeers?: ReadonlyArray<TunnelPeer>;
   /** SSH public keys authorised for root on API-provisioned hosts (cloud-init). */
   readonly sshAuthorizedKeys?: ReadonlyArray<string>;
   /** The NIC that carries the segment VLANs on pre-provisioned hosts. @default "eth1" */
