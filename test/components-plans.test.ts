@@ -37,13 +37,16 @@ function modelWith(name: string, change: (data: Record<string, any>) => void): S
 
 test("serverNetworkPlan attaches a host by its first segment address and aliases the rest", () => {
   const fw = site("helsinki").hosts.find((h) => h.name === "hel-fw-1")!;
-  assert.deepEqual(serverNetworkPlan(fw), {
+  // The active firewall also holds the pair's VIPs (the segment gateways) as alias IPs.
+  assert.deepEqual(serverNetworkPlan(fw, site("helsinki")), {
     segment: "dmz",
     ip: "10.40.1.2",
-    aliasIps: ["10.40.4.2", "10.40.2.2", "10.40.3.2", "10.40.0.9"],
+    aliasIps: ["10.40.4.2", "10.40.2.2", "10.40.3.2", "10.40.0.9", "10.40.1.1", "10.40.4.1", "10.40.2.1", "10.40.3.1"],
   });
+  const passive = site("helsinki").hosts.find((h) => h.name === "hel-fw-2")!;
+  assert.deepEqual(serverNetworkPlan(passive, site("helsinki")).aliasIps, ["10.40.4.3", "10.40.2.3", "10.40.3.3", "10.40.0.10"]);
   const virt = site("helsinki").hosts.find((h) => h.name === "hel-virt-1")!;
-  assert.deepEqual(serverNetworkPlan(virt), { segment: "app", ip: "10.40.4.32", aliasIps: ["10.40.3.32"] });
+  assert.deepEqual(serverNetworkPlan(virt, site("helsinki")), { segment: "app", ip: "10.40.4.32", aliasIps: ["10.40.3.32"] });
 });
 
 test("the hcloud route gateway is a firewall VIP, never the network's first address", () => {

@@ -119,7 +119,16 @@ test("every host is in the segments its role needs and in no other", async () =>
     const attachments = of(run, T.serverNetwork).filter((n) => n.inputs.serverId === id(server));
     assert.equal(attachments.length, 1, `${host.name} has one attachment`);
     const [attachment] = attachments;
-    const addresses = [attachment.inputs.ip as string, ...(attachment.inputs.aliasIps as string[])];
+    // The active member of a pair also holds the pair's VIPs as alias IPs; the passive one none of them.
+    const pair = helsinki.pairs.find((p) => p.members.includes(host.name));
+    const vips = pair?.vips.map((v) => v.address) ?? [];
+    const all = [attachment.inputs.ip as string, ...(attachment.inputs.aliasIps as string[])];
+    const addresses = all.filter((a) => !vips.includes(a));
+    assert.deepEqual(
+      all.filter((a) => vips.includes(a)),
+      pair?.active === host.name ? vips : [],
+      `${host.name}: VIPs`,
+    );
     assert.deepEqual(addresses.map(segmentOf).sort(), roleSegments(helsinki, host.role).sort(), host.name);
     assert.deepEqual(
       addresses,

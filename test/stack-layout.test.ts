@@ -214,14 +214,22 @@ test("switching the active member changes only the pair's priorities, not the ho
     const acted = diff.changed.flatMap(({ urn, changes }) =>
       changes.filter((c) => !ignored.get(urn)!.some((k) => c.path === `inputs.${k}`)).map((c) => `${last(urn)} ${c.path}`),
     );
-    // Exactly the two members' keepalived configuration (priorities) and failover script (which member fences).
+    // Exactly the two members' keepalived configuration (priorities) and failover script (which member fences);
+    // on Hetzner Cloud also the VIPs' declared holder: the gateways move from fw-1's alias IPs to fw-2's.
     const code = location === "helsinki" ? "hel" : "vie";
-    const expected = [1, 2].flatMap((n) =>
+    const files = [1, 2].flatMap((n) =>
       ["etc-keepalived-keepalived-conf", "etc-keepalived-standort-failover-sh"].flatMap((file) =>
         ["inputs.stdin", "inputs.triggers[0]"].map((path) => `${location}-cfg-${code}-fw-${n}-${file} ${path}`),
       ),
     );
-    assert.deepEqual(acted, expected, location);
+    const aliases =
+      location === "helsinki" ? [1, 2].flatMap((n) => [4, 5, 6, 7].map((i) => `helsinki-fw-${n}-private inputs.aliasIps[${i}]`)) : [];
+    assert.deepEqual([...acted].sort(), [...files, ...aliases].sort(), location);
+    if (location === "helsinki") {
+      const aliasesOf = (name: string) => after.resources.find((r) => r.name === name)!.inputs.aliasIps as string[];
+      assert.deepEqual(aliasesOf("helsinki-fw-2-private").slice(4), ["10.40.1.1", "10.40.4.1", "10.40.2.1", "10.40.3.1"]);
+      assert.equal(aliasesOf("helsinki-fw-1-private").length, 4);
+    }
     // On Hetzner Cloud the floating IP's declared start moves too, but the running keepalived owns it.
     const declaredOnly = diff.changed
       .filter(({ urn }) => !acted.some((a) => a.startsWith(`${last(urn)} `)))

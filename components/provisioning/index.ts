@@ -5,6 +5,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import * as hcloud from "@pulumi/hcloud";
+import { hcloudAliasIps, hcloudNetworkName } from "../../lib/render/keepalived";
 import { HostModel, PairModel, SiteModel } from "../../lib/model/model";
 import { Role } from "../../lib/model/schema";
 import { InputError } from "../../lib/model/validate";
@@ -177,10 +178,12 @@ export function hcloudRouteGateway(model: SiteModel): string {
  * network, so the host's first segment address is the attachment's IP and its
  * other segments' addresses are alias IPs.
  */
-export function serverNetworkPlan(host: HostModel): { segment: string; ip: string; aliasIps: string[] } {
-  const [primary, ...others] = host.interfaces;
+export function serverNetworkPlan(host: HostModel, model: SiteModel): { segment: string; ip: string; aliasIps: string[] } {
+  const [primary] = host.interfaces;
   if (!primary) throw new Error(`${host.name} joins no segment`);
-  return { segment: primary.segment, ip: primary.address, aliasIps: others.map((i) => i.address) };
+  // The active member of a pair starts with the pair's VIPs; the failover script moves them on takeover.
+  const holdsVips = model.pairs.some((p) => p.active === host.name);
+  return { segment: primary.segment, ip: primary.address, aliasIps: hcloudAliasIps(model, host.name, holdsVips) };
 }
 
 /** Hetzner Cloud: one private network per site, one cloud subnet per segment, servers through the API. */
@@ -200,7 +203,12 @@ export class HcloudProvisioning implements Provisioning {
 
   createSegments(name: string, model: SiteModel, parent: pulumi.Resource): SegmentCarrier {
     const gateway = hcloudRouteGateway(model);
-    const network = new hcloud.Network(name, { name, ipRange: model.supernet, labels: siteLabels(model) }, { parent });
+    // The failover scripts look the network up by this name to move VIPs.
+    const network = new hcloud.Network(
+      name,
+      { name: hcloudNetworkName(model), ipRange: model.supernet, labels: siteLabels(model) },
+      { parent },
+    );
     const subnets: Record<string, hcloud.NetworkSubnet> = {};
     for (const segment of model.segments) {
       subnets[segment.name] = new hcloud.NetworkSubnet(
@@ -284,7 +292,7 @@ export class HcloudProvisioning implements Provisioning {
       // SSH. Ignoring it keeps a new bootstrap from replacing every server.
       { parent, ignoreChanges: ["userData"], dependsOn: [...(request.after ?? [])] },
     );
-    const attach = serverNetworkPlan(host);
+    const attach = serverNetworkPlan(host, site);
     const subnet = request.segments.subnets[attach.segment];
     // A separate attachment, not inline `networks`: inline networks replace the server on every update.
     const serverNetwork = new hcloud.ServerNetwork(

@@ -416,6 +416,7 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     "",
     ...moveFunctions(model, move),
     "",
+    ...(usesApi ? [...hcloudVipFunctions(model, hostName, peer), ""] : []),
   );
   lines.push(
     "peer_unreachable() {",
@@ -462,6 +463,7 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     '\tlog "fenced $PEER"',
     "fi",
     "",
+    ...(usesApi ? ["if ! move_vips; then", '\tlog "moving the VIPs to $SELF failed"', "\texit 1", "fi"] : []),
     "if ! move_failover_address; then",
     '\tlog "moving the failover address to $SELF failed"',
     "\texit 1",
@@ -472,6 +474,47 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     "",
   );
   return lines.join("\n");
+}
+
+/** Name of a Hetzner Cloud site's private network (the provisioning names it the same way). */
+export function hcloudNetworkName(model: SiteModel): string {
+  return `${model.name}-net`;
+}
+
+/**
+ * A Hetzner Cloud host's alias IPs on its network attachment: every segment
+ * address but the first (which is the attachment's own IP) and, while it holds
+ * them, its pair's VIPs. Hetzner's fabric delivers an address only to the
+ * server it is an alias of, and to one server at a time.
+ */
+export function hcloudAliasIps(model: SiteModel, hostName: string, holdsVips: boolean): string[] {
+  const host = model.hosts.find((h) => h.name === hostName);
+  if (!host) throw new Error(`${model.name} has no host ${hostName}`);
+  const own = host.interfaces.slice(1).map((i) => i.address);
+  const pair = model.pairs.find((p) => p.members.includes(hostName));
+  return holdsVips && pair ? [...own, ...pair.vips.map((v) => v.address)] : own;
+}
+
+/** The lines that move a pair's VIPs between the members' Hetzner Cloud network attachments. */
+function hcloudVipFunctions(model: SiteModel, hostName: string, peer: string | undefined): string[] {
+  const json = (addresses: string[]) => shQuote(JSON.stringify(addresses));
+  return [
+    `VIP_NETWORK=${shQuote(hcloudNetworkName(model))}`,
+    `SELF_ALIASES=${json(hcloudAliasIps(model, hostName, true))}`,
+    `PEER_ALIASES=${json(peer ? hcloudAliasIps(model, peer, false) : [])}`,
+    "# Hetzner Cloud: a VIP reaches a server only as an alias IP of its network attachment, and only one",
+    "# server may hold it: take the VIPs off the (fenced) peer first, then put them on this server.",
+    "move_vips() {",
+    '\tnet=$(hcloud_api "$HCLOUD_API/networks?name=$VIP_NETWORK" | jq -er \'.networks[0].id\') && [ -n "$net" ] || return 1',
+    '\tif [ -n "$PEER" ]; then',
+    '\t\tpeer_id=$(server_id "$PEER") &&',
+    '\t\t\thcloud_api -X POST -H "Content-Type: application/json" -d "{\\"network\\":$net,\\"alias_ips\\":$PEER_ALIASES}" "$HCLOUD_API/servers/$peer_id/actions/change_alias_ips" >/dev/null ||',
+    '\t\t\tlog "could not take the VIPs off $PEER"',
+    "\tfi",
+    '\tself=$(server_id "$SELF") || return 1',
+    '\thcloud_api -X POST -H "Content-Type: application/json" -d "{\\"network\\":$net,\\"alias_ips\\":$SELF_ALIASES}" "$HCLOUD_API/servers/$self/actions/change_alias_ips" >/dev/null',
+    "}",
+  ];
 }
 
 /** WireGuard tunnels of the site (`/etc/wireguard/wg-*.conf`) run on the active firewall only. */
