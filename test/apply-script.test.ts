@@ -118,6 +118,8 @@ test("a broken ruleset is refused by the check and the loaded ruleset stays", as
   assert.match(result.stderr, /refused .*nftables\.conf: the staged file fails its check/);
   assert.equal(readFileSync(target, "utf8"), newRuleset, "the target file is untouched");
   assert.equal(loaded(), before, "the loaded ruleset is untouched");
+  // A refused file may hold a secret: it is not left in the staging directory.
+  assert.ok(!existsSync(result.stagedPath), "the refused staged file is removed");
 });
 
 test("a valid ruleset whose health check fails is rolled back and the old ruleset is loaded again", async (t) => {

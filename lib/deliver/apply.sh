@@ -133,6 +133,8 @@ esac
 
 [ -n "$STAGED" ] || die 2 "--staged is required"
 [ -f "$STAGED" ] || die 2 "staged file $STAGED does not exist"
+# A staged file may hold a secret: whatever happens next, it does not stay behind.
+trap 'rm -f "$STAGED"' EXIT
 if [ -f "$PENDING" ]; then
 	die 2 "refused $TARGET: the previous change still awaits confirmation"
 fi
