@@ -137,6 +137,11 @@ test("a valid ruleset whose health check fails is rolled back and the old rulese
   assert.match(loaded(), /allowlist-to-ssh/);
 });
 
+/** Confirms the pending change of the target as delivery does: over a fresh invocation inside the namespace. */
+function confirmInNamespace() {
+  return run(["ip", "netns", "exec", NS, "sh", APPLY, "--confirm", "--target", target, "--backup-dir", backupDir, "--lock", lock]);
+}
+
 test("a change that is not confirmed in time restores the old ruleset by itself; a confirmed one stays", async (t) => {
   if (!ready(t)) return;
   const unconfirmed = await apply(oldRuleset, { confirmWithinSeconds: 1 });
@@ -147,41 +152,13 @@ test("a change that is not confirmed in time restores the old ruleset by itself;
   for (let i = 0; i < 50 && servicesRule(loaded()) !== "{ 8080, 8443 }"; i++) await new Promise((r) => setTimeout(r, 200));
   assert.equal(servicesRule(loaded()), "{ 8080, 8443 }", "the watchdog restored the previous ruleset");
   assert.equal(readFileSync(target, "utf8"), newRuleset);
-  const late = await run([
-    "ip",
-    "netns",
-    "exec",
-    NS,
-    "sh",
-    APPLY,
-    "--confirm",
-    "--target",
-    target,
-    "--backup-dir",
-    backupDir,
-    "--lock",
-    lock,
-  ]);
+  const late = await confirmInNamespace();
   assert.equal(late.code, 6);
   assert.match(late.stderr, /was not confirmed in time and has been rolled back/);
 
   const confirmed = await apply(oldRuleset, { confirmWithinSeconds: 1 });
   assert.equal(confirmed.code, 0, confirmed.stderr);
-  const ok = await run([
-    "ip",
-    "netns",
-    "exec",
-    NS,
-    "sh",
-    APPLY,
-    "--confirm",
-    "--target",
-    target,
-    "--backup-dir",
-    backupDir,
-    "--lock",
-    lock,
-  ]);
+  const ok = await confirmInNamespace();
   assert.equal(ok.code, 0, ok.stderr);
   await new Promise((r) => setTimeout(r, 1500));
   assert.equal(servicesRule(loaded()), "8080", "a confirmed change stays after the deadline");
