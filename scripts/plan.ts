@@ -8,16 +8,16 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
-import { parseArgs } from "node:util";
 import { z } from "zod";
 import { REPOSITORY_ROOT } from "../lib/model/load";
 import { loadFootprint, renderFootprintMermaid, renderFootprintText } from "../lib/footprint";
 import { writeRenderedFiles } from "../lib/render";
 import { planHostFiles } from "../lib/preview/files";
 import { addressPlan, SiteModel } from "../lib/model/model";
-import { InputError, formatIssues } from "../lib/model/validate";
+import { InputError } from "../lib/model/validate";
+import { parseFlags, reportInputError, runAsProcess } from "./lib/cli";
 import { slug } from "../lib/model/schema";
-import { STACKS_DIR, planStack } from "../lib/preview/run-stack";
+import { STACKS_DIR, planStack, stackProviderEnv } from "../lib/preview/run-stack";
 import {
   PlanSnapshot,
   countByType,
@@ -60,42 +60,22 @@ export const PlanFlagsSchema = z
 export type PlanFlags = z.infer<typeof PlanFlagsSchema>;
 
 export function parsePlanFlags(argv: string[]): PlanFlags {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        json: { type: "string" },
-        diff: { type: "boolean" },
-        update: { type: "boolean" },
-        "expect-no-changes": { type: "boolean" },
-        files: { type: "string" },
-        footprint: { type: "boolean" },
-        mermaid: { type: "string" },
-        sites: { type: "string" },
-        plans: { type: "string" },
-      },
-    });
-  } catch (error) {
-    throw new InputError([`plan: ${(error as Error).message}`]);
-  }
-  const { values, positionals } = parsed;
-  if (positionals.length > 1) throw new InputError([`plan: location: expected one location, got ${positionals.join(" ")}`]);
-  const result = PlanFlagsSchema.safeParse({
-    location: positionals[0],
-    json: values.json,
-    diff: values.diff,
-    update: values.update,
-    expectNoChanges: values["expect-no-changes"],
-    files: values.files,
-    footprint: values.footprint,
-    mermaid: values.mermaid,
-    sites: values.sites,
-    plans: values.plans,
-  });
-  if (!result.success) throw new InputError(formatIssues("plan", result.error.issues));
-  return result.data;
+  return parseFlags(
+    "plan",
+    argv,
+    {
+      json: { type: "string" },
+      diff: { type: "boolean" },
+      update: { type: "boolean" },
+      "expect-no-changes": { type: "boolean" },
+      files: { type: "string" },
+      footprint: { type: "boolean" },
+      mermaid: { type: "string" },
+      sites: { type: "string" },
+      plans: { type: "string" },
+    },
+    PlanFlagsSchema,
+  );
 }
 
 /** Where a location's committed plan snapshot lives. */
@@ -195,7 +175,8 @@ export async function planLocation(flags: PlanFlags & { location: string }, out:
   ).forEach((l) => out(`  ${l}`));
 
   if (flags.files) {
-    const written = writeRenderedFiles(resolve(flags.files), planHostFiles(model, sites, footprint), { clean: true });
+    const providerEnv = stackProviderEnv(flags.location);
+    const written = writeRenderedFiles(resolve(flags.files), planHostFiles(model, sites, footprint, providerEnv), { clean: true });
     out("");
     out(`Host files (placeholder secrets), ${written.length} files for ${model.hosts.length} hosts, written to ${flags.files}:`);
     for (const host of model.hosts) out(`  ${host.name}: ${written.filter((w) => w.startsWith(`${host.name}/`)).length} files`);
@@ -251,22 +232,8 @@ export async function main(
     }
     return await planLocation({ ...flags, location: flags.location! }, out);
   } catch (error) {
-    if (error instanceof InputError) {
-      error.problems.forEach((p) => err(p));
-      err(`${error.problems.length} problem(s); nothing was planned`);
-      return 2;
-    }
-    throw error;
+    return reportInputError(error, err, (n) => `${n} problem(s); nothing was planned`);
   }
 }
 
-if (require.main === module) {
-  process.chdir(process.env.INIT_CWD ?? process.cwd());
-  main(process.argv.slice(2)).then(
-    (code) => process.exit(code),
-    (error) => {
-      console.error(error);
-      process.exit(1);
-    },
-  );
-}
+if (require.main === module) runAsProcess(main);

@@ -15,7 +15,7 @@ import { jobRunner } from "../lib/footprint/jobs";
 import { footprintHostFiles, proxiedServices } from "../lib/footprint/site-files";
 import { InputError } from "../lib/model/validate";
 import { parseStackConfig } from "../lib/model/stack-config";
-import { failoverMove } from "../lib/render/keepalived";
+import { failoverMove, requiredProviderEnv } from "../lib/render/keepalived";
 
 /**
  * Runs the location stack selected by `standort:site`; returns the stack outputs
@@ -58,10 +58,12 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
   if (model.provider.kind !== "hcloud" && moves.some((m) => m.kind === "failover-ip") && config.providerApiToken === undefined) {
     throw missing("providerApiToken", `for ${model.name}: its pairs move ${model.provider.name} failover IPs through the provider's API`);
   }
-  if (moves.some((m) => m.kind === "next-hop") && model.provider.kind !== "hcloud" && !config.providerEnv?.FAILOVER_MOVE_COMMAND) {
-    throw new InputError([
-      `${stackFile}: standort:providerEnv: FAILOVER_MOVE_COMMAND is required: ${model.name}'s firewall pair moves the /23's next hop, and ${model.provider.name} has no API the library drives`,
-    ]);
+  const absent = requiredProviderEnv(model).filter((key) => !config.providerEnv?.[key]);
+  if (absent.length > 0) {
+    const why = absent.includes("FAILOVER_MOVE_COMMAND")
+      ? `${model.name}'s pairs move addresses, and ${model.provider.kind === "preprovisioned" ? model.provider.name : "the provider"} has no API the library drives`
+      : `${model.name}'s pairs move ${model.provider.kind === "preprovisioned" ? model.provider.name : ""} failover IPs to the NIC of the member that takes over`;
+    throw new InputError(absent.map((key) => `${stackFile}: standort:providerEnv: ${key} is required: ${why}`));
   }
 
   const services = siteServices(footprint, sites, model.name);

@@ -101,14 +101,21 @@ test("cloud firewall rules come only from outside zones, SSH only from the allow
 });
 
 test("a forwarded outside rule lands on the firewall's public interface", () => {
-  const rule = zonePolicy(site("helsinki"), sites).find((r) => r.name === "allowlist-to-proxy-stats")!;
+  // With an own prefix, web traffic arrives at the firewall, which forwards it to the proxy VIP.
+  const rule = zonePolicy(site("frankfurt"), sites).find((r) => r.name === "internet-to-proxy-web")!;
   assert.equal(rule.forwarded, true);
   assert.deepEqual(receivingRoles(rule), ["firewall"]);
   assert.deepEqual(
     cloudFirewallRules([rule], "firewall").map((r) => [r.protocol, r.port, r.sourceIps]),
-    [["tcp", "8404", ["198.19.255.0/24"]]],
+    [
+      ["tcp", "80", ["0.0.0.0/0"]],
+      ["tcp", "443", ["0.0.0.0/0"]],
+    ],
   );
   assert.deepEqual(cloudFirewallRules([rule], "proxy"), []);
+  // Where a provider failover IP lands on the proxy itself, the proxies receive it.
+  const direct = zonePolicy(site("helsinki"), sites).find((r) => r.name === "internet-to-proxy-web")!;
+  assert.deepEqual(receivingRoles(direct), ["proxy"]);
 });
 
 test("BGP peers reach only the firewall, on 179, from their own address", () => {

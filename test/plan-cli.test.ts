@@ -277,10 +277,29 @@ test("a site whose takeover moves an address needs the means to move it before a
     await assert.rejects(
       planStack("vienna", { stacksDir: stacks, onRegister: (t, n) => registered.push(`${t} ${n}`) }),
       (e: InputError) =>
-        e.problems[0] ===
-        "stacks/Pulumi.vienna.yaml: standort:providerEnv: FAILOVER_MOVE_COMMAND is required: vienna's firewall pair moves the /23's next hop, and netcup has no API the library drives",
+        e.problems.join("\n") ===
+        "stacks/Pulumi.vienna.yaml: standort:providerEnv: FAILOVER_MOVE_COMMAND is required: vienna's pairs move addresses, and netcup has no API the library drives",
     );
     assert.deepEqual(registered, []);
+    // IONOS moves failover IPs to the NIC of the member that takes over: the data center, the LAN and every
+    // moving member's NIC are named, each one missing is one line.
+    writeFileSync(
+      join(stacks, "Pulumi.karlsruhe.yaml"),
+      "config:\n  standort:site: karlsruhe\n  standort:providerEnv:\n    IONOS_LAN_ID: '2'\n    IONOS_NIC_ID_FKB_FW_1: nic-fw-1\n",
+    );
+    const registeredAtKarlsruhe: string[] = [];
+    await assert.rejects(
+      planStack("karlsruhe", { stacksDir: stacks, onRegister: (t, n) => registeredAtKarlsruhe.push(`${t} ${n}`) }),
+      (e: InputError) =>
+        e.problems.join("\n") ===
+        ["IONOS_DATACENTER_ID", "IONOS_NIC_ID_FKB_FW_2", "IONOS_NIC_ID_FKB_PROXY_1", "IONOS_NIC_ID_FKB_PROXY_2"]
+          .map(
+            (key) =>
+              `stacks/Pulumi.karlsruhe.yaml: standort:providerEnv: ${key} is required: karlsruhe's pairs move ionos failover IPs to the NIC of the member that takes over`,
+          )
+          .join("\n"),
+    );
+    assert.deepEqual(registeredAtKarlsruhe, []);
   } finally {
     rmSync(stacks, { recursive: true, force: true });
   }

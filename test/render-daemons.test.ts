@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { loadFootprint } from "../lib/footprint/load";
 import { planHostFiles } from "../lib/preview/files";
 import { interfaceName } from "../lib/render/interfaces";
+import { NetworkdReadError, readNetworkd } from "../lib/twin/networkd";
 import { FILE_PLACEHOLDER, HostFiles, RenderedFile, writeRenderedFiles } from "../lib/render";
 import { createNetnsWithLinks, describeFailures, requireNetns, requireTool, runAll, toolPath } from "./helpers/tools";
 
@@ -169,111 +170,63 @@ test("sh -n accepts every failover script and provider environment file", async 
   await assertAllAccepted(files);
 });
 
-/** The networkd keys the renderer may use, by file kind and section. */
-const NETWORKD_KEYS: Record<string, Record<string, ReadonlySet<string>>> = {
-  netdev: { NetDev: new Set(["Name", "Kind", "Description"]), VLAN: new Set(["Id"]), IPVLAN: new Set(["Mode"]) },
-  network: {
-    Match: new Set(["Name"]),
-    Network: new Set(["Address", "DHCP", "LinkLocalAddressing", "IPv6AcceptRA", "ConfigureWithoutCarrier", "VLAN", "IPVLAN"]),
-  },
-};
-
-/** Structural check of one host's networkd files; returns the problems found. */
-function networkdProblems(files: ReadonlyArray<{ name: string; content: string }>): string[] {
-  const problems: string[] = [];
-  const netdevs = new Map<string, Record<string, Record<string, string[]>>>();
-  const networks: Array<{ name: string; sections: Record<string, Record<string, string[]>> }> = [];
-  for (const file of files) {
-    const kind = file.name.endsWith(".netdev") ? "netdev" : file.name.endsWith(".network") ? "network" : undefined;
-    if (!kind) {
-      problems.push(`${file.name}: not a .netdev or .network file`);
-      continue;
-    }
-    const sections: Record<string, Record<string, string[]>> = {};
-    let current: string | undefined;
-    for (const line of file.content.split("\n")) {
-      if (line === "" || line.startsWith("#")) continue;
-      const header = /^\[([A-Za-z]+)\]$/.exec(line);
-      if (header) {
-        current = header[1];
-        if (!NETWORKD_KEYS[kind][current]) problems.push(`${file.name}: unknown section [${current}]`);
-        sections[current] = {};
-        continue;
-      }
-      const entry = /^([A-Za-z0-9]+)=(.+)$/.exec(line);
-      if (!entry || !current) {
-        problems.push(`${file.name}: not a key=value line inside a section: ${line}`);
-        continue;
-      }
-      if (!NETWORKD_KEYS[kind][current]?.has(entry[1])) problems.push(`${file.name}: unknown key ${entry[1]} in [${current}]`);
-      (sections[current][entry[1]] ??= []).push(entry[2]);
-    }
-    if (kind === "netdev") {
-      const name = sections.NetDev?.Name?.[0];
-      if (!name) problems.push(`${file.name}: [NetDev] has no Name`);
-      else netdevs.set(name, sections);
-    } else networks.push({ name: file.name, sections });
-  }
-  for (const [name, sections] of netdevs) {
-    if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,14}$/.test(name)) problems.push(`${name}: not a valid interface name (at most 15 characters)`);
-    const kind = sections.NetDev.Kind?.[0];
-    if (kind === "vlan") {
-      const id = Number(sections.VLAN?.Id?.[0]);
-      if (!Number.isInteger(id) || id < 1 || id > 4094)
-        problems.push(`${name}: VLAN Id ${sections.VLAN?.Id?.[0]} is not between 1 and 4094`);
-    } else if (kind === "ipvlan") {
-      if (!["L2", "L3", "L3S"].includes(sections.IPVLAN?.Mode?.[0] ?? "")) problems.push(`${name}: IPVLAN Mode must be L2, L3 or L3S`);
-    } else problems.push(`${name}: Kind ${kind} is not vlan or ipvlan`);
-  }
-  const children = new Set<string>();
-  for (const network of networks) {
-    for (const key of ["VLAN", "IPVLAN"]) {
-      for (const child of network.sections.Network?.[key] ?? []) {
-        if (!netdevs.has(child)) problems.push(`${network.name}: ${key}=${child} has no .netdev`);
-        children.add(child);
-      }
-    }
-    for (const address of network.sections.Network?.Address ?? []) {
-      if (!/^(\d{1,3}\.){3}\d{1,3}\/\d{1,2}$/.test(address)) problems.push(`${network.name}: Address=${address} is not a.b.c.d/len`);
-    }
-    if (!network.sections.Match?.Name?.[0]) problems.push(`${network.name}: [Match] has no Name`);
-  }
-  for (const name of netdevs.keys()) {
-    if (!children.has(name)) problems.push(`${name}: no parent .network attaches it`);
-    if (!networks.some((n) => n.sections.Match?.Name?.[0] === name)) problems.push(`${name}: no .network configures it`);
-  }
-  return problems;
-}
-
 const networkdOf = (host: string) =>
   rendered
     .find((h) => h.host === host)!
     .files.filter((f) => f.path.startsWith("/etc/systemd/network/"))
     .map((f) => ({ name: f.path.split("/").pop()!, content: f.content }));
 
-test("every host's networkd files are structurally valid: known keys, VLAN ids, names, parents", () => {
+const networkdFiles = (files: ReadonlyArray<{ name: string; content: string }>) =>
+  Object.fromEntries(files.map((f) => [f.name, f.content]));
+
+// No daemon checks networkd files offline; the twin's strict reader (which refuses every section, key and value
+// it does not implement, and every VLAN=/IPVLAN= without its netdev) is the check, and the twin applies what it reads.
+test("every host's networkd files pass the strict reader: known sections and keys, VLAN ids, names, parents, routes", () => {
   for (const { host } of rendered) {
     const files = networkdOf(host);
     assert.ok(files.length >= 5, `${host} has networkd files`);
-    assert.deepEqual(networkdProblems(files), [], host);
+    const config = readNetworkd(networkdFiles(files));
+    assert.equal(config.netdevs.length, (files.length - 1) >> 1, `${host}: one netdev per segment`);
   }
 });
 
-test("the networkd structure check rejects a VLAN id out of range, a long name and an unknown key", () => {
-  const files = networkdOf("vie-fw-1");
-  const broken = files.map((f) =>
-    f.name === "20-standort-dmz.netdev"
-      ? { ...f, content: f.content.replace("Id=10", "Id=5000") }
-      : f.name === "20-standort-app.netdev"
-        ? { ...f, content: f.content.replace("Name=app", "Name=app-segment-too-long") }
-        : f.name === "20-standort-mgmt.network"
-          ? { ...f, content: f.content.replace("IPv6AcceptRA=no", "IPv6AcceptRa=no") }
-          : f,
+test("the strict networkd reader rejects a VLAN id out of range, a long name, an unknown key and an unknown section", () => {
+  const files = networkdOf("vie-proxy-1");
+  const broken = (file: string, from: string, to: string) =>
+    networkdFiles(files.map((f) => (f.name === file ? { ...f, content: f.content.replace(from, to) } : f)));
+  const refused = (files: Record<string, string>) => {
+    try {
+      readNetworkd(files);
+      return "accepted";
+    } catch (error) {
+      assert.ok(error instanceof NetworkdReadError, String(error));
+      return error.message;
+    }
+  };
+  assert.equal(
+    refused(broken("20-standort-dmz.netdev", "Id=10", "Id=5000")),
+    "20-standort-dmz.netdev:8: [VLAN] Id: 5000 must be an integer from 1 to 4094",
   );
-  const problems = networkdProblems(broken);
-  assert.ok(problems.includes("dmz: VLAN Id 5000 is not between 1 and 4094"), problems.join("\n"));
-  assert.ok(problems.includes("app-segment-too-long: not a valid interface name (at most 15 characters)"), problems.join("\n"));
-  assert.ok(problems.includes("20-standort-mgmt.network: unknown key IPv6AcceptRa in [Network]"), problems.join("\n"));
+  assert.equal(
+    refused(broken("20-standort-dmz.netdev", "Name=dmz", "Name=dmz-segment-too-long")),
+    "20-standort-dmz.netdev:3: [NetDev] Name: dmz-segment-too-long is not a valid interface name",
+  );
+  assert.match(
+    refused(broken("20-standort-mgmt.network", "IPv6AcceptRA=no", "IPv6AcceptRa=no")),
+    /^20-standort-mgmt\.network:\d+: \[Network\] IPv6AcceptRa: is not implemented by the twin/,
+  );
+  assert.match(
+    refused(broken("20-standort-dmz.network", "[Route]", "[NextHop]")),
+    /^20-standort-dmz\.network:\d+: \[NextHop\]: is a section the twin does not implement/,
+  );
+  assert.match(
+    refused(broken("20-standort-dmz.network", "Gateway=10.30.0.1", "Gateway=10.30.0.300")),
+    /\[Route\] Gateway: 10\.30\.0\.300 is not an IPv4 address/,
+  );
+  assert.match(
+    refused(broken("10-standort-internal.network", "VLAN=dmz", "VLAN=dmx")),
+    /\[Network\] VLAN: dmx has no \.netdev of Kind=vlan/,
+  );
 });
 
 test("each daemon's check rejects a deliberately broken file (the checks are real)", async (t) => {

@@ -87,7 +87,6 @@ test("the zone policy is data: named rules in a fixed order, partner rules from 
     [
       "internet-to-proxy-web",
       "allowlist-to-ssh",
-      "allowlist-to-proxy-stats",
       "mgmt-to-ssh",
       "mgmt-to-proxy-stats",
       "dmz-to-app-services",
@@ -225,14 +224,20 @@ test("a provider-failover-ips firewall NATs to its failover IP (or masquerades w
 
 test("host packet filters: proxies serve the web, storage serves NFS to app, virtualization serves the proxies", () => {
   const proxy = renderNftablesRuleset(site("karlsruhe"), "fkb-proxy-1", options);
-  has(proxy, `ip daddr ${declared(site("karlsruhe")).proxy} tcp dport { 80, 443 } accept comment "internet-to-proxy-web"`);
+  // Straight from outside, on the uplink only: a host inside reaches no proxy on 443 through a segment link.
+  has(
+    proxy,
+    `iifname != @internal_ifs ip daddr ${declared(site("karlsruhe")).proxy} tcp dport { 80, 443 } accept comment "internet-to-proxy-web"`,
+  );
   // A host filter names only its own addresses: the other member's are not its business.
-  has(proxy, 'ip saddr @mgmt_allowlist ip daddr 10.20.2.10 tcp dport 8404 accept comment "allowlist-to-proxy-stats"');
   has(proxy, 'iifname "mgmt" ip saddr 10.20.2.0/24 ip daddr 10.20.2.10 tcp dport 8404 accept comment "mgmt-to-proxy-stats"');
   has(proxy, "# This host does not route.");
   lacks(proxy, /2049/);
-  // Without a declared address (Hetzner Cloud assigns it), the proxies take the web on any address.
-  has(renderNftablesRuleset(site("helsinki"), "hel-proxy-1", options), 'tcp dport { 80, 443 } accept comment "internet-to-proxy-web"');
+  // Without a declared address (Hetzner Cloud assigns it), the proxies take the web on any public address.
+  has(
+    renderNftablesRuleset(site("helsinki"), "hel-proxy-1", options),
+    'iifname != @internal_ifs tcp dport { 80, 443 } accept comment "internet-to-proxy-web"',
+  );
 
   const storage = renderNftablesRuleset(site("vienna"), "vie-stor-1", options);
   has(storage, 'iifname "data" ip saddr 10.30.4.0/22 ip daddr 10.30.1.0/24 tcp dport 2049 accept comment "app-to-data-nfs"');

@@ -10,9 +10,40 @@ import { siteServices } from "../footprint/services";
 import { siteTunnels, tunnelPeers } from "../footprint/wireguard";
 import { footprintHostFiles, proxiedServices } from "../footprint/site-files";
 import { PLACEHOLDER_SSH_KEY, placeholderSecrets, renderHostFiles } from "../render";
-import { HostFiles, RenderedFile } from "../render/types";
+import { HostFiles, ProxiedService, RenderOptions, RenderedFile, TunnelPeer } from "../render/types";
 
-export function planHostFiles(model: SiteModel, sites: ReadonlyArray<SiteModel>, footprint: Footprint): HostFiles[] {
+/**
+ * The render options a site's stack passes its renderers (the same for the
+ * plan, the stack and the twin): every site model, the services the proxies
+ * route, the tunnel peers and the stack's non-secret provider environment.
+ */
+export function siteRenderOptions(
+  model: SiteModel,
+  sites: ReadonlyArray<SiteModel>,
+  footprint: Footprint,
+  providerEnv?: Readonly<Record<string, string>>,
+): RenderOptions & { services: ReadonlyArray<ProxiedService>; tunnelPeers: ReadonlyArray<TunnelPeer> } {
+  const services = siteServices(footprint, sites, model.name);
+  return {
+    sites,
+    services: proxiedServices(services),
+    sshAuthorizedKeys: [PLACEHOLDER_SSH_KEY],
+    tunnelPeers: tunnelPeers(siteTunnels(footprint, sites, model.name), model.name),
+    ...(providerEnv ? { providerEnv } : {}),
+  };
+}
+
+/**
+ * Every host's files, as the stack of `model` installs them, with placeholder
+ * secrets. `providerEnv` is the stack configuration's `standort:providerEnv`
+ * (the stack passes it to the failover scripts), so the files are the stack's.
+ */
+export function planHostFiles(
+  model: SiteModel,
+  sites: ReadonlyArray<SiteModel>,
+  footprint: Footprint,
+  providerEnv?: Readonly<Record<string, string>>,
+): HostFiles[] {
   const services = siteServices(footprint, sites, model.name);
   const extra = footprintHostFiles(
     model,
@@ -27,12 +58,7 @@ export function planHostFiles(model: SiteModel, sites: ReadonlyArray<SiteModel>,
     secret: true,
     delivery: "ssh",
   }));
-  const options = {
-    sites,
-    services: proxiedServices(services),
-    sshAuthorizedKeys: [PLACEHOLDER_SSH_KEY],
-    tunnelPeers: tunnelPeers(planned, model.name),
-  };
+  const options = siteRenderOptions(model, sites, footprint, providerEnv);
   return model.hosts.map((host) => ({
     host: host.name,
     files: [

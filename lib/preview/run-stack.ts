@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { REPOSITORY_ROOT } from "../model/load";
-import { CONFIG_NAMESPACE, SECRET_CONFIG_KEYS } from "../model/stack-config";
+import { CONFIG_NAMESPACE, SECRET_CONFIG_KEYS, parseStackConfig } from "../model/stack-config";
 import { InputError } from "../model/validate";
 import { PLACEHOLDER_SSH_KEY } from "../render";
 import { locationStack } from "../../stacks/program";
@@ -43,6 +43,16 @@ export function readStackConfig(stack: string, stacksDir: string = STACKS_DIR): 
   }
   if (!(`${CONFIG_NAMESPACE}:sshPublicKey` in config)) config[`${CONFIG_NAMESPACE}:sshPublicKey`] = PLACEHOLDER_SSH_KEY;
   return { config, secretKeys: secretKeys.sort() };
+}
+
+/**
+ * The stack's non-secret provider environment (`standort:providerEnv`),
+ * validated like the stack program validates it: what the stack hands the
+ * failover scripts, so offline renders carry the same file.
+ */
+export function stackProviderEnv(stack: string, stacksDir: string = STACKS_DIR): Readonly<Record<string, string>> | undefined {
+  const { config, secretKeys } = readStackConfig(stack, stacksDir);
+  return parseStackConfig(config, `stacks/Pulumi.${stack}.yaml`, (key) => secretKeys.includes(key)).providerEnv;
 }
 
 /** The offline preview of one location stack. */

@@ -4,7 +4,7 @@
  * `writeRenderedFiles`) and the delivery component (`renderHostFiles`).
  * Pure except `writeRenderedFiles`; never imports `@pulumi/pulumi`.
  */
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { SiteModel } from "../model/model";
 import type { Role } from "../model/schema";
@@ -25,6 +25,7 @@ import {
   runsKeepalived,
 } from "./keepalived";
 import { NETWORKD_DIR, renderNetworkdFiles, renderSysctlConfig } from "./networkd";
+import { linkPrefixLength } from "./routing";
 import { renderNftablesRuleset } from "./nftables";
 import { HAPROXY_STATS_PORT } from "./policy";
 import { FILE_PLACEHOLDER, HostFiles, RenderedFile, RenderOptions, RenderSecrets } from "./types";
@@ -114,7 +115,11 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
         // networkd may not run yet on a handed-over host (ifupdown images): start it, then load the files.
         reload: ["sh", "-c", "systemctl enable --now --quiet systemd-networkd && networkctl reload"],
         healthCheck: iface
-          ? ["sh", "-c", `ip -4 -o addr show dev ${interfaceName(iface.segment)} | grep -qF ' ${iface.address}/${iface.prefixLength} '`]
+          ? [
+              "sh",
+              "-c",
+              `ip -4 -o addr show dev ${interfaceName(iface.segment)} | grep -qF ' ${iface.address}/${linkPrefixLength(model, iface.prefixLength)} '`,
+            ]
           : undefined,
       },
       file.content,
@@ -284,7 +289,9 @@ export function writeRenderedFiles(
       const target = join(dir, host, relative);
       mkdirSync(dirname(target), { recursive: true });
       const content = file.secret && options.redactSecrets ? REDACTED : file.content;
-      writeFileSync(target, content, { mode: file.secret ? 0o600 : 0o644 });
+      writeFileSync(target, content);
+      // The rendered mode, as delivery installs it (an executable failover script stays executable).
+      chmodSync(target, parseInt(file.mode, 8));
       written.push(join(host, relative));
     }
   }

@@ -18,6 +18,7 @@ import type { PairedRole } from "../model/schema";
 import { ProblemCollector } from "./errors";
 import { ipv4Address } from "./inputs";
 import { addressIn, checkHost, findHost, findSegment, inPrefix, interfaceName, nicNames, pairOf } from "./interfaces";
+import { linkPrefixLength } from "./routing";
 import type { RenderOptions, RenderSecrets } from "./types";
 
 export const KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf";
@@ -242,7 +243,7 @@ export function renderKeepalivedConfig(model: SiteModel, hostName: string, secre
     `\t\tauth_pass ${secrets.vrrp[p.name]}`,
     "\t}",
     "\tvirtual_ipaddress {",
-    ...p.vips.map((v) => `\t\t${v.address}/${v.prefixLength} dev ${interfaceName(v.segment)}`),
+    ...p.vips.map((v) => `\t\t${v.address}/${linkPrefixLength(model, v.prefixLength)} dev ${interfaceName(v.segment)}`),
     "\t}",
   );
   if (tracked.length > 0) lines.push("\ttrack_script {", ...tracked.map((t) => `\t\t${t.name}`), "\t}");
@@ -533,10 +534,34 @@ export function roleHooks(role: PairedRole): { up: string[]; down: string[] } {
   return { up: [each("restart")], down: [each("stop")] };
 }
 
+/** The stack's `providerEnv` key that holds one host's IONOS NIC uuid: `IONOS_NIC_ID_<HOST>` (upper case, `_` for `-`). */
+export function ionosNicKey(hostName: string): string {
+  return `IONOS_NIC_ID_${hostName.toUpperCase().replace(/-/g, "_")}`;
+}
+
+/**
+ * The `providerEnv` keys a site's failover scripts need to move its
+ * addresses: on IONOS the data center, the LAN and each moving member's NIC
+ * (`PATCH /datacenters/{dc}/lans/{lan}` with `ipFailover`, IONOS Cloud API
+ * v6); elsewhere on a pre-provisioned site the operator's
+ * `FAILOVER_MOVE_COMMAND`. Hetzner Cloud needs none (its API finds servers by name).
+ */
+export function requiredProviderEnv(model: SiteModel): string[] {
+  if (model.provider.kind === "hcloud") return [];
+  const moving = model.pairs.filter((p) => failoverMove(model, p.role).kind !== "none");
+  if (moving.length === 0) return [];
+  if (model.provider.name === "ionos" && moving.every((p) => failoverMove(model, p.role).kind === "failover-ip")) {
+    const members = moving.flatMap((p) => (p.dissolved ? [p.active] : [...p.members]));
+    return ["IONOS_DATACENTER_ID", "IONOS_LAN_ID", ...members.map(ionosNicKey)];
+  }
+  return ["FAILOVER_MOVE_COMMAND"];
+}
+
 /**
  * Renders `/etc/standort/provider.env` (mode 0600): the provider API token and
  * the extra environment of `options.providerEnv`, read by the failover script.
- * Returns undefined when there is nothing to write.
+ * Each host's own IONOS NIC (`IONOS_NIC_ID_<HOST>`) becomes its `IONOS_NIC_ID`;
+ * the other hosts' NICs stay out. Returns undefined when there is nothing to write.
  */
 export function renderProviderEnv(
   model: SiteModel,
@@ -551,11 +576,13 @@ export function renderProviderEnv(
     problems.add("secrets.providerApiToken", "must be non-empty without a single quote or a line break");
   }
   problems.throwIfAny();
+  const own = ionosNicKey(hostName);
   const entries: Array<[string, string]> = [
     ...(secrets.providerApiToken !== undefined ? [[tokenVariable(model), secrets.providerApiToken] as [string, string]] : []),
     ...Object.keys(env!)
-      .sort()
-      .map((k) => [k, env![k]] as [string, string]),
+      .filter((k) => !k.startsWith("IONOS_NIC_ID_") || k === own)
+      .map((k) => [k === own ? "IONOS_NIC_ID" : k, env![k]] as [string, string])
+      .sort(([a], [b]) => a.localeCompare(b)),
   ];
   if (entries.length === 0) return undefined;
   return [

@@ -6,12 +6,18 @@
  * (`options.internalNic`, default `eth1`), ids from `vlanId`.
  * Hetzner Cloud hosts: the private network is routed, not switched, and drops
  * tagged frames, so each segment is an IPVLAN (L2) child of the private NIC
- * instead; the components attach the segment addresses to the server (alias
- * IPs). The provider's public NIC is never touched: delivery arrives on it.
+ * instead, holding its address as a /32 (no neighbour is on-link: everything
+ * goes through the network's gateway); the components attach the segment
+ * addresses to the server (alias IPs). No DHCP: the addresses are the ones
+ * the components attach, and the private MTU is Hetzner's 1450.
+ * Every segment file carries the host's routes and source rules (`hostRouting`).
+ * The provider's public NIC is never touched: delivery arrives on it.
  */
 import type { SiteModel } from "../model/model";
 import { ProblemCollector } from "./errors";
 import { HCLOUD_PRIVATE_NICS, checkHost, findSegment, interfaceName, nicNames, vlanId } from "./interfaces";
+import { partnerSites } from "./policy";
+import { HCLOUD_PRIVATE_MTU, hostRouting, linkPrefixLength } from "./routing";
 import type { RenderOptions } from "./types";
 
 export const NETWORKD_DIR = "/etc/systemd/network";
@@ -49,8 +55,17 @@ export function renderNetworkdFiles(model: SiteModel, hostName: string, options:
       ids.set(id, iface.segment);
     }
   }
+  const replicates = host?.role !== "firewall" && host?.interfaces.some((i) => i.segment === "app" || i.segment === "data");
+  if (host && replicates && !options.sites) {
+    problems.add(
+      "options.sites",
+      `is required for ${host.role} hosts: the routes to the partner ${model.partner}'s supernet come from its model`,
+    );
+  }
   problems.throwIfAny();
   const h = host!;
+  const partners = options.sites ? partnerSites(model, options.sites, options.tunnelPeers).map((p) => p.supernet) : [];
+  const routing = hostRouting(model, h.name, partners);
   const ordered = [...h.interfaces].sort(
     (a, b) => model.segments.findIndex((s) => s.name === a.segment) - model.segments.findIndex((s) => s.name === b.segment),
   );
@@ -61,13 +76,14 @@ export function renderNetworkdFiles(model: SiteModel, hostName: string, options:
     {
       name: "10-standort-internal.network",
       content:
-        `${header}\n# The NIC that carries the site's segments (${hcloud ? "Hetzner Cloud private network" : "one VLAN per segment"}).\n` +
+        `${header}\n# The NIC that carries the site's segments (${hcloud ? "Hetzner Cloud private network, routed: each segment address is an alias IP" : "one VLAN per segment"}).\n` +
         ini([
           ["Match", [["Name", parent]]],
+          ...(hcloud ? ([["Link", [["MTUBytes", String(HCLOUD_PRIVATE_MTU)]]]] as Array<[string, Array<[string, string]>]>) : []),
           [
             "Network",
             [
-              ...(hcloud ? ([["DHCP", "ipv4"]] as Array<[string, string]>) : [["LinkLocalAddressing", "no"] as [string, string]]),
+              ["LinkLocalAddressing", "no"],
               ["IPv6AcceptRA", "no"],
               ["ConfigureWithoutCarrier", "yes"],
               ...ordered.map((i) => [kind, interfaceName(i.segment)] as [string, string]),
@@ -79,6 +95,8 @@ export function renderNetworkdFiles(model: SiteModel, hostName: string, options:
   for (const iface of ordered) {
     const name = interfaceName(iface.segment);
     const segment = findSegment(model, iface.segment)!;
+    const routes = routing.routes.filter((r) => r.segment === iface.segment);
+    const rules = routing.rules.filter((r) => r.segment === iface.segment);
     files.push(
       {
         name: `20-standort-${name}.netdev`,
@@ -91,6 +109,7 @@ export function renderNetworkdFiles(model: SiteModel, hostName: string, options:
                 ["Name", name],
                 ["Kind", hcloud ? "ipvlan" : "vlan"],
                 ["Description", `standort segment ${segment.name} ${segment.cidr}`],
+                ...(hcloud ? ([["MTUBytes", String(HCLOUD_PRIVATE_MTU)]] as Array<[string, string]>) : []),
               ],
             ],
             hcloud ? ["IPVLAN", [["Mode", "L2"]]] : ["VLAN", [["Id", String(vlanId(model, iface.segment))]]],
@@ -100,17 +119,39 @@ export function renderNetworkdFiles(model: SiteModel, hostName: string, options:
         name: `20-standort-${name}.network`,
         content:
           `${header}\n` +
+          (routes.length + rules.length > 0 ? `# Routes and rules: lib/render/routing.ts (hostRouting).\n` : "") +
           ini([
             ["Match", [["Name", name]]],
             [
               "Network",
               [
-                ["Address", `${iface.address}/${iface.prefixLength}`],
+                ["Address", `${iface.address}/${linkPrefixLength(model, iface.prefixLength)}`],
                 ["LinkLocalAddressing", "no"],
                 ["IPv6AcceptRA", "no"],
                 ["ConfigureWithoutCarrier", "yes"],
               ],
             ],
+            ...routes.map((r): [string, Array<[string, string]>] => [
+              "Route",
+              [
+                ...(r.destination !== "0.0.0.0/0" ? ([["Destination", r.destination]] as Array<[string, string]>) : []),
+                ["Gateway", r.gateway],
+                ...(r.onLink ? ([["GatewayOnLink", "yes"]] as Array<[string, string]>) : []),
+                ...(r.table !== undefined ? ([["Table", String(r.table)]] as Array<[string, string]>) : []),
+                ...(r.metric !== undefined ? ([["Metric", String(r.metric)]] as Array<[string, string]>) : []),
+              ],
+            ]),
+            ...rules.map((r): [string, Array<[string, string]>] => [
+              "RoutingPolicyRule",
+              [
+                ...(r.from ? ([["From", r.from]] as Array<[string, string]>) : []),
+                ["Table", String(r.table)],
+                ["Priority", String(r.priority)],
+                ...(r.suppressPrefixLength !== undefined
+                  ? ([["SuppressPrefixLength", String(r.suppressPrefixLength)]] as Array<[string, string]>)
+                  : []),
+              ],
+            ]),
           ]),
       },
     );
@@ -134,8 +175,15 @@ export function renderSysctlConfig(model: SiteModel, hostName: string, options: 
     role === "virtualization"
       ? "# Forwarding is left to the container runtime, which turns it on for its bridges."
       : `net.ipv4.ip_forward = ${role === "firewall" ? 1 : 0}`,
-    "net.ipv4.conf.all.rp_filter = 2",
-    "net.ipv4.conf.default.rp_filter = 2",
+    ...(model.provider.kind === "hcloud" && role === "firewall"
+      ? [
+          "# Hetzner Cloud: forwarded traffic arrives on the private NIC, which holds no address (its segment links do),",
+          "# and the kernel's reverse path check refuses every source on an address-less link. nftables' fib check",
+          "# does the reverse path filtering instead.",
+          "net.ipv4.conf.all.rp_filter = 0",
+          "net.ipv4.conf.default.rp_filter = 0",
+        ]
+      : ["net.ipv4.conf.all.rp_filter = 2", "net.ipv4.conf.default.rp_filter = 2"]),
     "# Answer ARP only for addresses on the asking interface (VIPs move between members).",
     "net.ipv4.conf.all.arp_ignore = 1",
     "net.ipv4.conf.all.arp_announce = 2",

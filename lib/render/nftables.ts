@@ -13,7 +13,7 @@ import { cidr, overlaps } from "../net/ipv4";
 import { ProblemCollector } from "./errors";
 import { checkServices, ipv4Prefix, mergePrefixes } from "./inputs";
 import { HCLOUD_PRIVATE_NICS, checkHost, inPrefix, interfaceName } from "./interfaces";
-import { ZoneRule, partnerSites, zonePolicy } from "./policy";
+import { ZoneRule, partnerSites, publicWebDnat, zonePolicy } from "./policy";
 import { DEFAULT_SERVICES, RenderOptions } from "./types";
 
 /** Interfaces that container runtimes create; their traffic to the host is the runtime's own. */
@@ -59,8 +59,19 @@ function destinationClause(rule: ZoneRule): string[] {
 
 const accept = (rule: ZoneRule) => `accept comment "${rule.name}"`;
 
+/**
+ * The interface match of a segment on the edge firewall's forward chain: the
+ * segment's own link where segments are VLANs; on Hetzner Cloud, where every
+ * segment reaches the firewall through the network's router on the private
+ * NIC (an IPVLAN delivers only addresses of its own to a segment link), any
+ * internal link, the segment's CIDR in the rule's addresses narrowing it.
+ */
+function segmentLink(model: SiteModel, direction: "iifname" | "oifname", segment: string): string {
+  return model.provider.kind === "hcloud" ? `${direction} @internal_ifs` : `${direction} "${interfaceName(segment)}"`;
+}
+
 /** A rule of the edge firewall's forward chain. */
-function forwardRule(rule: ZoneRule): string {
+function forwardRule(model: SiteModel, rule: ZoneRule): string {
   const parts: string[] = [];
   switch (rule.from.kind) {
     case "internet":
@@ -69,7 +80,7 @@ function forwardRule(rule: ZoneRule): string {
       parts.push("iifname != @internal_ifs");
       break;
     case "segment":
-      parts.push(`iifname "${interfaceName(rule.from.segment)}"`);
+      parts.push(segmentLink(model, "iifname", rule.from.segment));
       break;
     case "site":
       parts.push("iifname @internal_ifs");
@@ -80,10 +91,11 @@ function forwardRule(rule: ZoneRule): string {
   parts.push(...sourceClause(rule));
   switch (rule.to.kind) {
     case "internet":
-      parts.push("oifname != @internal_ifs");
+      // Not inside, and not a partner's supernet behind a tunnel: egress to the internet is not replication.
+      parts.push("oifname != @internal_ifs ip daddr != @partner_supernets");
       break;
     case "segment":
-      parts.push(`oifname "${interfaceName(rule.to.segment)}"`);
+      parts.push(segmentLink(model, "oifname", rule.to.segment));
       break;
     case "hosts":
     case "site":
@@ -110,8 +122,10 @@ function inputRule(rule: ZoneRule, host: HostModel, otherHosts: ReadonlySet<stri
   else if (rule.to.kind === "segment" && joined(rule.to.segment) && rule.from.kind !== "internet" && rule.from.kind !== "allowlist") {
     // Routed in from another segment: it arrives on the interface of the segment it is addressed to.
     parts.push(`iifname "${interfaceName(rule.to.segment)}"`);
-  } else if (rule.from.kind === "bgp-peer") parts.push("iifname != @internal_ifs");
-  else if (rule.from.kind === "site") parts.push("iifname @internal_ifs");
+  } else if (rule.from.kind === "bgp-peer" || (rule.from.kind === "internet" && !rule.forwarded)) {
+    // Straight from outside: it arrives on the uplink, never on a segment link.
+    parts.push("iifname != @internal_ifs");
+  } else if (rule.from.kind === "site") parts.push("iifname @internal_ifs");
   const own = { ...rule, destinations: rule.destinations.filter((d) => !otherHosts.has(d)) };
   // Addressed to other hosts only: nothing of it reaches this one.
   if (rule.destinations.length > 0 && own.destinations.length === 0) return undefined;
@@ -216,7 +230,14 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
       "\t\ttype filter hook prerouting priority raw; policy accept;",
       '\t\tiifname "lo" accept',
       `\t\tiifname != @internal_ifs ip saddr ${set(spoofed)} counter drop comment "anti-spoofing: internal or own-prefix source from outside"`,
-      '\t\tfib saddr . iif oif missing counter drop comment "anti-spoofing: reverse path check"',
+      ...(model.provider.kind === "hcloud"
+        ? [
+            // Hetzner Cloud delivers every segment through the network's router, and each segment link routes the
+            // whole network: a strict check would find the route on another segment link and drop the heartbeat.
+            '\t\tiifname != @internal_ifs fib saddr . iif oif missing counter drop comment "anti-spoofing: reverse path check"',
+            '\t\tiifname @internal_ifs fib saddr oif missing counter drop comment "anti-spoofing: reverse path check (routed network)"',
+          ]
+        : ['\t\tfib saddr . iif oif missing counter drop comment "anti-spoofing: reverse path check"']),
       "\t}",
     );
   }
@@ -242,7 +263,7 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
         ? [
             "\t\tct state invalid counter drop",
             "\t\tct state established,related accept",
-            ...policy.filter((r) => r.forwarded).map((r) => `\t\t${forwardRule(r)}`),
+            ...policy.filter((r) => r.forwarded).map((r) => `\t\t${forwardRule(model, r)}`),
             ...dropTail("forward"),
           ]
         : ["\t\t# This host does not route."]),
@@ -272,10 +293,10 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
       "\tchain prerouting {",
       "\t\ttype nat hook prerouting priority dstnat; policy accept;",
     );
-    if (model.public.mode === "own-prefix") {
-      const vip = model.pairs.find((p) => p.role === "proxy")!.vips.find((v) => v.segment === "dmz")!.address;
+    const dnat = publicWebDnat(model);
+    if (dnat) {
       lines.push(
-        `\t\tiifname != @internal_ifs ip daddr ${model.public.proxyAddress} tcp dport { 80, 443 } dnat to ${vip} comment "public proxy address to the proxy VIP"`,
+        `\t\tiifname != @internal_ifs ip daddr ${dnat.address} tcp dport ${set(dnat.ports)} dnat to ${dnat.to} comment "public proxy address to the proxy VIP"`,
       );
     }
     lines.push(

@@ -57,6 +57,8 @@ export const NFS_PORT = 2049;
 export const SSH_PORT = 22;
 export const BGP_PORT = 179;
 export const KUBERNETES_API_PORT = 6443;
+/** The ports customers reach the proxies on: HTTP (redirected to HTTPS) and HTTPS. */
+export const WEB_PORTS = [80, 443] as const;
 /** What internal hosts may reach on the internet: DNS, HTTP(S) for packages and APIs, NTP. */
 export const EGRESS = { tcp: [53, 80, 443], udp: [53, 123] } as const;
 
@@ -76,6 +78,18 @@ export function partnerSites(model: SiteModel, sites: ReadonlyArray<SiteModel>, 
 export const DATABASE_PORTS = [3306, 5432] as const;
 
 const host32 = (address: string) => `${address}/32`;
+
+/**
+ * The destination NAT of an own-prefix site: web traffic to the public proxy
+ * address goes to the proxy pair's VIP in dmz. Undefined where the site has no
+ * own prefix (a provider failover IP lands on the active proxy itself). The
+ * nftables renderer writes it; the twin translates probes with it.
+ */
+export function publicWebDnat(model: SiteModel): { address: string; ports: ReadonlyArray<number>; to: string } | undefined {
+  if (model.public.mode !== "own-prefix") return undefined;
+  const vip = model.pairs.find((p) => p.role === "proxy")?.vips.find((v) => v.segment === "dmz")?.address;
+  return vip ? { address: model.public.proxyAddress, ports: WEB_PORTS, to: vip } : undefined;
+}
 
 /**
  * The zone policy of a site, in a fixed order. `sites` (every site model)
@@ -113,9 +127,10 @@ export function zonePolicy(
         ? "HTTP and HTTPS from anywhere to the proxy pair (DNAT of the public proxy address to the proxy VIP)"
         : "HTTP and HTTPS from anywhere to the proxy pair's provider failover IP (it lands on the active proxy)",
       from: { kind: "internet" },
-      to: { kind: "segment", segment: "dmz" },
+      // With an own prefix the firewall forwards it to the VIP in dmz; a provider failover IP lands on the proxy's uplink.
+      to: ownPrefix ? { kind: "segment", segment: "dmz" } : { kind: "hosts" },
       protocol: "tcp",
-      ports: [80, 443],
+      ports: [...WEB_PORTS],
       sources: [],
       destinations: ownPrefix && proxyVip ? [host32(proxyVip)] : declaredProxy ? [host32(declaredProxy)] : [],
       targets: ["proxy"],
@@ -132,18 +147,6 @@ export function zonePolicy(
       destinations: [],
       targets: allRoles,
       forwarded: false,
-    },
-    {
-      name: "allowlist-to-proxy-stats",
-      description: "HAProxy stats from the management allowlist (bound to each proxy's mgmt address)",
-      from: { kind: "allowlist" },
-      to: { kind: "segment", segment: "mgmt" },
-      protocol: "tcp",
-      ports: [HAPROXY_STATS_PORT],
-      sources: allowlist,
-      destinations: mgmtOf("proxy"),
-      targets: ["proxy"],
-      forwarded: true,
     },
     {
       name: "mgmt-to-ssh",

@@ -1,0 +1,151 @@
+/**
+ * Scenario reachability: every probe derived from the zone policy
+ * (`lib/twin/probes.ts`) is sent through the booted site, and each outcome is
+ * compared with what the policy says. An allowed probe passes when an answer
+ * comes back from a host it may come from (and, for egress, through the NAT
+ * address; for a service, from a backend in the right mode). A denied probe
+ * is blocked when nothing comes back: a TCP reset counts as not blocked (the
+ * packet reached a host that had nothing listening).
+ */
+import { performance } from "node:perf_hooks";
+import { Probe, ProbeOutcome, StateCheck, deriveProbes } from "../../lib/twin/probes";
+import type { SiteTwin } from "./site";
+
+export interface ProbeFailure {
+  readonly probe: string;
+  readonly rule?: string;
+  readonly expected: "pass" | "blocked";
+  readonly happened: string;
+}
+
+export interface ReachabilityReport {
+  readonly allowed: { readonly tried: number; readonly passed: number };
+  readonly denied: { readonly tried: number; readonly blocked: number; readonly controlled: number };
+  readonly checks: { readonly tried: number; readonly passed: number };
+  readonly failures: ReadonlyArray<ProbeFailure>;
+  readonly ms: number;
+}
+
+/** Why an outcome does not meet a probe's expectation, or undefined when it does. */
+export function judge(probe: Probe, outcome: ProbeOutcome): string | undefined {
+  const said = `${outcome.result}${outcome.answer ? ` (${outcome.answer})` : ""} after ${outcome.ms} ms`;
+  if (probe.expect === "blocked")
+    return outcome.result === "timeout" || outcome.result === "unreachable" ? undefined : `not blocked: ${said}`;
+  if (outcome.result !== "answered") return `no answer: ${said}`;
+  const answer = outcome.answer ?? "";
+  // Stand-ins, sshd (VersionAddendum) and the backends name the host that answered.
+  const identifying = /^(standin |SSH-|HTTP\/1\.1 200 OK \| )/.test(answer);
+  const tokens = answer.split(/[\s|]+/);
+  if (probe.answerFrom && identifying && !probe.answerFrom.some((h) => tokens.includes(h))) {
+    return `answered by the wrong host: ${said} (expected one of ${probe.answerFrom.join(", ")})`;
+  }
+  if (probe.seenAs && !answer.endsWith(` ${probe.seenAs}`)) return `arrived from the wrong source: ${said} (expected ${probe.seenAs})`;
+  if (probe.mode) {
+    const fields = answer.split("|").pop()?.trim().split(" ") ?? [];
+    // backend answer: "<host> <mode> <port> <sni> <peer>"
+    if (fields[2] !== probe.mode || fields[3] !== probe.action.sni)
+      return `reached the wrong backend: ${said} (expected port ${probe.mode}, SNI ${String(probe.action.sni)})`;
+  }
+  return undefined;
+}
+
+/** Waits (bounded) until every pair has elected one holder of its VIPs and every failover address is held. */
+export async function settle(twin: SiteTwin, timeoutMs = 45_000): Promise<string[]> {
+  const from = performance.now();
+  let pending: string[] = [];
+  while (performance.now() - from < timeoutMs) {
+    pending = [];
+    for (const pair of twin.model.pairs) {
+      const members = pair.dissolved ? [pair.active] : [...pair.members];
+      const holders = await twin.holders(pair.vips[0].address, members);
+      if (holders.length !== 1) pending.push(`${pair.name}: ${pair.vips[0].address} held by ${holders.length}`);
+    }
+    for (const [ip, host] of twin.routed) {
+      const holders = await twin.holders(ip, [host]);
+      if (holders.length !== 1) pending.push(`${ip} routed to ${host}, which does not hold it`);
+    }
+    const pub = twin.model.public;
+    if (pub.mode === "own-prefix" && pub.routing.kind === "bgp") {
+      const r = await twin.machine("provider").exec(["ip", "-4", "route", "show", pub.prefix]);
+      if (!r.stdout.includes("via")) pending.push(`the provider has no route to ${pub.prefix}`);
+    }
+    if (pending.length === 0) {
+      // HAProxy checks its backends every 2 s and needs two successes: let them come up.
+      await new Promise((r) => setTimeout(r, 4_500));
+      return [];
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return pending;
+}
+
+async function runCheck(twin: SiteTwin, check: StateCheck): Promise<string | undefined> {
+  if (check.kind === "vrrp") {
+    const pair = twin.model.pairs.find((p) => p.name === check.subject)!;
+    const holders = await twin.holders(pair.vips[0].address, pair.members);
+    return holders.length === 1
+      ? undefined
+      : `${pair.vips[0].address} held by ${holders.length} members (${holders.join(", ")}): VRRP adverts do not reach the peer`;
+  }
+  const pub = twin.model.public;
+  if (pub.mode !== "own-prefix" || pub.routing.kind !== "bgp") return "no BGP at this site";
+  const r = await twin.machine(twin.bgpPeerMachine(check.subject)).exec(["birdc", "-s", "/run/bird/bird.ctl", "show", "protocols"]);
+  const fws = twin.model.pairs.find((p) => p.role === "firewall")!.members.map((m) => m.replace(/-/g, "_"));
+  const lines = r.stdout.split("\n").filter((l) => fws.some((f) => l.startsWith(`${f} `)));
+  const up = lines.filter((l) => /\bEstablished\b/.test(l));
+  return up.length === fws.length
+    ? undefined
+    : `BGP sessions of ${check.subject}: ${lines.map((l) => l.replace(/\s+/g, " ")).join("; ") || "none"}`;
+}
+
+/** Runs the scenario against a booted twin. */
+export async function reachability(twin: SiteTwin, log: (line: string) => void = () => undefined): Promise<ReachabilityReport> {
+  const started = performance.now();
+  const pending = await settle(twin);
+  if (pending.length > 0) log(`not settled after 45 s: ${pending.join("; ")}`);
+  const { probes, checks } = deriveProbes({
+    model: twin.model,
+    sites: twin.sites,
+    policy: twin.policy,
+    services: twin.services,
+    world: twin.world,
+  });
+  const byMachine = new Map<string, Probe[]>();
+  for (const p of probes) byMachine.set(p.machine, [...(byMachine.get(p.machine) ?? []), p]);
+  const failures: ProbeFailure[] = [];
+  let passed = 0;
+  let blocked = 0;
+  const results = await Promise.all(
+    [...byMachine.entries()].map(async ([machine, list]) => ({
+      list,
+      outcomes: await twin.probe(
+        machine,
+        list.map((p) => p.action),
+      ),
+    })),
+  );
+  for (const { list, outcomes } of results) {
+    list.forEach((probe, i) => {
+      const why = judge(probe, outcomes[i]);
+      if (why) failures.push({ probe: probe.id, ...(probe.rule ? { rule: probe.rule } : {}), expected: probe.expect, happened: why });
+      else if (probe.expect === "pass") passed++;
+      else blocked++;
+    });
+  }
+  let checksPassed = 0;
+  for (const c of checks) {
+    const why = await runCheck(twin, c);
+    if (why) failures.push({ probe: c.id, rule: c.rule, expected: "pass", happened: why });
+    else checksPassed++;
+  }
+  const allowed = probes.filter((p) => p.expect === "pass");
+  const denied = probes.filter((p) => p.expect === "blocked");
+  failures.sort((a, b) => a.probe.localeCompare(b.probe));
+  return {
+    allowed: { tried: allowed.length, passed },
+    denied: { tried: denied.length, blocked, controlled: denied.filter((p) => p.controlled).length },
+    checks: { tried: checks.length, passed: checksPassed },
+    failures,
+    ms: Math.round(performance.now() - started),
+  };
+}
