@@ -16,6 +16,8 @@ import { slug } from "../lib/model/schema";
 import { TwinInputError } from "../lib/twin/world";
 import { SiteTwin } from "./twin/site";
 import { ReachabilityReport, reachability } from "./twin/reachability";
+import { FailoverEntry, failover } from "./twin/failover";
+import { PartitionEntry, partition } from "./twin/partition";
 
 export const SCENARIOS = ["reachability", "failover", "partition", "all"] as const;
 
@@ -44,9 +46,13 @@ export function parseTwinFlags(argv: string[]): TwinFlags {
   );
 }
 
+/** What `--json` writes. */
 export interface TwinReport {
   readonly location: string;
+  readonly started: string;
   readonly reachability?: ReachabilityReport;
+  readonly failover?: ReadonlyArray<FailoverEntry>;
+  readonly partition?: ReadonlyArray<PartitionEntry>;
 }
 
 export async function main(
@@ -71,7 +77,8 @@ export async function main(
   };
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
-  const report: { location: string; reachability?: ReachabilityReport } = { location: flags.location };
+  const report: { -readonly [K in keyof TwinReport]: TwinReport[K] } = { location: flags.location, started: new Date().toISOString() };
+  const wants = (s: (typeof SCENARIOS)[number]) => flags.scenario === s || flags.scenario === "all";
   try {
     twin = await SiteTwin.boot({
       location: flags.location,
@@ -80,7 +87,7 @@ export async function main(
       log: (l) => out(`  ${l}`),
     });
     let ok = true;
-    if (flags.scenario === "reachability" || flags.scenario === "all") {
+    if (wants("reachability")) {
       const r = await reachability(twin, (l) => out(`  ${l}`));
       report.reachability = r;
       out(
@@ -88,6 +95,24 @@ export async function main(
       );
       for (const f of r.failures) out(`  FAIL ${f.probe}${f.rule ? ` [${f.rule}]` : ""}: ${f.happened}`);
       ok = r.failures.length === 0;
+    }
+    if (wants("failover")) {
+      report.failover = await failover(twin, { log: (l) => out(`  ${l}`) });
+      out("failover (800 clients, 1 request/s each):");
+      for (const f of report.failover) {
+        out(
+          `  ${f.pair} ${f.event} (${f.member}): ${f.requests} requests, ${f.failed} failed, longest gap ${f.gapMs} ms, VIPs after ${f.takeoverMs ?? "never"} ms${f.publicMs !== undefined ? `, public path after ${f.publicMs ?? "never"} ms` : ""}`,
+        );
+      }
+    }
+    if (wants("partition")) {
+      report.partition = await partition(twin, { log: (l) => out(`  ${l}`) });
+      out("partition (one link of the active member cut for 15 s):");
+      for (const p of report.partition) {
+        out(
+          `  ${p.pair} ${p.link} (${p.member}): at most ${p.maxHolders} holders, ${p.windowMs} ms with more than one${p.fenced.length ? `, fenced ${p.fenced.join(", ")}` : ""}`,
+        );
+      }
     }
     if (flags.json) writeFileSync(resolve(flags.json), JSON.stringify(report, null, 2) + "\n");
     if (flags.hold) {

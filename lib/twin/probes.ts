@@ -367,9 +367,10 @@ function portsOf(rule: ZoneRule): Array<{ protocol: Protocol; port?: number }> {
  * address (that path is the provider's LAN, not the site's); and not from an
  * address of a host that has its own address in the destination's segment
  * (the kernel would send it out of that link with a foreign source, which no
- * host does and strict reverse-path checks rightly drop).
+ * host does and strict reverse-path checks rightly drop) for a probe that
+ * must pass.
  */
-function sendable(all: ReadonlyArray<Endpoint>, from: Endpoint, to: Endpoint): boolean {
+function sendable(all: ReadonlyArray<Endpoint>, from: Endpoint, to: Endpoint, purpose: "pass" | "blocked" = "pass"): boolean {
   if (from.machine === to.machine) return false;
   if (from.host && to.holders?.includes(from.host)) return false;
   // The internet has no route into private space: only the provider-LAN neighbour and partners send there.
@@ -381,9 +382,11 @@ function sendable(all: ReadonlyArray<Endpoint>, from: Endpoint, to: Endpoint): b
   // Outside to outside does not cross the site.
   if (OUTSIDE.has(from.kind) && (to.kind === "internet" || to.kind === "partner")) return false;
   if (from.kind === "site" && (to.kind === "dnat" || to.kind === "public" || (to.kind === "vip" && to.segment === undefined))) return false;
-  if (from.host && to.segment && from.segment !== to.segment && all.some((e) => e.host === from.host && e.segment === to.segment))
-    return false;
-  return true;
+  // A blocked probe may: it stands for a compromised workload sending from the wrong address, which the
+  // destination's filter (or the firewall's reverse-path check) must drop (app to mgmt on the mgmt wire).
+  const foreignSource =
+    from.host && to.segment && from.segment !== to.segment && all.some((e) => e.host === from.host && e.segment === to.segment);
+  return purpose === "blocked" || !foreignSource;
 }
 
 /**
@@ -481,7 +484,7 @@ export function deriveProbes(input: ProbeInput): { probes: Probe[]; checks: Stat
   const passed = new Set(probes.map((p) => `${p.action.source}>${p.action.target}`));
   for (const s of from.filter((e) => !model.segments.some((x) => x.kind === "heartbeat" && x.name === e.segment))) {
     for (const d of blockedDestinations(all)) {
-      if (!sendable(all, s, d)) continue;
+      if (!sendable(all, s, d, "blocked")) continue;
       const tries: Array<{ protocol: Protocol; port?: number }> = [
         ...DENIED_TCP_CATALOGUE.map((port) => ({ protocol: "tcp" as const, port })),
         ...EGRESS.udp.map((port) => ({ protocol: "udp" as const, port })),

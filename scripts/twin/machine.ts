@@ -232,6 +232,24 @@ export class Machine {
   killAll(): number[] {
     const pids = [...new Set([...this.pids(), ...[...this.children].map((c) => c.pid).filter((p): p is number => p !== undefined)])];
     for (const pid of pids) signal(pid, "SIGSTOP");
+    // A power cut sends nothing: the links go down before the kernel closes the killed daemons' sockets, so
+    // no FIN, RST or farewell advert leaves (peers notice by their own timers, as after a real power loss).
+    if (this.created) {
+      try {
+        const links = execFileSync("ip", ["-n", this.ns, "-o", "link", "show"], { encoding: "utf8", timeout: 5_000 })
+          .split("\n")
+          .map((l) => /^\d+: ([^:@]+)[@:]/.exec(l)?.[1])
+          .filter((l): l is string => l !== undefined && l !== "lo");
+        if (links.length > 0)
+          execFileSync("ip", ["-n", this.ns, "-batch", "-"], {
+            input: links.map((l) => `link set ${l} down`).join("\n"),
+            stdio: ["pipe", "ignore", "ignore"],
+            timeout: 5_000,
+          });
+      } catch {
+        // the namespace is gone already
+      }
+    }
     for (const pid of pids) signal(pid, "SIGKILL");
     for (let i = 0; i < 100 && pids.some(alive); i++) sleepSync(10);
     return pids;

@@ -20,7 +20,7 @@
  * Netcup has no API the library drives: the operator's FAILOVER_MOVE_COMMAND stand-in posts
  * POST /twin/netcup/route {ip, host}, as Netcup's SCP changeIPRouting would route a failover IP.
  *
- *   node --import tsx scripts/twin/provider-api.ts --state FILE --cert FILE --key FILE --listen ADDRESS --record FILE
+ *   node --import tsx scripts/twin/provider-api.ts --state FILE --cert FILE --key FILE --listen ADDRESS [--port 443] --record FILE
  */
 import { appendFileSync, readFileSync } from "node:fs";
 import { IncomingMessage, ServerResponse } from "node:http";
@@ -56,6 +56,7 @@ const { values } = parseArgs({
     cert: { type: "string" },
     key: { type: "string" },
     listen: { type: "string" },
+    port: { type: "string", default: "443" },
     record: { type: "string" },
   },
 });
@@ -215,4 +216,4 @@ const server = createServer({ cert: readFileSync(values.cert!), key: readFileSyn
     record(req, status, body);
   });
 });
-server.listen(443, values.listen, () => process.stdout.write("ready\n"));
+server.listen(Number(values.port), values.listen, () => process.stdout.write("ready\n"));

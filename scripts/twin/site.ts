@@ -48,6 +48,7 @@ import { EGRESS, DATABASE_PORTS } from "../../lib/render/policy";
 import { INGRESS_PORTS } from "../../lib/footprint/site-files";
 import { Machine, must, privateMountDir, quietly, reapStaleTwins } from "./machine";
 import { SYSTEMCTL_STANDIN, UNITS, Unit, startUnit } from "./init";
+import { TwinTls, makeTls } from "./tls";
 import type { ProviderState } from "./provider-api";
 
 const TSX = ["node", "--import", "tsx"];
@@ -74,6 +75,7 @@ interface HostRuntime {
   machine: Machine;
   networkd?: NetworkdConfig;
   units: Map<string, ChildProcess>;
+  unitDefinitions?: ReadonlyArray<Unit>;
   /** Twin-side link names of the host's links, for cutting: host link → [machine, port, bridge]. */
   ports: Map<string, { machine: string; port: string; bridge?: string }>;
   up: boolean;
@@ -103,7 +105,8 @@ export class SiteTwin {
   readonly apiCalls: Array<{ at: number; method: string; url: string; status: number; body: string }> = [];
   /** Effects the provider applied (routes moved, alias IPs, power-offs), with their time (performance.now()). */
   readonly effects: Array<{ at: number; effect: string; ip?: string; host?: string; ips?: string[] }> = [];
-  private readonly prefix: string;
+  /** Namespace names start with it: `tw<pid base 36>`. */
+  readonly prefix: string;
   private readonly releaseMounts: () => void;
   private readonly log: (line: string) => void;
   private destroyed = false;
@@ -115,6 +118,7 @@ export class SiteTwin {
   /** Alias IPs the Hetzner stand-in holds per server. */
   readonly aliases = new Map<string, string[]>();
   private apiProcess?: ChildProcess;
+  private tls?: TwinTls;
 
   private constructor(options: TwinOptions) {
     this.log = options.log ?? (() => undefined);
@@ -205,59 +209,13 @@ export class SiteTwin {
 
   /** Twin-wide material: TLS (CA, one certificate for the API names and the stand-ins), an SSH host key, the systemctl stand-in. */
   private material(): void {
-    const tls = join(this.dir, "tls");
-    mkdirSync(tls, { recursive: true });
-    const names = [...PROVIDER_API_NAMES, NETCUP_API, "*.example.com", "*.example.net", "*.standby.example.net"];
-    writeFileSync(join(tls, "san.cnf"), `subjectAltName=${names.map((n) => `DNS:${n}`).join(",")}\n`);
-    const ossl = (...args: string[]) => must(["openssl", ...args]);
-    ossl(
-      "req",
-      "-x509",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-days",
-      "2",
-      "-subj",
-      "/CN=standort twin CA",
-      "-keyout",
-      join(tls, "ca.key"),
-      "-out",
-      join(tls, "ca.crt"),
-    );
-    ossl(
-      "req",
-      "-newkey",
-      "ec",
-      "-pkeyopt",
-      "ec_paramgen_curve:P-256",
-      "-nodes",
-      "-subj",
-      "/CN=standort twin",
-      "-keyout",
-      join(tls, "server.key"),
-      "-out",
-      join(tls, "server.csr"),
-    );
-    ossl(
-      "x509",
-      "-req",
-      "-in",
-      join(tls, "server.csr"),
-      "-CA",
-      join(tls, "ca.crt"),
-      "-CAkey",
-      join(tls, "ca.key"),
-      "-CAcreateserial",
-      "-days",
-      "2",
-      "-extfile",
-      join(tls, "san.cnf"),
-      "-out",
-      join(tls, "server.crt"),
-    );
+    this.tls = makeTls(join(this.dir, "tls"), [
+      ...PROVIDER_API_NAMES,
+      NETCUP_API,
+      "*.example.com",
+      "*.example.net",
+      "*.standby.example.net",
+    ]);
     const ssh = join(this.dir, "ssh");
     mkdirSync(ssh, { recursive: true });
     must(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(ssh, "host_ed25519"), "-C", "standort-twin"]);
@@ -277,7 +235,7 @@ export class SiteTwin {
     );
     // No DNS server in the twin: a lookup fails at once, as an unknown name does on a real host.
     writeFileSync(join(etc, "resolv.conf"), "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n");
-    cpSync(join(this.dir, "tls", "ca.crt"), join(etc, "ssl", "certs", "ca-certificates.crt"));
+    cpSync(this.tls!.ca, join(etc, "ssl", "certs", "ca-certificates.crt"));
     return etc;
   }
 
@@ -409,8 +367,7 @@ export class SiteTwin {
     }
     // Stand-ins outside: servers on the internet (what egress reaches), the partners' replication ports.
     const internet = this.machine("internet");
-    const cert = join(this.dir, "tls", "server.crt");
-    const key = join(this.dir, "tls", "server.key");
+    const { cert, key } = this.tls!;
     await startUnit(internet, this.standin("internet", { tcp: EGRESS.tcp, udp: EGRESS.udp, bind: w.internetClient }));
     for (const p of w.partners) {
       await startUnit(this.machine(`partner-${p.site}`), this.standin(`partner-${p.site}`, { tcp: [22, ...DATABASE_PORTS] }));
@@ -443,9 +400,7 @@ export class SiteTwin {
         host,
         ...(ports.tcp?.length ? ["--tcp", ports.tcp.join(",")] : []),
         ...(ports.udp?.length ? ["--udp", ports.udp.join(",")] : []),
-        ...(ports.tls?.length
-          ? ["--tls", ports.tls.join(","), "--cert", join(this.dir, "tls", "server.crt"), "--key", join(this.dir, "tls", "server.key")]
-          : []),
+        ...(ports.tls?.length ? ["--tls", ports.tls.join(","), "--cert", this.tls!.cert, "--key", this.tls!.key] : []),
         ...(ports.bind ? ["--bind", ports.bind] : []),
       ],
       readyLine: "ready",
@@ -643,6 +598,7 @@ export class SiteTwin {
       }
       const lines = [
         `router id ${peer.address};`,
+        "log stderr { info, remote, warning, error, auth, fatal, bug };",
         "protocol device { }",
         "# The provider installs what its customers announce.",
         "protocol kernel { ipv4 { import none; export all; }; }",
@@ -810,6 +766,7 @@ export class SiteTwin {
     if (this.file(name, "/etc/haproxy/haproxy.cfg") !== undefined) units.push(UNITS.haproxy());
     if (this.file(name, "/etc/bird/bird.conf") !== undefined) units.push(UNITS.bird());
     if (this.file(name, "/etc/keepalived/keepalived.conf") !== undefined) units.push(UNITS.keepalived());
+    rt.unitDefinitions = units;
     for (const unit of units) {
       const started = await startUnit(m, unit);
       rt.units.set(unit.name, started.process);
@@ -884,6 +841,13 @@ export class SiteTwin {
     rt.up = false;
     rt.machine.destroy();
     rt.units.clear();
+    // The kernel removes a deleted namespace's links in the background: take the far ends away now, so the
+    // host can be cabled again at once when it returns.
+    for (const p of rt.ports.values()) quietly(["ip", "-n", this.machine(p.machine).ns, "link", "del", p.port]);
+    if (rt.host.role === "firewall") {
+      const member = this.model.pairs.find((p) => p.role === "firewall")!.members.indexOf(name) + 1;
+      for (const p of this.world.partners) quietly(["ip", "-n", this.machine(`partner-${p.site}`).ns, "link", "del", `f${member}`]);
+    }
     this.log(`${name} down (${why})`);
     this.hcloudFabricRoutes();
     await sleep(0);
@@ -895,6 +859,31 @@ export class SiteTwin {
     if (rt.up) return;
     rt.machine = this.hostMachine(rt.host);
     await this.bootHost(name);
+  }
+
+  /** Kills one unit of a running host (its daemon dies; `systemctl is-active` then says inactive). */
+  async stopUnit(name: string, unit: string): Promise<void> {
+    const rt = this.hosts.get(name);
+    const process = rt?.units.get(unit);
+    if (!rt?.up || !process) throw new Error(`${name} runs no unit ${unit}`);
+    const exited = new Promise<void>((r) => process.once("exit", () => r()));
+    // The unit's pid and whatever it forked (HAProxy's worker, keepalived's VRRP child) die together.
+    await rt.machine.exec(["sh", "-c", `pkill -KILL -P ${process.pid}; kill -KILL ${process.pid}`]);
+    await Promise.race([exited, sleep(5_000)]);
+    rt.units.delete(unit);
+  }
+
+  /** Starts a unit of a running host again, as the init first started it. */
+  async startUnit(name: string, unit: string): Promise<void> {
+    const rt = this.hosts.get(name);
+    const definition = rt?.unitDefinitions?.find((u) => u.name === unit);
+    if (!rt?.up || !definition) throw new Error(`${name} has no unit ${unit}`);
+    rt.units.set(unit, (await startUnit(rt.machine, definition)).process);
+  }
+
+  /** The lines a host logged to syslog (the failover script's `logger` lines among them). */
+  syslog(name: string): string[] {
+    return this.hosts.get(name)?.machine.lines("syslog") ?? [];
   }
 
   /** True while the host runs. */

@@ -1,0 +1,145 @@
+/**
+ * The twin's customer load: N clients, each on its own keep-alive HTTPS
+ * connection (SNI = the service's name), each sending one request per period.
+ * A request that fails or takes longer than the timeout counts as failed, and
+ * its client reconnects, as a browser retries. Every request is recorded, so
+ * the failover scenario can count requests and failures per event and find
+ * the longest gap without a successful response.
+ *
+ * Why not Debian's h2load or wrk, which were run against the twin first
+ * (vienna, 800 connections, proxy crash): h2load never reconnects and does not
+ * count a request that hangs on a dead connection (the crash showed as 4,800
+ * requests instead of 16,000, "0 failed"); wrk reconnects in a tight loop
+ * (59,760 connect errors in one takeover) and reports totals only, not when
+ * requests failed, so no gap can be read from it.
+ *
+ *   node --import tsx scripts/twin/load.ts --target ADDRESS --port 443 --sni NAME --source ADDRESS
+ *     --clients 800 --period-ms 1000 --timeout-ms 2000 --duration-ms 30000 --out FILE
+ *
+ * Writes FILE as JSON lines `[startMs, endMs, ok]` (epoch milliseconds) when it ends;
+ * prints `ready` once every client has connected once (or tried to), and a summary line at the end.
+ */
+import { writeFileSync } from "node:fs";
+import { connect as tcpConnect } from "node:net";
+import { TLSSocket, connect as tlsConnect } from "node:tls";
+import { parseArgs } from "node:util";
+
+const { values } = parseArgs({
+  options: {
+    target: { type: "string" },
+    port: { type: "string", default: "443" },
+    sni: { type: "string" },
+    source: { type: "string" },
+    clients: { type: "string", default: "800" },
+    "period-ms": { type: "string", default: "1000" },
+    "timeout-ms": { type: "string", default: "2000" },
+    "duration-ms": { type: "string", default: "30000" },
+    out: { type: "string" },
+  },
+});
+const target = values.target!;
+const port = Number(values.port);
+const sni = values.sni!;
+const clients = Number(values.clients);
+const period = Number(values["period-ms"]);
+const timeout = Number(values["timeout-ms"]);
+const duration = Number(values["duration-ms"]);
+const records: Array<[number, number, 0 | 1]> = [];
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
+const request = `GET / HTTP/1.1\r\nHost: ${sni}\r\nUser-Agent: standort-twin-load\r\n\r\n`;
+
+/** One request on `socket`; resolves true when a whole 200 response arrived in time. */
+function exchange(socket: TLSSocket): Promise<boolean> {
+  return new Promise((resolve) => {
+    let buffer = "";
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      socket.off("data", onData);
+      socket.off("close", onClose);
+      resolve(ok);
+    };
+    const onData = (chunk: Buffer) => {
+      buffer += chunk.toString("latin1");
+      const head = buffer.indexOf("\r\n\r\n");
+      if (head < 0) return;
+      const length = Number(/content-length: *(\d+)/i.exec(buffer.slice(0, head))?.[1] ?? "0");
+      if (buffer.length - head - 4 >= length) finish(buffer.startsWith("HTTP/1.1 200"));
+    };
+    const onClose = () => finish(false);
+    const timer = setTimeout(() => finish(false), timeout);
+    socket.on("data", onData);
+    socket.once("close", onClose);
+    socket.write(request);
+  });
+}
+
+function open(): Promise<TLSSocket | undefined> {
+  return new Promise((resolve) => {
+    const raw = tcpConnect({ host: target, port, localAddress: values.source });
+    const socket = tlsConnect({ socket: raw, servername: sni, rejectUnauthorized: false });
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve(undefined);
+    }, timeout);
+    socket.once("secureConnect", () => {
+      clearTimeout(timer);
+      resolve(socket);
+    });
+    socket.on("error", () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(undefined);
+    });
+    raw.on("error", () => undefined);
+  });
+}
+
+async function client(index: number, started: () => void): Promise<void> {
+  // Spread the clients over one period, so they do not all ask at the same instant.
+  await sleep((index * period) / clients);
+  let socket: TLSSocket | undefined;
+  let first = true;
+  let next = Date.now();
+  while (Date.now() < until) {
+    await sleep(Math.min(next, until) - Date.now());
+    if (Date.now() >= until) break;
+    const begin = Date.now();
+    next = begin + period;
+    if (!socket || socket.destroyed) socket = await open();
+    if (first) {
+      first = false;
+      started();
+    }
+    const ok = socket ? await exchange(socket) : false;
+    records.push([begin, Date.now(), ok ? 1 : 0]);
+    if (!ok) {
+      socket?.destroy();
+      socket = undefined;
+    }
+  }
+  socket?.destroy();
+}
+
+/** When the clients stop: after the duration, or at once on SIGTERM (the scenario ends the load early). */
+let until = Date.now() + duration;
+process.once("SIGTERM", () => {
+  until = Date.now();
+});
+
+async function main(): Promise<void> {
+  let waiting = clients;
+  const all = Array.from({ length: clients }, (_v, i) =>
+    client(i, () => {
+      if (--waiting === 0) process.stdout.write("ready\n");
+    }),
+  );
+  await Promise.all(all);
+  writeFileSync(values.out!, records.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  const failed = records.filter((r) => r[2] === 0).length;
+  process.stdout.write(`done ${records.length} requests, ${failed} failed\n`);
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(String(error));
+  process.exit(1);
+});

@@ -1,0 +1,77 @@
+/**
+ * Scenario partition: each single link of each pair's active member is cut
+ * in turn (the heartbeat, each service segment, the uplink) while both
+ * members are alive: the link keeps its carrier, only frames stop, as when a
+ * switch port or a VLAN fails. Every address the pair serves is sampled on
+ * both members every 100 ms; per pair and link the scenario reports the most
+ * members that held one address at once and the longest time more than one
+ * did (a split brain), from the cut until the pair has settled after the heal.
+ */
+import type { PairedRole } from "../../lib/model/schema";
+import { HolderMonitor, pairAddresses } from "./holders";
+import { settle } from "./reachability";
+import type { SiteTwin } from "./site";
+
+export interface PartitionEntry {
+  readonly pair: string;
+  readonly member: string;
+  readonly link: string;
+  readonly maxHolders: number;
+  readonly windowMs: number;
+  /** Members the provider API powered off (fencing) during the cut. */
+  readonly fenced: ReadonlyArray<string>;
+}
+
+export interface PartitionOptions {
+  readonly pairs?: ReadonlyArray<PairedRole>;
+  /** How long each link stays cut (ms): longer than the failover script's grace, so fencing shows. */
+  readonly cutMs?: number;
+  readonly log?: (line: string) => void;
+}
+
+export async function partition(twin: SiteTwin, options: PartitionOptions = {}): Promise<PartitionEntry[]> {
+  const log = options.log ?? (() => undefined);
+  const cutMs = options.cutMs ?? 15_000;
+  const entries: PartitionEntry[] = [];
+  for (const role of options.pairs ?? ["firewall", "proxy", "storage"]) {
+    const pair = twin.model.pairs.find((p) => p.role === role);
+    if (!pair || pair.dissolved) continue;
+    // A pre-provisioned host's internal NIC is the trunk its VLAN links ride on: each VLAN is cut on its own.
+    // On Hetzner Cloud the private NIC is the one link into the network.
+    const trunk = twin.world.provider.kind === "lan" ? twin.world.hosts.find((h) => h.name === pair.active)!.internalNic : undefined;
+    const links = twin.links(pair.active).filter((l) => l !== trunk);
+    for (const link of links) {
+      const pending = await settle(twin);
+      if (pending.length > 0) log(`${pair.name}: not settled before cutting ${link}: ${pending.join("; ")}`);
+      const monitor = new HolderMonitor(twin, pair.members, pairAddresses(twin, pair));
+      const fencedBefore = twin.effects.filter((e) => e.effect === "poweroff").length;
+      const from = Date.now();
+      try {
+        twin.cut(pair.active, link, true);
+        await new Promise((r) => setTimeout(r, cutMs));
+        if (twin.isUp(pair.active)) twin.cut(pair.active, link, false);
+        for (const m of pair.members) if (!twin.isUp(m)) await twin.restore(m);
+        await monitor.waitFor(
+          Date.now(),
+          HolderMonitor.sole(
+            pair.active,
+            pair.vips.map((v) => v.address),
+          ),
+          30_000,
+        );
+      } finally {
+        await monitor.stop();
+      }
+      const fenced = twin.effects
+        .filter((e) => e.effect === "poweroff")
+        .slice(fencedBefore)
+        .map((e) => e.host!);
+      const figures = monitor.splitBrain(from, Date.now());
+      log(
+        `${pair.name}: ${link} of ${pair.active} cut: at most ${figures.maxHolders} holders, ${figures.windowMs} ms with more than one${fenced.length ? `; fenced ${fenced.join(", ")}` : ""}`,
+      );
+      entries.push({ pair: pair.name, member: pair.active, link, ...figures, fenced });
+    }
+  }
+  return entries;
+}

@@ -1,0 +1,64 @@
+// Frankfurt as a twin: the own /23 announced by BGP from both firewalls (the passive one prepends) to the
+// provider's two routers (BIRD, with the sessions' passwords from the rendered files). Reachability, and a
+// crash of the active firewall under load: the provider's route to the /23 must follow the passive firewall.
+import test, { after } from "node:test";
+import assert from "node:assert/strict";
+import { SiteTwin } from "../scripts/twin/site";
+import { reachability } from "../scripts/twin/reachability";
+import { failover } from "../scripts/twin/failover";
+import { assertNothingLeft, requireTwin } from "./helpers/twin";
+
+let twin: SiteTwin | undefined;
+after(() => twin?.destroy());
+
+test("frankfurt as a twin", { timeout: 300_000 }, async (t) => {
+  if (!requireTwin(t)) return;
+  twin = await SiteTwin.boot({ location: "frankfurt" });
+  const tw = twin;
+  const pub = tw.model.public;
+  if (pub.mode !== "own-prefix" || pub.routing.kind !== "bgp") throw new Error("frankfurt announces its own prefix by BGP");
+  const routing = pub.routing;
+  const fw = tw.model.pairs.find((p) => p.role === "firewall")!;
+  const uplink = (host: string) => tw.world.hosts.find((h) => h.name === host)!.uplink.address;
+
+  await t.test("reachability, with both BGP sessions of both routers established", async () => {
+    const r = await reachability(tw);
+    t.diagnostic(
+      `allowed ${r.allowed.passed}/${r.allowed.tried}, denied ${r.denied.blocked}/${r.denied.tried}, checks ${r.checks.passed}/${r.checks.tried}`,
+    );
+    assert.deepEqual(r.failures, []);
+    assert.equal(r.checks.tried, 3 + routing.peers.length, "a VRRP check per pair and a BGP check per peer");
+    assert.ok(r.allowed.tried >= 20 && r.denied.tried >= 20);
+    // Both firewalls announce; the provider prefers the active one (the passive prepends its AS).
+    const route = await tw.machine("provider").exec(["ip", "-4", "route", "show", pub.prefix]);
+    assert.match(route.stdout, new RegExp(`via ${uplink(fw.active).replace(/\./g, "\\.")} `));
+  });
+
+  await t.test(
+    "a crash of the active firewall: the passive one takes the gateways, and the provider's route to the /23 follows it",
+    async () => {
+      const [crash] = await failover(tw, { pairs: ["firewall"], events: ["crash"] });
+      t.diagnostic(JSON.stringify(crash));
+      assert.ok(crash.takeoverMs !== null && crash.takeoverMs < 15_000, `gateways after ${crash.takeoverMs} ms`);
+      assert.ok(crash.publicMs !== undefined && crash.publicMs !== null, "the route followed");
+      // A dead firewall sends no withdrawal: the provider's routers notice by the 9 s hold time (BIRD's log says
+      // "Hold timer expired"), counted from the last keepalive (every 3 s) the dead firewall sent.
+      assert.ok(crash.publicMs < 15_000, `route after ${crash.publicMs} ms`);
+      const session = fw.active.replace(/-/g, "_");
+      assert.ok(
+        tw
+          .machine("provider")
+          .lines("bird")
+          .some((l) => l.includes(`${session}: Error: Hold timer expired`)),
+        tw.machine("provider").tail("bird"),
+      );
+      assert.ok(crash.gapMs < crash.windowMs - 3_000, `served again: gap ${crash.gapMs} ms in ${crash.windowMs} ms`);
+    },
+  );
+
+  await t.test("teardown leaves no namespace, mount or process of the twin", () => {
+    const { prefix, dir } = tw;
+    tw.destroy();
+    assertNothingLeft(prefix, dir);
+  });
+});

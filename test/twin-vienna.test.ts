@@ -1,0 +1,99 @@
+// Vienna as a twin: every host booted from its rendered files in its own namespaces with the real daemons
+// (scripts/twin/site.ts), reachability probes derived from the zone policy, a crash of the active proxy under
+// the load of 800 customers, and the loss of the tracked service. Nothing touches the machine's interfaces.
+import test, { after } from "node:test";
+import assert from "node:assert/strict";
+import { SiteTwin } from "../scripts/twin/site";
+import { reachability, settle } from "../scripts/twin/reachability";
+import { failover } from "../scripts/twin/failover";
+import { HolderMonitor } from "../scripts/twin/holders";
+import { FENCE_GRACE_SECONDS } from "../lib/render/keepalived";
+import { assertNothingLeft, requireTwin } from "./helpers/twin";
+
+let twin: SiteTwin | undefined;
+after(() => twin?.destroy());
+
+test("vienna as a twin", { timeout: 300_000 }, async (t) => {
+  if (!requireTwin(t)) return;
+  twin = await SiteTwin.boot({ location: "vienna" });
+  const tw = twin;
+  const proxy = tw.model.pairs.find((p) => p.role === "proxy")!;
+
+  await t.test("reachability: every allowed probe passes and every denied probe is blocked", async () => {
+    const r = await reachability(tw);
+    t.diagnostic(
+      `allowed ${r.allowed.passed}/${r.allowed.tried}, denied ${r.denied.blocked}/${r.denied.tried} (${r.denied.controlled} with a proven path), checks ${r.checks.passed}/${r.checks.tried}`,
+    );
+    assert.deepEqual(r.failures, []);
+    assert.ok(r.allowed.tried >= 20 && r.denied.tried >= 20, `at least 20 of each (${r.allowed.tried}, ${r.denied.tried})`);
+    assert.equal(r.allowed.passed, r.allowed.tried);
+    assert.equal(r.denied.blocked, r.denied.tried);
+    assert.equal(r.checks.passed, r.checks.tried);
+  });
+
+  await t.test("the active proxy crashes under 800 clients: the other one takes the VIP and customers are served again", async () => {
+    const [crash] = await failover(tw, { pairs: ["proxy"], events: ["crash"], restore: false });
+    t.diagnostic(JSON.stringify(crash));
+    assert.equal(crash.member, proxy.active);
+    assert.ok(crash.takeoverMs !== null && crash.takeoverMs < 15_000, `takeover in ${crash.takeoverMs} ms`);
+    // Three missed adverts at one a second: no takeover before the master-down timer.
+    assert.ok(crash.takeoverMs >= 2_000, `a crash sends no farewell advert (${crash.takeoverMs} ms)`);
+    assert.ok(crash.requests >= 800 * 5, `${crash.requests} requests in the window`);
+    assert.ok(crash.failed > 0 && crash.failed < crash.requests, `${crash.failed} of ${crash.requests} failed`);
+    // The longest gap ends well before the window does: customers are served again after the takeover.
+    assert.ok(crash.gapMs < crash.windowMs - 3_000, `gap ${crash.gapMs} ms in a ${crash.windowMs} ms window`);
+    // The new master's failover script waited the grace period, then tried to fence its peer (the rendered ssh
+    // command, which cannot resolve the peer's name) and, finding it on neither address, took over.
+    const passive = proxy.passive;
+    const deadline = Date.now() + (FENCE_GRACE_SECONDS + 20) * 1000;
+    const took = () => tw.syslog(passive).some((l) => l.includes(`answers on neither address: treating it as down`));
+    while (!took() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+    const lines = tw.syslog(passive).filter((l) => l.includes("standort-failover"));
+    assert.ok(
+      lines.some((l) => l.includes(`became master; waiting ${FENCE_GRACE_SECONDS}s for ${proxy.active} before fencing it`)),
+      lines.join("\n"),
+    );
+    assert.ok(took(), lines.join("\n"));
+
+    // The active member boots again and takes the VIP back (preemption, as the renderer intends).
+    const vips = proxy.vips.map((v) => v.address);
+    const monitor = new HolderMonitor(tw, proxy.members, vips);
+    try {
+      const boot = Date.now();
+      await tw.restore(proxy.active);
+      const back = await monitor.waitFor(boot, HolderMonitor.sole(proxy.active, vips), 20_000);
+      assert.ok(back, `${proxy.active} took the VIP back after booting`);
+      t.diagnostic(`preemption: ${proxy.active} holds the VIP ${back.at - boot} ms after it booted`);
+    } finally {
+      await monitor.stop();
+    }
+  });
+
+  await t.test("losing haproxy makes the active proxy step down; it takes the VIP back when haproxy returns", async () => {
+    assert.deepEqual(await settle(tw), []);
+    const vips = proxy.vips.map((v) => v.address);
+    const monitor = new HolderMonitor(tw, proxy.members, vips);
+    try {
+      const lost = Date.now();
+      await tw.stopUnit(proxy.active, "haproxy");
+      const down = await monitor.waitFor(lost, HolderMonitor.sole(proxy.passive, vips), 20_000);
+      assert.ok(down, `${proxy.passive} took the VIP after haproxy died on ${proxy.active}`);
+      t.diagnostic(`tracked service lost: ${proxy.passive} holds the VIP after ${down.at - lost} ms (fall 2 x interval 2 s)`);
+      const back = Date.now();
+      await tw.startUnit(proxy.active, "haproxy");
+      const up = await monitor.waitFor(back, HolderMonitor.sole(proxy.active, vips), 20_000);
+      assert.ok(up, `${proxy.active} took the VIP back`);
+      t.diagnostic(`tracked service back: ${proxy.active} holds the VIP after ${up.at - back} ms`);
+      const split = monitor.splitBrain(lost, Date.now());
+      assert.ok(split.windowMs <= 200, `no two members held the VIP for more than one sample (${split.windowMs} ms)`);
+    } finally {
+      await monitor.stop();
+    }
+  });
+
+  await t.test("teardown leaves no namespace, mount or process of the twin", () => {
+    const { prefix, dir } = tw;
+    tw.destroy();
+    assertNothingLeft(prefix, dir);
+  });
+});
