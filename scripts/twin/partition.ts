@@ -49,7 +49,7 @@ export async function partition(twin: SiteTwin, options: PartitionOptions = {}):
       try {
         twin.cut(pair.active, link, true);
         await new Promise((r) => setTimeout(r, cutMs));
-        if (twin.isUp(pair.active)) twin.cut(pair.active, link, false);
+        twin.cut(pair.active, link, false);
         for (const m of pair.members) if (!twin.isUp(m)) await twin.restore(m);
         await monitor.waitFor(
           Date.now(),

@@ -843,7 +843,11 @@ export class SiteTwin {
     rt.units.clear();
     // The kernel removes a deleted namespace's links in the background: take the far ends away now, so the
     // host can be cabled again at once when it returns.
-    for (const p of rt.ports.values()) quietly(["ip", "-n", this.machine(p.machine).ns, "link", "del", p.port]);
+    for (const p of rt.ports.values()) {
+      quietly(["ip", "-n", this.machine(p.machine).ns, "link", "del", p.port]);
+      // A cut of a routed port lives at the far side: the new cable must not inherit it.
+      if (!p.bridge) quietly(["ip", "netns", "exec", this.machine(p.machine).ns, "nft", "delete", "table", "inet", `twin_cut_${p.port}`]);
+    }
     if (rt.host.role === "firewall") {
       const member = this.model.pairs.find((p) => p.role === "firewall")!.members.indexOf(name) + 1;
       for (const p of this.world.partners) quietly(["ip", "-n", this.machine(`partner-${p.site}`).ns, "link", "del", `f${member}`]);
@@ -907,6 +911,8 @@ export class SiteTwin {
     if (!p) throw new Error(`${name} has no link ${link} (links: ${[...rt.ports.keys()].join(", ")})`);
     const ns = this.machine(p.machine).ns;
     if (p.bridge) {
+      // A host that went down meanwhile took its port with it: it comes back cabled whole.
+      if (!rt.up) return;
       must(["ip", "-n", ns, "link", "set", p.port, ...(cut ? ["nomaster"] : ["master", p.bridge])]);
       return;
     }
