@@ -13,7 +13,7 @@
 import { z } from "zod";
 import { PAIRED_ROLES } from "../lib/model/schema";
 import { slug } from "../lib/model/schema";
-import { FailoverEntry, failover } from "./twin/failover";
+import { FailoverEntry, duration, failover } from "./twin/failover";
 import { SiteTwin } from "./twin/site";
 import { settle } from "./twin/reachability";
 import { parseFlags, reportInputError, runAsProcess } from "./lib/cli";
@@ -65,8 +65,8 @@ export async function main(argv: string[]): Promise<number> {
       crashes.push(crash);
       returns.push(back);
       console.error(
-        `run ${run}: takeover ${crash.takeoverMs ?? "never"} ms, ${crash.failed}/${crash.requests} failed, gap ${crash.gapMs} ms` +
-          `${crash.publicMs !== undefined ? `, public path ${crash.publicMs ?? "never"} ms` : ""}; return: VIPs back after ${back.takeoverMs ?? "never"} ms, ${back.failed} failed`,
+        `run ${run}: takeover ${duration(crash.takeoverMs)}, ${crash.failed}/${crash.requests} failed, gap ${crash.gapMs} ms` +
+          `${crash.publicMs !== undefined ? `, public path ${duration(crash.publicMs)}` : ""}; return: VIPs back after ${duration(back.takeoverMs)}, ${back.failed} failed`,
       );
     }
     const line = (what: string, entries: FailoverEntry[], pick: (e: FailoverEntry) => number | null | undefined) => {

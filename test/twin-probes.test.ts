@@ -9,6 +9,7 @@ import { partnerSites, zonePolicy } from "../lib/render/policy";
 import { Endpoint, allowingRule, deriveProbes, endpoints } from "../lib/twin/probes";
 import { TwinInputError, allowlistClient, twinWorld } from "../lib/twin/world";
 import { parseTwinFlags } from "../scripts/twin";
+import { LoadRecord, windowFigures } from "../scripts/twin/loads";
 import { InputError } from "../lib/model/validate";
 import { tempSites } from "./helpers/sites";
 
@@ -157,4 +158,18 @@ test("twin flags are validated like every input: unknown flags and scenarios are
   assert.equal(refused(["vienna", "karlsruhe"]), "twin: location: expected one location, got vienna karlsruhe");
   assert.match(refused(["Vienna!"]), /^twin: location: /);
   assert.match(refused([]), /^twin: location: is required/);
+});
+
+test("window figures: requests started in the window, those that failed, the longest gap between successes", () => {
+  // [start, end, ok]: successes end at 1000, 1500 and 4000; one request fails.
+  const records: LoadRecord[] = [
+    [900, 1000, 1],
+    [1400, 1500, 1],
+    [2000, 4000, 0],
+    [3900, 4000, 1],
+    [9000, 9100, 1],
+  ];
+  assert.deepEqual(windowFigures(records, 1000, 5000), { requests: 3, failed: 1, gapMs: 2500 });
+  // A window without any success is one gap from start to end.
+  assert.deepEqual(windowFigures(records, 5000, 8000), { requests: 0, failed: 0, gapMs: 3000 });
 });

@@ -34,7 +34,7 @@ function freePort(): Promise<number> {
 
 test("the provider API stand-in refuses what the real APIs refuse and announces each effect", { timeout: 60_000 }, async (t) => {
   if (!requireTool(t, "openssl")) return;
-  const tls = makeTls(dir, ["api.hetzner.cloud", "api.ionos.com"]);
+  const tls = makeTls(dir, ["api.hetzner.cloud", "api.ionos.com", "api.netcup.twin"]);
   const state: ProviderState = {
     token: TOKEN,
     hcloud: {
@@ -46,6 +46,7 @@ test("the provider API stand-in refuses what the real APIs refuse and announces 
       floatingIps: [{ id: 50, name: "helsinki-nat", ip: "198.19.91.11", server: 1 }],
     },
     ionos: { datacenter: "dc-1", lan: "2", nics: { "nic-a": "fkb-proxy-1", "nic-b": "fkb-proxy-2" } },
+    netcup: { hosts: ["vie-fw-1", "vie-fw-2"], ips: ["198.19.40.10"], minIntervalSeconds: 300, routes: { "198.19.40.10": "vie-fw-1" } },
   };
   writeFileSync(join(dir, "state.json"), JSON.stringify(state));
   const port = await freePort();
@@ -154,6 +155,14 @@ test("the provider API stand-in refuses what the real APIs refuse and announces 
     ).status,
     202,
   );
+  // Netcup (through the operator's command): where it goes already costs nothing; a move, then none for 5 minutes.
+  const netcup = (host: string) => call("api.netcup.twin", "POST", "/twin/netcup/route", { ip: "198.19.40.10", host }, null);
+  assert.equal((await netcup("vie-fw-1")).json.unchanged, true);
+  assert.equal((await netcup("vie-fw-2")).status, 200);
+  const refused = await netcup("vie-fw-1");
+  assert.equal(refused.status, 429);
+  assert.match(refused.json.error, /re-routed less than 300 s ago/);
+  assert.equal((await call("api.netcup.twin", "POST", "/twin/netcup/route", { ip: "198.19.40.99", host: "vie-fw-1" }, null)).status, 422);
   await new Promise((r) => setTimeout(r, 200));
   assert.deepEqual(effects(), [
     { effect: "aliases", host: "hel-fw-1", ips: [] },
@@ -161,11 +170,12 @@ test("the provider API stand-in refuses what the real APIs refuse and announces 
     { effect: "route", ip: "198.19.91.11", host: "hel-fw-2" },
     { effect: "poweroff", host: "hel-fw-1" },
     { effect: "route", ip: "198.19.20.100", host: "fkb-proxy-2" },
+    { effect: "route", ip: "198.19.40.10", host: "vie-fw-2" },
   ]);
 
   // Every call is recorded, the token never.
   const recorded = readFileSync(record, "utf8").trim().split("\n");
-  assert.equal(recorded.length, 12);
+  assert.equal(recorded.length, 16);
   assert.ok(!readFileSync(record, "utf8").includes(TOKEN));
   assert.deepEqual(JSON.parse(recorded[3]).status, 409);
 });

@@ -9,7 +9,7 @@
  * - `.netdev`: `[NetDev] Name, Kind (vlan | ipvlan), Description, MTUBytes`; `[VLAN] Id`; `[IPVLAN] Mode (L2)`.
  * - `.network`: `[Match] Name` (exact names, space-separated); `[Link] MTUBytes`;
  *   `[Network] Address, DHCP (ipv4 | no), VLAN, IPVLAN, LinkLocalAddressing (no), IPv6AcceptRA (no),
- *   ConfigureWithoutCarrier (yes | no)`;
+ *   ConfigureWithoutCarrier (yes)`;
  *   `[Route] Destination, Gateway, GatewayOnLink, Table, Metric`;
  *   `[RoutingPolicyRule] From, To, Table, Priority, SuppressPrefixLength`.
  *

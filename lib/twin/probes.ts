@@ -51,6 +51,8 @@ export interface Endpoint {
   readonly role?: Role;
   /** The segment the address lies in (site addresses and VIPs). */
   readonly segment?: string;
+  /** Every segment the host of a site address joins (it sends to them directly, not through the firewall). */
+  readonly joins?: ReadonlyArray<string>;
   /** Pair members that may hold a VIP. */
   readonly holders?: ReadonlyArray<string>;
   readonly partner?: string;
@@ -85,6 +87,11 @@ export interface Probe {
   readonly mode?: string;
   /** For blocked probes: an allowed probe shares its source and destination, so the path itself works. */
   readonly controlled?: boolean;
+  /**
+   * For blocked probes that pass the edge firewall: the hosts the packet must never reach (the destination,
+   * or the members that may hold its VIP). Seen there, the edge let through what the policy denies.
+   */
+  readonly stoppedBefore?: ReadonlyArray<string>;
 }
 
 /** A check that is not a packet: a pair's VRRP election, a BGP session. */
@@ -120,6 +127,7 @@ export function endpoints(model: SiteModel, world: TwinWorld, sites: ReadonlyArr
         host: h.name,
         role: h.role,
         segment: i.segment,
+        joins: h.interfaces.map((x) => x.segment),
       });
     }
   }
@@ -141,7 +149,8 @@ export function endpoints(model: SiteModel, world: TwinWorld, sites: ReadonlyArr
   }
   const dnat = publicWebDnat(model);
   if (dnat) out.push({ machine: "provider", address: dnat.address, kind: "dnat", label: "public proxy address" });
-  for (const [purpose, address] of Object.entries(world.failoverIps ?? {})) {
+  const failoverIps = model.public.mode === "provider-failover-ips" ? (model.public.declared ?? world.failoverIps) : undefined;
+  for (const [purpose, address] of Object.entries(failoverIps ?? {})) {
     const role: Role = purpose === "proxy" ? "proxy" : "firewall";
     const pair = model.pairs.find((p) => p.role === role)!;
     out.push({ machine: pair.active, address, kind: "vip", label: `${purpose} failover IP`, role, holders: pair.members });
@@ -176,6 +185,9 @@ export function crossesEdge(model: SiteModel, flow: Flow): boolean {
   if (HELD.has(to.kind) && to.role === "firewall") return false;
   if (OUTSIDE.has(from.kind)) return to.kind !== "public" && !(to.kind === "vip" && to.segment === undefined);
   if (to.kind === "internet" || to.kind === "allowlist" || to.kind === "partner" || to.kind === "public" || to.kind === "dnat") return true;
+  // A host reaches a segment it joins over its own link; on Hetzner Cloud the network's router joins them all.
+  if (to.segment && from.joins?.includes(to.segment)) return false;
+  if (model.provider.kind === "hcloud" && inPrefix(to.address, model.supernet)) return false;
   const segment = model.segments.find((s) => s.name === from.segment);
   return !segment || !inPrefix(to.address, segment.cidr);
 }
@@ -257,7 +269,7 @@ export function ruleAllows(model: SiteModel, rule: ZoneRule, flow: Flow): boolea
   if (!protocolMatches(rule, flow) || !fromMatches(model, rule, flow.from) || !toMatches(model, rule, flow.to)) return false;
   if (crossesEdge(model, flow)) return rule.forwarded;
   // A rule from a segment that is not forwarded is bound to that segment's link: it reaches addresses in it.
-  if (rule.from.kind === "segment") {
+  if (rule.from.kind === "segment" && !rule.forwarded) {
     const s = model.segments.find((x) => x.name === (rule.from as { segment: string }).segment);
     return s !== undefined && inPrefix(flow.to.address, s.cidr);
   }
@@ -336,13 +348,6 @@ function destinations(all: ReadonlyArray<Endpoint>): Endpoint[] {
     .map((e, i) => ({ e, i }))
     .sort((a, b) => order(a.e) - order(b.e) || a.i - b.i)
     .map(({ e }) => e);
-}
-
-/** Destinations of blocked probes: the first host of each role (every address), every VIP, and everything outside. */
-function blockedDestinations(all: ReadonlyArray<Endpoint>): Endpoint[] {
-  const firstOfRole = new Map<string, string>();
-  for (const e of all) if (e.host && e.role && !firstOfRole.has(e.role)) firstOfRole.set(e.role, e.host);
-  return destinations(all).filter((e) => !e.host || firstOfRole.get(e.role!) === e.host);
 }
 
 function portsOf(rule: ZoneRule): Array<{ protocol: Protocol; port?: number }> {
@@ -480,28 +485,36 @@ export function deriveProbes(input: ProbeInput): { probes: Probe[]; checks: Stat
     }
   }
 
-  // Blocked: for every source and destination, the first catalogue port (and ICMP, UDP) no rule allows.
+  // Blocked: for every source and every destination, each catalogue port (TCP, UDP, ICMP) no rule allows.
   const passed = new Set(probes.map((p) => `${p.action.source}>${p.action.target}`));
+  // Every port some rule opens somewhere (near misses tell most), a few it opens nowhere, ICMP.
+  const opened = (protocol: "tcp" | "udp", extra: ReadonlyArray<number>) =>
+    [...new Set([...extra, ...policy.filter((r) => r.protocol === protocol).flatMap((r) => r.ports)])].sort((a, b) => a - b);
+  const tries: Array<{ protocol: Protocol; port?: number }> = [
+    ...opened("tcp", [...DENIED_TCP_CATALOGUE, ANY_PROTOCOL_PROBE_PORT]).map((port) => ({ protocol: "tcp" as const, port })),
+    ...opened("udp", EGRESS.udp).map((port) => ({ protocol: "udp" as const, port })),
+    { protocol: "icmp" as const },
+  ];
   for (const s of from.filter((e) => !model.segments.some((x) => x.kind === "heartbeat" && x.name === e.segment))) {
-    for (const d of blockedDestinations(all)) {
+    for (const d of to) {
       if (!sendable(all, s, d, "blocked")) continue;
-      const tries: Array<{ protocol: Protocol; port?: number }> = [
-        ...DENIED_TCP_CATALOGUE.map((port) => ({ protocol: "tcp" as const, port })),
-        ...EGRESS.udp.map((port) => ({ protocol: "udp" as const, port })),
-        { protocol: "icmp" as const },
-      ];
-      const denied = tries.find((t) => allowingRule(model, policy, all, { from: s, to: d, ...t }) === undefined);
-      if (!denied) continue;
-      const flow: Flow = { from: s, to: d, ...denied };
-      const id = `block:${flowId(flow)}`;
-      add({
-        id,
-        expect: "blocked",
-        reason: `no rule allows ${flow.protocol}${flow.port ? ` ${flow.port}` : ""} from ${s.label} to ${d.label}`,
-        machine: s.machine,
-        action: action(id, flow, BLOCKED_TIMEOUT_MS),
-        controlled: passed.has(`${s.address}>${d.address}`),
-      });
+      for (const t of tries) {
+        const flow: Flow = { from: s, to: d, ...t };
+        if (allowingRule(model, policy, all, flow) !== undefined) continue;
+        const id = `block:${flowId(flow)}`;
+        // Where the flow passes the edge firewall, the edge must stop it: the destination's own filter is the second wall.
+        const edge =
+          crossesEdge(model, translate(model, all, flow)) && (d.kind === "site" || (d.kind === "vip" && d.segment !== undefined));
+        add({
+          id,
+          expect: "blocked",
+          reason: `no rule allows ${flow.protocol}${flow.port ? ` ${flow.port}` : ""} from ${s.label} to ${d.label}`,
+          machine: s.machine,
+          action: action(id, flow, BLOCKED_TIMEOUT_MS),
+          controlled: passed.has(`${s.address}>${d.address}`),
+          ...(edge ? { stoppedBefore: d.host ? [d.host] : [...(d.holders ?? [])] } : {}),
+        });
+      }
     }
   }
   return { probes, checks };

@@ -27,6 +27,11 @@ export const HCLOUD_PUBLIC_GATEWAY = "172.31.1.1";
 /** Public addresses the Hetzner Cloud stand-in assigns: servers, then floating IPs (benchmarking range, RFC 2544). */
 export const HCLOUD_SERVER_POOL = "198.19.90.0/24";
 export const HCLOUD_FLOATING_POOL = "198.19.91.0/24";
+/**
+ * Netcup re-routes a failover IP at most once every 5 minutes (SCP changeIPRouting). Reported, not confirmed
+ * by a Netcup page (see PROVIDERS.md): the twin's stand-in refuses a second move of the same address sooner.
+ */
+export const NETCUP_REROUTE_MIN_INTERVAL_S = 300;
 /** Host number of the provider-LAN neighbour: another customer's server next to the site's uplinks. */
 export const NEIGHBOUR_HOST = 250;
 

@@ -34,7 +34,7 @@ export function parseFlags<S extends z.ZodType>(
   const values = Object.fromEntries(
     Object.entries(parsed.values).map(([k, v]) => [k.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase()), v]),
   );
-  const result = schema.safeParse({ location: parsed.positionals[0], ...values });
+  const result = schema.safeParse({ location: parsed.positionals[0], ...values }, { reportInput: true });
   if (!result.success) throw new InputError(formatIssues(command, result.error.issues));
   return result.data;
 }

@@ -1,6 +1,7 @@
 /**
- * Scenario failover: customers' load (800 clients, one request a second
- * each, through the site's public address) while the active member of each
+ * Scenario failover: customers' load (`loads.ts`: 800 clients on the web
+ * through the site's public address, 200 on the storage address; one request
+ * a second each) while the active member of each
  * pair crashes (every process killed with SIGKILL, its links gone) and later
  * returns (boots again from its files). Per pair and event it reports the
  * requests sent in the event's window, those that failed, the longest gap
@@ -9,13 +10,10 @@
  * path (the own prefix's next hop or BGP route, a failover IP), the time
  * until the provider delivers it to the new holder.
  */
-import { readFileSync, rmSync } from "node:fs";
-import { join } from "node:path";
 import type { PairModel } from "../../lib/model/model";
 import type { PairedRole } from "../../lib/model/schema";
-import { publicWebDnat } from "../../lib/render/policy";
 import { HolderMonitor, SAMPLE_MS, pairAddresses } from "./holders";
-import { startUnit } from "./init";
+import { LoadRecord, loadTarget, startLoad, windowFigures } from "./loads";
 import { settle } from "./reachability";
 import type { SiteTwin } from "./site";
 
@@ -24,6 +22,8 @@ export interface FailoverEntry {
   readonly event: "crash" | "return";
   /** The member that crashed or returned. */
   readonly member: string;
+  /** The customers' load that ran (web for the firewall and proxy pairs, the storage address for the storage pair). */
+  readonly load: string;
   readonly requests: number;
   readonly failed: number;
   /** Longest time in the event's window without a successful response (ms). */
@@ -39,6 +39,7 @@ export interface FailoverEntry {
 export interface FailoverOptions {
   readonly pairs?: ReadonlyArray<PairedRole>;
   readonly events?: ReadonlyArray<"crash" | "return">;
+  /** Clients of the load. @default 800 on the web, 200 on the storage address */
   readonly clients?: number;
   /** Boot a member that is still down when the pair's events are over. @default true */
   readonly restore?: boolean;
@@ -47,6 +48,11 @@ export interface FailoverOptions {
 
 /** How long a takeover may take before the scenario reports it as not happening. */
 export const TAKEOVER_BOUND_MS = 60_000;
+
+/** A measured duration for people: `3485 ms`, or `not within 60 s` where it never happened. */
+export function duration(ms: number | null): string {
+  return ms === null ? `not within ${TAKEOVER_BOUND_MS / 1000} s` : `${ms} ms`;
+}
 /** Load kept after each takeover, so failures after it show. */
 const AFTER_MS = 5_000;
 
@@ -78,41 +84,13 @@ async function timeUntil(check: () => Promise<boolean | undefined>, from: number
   }
 }
 
-/** The public address and name the load goes to: the first service the site answers read-write, else any. */
-function loadTarget(twin: SiteTwin): { address: string; sni: string } {
-  const pub = twin.model.public;
-  const address =
-    publicWebDnat(twin.model)?.address ??
-    (pub.mode === "provider-failover-ips" ? (pub.declared?.proxy ?? twin.world.failoverIps?.proxy) : undefined);
-  const service = [...twin.services].sort((a, b) => a.port - b.port).find((s) => s.hostnames.some((h) => !h.startsWith("*.")));
-  if (!address || !service) throw new Error(`${twin.model.name}: no public address or service to send load to`);
-  return { address, sni: service.hostnames.find((h) => !h.startsWith("*."))! };
-}
-
-/** Requests, failures and the longest gap between successful responses in [from, to). */
-export function windowFigures(
-  records: ReadonlyArray<[number, number, number]>,
-  from: number,
-  to: number,
-): { requests: number; failed: number; gapMs: number } {
-  const inWindow = records.filter((r) => r[0] >= from && r[0] < to);
-  const ends = records
-    .filter((r) => r[2] === 1 && r[1] >= from && r[1] < to)
-    .map((r) => r[1])
-    .sort((a, b) => a - b);
-  const points = [from, ...ends, to];
-  let gap = 0;
-  for (let i = 1; i < points.length; i++) gap = Math.max(gap, points[i] - points[i - 1]);
-  return { requests: inWindow.length, failed: inWindow.filter((r) => r[2] === 0).length, gapMs: gap };
-}
-
 /** Runs the scenario; the twin must be booted and settled. */
 export async function failover(twin: SiteTwin, options: FailoverOptions = {}): Promise<FailoverEntry[]> {
   const log = options.log ?? (() => undefined);
-  const roles = options.pairs ?? ["firewall", "proxy", "storage"];
+  // The firewall pair last: where the provider limits how often an address moves (Netcup), its moves would
+  // otherwise still be held against the other pairs' runs.
+  const roles = options.pairs ?? ["proxy", "storage", "firewall"];
   const events = options.events ?? ["crash", "return"];
-  const clients = options.clients ?? 800;
-  const target = loadTarget(twin);
   const entries: FailoverEntry[] = [];
   for (const role of roles) {
     const pair = twin.model.pairs.find((p) => p.role === role);
@@ -121,36 +99,8 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
     if (pending.length > 0) log(`${pair.name}: the site did not settle before the crash: ${pending.join("; ")}`);
     const addresses = pairAddresses(twin, pair);
     const monitor = new HolderMonitor(twin, pair.members, addresses);
-    const out = join(twin.dir, `load-${pair.name}.jsonl`);
-    const load = await startUnit(
-      twin.machine("internet"),
-      {
-        name: `load-${pair.name}`,
-        // 800 connections need more descriptors than the usual soft limit of 1024: raise it to the hard limit.
-        prepare: ['ulimit -n "$(ulimit -Hn)"'],
-        argv: [
-          "node",
-          "--import",
-          "tsx",
-          join(__dirname, "load.ts"),
-          "--target",
-          target.address,
-          "--sni",
-          target.sni,
-          "--source",
-          twin.world.internetClient,
-          "--clients",
-          String(clients),
-          "--duration-ms",
-          String(10 * TAKEOVER_BOUND_MS),
-          "--out",
-          out,
-        ],
-        readyLine: "ready",
-      },
-      60_000,
-    );
-    const done = new Promise<void>((resolve) => load.process.once("exit", () => resolve()));
+    const load = await startLoad(twin, loadTarget(twin, pair, options.clients), `load-${pair.name}`);
+    let records: LoadRecord[] = [];
     const windows: Array<{
       event: "crash" | "return";
       member: string;
@@ -178,27 +128,22 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
         const takeoverMs = took ? took.at - from : null;
         const publicMs = await timeUntil(() => publicFollows(twin, pair, newHolder), from, TAKEOVER_BOUND_MS);
         log(
-          `${pair.name} ${event} of ${member}: VIPs with ${newHolder} after ${takeoverMs ?? "never"} ms${publicMs !== undefined ? `, public path after ${publicMs ?? "never"} ms` : ""}`,
+          `${pair.name} ${event} of ${member}: VIPs with ${newHolder} after ${duration(takeoverMs)}${publicMs !== undefined ? `, public path after ${duration(publicMs)}` : ""}`,
         );
         await new Promise((r) => setTimeout(r, AFTER_MS));
         windows.push({ event, member, from, to: Date.now(), takeoverMs, ...(publicMs !== undefined ? { publicMs } : {}) });
       }
     } finally {
-      load.process.kill("SIGTERM");
-      await Promise.race([done, new Promise((r) => setTimeout(r, 15_000))]);
+      records = await load.stop();
       await monitor.stop();
       if (options.restore !== false && !twin.isUp(pair.active)) await twin.restore(pair.active);
     }
-    const records = readFileSync(out, "utf8")
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as [number, number, number]);
-    rmSync(out, { force: true });
     for (const w of windows) {
       entries.push({
         pair: pair.name,
         event: w.event,
         member: w.member,
+        load: load.what,
         ...windowFigures(records, w.from, w.to),
         windowMs: w.to - w.from,
         takeoverMs: w.takeoverMs,

@@ -14,7 +14,11 @@
  * requests failed, so no gap can be read from it.
  *
  *   node --import tsx scripts/twin/load.ts --target ADDRESS --port 443 --sni NAME --source ADDRESS
- *     --clients 800 --period-ms 1000 --timeout-ms 2000 --duration-ms 30000 --out FILE
+ *     --clients 800 --period-ms 1000 --timeout-ms 2000 --duration-ms 30000 --out FILE [--mode https|banner]
+ *
+ * `banner` (the storage path, where no HTTPS runs): each request is a new TCP
+ * connection that must bring a line within the timeout, as a client mounting
+ * the storage address sees it answer.
  *
  * Writes FILE as JSON lines `[startMs, endMs, ok]` (epoch milliseconds) when it ends;
  * prints `ready` once every client has connected once (or tried to), and a summary line at the end.
@@ -35,11 +39,14 @@ const { values } = parseArgs({
     "timeout-ms": { type: "string", default: "2000" },
     "duration-ms": { type: "string", default: "30000" },
     out: { type: "string" },
+    mode: { type: "string", default: "https" },
   },
 });
+const mode = values.mode;
+if (mode !== "https" && mode !== "banner") throw new Error(`--mode ${mode}: https or banner`);
 const target = values.target!;
 const port = Number(values.port);
-const sni = values.sni!;
+const sni = values.sni ?? "";
 const clients = Number(values.clients);
 const period = Number(values["period-ms"]);
 const timeout = Number(values["timeout-ms"]);
@@ -94,6 +101,26 @@ function open(): Promise<TLSSocket | undefined> {
   });
 }
 
+/** One banner request: a new connection that must bring a line within the timeout. */
+function banner(): Promise<boolean> {
+  return new Promise((resolve) => {
+    let data = "";
+    const socket = tcpConnect({ host: target, port, localAddress: values.source });
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => finish(false), timeout);
+    socket.on("data", (chunk: Buffer) => {
+      data += chunk.toString("utf8");
+      if (data.includes("\n")) finish(true);
+    });
+    socket.on("error", () => finish(false));
+    socket.on("close", () => finish(data.includes("\n")));
+  });
+}
+
 async function client(index: number, started: () => void): Promise<void> {
   // Spread the clients over one period, so they do not all ask at the same instant.
   await sleep((index * period) / clients);
@@ -105,6 +132,15 @@ async function client(index: number, started: () => void): Promise<void> {
     if (Date.now() >= until) break;
     const begin = Date.now();
     next = begin + period;
+    if (mode === "banner") {
+      if (first) {
+        first = false;
+        started();
+      }
+      const ok = await banner();
+      records.push([begin, Date.now(), ok ? 1 : 0]);
+      continue;
+    }
     if (!socket || socket.destroyed) socket = await open();
     if (first) {
       first = false;

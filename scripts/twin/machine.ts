@@ -267,55 +267,6 @@ export class Machine {
 }
 
 /**
- * Removes what twins of processes that no longer run left behind (a twin
- * killed with SIGKILL cannot clean up): namespaces named `tw<pid base 36>-…`
- * and the mount namespace files under `<tmp>/standort-twin-*`. Returns the
- * namespaces it removed.
- */
-export function reapStaleTwins(tmp: string): string[] {
-  let listed = "";
-  try {
-    listed = execFileSync("ip", ["netns", "list"], { encoding: "utf8" });
-  } catch {
-    return [];
-  }
-  const stale = listed
-    .split("\n")
-    .map((l) => l.split(" ")[0])
-    .filter((ns) => {
-      const m = /^tw([0-9a-z]+)-/.exec(ns);
-      if (!m) return false;
-      const pid = parseInt(m[1], 36);
-      return pid !== process.pid && !existsSync(`/proc/${pid}`);
-    });
-  for (const ns of stale) {
-    for (const pid of (() => {
-      try {
-        return execFileSync("ip", ["netns", "pids", ns], { encoding: "utf8" }).split(/\s+/).filter(Boolean).map(Number);
-      } catch {
-        return [];
-      }
-    })())
-      signal(pid, "SIGKILL");
-    quietly(["ip", "netns", "del", ns]);
-  }
-  try {
-    const mounts = readFileSync("/proc/self/mounts", "utf8")
-      .split("\n")
-      .map((l) => l.split(" ")[1])
-      .filter((m) => m?.startsWith(join(tmp, "standort-twin-")));
-    for (const m of mounts.sort((a, b) => b.length - a.length)) {
-      const owner = /\/mnt\/tw([0-9a-z]+)-/.exec(m)?.[1];
-      if (owner && existsSync(`/proc/${parseInt(owner, 36)}`)) continue;
-      quietly(["umount", "-l", m]);
-    }
-  } catch {
-    // nothing to unmount
-  }
-  return stale;
-}
-
-/**
  * A folder whose mounts are private, to hold mount namespace files
  * (`unshare --mount=FILE` refuses a file on a shared mount). Returns a
  * function that releases it.

@@ -3,12 +3,15 @@
  * in turn (the heartbeat, each service segment, the uplink) while both
  * members are alive: the link keeps its carrier, only frames stop, as when a
  * switch port or a VLAN fails. Every address the pair serves is sampled on
- * both members every 100 ms; per pair and link the scenario reports the most
- * members that held one address at once and the longest time more than one
- * did (a split brain), from the cut until the pair has settled after the heal.
+ * both members every 100 ms, while customers' load runs through the pair
+ * (`loads.ts`); per pair and link the scenario reports the most members that
+ * held one address at once, the longest time more than one did (a split
+ * brain), and the requests that failed, from the cut until the pair has
+ * settled after the heal: a cut that splits nothing can still stop service.
  */
 import type { PairedRole } from "../../lib/model/schema";
 import { HolderMonitor, pairAddresses } from "./holders";
+import { LoadRecord, loadTarget, startLoad, windowFigures } from "./loads";
 import { settle } from "./reachability";
 import type { SiteTwin } from "./site";
 
@@ -18,6 +21,12 @@ export interface PartitionEntry {
   readonly link: string;
   readonly maxHolders: number;
   readonly windowMs: number;
+  /** The customers' load that ran during the cut (web for the firewall and proxy pairs, the storage address for storage). */
+  readonly load: string;
+  /** Requests from the cut until the pair settled again, those that failed, and the longest gap (ms). */
+  readonly requests: number;
+  readonly failed: number;
+  readonly gapMs: number;
   /** Members the provider API powered off (fencing) during the cut. */
   readonly fenced: ReadonlyArray<string>;
 }
@@ -26,6 +35,8 @@ export interface PartitionOptions {
   readonly pairs?: ReadonlyArray<PairedRole>;
   /** How long each link stays cut (ms): longer than the failover script's grace, so fencing shows. */
   readonly cutMs?: number;
+  /** Clients of the load during each cut. @default 800 on the web, 200 on the storage address */
+  readonly clients?: number;
   readonly log?: (line: string) => void;
 }
 
@@ -43,34 +54,35 @@ export async function partition(twin: SiteTwin, options: PartitionOptions = {}):
     for (const link of links) {
       const pending = await settle(twin);
       if (pending.length > 0) log(`${pair.name}: not settled before cutting ${link}: ${pending.join("; ")}`);
+      const vips = pair.vips.map((v) => v.address);
       const monitor = new HolderMonitor(twin, pair.members, pairAddresses(twin, pair));
       const fencedBefore = twin.effects.filter((e) => e.effect === "poweroff").length;
+      const load = await startLoad(twin, loadTarget(twin, pair, options.clients), `load-${pair.name}-${link}`);
+      let records: LoadRecord[] = [];
+      await new Promise((r) => setTimeout(r, 2_000));
       const from = Date.now();
+      let to = from;
       try {
         twin.cut(pair.active, link, true);
         await new Promise((r) => setTimeout(r, cutMs));
         twin.cut(pair.active, link, false);
         for (const m of pair.members) if (!twin.isUp(m)) await twin.restore(m);
-        await monitor.waitFor(
-          Date.now(),
-          HolderMonitor.sole(
-            pair.active,
-            pair.vips.map((v) => v.address),
-          ),
-          30_000,
-        );
+        await monitor.waitFor(Date.now(), HolderMonitor.sole(pair.active, vips), 30_000);
+        to = Date.now();
       } finally {
+        records = await load.stop();
         await monitor.stop();
       }
       const fenced = twin.effects
         .filter((e) => e.effect === "poweroff")
         .slice(fencedBefore)
         .map((e) => e.host!);
-      const figures = monitor.splitBrain(from, Date.now());
+      const figures = monitor.splitBrain(from, to);
+      const served = windowFigures(records, from, to);
       log(
-        `${pair.name}: ${link} of ${pair.active} cut: at most ${figures.maxHolders} holders, ${figures.windowMs} ms with more than one${fenced.length ? `; fenced ${fenced.join(", ")}` : ""}`,
+        `${pair.name}: ${link} of ${pair.active} cut: at most ${figures.maxHolders} holders, ${figures.windowMs} ms with more than one; ${served.failed}/${served.requests} requests failed${fenced.length ? `; fenced ${fenced.join(", ")}` : ""}`,
       );
-      entries.push({ pair: pair.name, member: pair.active, link, ...figures, fenced });
+      entries.push({ pair: pair.name, member: pair.active, link, ...figures, load: load.what, ...served, fenced });
     }
   }
   return entries;

@@ -18,7 +18,8 @@
  * address another server holds as alias or IP is refused).
  * IONOS Cloud API v6: PATCH /cloudapi/v6/datacenters/{dc}/lans/{lan} {ipFailover:[{ip, nicUuid}]}.
  * Netcup has no API the library drives: the operator's FAILOVER_MOVE_COMMAND stand-in posts
- * POST /twin/netcup/route {ip, host}, as Netcup's SCP changeIPRouting would route a failover IP.
+ * POST /twin/netcup/route {ip, host}, as Netcup's SCP changeIPRouting would route a failover IP, and is
+ * refused (429) when the same address moved less than `minIntervalSeconds` ago (reported: 5 minutes).
  *
  *   node --import tsx scripts/twin/provider-api.ts --state FILE --cert FILE --key FILE --listen ADDRESS [--port 443] --record FILE
  */
@@ -46,8 +47,14 @@ export interface ProviderState {
     /** NIC uuid → host name. */
     readonly nics: Readonly<Record<string, string>>;
   };
-  /** Addresses whose routing the operator's command moves (Netcup). */
-  readonly netcup?: { readonly hosts: ReadonlyArray<string>; readonly ips: ReadonlyArray<string> };
+  /** Addresses whose routing the operator's command moves (Netcup), and how often one may move (seconds). */
+  readonly netcup?: {
+    readonly hosts: ReadonlyArray<string>;
+    readonly ips: ReadonlyArray<string>;
+    readonly minIntervalSeconds: number;
+    /** Where each address is routed at the start (the operator's order). */
+    readonly routes: Readonly<Record<string, string>>;
+  };
 }
 
 const { values } = parseArgs({
@@ -63,6 +70,9 @@ const { values } = parseArgs({
 const state = JSON.parse(readFileSync(values.state!, "utf8")) as ProviderState;
 const servers = state.hcloud?.servers.map((s) => ({ ...s, aliasIps: [...s.aliasIps] })) ?? [];
 const floating = state.hcloud?.floatingIps.map((f) => ({ ...f })) ?? [];
+/** When each Netcup failover IP last moved (epoch ms). */
+const netcupMoved = new Map<string, number>();
+const netcupRoutes = new Map<string, string>(Object.entries(state.netcup?.routes ?? {}));
 
 function effect(e: Record<string, unknown>): void {
   process.stdout.write(`${JSON.stringify(e)}\n`);
@@ -193,6 +203,17 @@ function handleNetcup(req: IncomingMessage, res: ServerResponse, body: string): 
     return send(res, 422, { error: `${String(parsed.ip)} is not a failover IP of this customer` });
   if (!parsed.host || !state.netcup.hosts.includes(parsed.host))
     return send(res, 422, { error: `${String(parsed.host)} is not a server of this customer` });
+  // Routing an address where it already goes changes nothing, and costs nothing.
+  if (netcupRoutes.get(parsed.ip) === parsed.host) return send(res, 200, { ok: true, unchanged: true });
+  const last = netcupMoved.get(parsed.ip);
+  const wait = last === undefined ? 0 : last + state.netcup.minIntervalSeconds * 1000 - Date.now();
+  if (wait > 0) {
+    return send(res, 429, {
+      error: `${parsed.ip} was re-routed less than ${state.netcup.minIntervalSeconds} s ago: try again in ${Math.ceil(wait / 1000)} s`,
+    });
+  }
+  netcupMoved.set(parsed.ip, Date.now());
+  netcupRoutes.set(parsed.ip, parsed.host);
   effect({ effect: "route", ip: parsed.ip, host: parsed.host });
   return send(res, 200, { ok: true });
 }

@@ -83,9 +83,15 @@ async function runCheck(twin: SiteTwin, check: StateCheck): Promise<string | und
   if (check.kind === "vrrp") {
     const pair = twin.model.pairs.find((p) => p.name === check.subject)!;
     const holders = await twin.holders(pair.vips[0].address, pair.members);
-    return holders.length === 1
+    if (holders.length !== 1 || holders[0] !== pair.active) {
+      return `${pair.vips[0].address} held by ${holders.length ? holders.join(", ") : "no member"}: expected ${pair.active} alone`;
+    }
+    // The failover script records each state keepalived enters: the passive member must stand by, having heard the adverts.
+    const states = await Promise.all(pair.members.map((m) => twin.failoverState(m, pair.name)));
+    const expected = pair.members.map((m) => (m === pair.active ? "master" : "backup"));
+    return states.every((st, i) => st === expected[i])
       ? undefined
-      : `${pair.vips[0].address} held by ${holders.length} members (${holders.join(", ")}): VRRP adverts do not reach the peer`;
+      : `failover states ${pair.members.map((m, i) => `${m} ${states[i] ?? "(none: keepalived never ran its script)"}`).join(", ")}; expected ${pair.members.map((m, i) => `${m} ${expected[i]}`).join(", ")}`;
   }
   const pub = twin.model.public;
   if (pub.mode !== "own-prefix" || pub.routing.kind !== "bgp") return "no BGP at this site";
@@ -115,6 +121,9 @@ export async function reachability(twin: SiteTwin, log: (line: string) => void =
   const failures: ProbeFailure[] = [];
   let passed = 0;
   let blocked = 0;
+  // Taps on every host record what reaches it, so a denied flow that should die at the edge firewall but dies
+  // only at its destination's own filter shows (defence in depth is not the edge doing its job).
+  await twin.tap(true);
   const results = await Promise.all(
     [...byMachine.entries()].map(async ([machine, list]) => ({
       list,
@@ -124,9 +133,16 @@ export async function reachability(twin: SiteTwin, log: (line: string) => void =
       ),
     })),
   );
+  const seen = await twin.tapped();
+  await twin.tap(false);
   for (const { list, outcomes } of results) {
     list.forEach((probe, i) => {
-      const why = judge(probe, outcomes[i]);
+      const a = probe.action;
+      const key = `${a.protocol === "tls" || a.protocol === "http" ? "tcp" : a.protocol} ${a.source} ${a.target} ${a.port ?? ""}`.trim();
+      const reached = probe.stoppedBefore?.filter((h) => seen.get(h)?.has(key));
+      const why =
+        judge(probe, outcomes[i]) ??
+        (reached?.length ? `passed the edge firewall: only ${reached.join(", ")}'s own filter dropped it` : undefined);
       if (why) failures.push({ probe: probe.id, ...(probe.rule ? { rule: probe.rule } : {}), expected: probe.expect, happened: why });
       else if (probe.expect === "pass") passed++;
       else blocked++;

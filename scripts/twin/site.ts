@@ -26,30 +26,30 @@
  *   the firewall's failover script has started the tunnel (`systemctl`
  *   stand-in, `init.ts`).
  */
-import { ChildProcess, execFileSync } from "node:child_process";
+import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { performance } from "node:perf_hooks";
 import { loadFootprint } from "../../lib/footprint/load";
+import { REPOSITORY_ROOT } from "../../lib/model/load";
 import type { SiteModel } from "../../lib/model/model";
 import type { Footprint } from "../../lib/footprint/schema";
 import { planHostFiles, siteRenderOptions } from "../../lib/preview/files";
 import { stackProviderEnv } from "../../lib/preview/run-stack";
 import { writeRenderedFiles } from "../../lib/render";
-import { hcloudAliasIps, hcloudNetworkName, failoverIpName } from "../../lib/render/keepalived";
-import { partnerSites, zonePolicy, ZoneRule } from "../../lib/render/policy";
+import { DATABASE_PORTS, EGRESS, ZoneRule, partnerSites, zonePolicy } from "../../lib/render/policy";
 import type { HostFiles, ProxiedService, TunnelPeer } from "../../lib/render/types";
-import { NetworkdConfig, readNetworkd } from "../../lib/twin/networkd";
+import { NetworkdConfig, NetworkdReadError, readNetworkd } from "../../lib/twin/networkd";
 import { ANY_PROTOCOL_PROBE_PORT, ProbeAction, ProbeOutcome } from "../../lib/twin/probes";
 import { PROVIDER_API_NAMES, TRANSIT, TwinHost, TwinInputError, TwinWorld, twinWorld } from "../../lib/twin/world";
-import { hcloudRouteGateway } from "../../components/provisioning";
-import { EGRESS, DATABASE_PORTS } from "../../lib/render/policy";
 import { INGRESS_PORTS } from "../../lib/footprint/site-files";
-import { Machine, must, privateMountDir, quietly, reapStaleTwins } from "./machine";
+import { Machine, must, privateMountDir, quietly } from "./machine";
+import { TWIN_DIR_PREFIX, reap } from "./janitor";
 import { SYSTEMCTL_STANDIN, UNITS, Unit, startUnit } from "./init";
 import { TwinTls, makeTls } from "./tls";
-import type { ProviderState } from "./provider-api";
+import { ipIn, sysctlIn, veth } from "./links";
+import { ProviderEffect, ProviderStandIn } from "./provider";
 
 const TSX = ["node", "--import", "tsx"];
 const HERE = __dirname;
@@ -101,10 +101,6 @@ export class SiteTwin {
   readonly filesDir: string;
   readonly machines = new Map<string, Machine>();
   readonly hosts = new Map<string, HostRuntime>();
-  /** Calls the provider API stand-in received, in order. */
-  readonly apiCalls: Array<{ at: number; method: string; url: string; status: number; body: string }> = [];
-  /** Effects the provider applied (routes moved, alias IPs, power-offs), with their time (performance.now()). */
-  readonly effects: Array<{ at: number; effect: string; ip?: string; host?: string; ips?: string[] }> = [];
   /** Namespace names start with it: `tw<pid base 36>`. */
   readonly prefix: string;
   private readonly releaseMounts: () => void;
@@ -113,12 +109,13 @@ export class SiteTwin {
   private readonly onExit = () => this.destroy();
   private readonly footprint: Footprint;
   private readonly providerEnv?: Readonly<Record<string, string>>;
-  /** Current holder of each provider-routed address (failover and floating IPs, the static next hop). */
-  readonly routed = new Map<string, string>();
-  /** Alias IPs the Hetzner stand-in holds per server. */
-  readonly aliases = new Map<string, string[]>();
-  private apiProcess?: ChildProcess;
   private tls?: TwinTls;
+  private provider?: ProviderStandIn;
+  private readonly janitor: ChildProcess;
+  /** Differences between the files the twin booted and the files the stack installs (only with a given folder). */
+  readonly fileDifferences: string[] = [];
+  private readonly givenFiles?: string;
+  private readonly networkd = new Map<string, NetworkdConfig>();
 
   private constructor(options: TwinOptions) {
     this.log = options.log ?? (() => undefined);
@@ -135,17 +132,25 @@ export class SiteTwin {
     this.tunnelPeers = render.tunnelPeers;
     this.policy = zonePolicy(model, partnerSites(model, sites, render.tunnelPeers), render.services, render.tunnelPeers);
     this.world = twinWorld(model, sites, render.tunnelPeers);
-    this.dir = mkdtempSync(join(tmpdir(), `standort-twin-${model.name}-`));
+    this.dir = mkdtempSync(join(tmpdir(), `${TWIN_DIR_PREFIX}${model.name}-`));
+    // Whatever ends this process (a Ctrl-C its parents escalate, a SIGKILL), the janitor cleans up after it.
+    writeFileSync(join(this.dir, "owner"), `${process.pid}\n`);
+    this.janitor = spawn("node", ["--import", "tsx", join(HERE, "janitor.ts"), "--watch", String(process.pid)], {
+      cwd: REPOSITORY_ROOT,
+      detached: true,
+      stdio: "ignore",
+    });
+    this.janitor.unref();
     this.filesDir = join(this.dir, "files");
     this.prefix = `tw${process.pid.toString(36)}`;
     this.releaseMounts = privateMountDir(join(this.dir, "mnt"));
     process.once("exit", this.onExit);
-    this.writeFiles(options.filesDir);
+    this.givenFiles = options.filesDir;
   }
 
   /** Boots the location; on any failure everything made so far is removed before the error is rethrown. */
   static async boot(options: TwinOptions): Promise<SiteTwin> {
-    const reaped = reapStaleTwins(tmpdir());
+    const reaped = reap();
     if (reaped.length > 0) options.log?.(`removed ${reaped.length} namespaces a killed twin left behind`);
     const twin = new SiteTwin(options);
     try {
@@ -183,6 +188,24 @@ export class SiteTwin {
         if (f.owner && existsSync(target)) quietly(["chown", f.owner, target]);
       }
     }
+    // What the twin boots against what the stack installs: a file left out or added is a different site.
+    for (const { host, files } of rendered) {
+      const installs = new Set(files.map((f) => f.path.replace(/^\//, "")));
+      const booted = new Set(filesUnder(join(this.filesDir, host)));
+      for (const f of installs) if (!booted.has(f)) this.fileDifferences.push(`${host}: /${f} is missing (the stack installs it)`);
+      for (const f of booted) if (!installs.has(f)) this.fileDifferences.push(`${host}: /${f} is not a file the stack installs`);
+    }
+    // Every host's networkd files are read before anything boots: a file the strict reader refuses is bad input.
+    const refused: string[] = [];
+    for (const host of this.model.hosts) {
+      try {
+        this.networkd.set(host.name, this.readNetworkd(host.name));
+      } catch (error) {
+        if (!(error instanceof NetworkdReadError)) throw error;
+        refused.push(`${host.name}: /etc/systemd/network/${error.message}`);
+      }
+    }
+    if (refused.length > 0) throw new TwinInputError(refused);
   }
 
   /** Reads one rendered file of a host (as the twin booted it). */
@@ -241,6 +264,7 @@ export class SiteTwin {
 
   private async start(): Promise<void> {
     const t0 = performance.now();
+    this.writeFiles(this.givenFiles);
     this.material();
     const outside = ["internet", "provider", this.world.provider.kind === "lan" ? "switch" : "hnet"];
     if (this.world.provider.kind === "lan") outside.push("neighbour");
@@ -288,32 +312,16 @@ export class SiteTwin {
   }
 
   /** Creates a veth pair between two machines (`a:nameA` ↔ `b:nameB`). */
-  private veth(a: string, nameA: string, b: string, nameB: string, options: { sameMac?: boolean } = {}): void {
-    must(["ip", "link", "add", nameA, "netns", this.machine(a).ns, "type", "veth", "peer", "name", nameB, "netns", this.machine(b).ns]);
-    if (options.sameMac) {
-      // A layer-3 tunnel has no neighbours: both ends take one MAC and skip ARP, so frames are always for "us".
-      const mac = `02:${[...Array(5)]
-        .map(() =>
-          Math.floor(Math.random() * 256)
-            .toString(16)
-            .padStart(2, "0"),
-        )
-        .join(":")}`;
-      for (const [m, n] of [
-        [a, nameA],
-        [b, nameB],
-      ]) {
-        must(["ip", "-n", this.machine(m).ns, "link", "set", n, "address", mac, "arp", "off"]);
-      }
-    }
+  private veth(a: string, nameA: string, b: string, nameB: string, options: { layer3?: boolean } = {}): void {
+    veth(this.machine(a).ns, nameA, this.machine(b).ns, nameB, options);
   }
 
   private ip(machine: string, ...args: string[]): void {
-    must(["ip", "-n", this.machine(machine).ns, ...args]);
+    ipIn(this.machine(machine).ns, ...args);
   }
 
   private sysctl(machine: string, ...settings: string[]): void {
-    for (const s of settings) must(["ip", "netns", "exec", this.machine(machine).ns, "sysctl", "-q", "-w", s]);
+    sysctlIn(this.machine(machine).ns, ...settings);
   }
 
   /** The internet, the provider's edge, the LAN or Hetzner's networks, the neighbour and the partners. */
@@ -367,14 +375,52 @@ export class SiteTwin {
     }
     // Stand-ins outside: servers on the internet (what egress reaches), the partners' replication ports.
     const internet = this.machine("internet");
-    const { cert, key } = this.tls!;
     await startUnit(internet, this.standin("internet", { tcp: EGRESS.tcp, udp: EGRESS.udp, bind: w.internetClient }));
     for (const p of w.partners) {
       await startUnit(this.machine(`partner-${p.site}`), this.standin(`partner-${p.site}`, { tcp: [22, ...DATABASE_PORTS] }));
     }
-    await this.startProviderApi(cert, key);
-    this.initialRoutes();
-    if (this.model.public.mode === "own-prefix" && this.model.public.routing.kind === "bgp") await this.startProviderBird();
+    this.provider = new ProviderStandIn({
+      model: this.model,
+      world: this.world,
+      dir: this.dir,
+      ...(this.providerEnv ? { providerEnv: this.providerEnv } : {}),
+      tls: this.tls!,
+      machine: (name) => this.machine(name),
+      addOutsideMachine: (name) => {
+        const m = this.machineFor(name, [this.extras(name)]);
+        m.create();
+        return m;
+      },
+      file: (host, path) => this.file(host, path),
+      runningHosts: () =>
+        [...this.hosts.values()]
+          .filter((rt) => rt.up)
+          .map((rt) => ({
+            name: rt.host.name,
+            index: rt.index,
+            attachment: rt.host.attachment,
+            internalNic: rt.host.internalNic,
+            machine: rt.machine,
+          })),
+      crash: (host, why) => this.crash(host, why),
+      log: this.log,
+    });
+    await this.provider.start();
+  }
+
+  /** Current holder of each provider-routed address (failover and floating IPs, the static next hop). */
+  get routed(): ReadonlyMap<string, string> {
+    return this.provider?.routed ?? new Map<string, string>();
+  }
+
+  /** What the provider did so far: routes moved, alias IPs changed, servers powered off (fencing). */
+  get effects(): ReadonlyArray<ProviderEffect> {
+    return this.provider?.effects ?? [];
+  }
+
+  /** The machine of a BGP peer of the site (the provider's edge routers). */
+  bgpPeerMachine(peerName: string): string {
+    return this.provider!.bgpPeerMachine(peerName);
   }
 
   /** Where the provider hands the site's traffic: the static next hop, the active firewall (BGP) or the NAT failover IP. */
@@ -405,235 +451,6 @@ export class SiteTwin {
       ],
       readyLine: "ready",
     };
-  }
-
-  /** The provider API stand-in, in `internet`, with the site's provider state. */
-  private async startProviderApi(cert: string, key: string): Promise<void> {
-    const m = this.model;
-    const token =
-      /='([^']*)'/.exec(
-        this.file(m.pairs[0].active, "/etc/standort/provider.env")
-          ?.split("\n")
-          .find((l) => /TOKEN=/.test(l)) ?? "",
-      )?.[1] ?? "";
-    const hostsByRole = (role: string) => this.world.hosts.filter((h) => h.role === role).map((h) => h.name);
-    let state: ProviderState = { token };
-    if (m.provider.kind === "hcloud") {
-      const servers = this.world.hosts.map((h, i) => ({
-        id: 1000 + i,
-        name: h.name,
-        ip: h.attachment!,
-        aliasIps: hcloudAliasIps(
-          m,
-          h.name,
-          m.pairs.some((p) => p.active === h.name),
-        ),
-      }));
-      const fips = this.world.failoverIps!;
-      const pairActive = (role: string) => servers.find((s) => s.name === m.pairs.find((p) => p.role === role)!.active)!.id;
-      state = {
-        token,
-        hcloud: {
-          network: { id: 77, name: hcloudNetworkName(m), ipRange: m.supernet },
-          servers,
-          floatingIps: [
-            { id: 501, name: failoverIpName(m, "proxy"), ip: fips.proxy, server: pairActive("proxy") },
-            { id: 502, name: failoverIpName(m, "nat"), ip: fips.nat, server: pairActive("firewall") },
-          ],
-        },
-      };
-      for (const s of servers) this.aliases.set(s.name, [...s.aliasIps]);
-    } else if (m.provider.name === "ionos") {
-      const env = this.providerEnv ?? {};
-      const nics: Record<string, string> = {};
-      for (const h of this.world.hosts) {
-        const id = env[`IONOS_NIC_ID_${h.name.toUpperCase().replace(/-/g, "_")}`];
-        if (id) nics[id] = h.name;
-      }
-      state = { token, ionos: { datacenter: env.IONOS_DATACENTER_ID ?? "", lan: env.IONOS_LAN_ID ?? "", nics } };
-    } else {
-      const ips = m.public.mode === "own-prefix" && m.public.routing.kind === "static" ? [m.public.routing.nextHop] : [];
-      state = { token, netcup: { hosts: [...hostsByRole("firewall"), ...hostsByRole("proxy")], ips } };
-    }
-    const stateFile = join(this.dir, "provider-state.json");
-    writeFileSync(stateFile, JSON.stringify(state, null, 2));
-    const record = join(this.dir, "api-calls.jsonl");
-    writeFileSync(record, "");
-    const internet = this.machine("internet");
-    const api = await startUnit(internet, {
-      name: "provider-api",
-      argv: [
-        ...TSX,
-        join(HERE, "provider-api.ts"),
-        "--state",
-        stateFile,
-        "--cert",
-        cert,
-        "--key",
-        key,
-        "--listen",
-        this.world.apiAddress,
-        "--record",
-        record,
-      ],
-      readyLine: "ready",
-    });
-    this.apiProcess = api.process;
-    let buffer = "";
-    api.process.stdout?.on("data", (chunk: Buffer) => {
-      buffer += chunk.toString("utf8");
-      const lines = buffer.split("\n");
-      buffer = lines.pop() ?? "";
-      for (const line of lines) {
-        if (!line.startsWith("{")) continue;
-        const e = JSON.parse(line) as { effect: string; ip?: string; host?: string; ips?: string[] };
-        this.effects.push({ at: performance.now(), ...e });
-        this.applyEffect(e).catch((error: unknown) => this.log(`provider effect ${line} failed: ${String(error)}`));
-      }
-    });
-  }
-
-  /** The provider API's record of calls so far. */
-  readApiCalls(): Array<{ at: number; method: string; url: string; status: number; body: string }> {
-    const text = existsSync(join(this.dir, "api-calls.jsonl")) ? readFileSync(join(this.dir, "api-calls.jsonl"), "utf8") : "";
-    return text
-      .split("\n")
-      .filter(Boolean)
-      .map((l) => JSON.parse(l) as { at: number; method: string; url: string; status: number; body: string });
-  }
-
-  /** Routes the provider starts with: each failover address where the site file's active member is (the operator's order). */
-  private initialRoutes(): void {
-    const m = this.model;
-    const active = (role: string) => m.pairs.find((p) => p.role === role)!.active;
-    if (m.public.mode === "own-prefix" && m.public.routing.kind === "static") this.route(m.public.routing.nextHop, active("firewall"));
-    if (m.public.mode === "provider-failover-ips") {
-      const ips = m.public.declared ?? this.world.failoverIps;
-      if (ips) {
-        this.route(ips.proxy, active("proxy"));
-        this.route(ips.nat, active("firewall"));
-      }
-    }
-  }
-
-  /** The provider routes `ip` (a failover/floating IP or the static next hop, and the prefix behind it) to `host`'s uplink. */
-  private route(ip: string, host: string): void {
-    const h = this.world.hosts.find((x) => x.name === host);
-    if (!h) throw new Error(`${host} is not a host of ${this.model.name}`);
-    this.routed.set(ip, host);
-    const dev = this.world.provider.kind === "lan" ? "lan" : "pub";
-    const via = ["via", h.uplink.address, "dev", dev, "onlink"];
-    this.ip("provider", "route", "replace", `${ip}/32`, ...via);
-    const pub = this.model.public;
-    if (pub.mode === "own-prefix" && pub.routing.kind === "static" && pub.routing.nextHop === ip)
-      this.ip("provider", "route", "replace", pub.prefix, ...via);
-  }
-
-  private async applyEffect(e: { effect: string; ip?: string; host?: string; ips?: string[] }): Promise<void> {
-    if (e.effect === "route") this.route(e.ip!, e.host!);
-    else if (e.effect === "aliases") {
-      this.aliases.set(e.host!, e.ips!);
-      this.hcloudFabricRoutes();
-    } else if (e.effect === "poweroff") await this.crash(e.host!, "fenced");
-  }
-
-  /**
-   * Hetzner's private network: every attachment IP and alias IP goes to its
-   * server (the server's link that holds it answers ARP); anything else in
-   * the network's range is dropped; 0.0.0.0/0 goes to the server that holds
-   * the route's gateway as alias IP, delivered to its private NIC itself (the
-   * IPVLAN parent: Hetzner forwards to the server, not to an address), which a
-   * permanent neighbour entry of a next hop that exists only here arranges.
-   */
-  hcloudFabricRoutes(): void {
-    if (this.world.provider.kind !== "hcloud" || this.destroyed) return;
-    const hnet = this.machine("hnet").ns;
-    const table = execFileSync("ip", ["-n", hnet, "-4", "route", "show"], { encoding: "utf8" });
-    const wanted = new Map<string, HostRuntime>();
-    for (const rt of this.hosts.values()) {
-      if (!rt.up) continue;
-      wanted.set(rt.host.attachment!, rt);
-      for (const a of this.aliases.get(rt.host.name) ?? []) wanted.set(a, rt);
-    }
-    for (const line of table.split("\n").filter(Boolean)) {
-      const dest = line.split(" ")[0];
-      if (/^\d+\.\d+\.\d+\.\d+$/.test(dest) && !wanted.has(dest)) quietly(["ip", "-n", hnet, "route", "del", `${dest}/32`]);
-    }
-    quietly(["ip", "-n", hnet, "route", "replace", "blackhole", this.world.provider.network]);
-    for (const [address, rt] of wanted) quietly(["ip", "-n", hnet, "route", "replace", `${address}/32`, "dev", `s${rt.index}`]);
-    const gateway = hcloudRouteGateway(this.model);
-    const holder = wanted.get(gateway);
-    if (!holder) {
-      quietly(["ip", "-n", hnet, "route", "del", "default"]);
-      return;
-    }
-    const hop = `169.254.0.${holder.index + 1}`;
-    const mac = execFileSync("ip", ["-n", holder.machine.ns, "-o", "link", "show", holder.host.internalNic], { encoding: "utf8" }).match(
-      /link\/ether (\S+)/,
-    )?.[1];
-    if (!mac) return;
-    quietly(["ip", "-n", hnet, "neigh", "replace", hop, "lladdr", mac, "dev", `s${holder.index}`, "nud", "permanent"]);
-    quietly(["ip", "-n", hnet, "route", "replace", "default", "via", hop, "dev", `s${holder.index}`, "onlink"]);
-  }
-
-  /**
-   * The provider's routers as BGP peers of the firewalls, one BIRD each,
-   * with the passwords the firewalls' files carry. The first peer is the
-   * provider's edge that carries the site's traffic (the `provider` machine);
-   * every further peer is a router of its own on the LAN (`bgp-<peer>`).
-   */
-  private async startProviderBird(): Promise<void> {
-    const pub = this.model.public;
-    if (pub.mode !== "own-prefix" || pub.routing.kind !== "bgp") return;
-    const fws = this.world.hosts.filter((h) => h.role === "firewall");
-    for (const [i, peer] of pub.routing.peers.entries()) {
-      const machine = i === 0 ? "provider" : `bgp-${peer.name}`;
-      if (i > 0) {
-        this.machineFor(machine, [this.extras(machine)]).create();
-        this.sysctl(machine, "net.ipv6.conf.all.disable_ipv6=1");
-        this.veth(machine, "eth0", "provider", `b${i}`);
-        this.ip("provider", "link", "set", `b${i}`, "master", "lan", "up");
-        this.ip(machine, "addr", "add", `${peer.address}/24`, "dev", "eth0");
-        this.ip(machine, "link", "set", "eth0", "up");
-      }
-      const lines = [
-        `router id ${peer.address};`,
-        "log stderr { info, remote, warning, error, auth, fatal, bug };",
-        "protocol device { }",
-        "# The provider installs what its customers announce.",
-        "protocol kernel { ipv4 { import none; export all; }; }",
-      ];
-      for (const fw of fws) {
-        const conf = this.file(fw.name, "/etc/bird/bird.conf") ?? "";
-        const block = conf.split(/\nprotocol bgp /).find((b) => b.includes(`neighbor ${peer.address} `)) ?? "";
-        const password = /password "([^"]*)";/.exec(block)?.[1];
-        lines.push(
-          `protocol bgp ${fw.name.replace(/-/g, "_")} {`,
-          `\tlocal ${peer.address} as ${peer.asn};`,
-          `\tneighbor ${fw.uplink.address} as ${pub.routing.localAsn};`,
-          ...(password ? [`\tpassword "${password}";`] : []),
-          "\thold time 9;",
-          "\tkeepalive time 3;",
-          "\tipv4 { import all; export none; };",
-          "}",
-        );
-      }
-      const conf = join(this.dir, `${machine}-bird.conf`);
-      writeFileSync(conf, lines.join("\n") + "\n");
-      must(["bird", "-p", "-c", conf]);
-      await startUnit(this.machine(machine), {
-        name: "bird",
-        prepare: ["mkdir -p /run/bird"],
-        argv: ["/usr/sbin/bird", "-f", "-c", conf, "-s", "/run/bird/bird.ctl"],
-      });
-    }
-  }
-
-  /** The machine of a BGP peer of the site (the provider's edge routers). */
-  bgpPeerMachine(peerName: string): string {
-    const pub = this.model.public;
-    if (pub.mode !== "own-prefix" || pub.routing.kind !== "bgp") throw new Error(`${this.model.name} has no BGP peers`);
-    return pub.routing.peers.findIndex((p) => p.name === peerName) === 0 ? "provider" : `bgp-${peerName}`;
   }
 
   /** Reads a host's networkd files (the strict reader refuses what it does not implement). */
@@ -668,7 +485,7 @@ export class SiteTwin {
     if (rt.host.role === "firewall") {
       const member = this.model.pairs.find((p) => p.role === "firewall")!.members.indexOf(name) + 1;
       for (const p of this.world.partners) {
-        this.veth(name, p.tunnel, `partner-${p.site}`, `f${member}`, { sameMac: true });
+        this.veth(name, p.tunnel, `partner-${p.site}`, `f${member}`, { layer3: true });
         const pm = `partner-${p.site}`;
         this.ip(pm, "link", "set", `f${member}`, "up");
         this.ip(pm, "route", "replace", this.model.supernet, "dev", `f${member}`, "metric", String(member * 10));
@@ -691,7 +508,7 @@ export class SiteTwin {
 
   /** Applies the host's networkd files: links, addresses, DHCP (Hetzner's), routes, rules. */
   private async applyNetworkd(rt: HostRuntime): Promise<void> {
-    const cfg = this.readNetworkd(rt.host.name);
+    const cfg = this.networkd.get(rt.host.name)!;
     rt.networkd = cfg;
     const name = rt.host.name;
     const m = rt.machine;
@@ -772,7 +589,7 @@ export class SiteTwin {
       rt.units.set(unit.name, started.process);
     }
     rt.up = true;
-    this.hcloudFabricRoutes();
+    this.provider?.fabricRoutes();
     this.log(`${name} booted (${Math.round(performance.now() - t0)} ms)`);
   }
 
@@ -853,7 +670,7 @@ export class SiteTwin {
       for (const p of this.world.partners) quietly(["ip", "-n", this.machine(`partner-${p.site}`).ns, "link", "del", `f${member}`]);
     }
     this.log(`${name} down (${why})`);
-    this.hcloudFabricRoutes();
+    this.provider?.fabricRoutes();
     await sleep(0);
   }
 
@@ -888,6 +705,77 @@ export class SiteTwin {
   /** The lines a host logged to syslog (the failover script's `logger` lines among them). */
   syslog(name: string): string[] {
     return this.hosts.get(name)?.machine.lines("syslog") ?? [];
+  }
+
+  /**
+   * Puts (or takes away) a tap on every running host: a table of the twin's
+   * that records each TCP SYN, UDP datagram and echo request arriving at the
+   * host, before any of the host's own rules (priority -400). It accepts
+   * everything; the host's rules decide as before.
+   */
+  async tap(on: boolean): Promise<void> {
+    const table = [
+      "table ip twin_tap {",
+      "\tset seen_tcp { type ipv4_addr . ipv4_addr . inet_service; size 262144; flags dynamic; }",
+      "\tset seen_udp { type ipv4_addr . ipv4_addr . inet_service; size 262144; flags dynamic; }",
+      "\tset seen_icmp { type ipv4_addr . ipv4_addr; size 262144; flags dynamic; }",
+      "\tchain pre {",
+      "\t\ttype filter hook prerouting priority -400; policy accept;",
+      "\t\ttcp flags & (syn | ack) == syn add @seen_tcp { ip saddr . ip daddr . tcp dport }",
+      "\t\tmeta l4proto udp add @seen_udp { ip saddr . ip daddr . udp dport }",
+      "\t\ticmp type echo-request add @seen_icmp { ip saddr . ip daddr }",
+      "\t}",
+      "}",
+    ].join("\n");
+    await Promise.all(
+      [...this.hosts.values()]
+        .filter((rt) => rt.up)
+        .map(async (rt) => {
+          await rt.machine.exec(["nft", "delete", "table", "ip", "twin_tap"]);
+          if (on) await rt.machine.run(["nft", "-f", "-"], { input: `${table}\n` });
+        }),
+    );
+  }
+
+  /** What the taps recorded, per host: `tcp|udp <source> <destination> <port>` and `icmp <source> <destination>`. */
+  async tapped(): Promise<Map<string, Set<string>>> {
+    const out = new Map<string, Set<string>>();
+    await Promise.all(
+      [...this.hosts.values()]
+        .filter((rt) => rt.up)
+        .map(async (rt) => {
+          const r = await rt.machine.exec(["nft", "-j", "list", "table", "ip", "twin_tap"], { timeoutMs: 20_000 });
+          const seen = new Set<string>();
+          if (r.code === 0) {
+            const items = (
+              JSON.parse(r.stdout) as {
+                nftables: Array<{
+                  set?: {
+                    name: string;
+                    elem?: Array<{ concat?: Array<string | number> } | { elem: { val: { concat: Array<string | number> } } }>;
+                  };
+                }>;
+              }
+            ).nftables;
+            for (const item of items) {
+              for (const e of item.set?.elem ?? []) {
+                const parts = "concat" in e ? e.concat : "elem" in e ? e.elem.val.concat : undefined;
+                if (parts) seen.add([item.set!.name.replace(/^seen_/, ""), ...parts].join(" "));
+              }
+            }
+          }
+          out.set(rt.host.name, seen);
+        }),
+    );
+    return out;
+  }
+
+  /** The state the failover script of `pair` last recorded on a host (`master`, `backup`, `fault`, `stop`), if any. */
+  async failoverState(host: string, pair: string): Promise<string | undefined> {
+    const rt = this.hosts.get(host);
+    if (!rt?.up) return undefined;
+    const r = await rt.machine.exec(["cat", `/run/standort/failover-${pair}.state`], { timeoutMs: 5_000 });
+    return r.code === 0 ? r.stdout.trim().split(" ")[0] : undefined;
   }
 
   /** True while the host runs. */
@@ -966,7 +854,7 @@ export class SiteTwin {
     if (this.destroyed) return;
     this.destroyed = true;
     process.removeListener("exit", this.onExit);
-    this.apiProcess?.kill("SIGKILL");
+    this.provider?.stop();
     const all = [...this.machines.values(), ...[...this.hosts.values()].map((rt) => rt.machine)];
     for (const m of all) {
       try {
@@ -977,5 +865,7 @@ export class SiteTwin {
     }
     this.releaseMounts();
     if (!process.env.STANDORT_TWIN_KEEP) rmSync(this.dir, { recursive: true, force: true });
+    // Everything is gone: the janitor has nothing left to do.
+    this.janitor.kill("SIGKILL");
   }
 }

@@ -1,0 +1,135 @@
+/**
+ * Customers' load on a booted twin, for the failover and partition
+ * scenarios: which load exercises which pair, starting and stopping it, and
+ * the figures of a time window (requests, failures, longest gap).
+ *
+ * The firewall and proxy pairs carry the web: HTTPS from the internet to the
+ * site's public address with a service's name. The storage pair carries what
+ * the applications mount: connections from a virtualization host's app
+ * address to the storage address (the NFS port).
+ */
+import { readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import type { PairModel } from "../../lib/model/model";
+import { NFS_PORT, publicWebDnat } from "../../lib/render/policy";
+import { startUnit } from "./init";
+import type { SiteTwin } from "./site";
+
+/** A request as the load client recorded it: start and end (epoch ms), 1 when it succeeded. */
+export type LoadRecord = [number, number, number];
+
+export interface Load {
+  /** What the load does, for reports. */
+  readonly what: string;
+  /** Stops the clients and returns every request they made. */
+  stop(): Promise<LoadRecord[]>;
+}
+
+/** Clients of the web load (the peak the mission states) and of the storage load. */
+export const WEB_CLIENTS = 800;
+export const STORAGE_CLIENTS = 200;
+
+interface Target {
+  readonly machine: string;
+  readonly source: string;
+  readonly address: string;
+  readonly port: number;
+  readonly mode: "https" | "banner";
+  readonly sni?: string;
+  readonly clients: number;
+  readonly what: string;
+}
+
+/** The load that goes through `pair`. */
+export function loadTarget(twin: SiteTwin, pair: PairModel, clients?: number): Target {
+  if (pair.role === "storage") {
+    const virt = twin.model.hosts.find((h) => h.role === "virtualization")!;
+    const source = virt.interfaces.find((i) => i.segment === "app")!.address;
+    const address = pair.vips.find((v) => v.segment === "data")!.address;
+    const n = clients ?? STORAGE_CLIENTS;
+    return {
+      machine: virt.name,
+      source,
+      address,
+      port: NFS_PORT,
+      mode: "banner",
+      clients: n,
+      what: `${n} clients on ${virt.name} to ${address}:${NFS_PORT}`,
+    };
+  }
+  const pub = twin.model.public;
+  const address =
+    publicWebDnat(twin.model)?.address ??
+    (pub.mode === "provider-failover-ips" ? (pub.declared?.proxy ?? twin.world.failoverIps?.proxy) : undefined);
+  const service = [...twin.services].sort((a, b) => a.port - b.port).find((s) => s.hostnames.some((h) => !h.startsWith("*.")));
+  if (!address || !service) throw new Error(`${twin.model.name}: no public address or service to send load to`);
+  const sni = service.hostnames.find((h) => !h.startsWith("*."))!;
+  const n = clients ?? WEB_CLIENTS;
+  return {
+    machine: "internet",
+    source: twin.world.internetClient,
+    address,
+    port: 443,
+    mode: "https",
+    sni,
+    clients: n,
+    what: `${n} clients, HTTPS for ${sni}`,
+  };
+}
+
+/** Starts a load (one request a second per client, 2 s timeout) and resolves once every client has started. */
+export async function startLoad(twin: SiteTwin, target: Target, name: string): Promise<Load> {
+  const out = join(twin.dir, `${name}.jsonl`);
+  const started = await startUnit(
+    twin.machine(target.machine),
+    {
+      name,
+      // 800 connections need more descriptors than the usual soft limit of 1024: raise it to the hard limit.
+      prepare: ['ulimit -n "$(ulimit -Hn)"'],
+      argv: [
+        ...["node", "--import", "tsx", join(__dirname, "load.ts")],
+        ...["--target", target.address, "--port", String(target.port), "--source", target.source, "--mode", target.mode],
+        ...(target.sni ? ["--sni", target.sni] : []),
+        ...["--clients", String(target.clients), "--duration-ms", String(3_600_000), "--out", out],
+      ],
+      readyLine: "ready",
+    },
+    60_000,
+  );
+  const exited = new Promise<void>((resolve) => started.process.once("exit", () => resolve()));
+  return {
+    what: target.what,
+    async stop() {
+      started.process.kill("SIGTERM");
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 15_000))]);
+      let text = "";
+      try {
+        text = readFileSync(out, "utf8");
+      } catch {
+        text = "";
+      }
+      rmSync(out, { force: true });
+      return text
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as LoadRecord);
+    },
+  };
+}
+
+/** Requests, failures and the longest gap between successful responses in [from, to) (epoch ms). */
+export function windowFigures(
+  records: ReadonlyArray<LoadRecord>,
+  from: number,
+  to: number,
+): { requests: number; failed: number; gapMs: number } {
+  const inWindow = records.filter((r) => r[0] >= from && r[0] < to);
+  const ends = records
+    .filter((r) => r[2] === 1 && r[1] >= from && r[1] < to)
+    .map((r) => r[1])
+    .sort((a, b) => a - b);
+  const points = [from, ...ends, to];
+  let gap = 0;
+  for (let i = 1; i < points.length; i++) gap = Math.max(gap, points[i] - points[i - 1]);
+  return { requests: inWindow.length, failed: inWindow.filter((r) => r[2] === 0).length, gapMs: gap };
+}
