@@ -13,7 +13,7 @@
 import type { PairModel } from "../../lib/model/model";
 import type { PairedRole } from "../../lib/model/schema";
 import { HolderMonitor, SAMPLE_MS, pairAddresses } from "./holders";
-import { LoadRecord, loadTarget, startLoad, windowFigures } from "./loads";
+import { LoadRecord, loadTarget, startLoad, waitServed, windowFigures } from "./loads";
 import { settle } from "./reachability";
 import type { SiteTwin } from "./site";
 
@@ -99,7 +99,11 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
     if (pending.length > 0) log(`${pair.name}: the site did not settle before the crash: ${pending.join("; ")}`);
     const addresses = pairAddresses(twin, pair);
     const monitor = new HolderMonitor(twin, pair.members, addresses);
-    const load = await startLoad(twin, loadTarget(twin, pair, options.clients), `load-${pair.name}`);
+    const target = loadTarget(twin, pair, options.clients);
+    const waited = await waitServed(twin, target);
+    if (waited === null || waited > 2_000)
+      log(`${pair.name}: served again ${waited === null ? "not within 60 s" : `after ${waited} ms`} before the crash`);
+    const load = await startLoad(twin, target, `load-${pair.name}`);
     let records: LoadRecord[] = [];
     const windows: Array<{
       event: "crash" | "return";

@@ -77,6 +77,33 @@ export function loadTarget(twin: SiteTwin, pair: PairModel, clients?: number): T
   };
 }
 
+/**
+ * Waits (at most `timeoutMs`) until the target answers one request: the
+ * service is back from whatever came before (a split brain can leave a
+ * router's ARP cache pointing at the member that gave the address up), so a
+ * measurement starts from a site that serves. Returns the time waited, or
+ * null when it never answered.
+ */
+export async function waitServed(twin: SiteTwin, target: Target, timeoutMs = 60_000): Promise<number | null> {
+  const from = Date.now();
+  while (Date.now() - from < timeoutMs) {
+    const [outcome] = await twin.probe(target.machine, [
+      {
+        id: "served",
+        protocol: target.mode === "https" ? "tls" : "tcp",
+        source: target.source,
+        target: target.address,
+        port: target.port,
+        ...(target.sni ? { sni: target.sni } : {}),
+        timeoutMs: 2_000,
+      },
+    ]);
+    if (outcome.result === "answered") return Date.now() - from;
+    await new Promise((r) => setTimeout(r, 1_000));
+  }
+  return null;
+}
+
 /** Starts a load (one request a second per client, 2 s timeout) and resolves once every client has started. */
 export async function startLoad(twin: SiteTwin, target: Target, name: string): Promise<Load> {
   const out = join(twin.dir, `${name}.jsonl`);

@@ -11,7 +11,7 @@
  */
 import type { PairedRole } from "../../lib/model/schema";
 import { HolderMonitor, pairAddresses } from "./holders";
-import { LoadRecord, loadTarget, startLoad, windowFigures } from "./loads";
+import { LoadRecord, loadTarget, startLoad, waitServed, windowFigures } from "./loads";
 import { settle } from "./reachability";
 import type { SiteTwin } from "./site";
 
@@ -55,9 +55,13 @@ export async function partition(twin: SiteTwin, options: PartitionOptions = {}):
       const pending = await settle(twin);
       if (pending.length > 0) log(`${pair.name}: not settled before cutting ${link}: ${pending.join("; ")}`);
       const vips = pair.vips.map((v) => v.address);
+      const target = loadTarget(twin, pair, options.clients);
+      const waited = await waitServed(twin, target);
+      if (waited === null || waited > 2_000)
+        log(`${pair.name}: served again ${waited === null ? "not within 60 s" : `after ${waited} ms`} before cutting ${link}`);
       const monitor = new HolderMonitor(twin, pair.members, pairAddresses(twin, pair));
       const fencedBefore = twin.effects.filter((e) => e.effect === "poweroff").length;
-      const load = await startLoad(twin, loadTarget(twin, pair, options.clients), `load-${pair.name}-${link}`);
+      const load = await startLoad(twin, target, `load-${pair.name}-${link}`);
       let records: LoadRecord[] = [];
       await new Promise((r) => setTimeout(r, 2_000));
       const from = Date.now();
