@@ -129,27 +129,32 @@ test("BGP peers reach only the firewall, on 179, from their own address", () => 
   );
 });
 
-test("hcloud fencing powers off the failed member's server through the API", () => {
+test("hcloud fencing tries the peer's fence sshd over mgmt first, then powers the server off through the API", () => {
   const pair = pairOf(site("helsinki"), "firewall");
   const plan = hcloudFencing(pair, { "hel-fw-1": "101", "hel-fw-2": "102" });
-  assert.equal(plan.method, "provider-api");
-  assert.equal(
-    plan.fence["hel-fw-2"].run,
-    'curl -fsS -X POST -H "Authorization: Bearer $HCLOUD_TOKEN" https://api.hetzner.cloud/v1/servers/102/actions/poweroff',
-  );
-  assert.match(plan.fence["hel-fw-1"].verify!, /servers\/101 \| jq -e '\.server\.status == "off"'/);
+  const [mgmt, api] = plan.fence["hel-fw-2"];
+  assert.match(mgmt.run, new RegExp(`^ssh -p 2201 .* root@${pair.mgmt["hel-fw-2"].replace(/\./g, "\\.")} `));
+  assert.equal(api.run, "POST https://api.hetzner.cloud/v1/servers/102/actions/poweroff (token from /etc/standort/provider.env)");
+  assert.match(plan.fence["hel-fw-1"][1].verify!, /servers\/101: status "off"/);
+  assert.doesNotMatch(JSON.stringify(plan), /Bearer/, "the plan never shows how the token is sent");
   assert.throws(() => hcloudFencing(pair, { "hel-fw-1": "101" }), /no server id for hel-fw-2/);
 });
 
-test("pre-provisioned fencing runs the site's fence command against the failed member", () => {
+test("pre-provisioned fencing tries the fence sshd over mgmt, then the site's fence command where it names one", () => {
   const vienna = site("vienna");
   const pair = pairOf(vienna, "storage");
   const plan = commandFencing(pair, "ipmitool -H %h-bmc power off # %h");
-  assert.equal(plan.method, "command");
-  assert.deepEqual(plan.fence, {
-    "vie-stor-1": { run: "ipmitool -H vie-stor-1-bmc power off # vie-stor-1" },
-    "vie-stor-2": { run: "ipmitool -H vie-stor-2-bmc power off # vie-stor-2" },
+  assert.deepEqual(Object.fromEntries(Object.entries(plan.fence).map(([m, actions]) => [m, actions.map((a) => a.run.split(" (")[0])])), {
+    "vie-stor-1": [
+      `ssh -p 2201 -i /etc/standort/fence/id_ed25519 root@${pair.mgmt["vie-stor-1"]}`,
+      "ipmitool -H vie-stor-1-bmc power off # vie-stor-1",
+    ],
+    "vie-stor-2": [
+      `ssh -p 2201 -i /etc/standort/fence/id_ed25519 root@${pair.mgmt["vie-stor-2"]}`,
+      "ipmitool -H vie-stor-2-bmc power off # vie-stor-2",
+    ],
   });
+  assert.equal(commandFencing(pair, undefined).fence["vie-stor-1"].length, 1);
   const dissolved = { ...pair, dissolved: true };
   assert.deepEqual(commandFencing(dissolved, "x %h").fence, {});
 });

@@ -12,40 +12,39 @@ const sites = loadSites();
 const site = (name: string): SiteModel => sites.find((s) => s.name === name)!;
 const byUrn = (run: MockRunResult) => new Map(run.resources.map((r) => [r.urn, r]));
 
-test("the VRRP secret stays a secret in a consumer's inputs and in outputs, and its value never shows", async () => {
+test("the fence keys stay secret in a consumer's inputs and in outputs, and no private key ever shows", async () => {
   const run = await runUnderMocks({
     stack: "vienna",
     program: () => {
       const s = new Site("vienna", { model: site("vienna"), partner: site("karlsruhe"), sites });
-      // Stands in for the delivery that will ship keepalived.conf: the secret must arrive as a secret.
+      // Stands in for the delivery that will ship the key: the secret must arrive as a secret.
       new command.remote.Command("consumer", {
         connection: { host: "198.19.40.21" },
-        create: "cat > /etc/keepalived/auth",
-        stdin: s.proxy.pair.vrrpAuthPass,
+        create: "cat > /etc/standort/fence/id_ed25519",
+        stdin: s.proxy.pair.fenceKeys.apply((k) => k["vie-proxy-1"].clientKey),
       });
-      return { auth: s.proxy.pair.vrrpAuthPass, active: s.proxy.pair.active };
+      return { keys: s.proxy.pair.fenceKeys, active: s.proxy.pair.active };
     },
   });
   const consumer = run.resources.find((r) => r.name === "consumer")!;
   assert.equal(consumer.inputs.stdin, "[secret]");
-  assert.equal(consumer.inputs.create, "cat > /etc/keepalived/auth");
-  assert.deepEqual(run.outputs, { active: "vie-proxy-1", auth: "[secret]" });
-  assert.ok(!JSON.stringify(run).includes("mock-password"), "the generated password never appears in clear");
-  const passwords = run.resources.filter((r) => r.type === "random:index/randomPassword:RandomPassword");
-  assert.deepEqual(
-    passwords.map((p) => [p.name, p.inputs.length, p.inputs.special]),
-    [
-      ["vienna-fw-pair-vrrp-auth", 8, false],
-      ["vienna-proxy-pair-vrrp-auth", 8, false],
-      ["vienna-stor-pair-vrrp-auth", 8, false],
-    ],
-  );
-  // One secret per pair: each password is a child of its own pair.
+  assert.equal(consumer.inputs.create, "cat > /etc/standort/fence/id_ed25519");
+  assert.deepEqual(run.outputs, { active: "vie-proxy-1", keys: "[secret]" });
+  assert.ok(!JSON.stringify(run).includes("OPENSSH PRIVATE KEY"), "no private key appears in clear");
+  const keys = run.resources.filter((r) => r.type === "tls:index/privateKey:PrivateKey");
+  // Two keys per member (its fence sshd's host key, its client key), each a child of its own pair, Ed25519.
   const resources = byUrn(run);
   assert.deepEqual(
-    passwords.map((p) => resources.get(p.parent!)?.name),
-    ["vienna-fw-pair", "vienna-proxy-pair", "vienna-stor-pair"],
+    keys.map((k) => [k.name, k.inputs.algorithm, resources.get(k.parent!)?.name]),
+    ["fw", "proxy", "stor"].flatMap((pair) => {
+      const members =
+        pair === "fw" ? ["vie-fw-1", "vie-fw-2"] : pair === "proxy" ? ["vie-proxy-1", "vie-proxy-2"] : ["vie-stor-1", "vie-stor-2"];
+      return ["client", "host"].flatMap((purpose) =>
+        members.map((m) => [`vienna-${pair}-pair-fence-${purpose}-${m}`, "ED25519", `vienna-${pair}-pair`]),
+      );
+    }),
   );
+  assert.equal(run.resources.filter((r) => r.type === "random:index/randomPassword:RandomPassword" && /vrrp/.test(r.name)).length, 0);
 });
 
 test("every child is named after its parent plus a stable key, under a standort:<module>:<Type> component", async () => {
@@ -83,7 +82,7 @@ test("hcloud servers wait for the cloud firewalls; the route waits for every sub
   for (const subnet of subnets) assert.ok(route.dependsOn.includes(subnet), `the route waits for ${subnet}`);
 });
 
-test("pairs fence through the provider's API or the site's command, and keep identical time on both members", async () => {
+test("pairs fence over mgmt first, then through the provider's API, and keep identical time on both members", async () => {
   for (const [name, partner] of [
     ["helsinki", "frankfurt"],
     ["vienna", "karlsruhe"],
@@ -102,10 +101,10 @@ test("pairs fence through the provider's API or the site's command, and keep ide
     });
     if (name === "helsinki") {
       const server = run.resources.find((r) => r.type === "hcloud:index/server:Server" && r.name === "helsinki-stor-2")!;
-      assert.equal(o.fencing.method, "provider-api");
+      assert.match(o.fencing.fence["hel-stor-2"][0].run, /^ssh -p 2201 /);
       assert.match(
-        o.fencing.fence["hel-stor-2"].run,
-        new RegExp(`/v1/servers/${mockId(`${server.type}::${server.name}`)}/actions/poweroff$`),
+        o.fencing.fence["hel-stor-2"][1].run,
+        new RegExp(`/v1/servers/${mockId(`${server.type}::${server.name}`)}/actions/poweroff `),
       );
       assert.match(
         o.takeover[2],
@@ -113,12 +112,13 @@ test("pairs fence through the provider's API or the site's command, and keep ide
       );
       assert.match(o.takeover[3], /change_alias_ips/);
     } else {
+      const mgmt = (m: string) => site(name).pairs.find((p) => p.role === "storage")!.mgmt[m];
       assert.deepEqual(o.fencing, {
-        method: "command",
-        description: "run the site's fence command against the failed member; its exit status is the proof it is off",
+        description:
+          "power off the failed member through the peer's fence sshd over mgmt (port 2201, a key generated for the pair that may only power the peer off); a member that cannot be reached on any address counts as down",
         fence: {
-          "vie-stor-1": { run: "ssh -o ConnectTimeout=5 root@vie-stor-1 systemctl poweroff --force --force" },
-          "vie-stor-2": { run: "ssh -o ConnectTimeout=5 root@vie-stor-2 systemctl poweroff --force --force" },
+          "vie-stor-1": [{ run: `ssh -p 2201 -i /etc/standort/fence/id_ed25519 root@${mgmt("vie-stor-1")} (forced command: power off)` }],
+          "vie-stor-2": [{ run: `ssh -p 2201 -i /etc/standort/fence/id_ed25519 root@${mgmt("vie-stor-2")} (forced command: power off)` }],
         },
       });
       assert.equal(

@@ -48,6 +48,11 @@ test("one remote command per shipped file, named after the component and the fil
       "vie-fw-1-config-etc-keepalived-standort-failover-sh",
       "vie-fw-1-config-etc-nftables-conf",
       "vie-fw-1-config-etc-nftables-conf-confirm",
+      "vie-fw-1-config-etc-standort-fence-authorized-keys",
+      "vie-fw-1-config-etc-standort-fence-id-ed25519",
+      "vie-fw-1-config-etc-standort-fence-known-hosts",
+      "vie-fw-1-config-etc-standort-fence-ssh-host-ed25519-key",
+      "vie-fw-1-config-etc-standort-fence-sshd-config",
       "vie-fw-1-config-etc-standort-provider-env",
       "vie-fw-1-config-etc-sysctl-d-90-standort-conf",
       "vie-fw-1-config-etc-systemd-network-10-standort-internal-network",
@@ -61,6 +66,8 @@ test("one remote command per shipped file, named after the component and the fil
       "vie-fw-1-config-etc-systemd-network-20-standort-hb-firewall-network",
       "vie-fw-1-config-etc-systemd-network-20-standort-mgmt-netdev",
       "vie-fw-1-config-etc-systemd-network-20-standort-mgmt-network",
+      "vie-fw-1-config-etc-systemd-system-standort-fence-service",
+      "vie-fw-1-config-usr-local-sbin-standort-fenced",
     ],
   );
   assert.ok(commands(run).every((c) => c.parent === component[0].urn));
@@ -106,13 +113,17 @@ test("content goes in on stdin; the command stages it and runs the apply script 
 test("files carrying secrets are delivered as secrets, and no secret value appears anywhere", async () => {
   const files = renderHostFiles(site("vienna"), "vie-fw-1", fakeSecrets(site("vienna")), { sites });
   const run = await deliver(files);
-  for (const name of ["vie-fw-1-config-etc-keepalived-keepalived-conf", "vie-fw-1-config-etc-standort-provider-env"]) {
+  for (const name of [
+    "vie-fw-1-config-etc-standort-fence-id-ed25519",
+    "vie-fw-1-config-etc-standort-fence-ssh-host-ed25519-key",
+    "vie-fw-1-config-etc-standort-provider-env",
+  ]) {
     const r = byName(run).get(name)!;
     assert.equal(r.inputs.stdin, "[secret]", name);
     assert.deepEqual(r.inputs.triggers, ["[secret]"], name);
   }
   const text = JSON.stringify(run);
-  for (const secret of ["fake-vr", "fake-token-for-tests", "fake-private-key-for-tests"])
+  for (const secret of ["OPENSSH PRIVATE KEY", "fake-token-for-tests", "fake-private-key-for-tests"])
     assert.ok(!text.includes(secret), `${secret} leaked`);
 });
 
@@ -140,7 +151,7 @@ test("files are applied in order: each command waits for the one before", async 
   const files = renderHostFiles(site("vienna"), "vie-proxy-1", fakeSecrets(site("vienna")), { sites });
   const run = await deliver(files, "vie-proxy-1");
   const resources = byName(run);
-  const order = ["etc-haproxy-haproxy-cfg", "etc-keepalived-standort-failover-sh", "etc-keepalived-keepalived-conf"].map(
+  const order = ["etc-haproxy-haproxy-cfg", "etc-standort-fence-ssh-host-ed25519-key", "etc-standort-fence-id-ed25519"].map(
     (s) => `vie-proxy-1-config-${s}`,
   );
   for (let i = 1; i < order.length; i++) assert.deepEqual(resources.get(order[i])!.dependsOn, [order[i - 1]]);
@@ -179,8 +190,10 @@ test("deliverableFiles: secrets still unresolved stay secret; other files are kn
     },
   });
   const resources = byName(run);
-  assert.equal(resources.get("vie-stor-1-config-etc-keepalived-keepalived-conf")!.inputs.stdin, "[secret]");
+  assert.equal(resources.get("vie-stor-1-config-etc-standort-fence-id-ed25519")!.inputs.stdin, "[secret]");
   const chrony = resources.get("vie-stor-1-config-etc-chrony-chrony-conf")!;
   assert.ok(String(chrony.inputs.stdin).includes("server ptbtime1.ptb.de iburst"));
-  assert.ok(!JSON.stringify(run).includes("fake-vr"));
+  // keepalived.conf carries no secret (VRRPv3 has none): it is known at preview.
+  assert.ok(String(resources.get("vie-stor-1-config-etc-keepalived-keepalived-conf")!.inputs.stdin).includes("vrrp_version 3"));
+  assert.ok(!JSON.stringify(run).includes("OPENSSH PRIVATE KEY"));
 });

@@ -95,6 +95,8 @@ test("the four sites render 37 hosts with the files each role needs", () => {
   assert.equal(byPath("/etc/haproxy/haproxy.cfg").length, 8, "every proxy");
   assert.equal(byPath("/etc/keepalived/keepalived.conf").length, 24, "both members of three pairs at four sites");
   assert.equal(byPath("/etc/keepalived/standort-failover.sh").length, 24);
+  for (const path of ["/etc/standort/fence/sshd_config", "/etc/standort/fence/id_ed25519", "/usr/local/sbin/standort-fenced"])
+    assert.equal(byPath(path).length, 24, `${path}: every member of a pair that is not dissolved`);
   assert.deepEqual(
     byPath("/etc/bird/bird.conf").map((f) => f.host),
     ["fra-fw-1", "fra-fw-2"],
@@ -123,6 +125,14 @@ test("keepalived -t accepts every pair member's configuration, in a namespace wi
   } finally {
     remove();
   }
+});
+
+test("sshd -t accepts every fence sshd's configuration, and a broken one is refused", async (t) => {
+  if (!requireTool(t, "sshd", "ssh-keygen")) return;
+  const files = byPath("/etc/standort/fence/sshd_config");
+  await assertAllAccepted(files);
+  const codes = await codesFor(files[0], corrupt(readFileSync(files[0].local, "utf8"), "PermitTTY no", "PermitTTY nope"));
+  assert.deepEqual(codes, { good: 0, bad: 255 });
 });
 
 test("bird -p accepts the BGP firewalls' configuration", async (t) => {
@@ -255,15 +265,15 @@ test("each daemon's check rejects a deliberately broken file (the checks are rea
     ]);
     assert.equal(codes.good, 0);
     assert.notEqual(codes.bad, 0);
-    // A password longer than PASS carries is also refused, not silently cut.
-    const truncated = await codesFor(keepalived, corrupt(text(keepalived), "auth_pass plan-vr", "auth_pass fake-vrrp-too-long"), (a) => [
+    // A VRRP version keepalived does not speak is refused, not ignored.
+    const version = await codesFor(keepalived, corrupt(text(keepalived), "vrrp_version 3", "vrrp_version 4"), (a) => [
       "ip",
       "netns",
       "exec",
       ns,
       ...a,
     ]);
-    assert.notEqual(truncated.bad, 0);
+    assert.notEqual(version.bad, 0);
   } finally {
     remove();
   }
@@ -274,7 +284,7 @@ test("each daemon's check rejects a deliberately broken file (the checks are rea
   assert.notEqual(birdCodes.bad, 0);
 
   const chrony = one("/etc/chrony/chrony.conf", "hel-virt-1");
-  const chronyCodes = await codesFor(chrony, corrupt(text(chrony), "makestep 1.0 3", "makesteps 1.0 3"));
+  const chronyCodes = await codesFor(chrony, corrupt(text(chrony), "makestep 1.0 -1", "makesteps 1.0 -1"));
   assert.equal(chronyCodes.good, 0);
   assert.notEqual(chronyCodes.bad, 0);
 

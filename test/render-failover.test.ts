@@ -1,22 +1,27 @@
-// The rendered failover script, run for real with stub commands (curl, ip,
-// ping, ssh, sleep, logger) that record their calls: the passive member fences
-// before it moves the failover address, never moves it when fencing fails,
-// and the active member never fences.
+// The rendered failover script, run for real in a network namespace of its
+// own, with the real ssh and ping: the fence over mgmt and the reachability
+// check find no peer there (or find its heartbeat address on lo, where a test
+// says the peer still answers). Stand-ins record what the provider and the
+// host would do (curl, ip, sleep, logger, systemctl, chronyc). The passive
+// member fences before it moves anything, steps back when it cannot fence a
+// peer that answers, and the active member never fences. The fence itself,
+// against a real sshd, runs in the twin (test/twin-*.test.ts).
 import test, { after } from "node:test";
 import assert from "node:assert/strict";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadSites } from "../lib/model/load";
 import { SiteModel } from "../lib/model/model";
 import { RenderSecrets, renderFailoverScript, renderProviderEnv } from "../lib/render";
 import { requireTool, run } from "./helpers/tools";
+import { fakeFenceKeys } from "./helpers/secrets";
 import { STORAGE_ACTIVE_FLAG } from "../lib/footprint/jobs";
 
 const sites = loadSites();
 const site = (name: string): SiteModel => sites.find((s) => s.name === name)!;
 const secrets = (model: SiteModel): RenderSecrets => ({
-  vrrp: Object.fromEntries(model.pairs.map((p) => [p.name, "fake-vr"])),
+  fence: fakeFenceKeys(model),
   providerApiToken: "fake-token-for-tests",
 });
 
@@ -29,7 +34,7 @@ const stub = (name: string, body: string) => {
   writeFileSync(join(STUBS, name), `#!/bin/sh\n${body}\n`);
   chmodSync(join(STUBS, name), 0o755);
 };
-for (const name of ["ip", "ping", "ssh", "logger", "systemctl"]) {
+for (const name of ["ip", "logger", "systemctl"]) {
   const variable = `STUB_${name.toUpperCase()}_EXIT`;
   stub(name, `echo "${name} $*" >> "$CALLS"\nexit "\${${variable}:-0}"`);
 }
@@ -52,7 +57,10 @@ stub(
     '  case "$1" in',
     "    -X) method=$2; shift 2 ;;",
     "    -d) data=$2; shift 2 ;;",
-    "    -H | --max-time) shift 2 ;;",
+    // The token arrives as a config line on standard input; recorded apart from the command line.
+    '    -K) [ "$2" = - ] && sed "s/^/stdin /" >> "$CALLS.stdin"; shift 2 ;;',
+    '    -H) echo "header $2" >> "$CALLS.stdin.argv"; shift 2 ;;',
+    "    --max-time) shift 2 ;;",
     "    -*) shift ;;",
     "    *) url=$1; shift ;;",
     "  esac",
@@ -69,6 +77,9 @@ stub(
   ].join("\n"),
 );
 
+// chronyc answers what STUB_TRACKING holds (a file), or fails like a chronyd that does not run.
+stub("chronyc", '[ -n "${STUB_TRACKING:-}" ] || { echo "506 Cannot talk to daemon" >&2; exit 1; }\ncat "$STUB_TRACKING"');
+
 let counter = 0; // one folder per run
 
 /** Runs a host's rendered failover script with one state argument; returns its exit code and the recorded calls. */
@@ -80,8 +91,10 @@ async function runScript(
     env?: Record<string, string> | ((runDir: string) => Record<string, string>);
     providerEnv?: Record<string, string>;
     before?: (runDir: string) => void;
+    /** The peer's heartbeat address answers echo requests (it is put on lo in the script's namespace). */
+    peerAnswers?: boolean;
   } = {},
-): Promise<{ code: number; calls: string[]; logs: string[]; runDir: string }> {
+): Promise<{ code: number; calls: string[]; logs: string[]; runDir: string; stdin: string }> {
   const dir = join(root, `run-${++counter}`);
   const runDir = join(dir, "run");
   mkdirSync(runDir, { recursive: true });
@@ -94,11 +107,34 @@ async function runScript(
   options.before?.(runDir);
   const extra = typeof options.env === "function" ? options.env(runDir) : options.env;
   const env = { PATH: `${STUBS}:/usr/bin:/bin`, CALLS: calls, STANDORT_RUN_DIR: runDir, STANDORT_PROVIDER_ENV: envFile, ...extra };
-  const result = await run(["env", "-i", ...Object.entries(env).map(([k, v]) => `${k}=${v}`), "sh", script, state]);
+  const pair = model.pairs.find((p) => p.members.includes(host))!;
+  const peer = pair.members.find((m) => m !== host)!;
+  // A namespace of its own: ssh and ping reach nothing but what this test puts on lo.
+  const setup = [
+    "/usr/sbin/ip link set lo up",
+    ...(options.peerAnswers ? [`/usr/sbin/ip addr add ${pair.heartbeat[peer]}/32 dev lo`] : []),
+  ];
+  const result = await run([
+    "unshare",
+    "-n",
+    "sh",
+    "-c",
+    `${setup.join(" && ")} && exec "$@"`,
+    "failover-test",
+    "env",
+    "-i",
+    ...Object.entries(env).map(([k, v]) => `${k}=${v}`),
+    "sh",
+    script,
+    state,
+  ]);
   const recorded = readFileSync(calls, "utf8").split("\n").filter(Boolean);
+  const stdin = existsSync(`${calls}.stdin`) ? readFileSync(`${calls}.stdin`, "utf8") : "";
   return {
     code: result.code,
-    calls: recorded.filter((c) => !c.startsWith("logger ")),
+    stdin,
+    // The fence's polling (sleep 0.1 while ssh runs) depends on how fast ssh fails here: not part of the record.
+    calls: recorded.filter((c) => !c.startsWith("logger ") && c !== "sleep 0.1"),
     logs: recorded.filter((c) => c.startsWith("logger ")).map((c) => c.replace(/^logger -t standort-failover -p daemon.notice -- /, "")),
     runDir,
   };
@@ -106,45 +142,96 @@ async function runScript(
 
 const API = "https://api.hetzner.cloud/v1";
 
-test("Hetzner Cloud: the passive member waits, powers the peer off, then takes the floating IP", async (t) => {
-  if (!requireTool(t, "jq")) return;
-  const { code, calls, logs } = await runScript(site("helsinki"), "hel-proxy-2", "master");
+test("Hetzner Cloud: the passive member waits, finds no fence sshd, powers the peer off through the API, then takes the VIPs and the floating IP", async (t) => {
+  if (!requireTool(t, "jq", "ssh", "ping", "unshare")) return;
+  const { code, calls, logs, stdin } = await runScript(site("helsinki"), "hel-proxy-2", "master");
   assert.equal(code, 0, logs.join("\n"));
   assert.deepEqual(calls, [
-    "sleep 10",
+    "sleep 2",
     `curl GET ${API}/servers?name=hel-proxy-1`,
     `curl POST ${API}/servers/101/actions/poweroff`,
-    // The proxy VIP moves as an alias IP: off the fenced peer first, then onto this server.
+    // The proxy VIP moves as an alias IP: off the fenced peer first, then onto this server, then onto its link.
     `curl GET ${API}/networks?name=helsinki-net`,
     `curl GET ${API}/servers?name=hel-proxy-1`,
     `curl POST ${API}/servers/101/actions/change_alias_ips {"network":55,"alias_ips":["10.40.3.10","10.40.0.17"]}`,
     `curl GET ${API}/servers?name=hel-proxy-2`,
     `curl POST ${API}/servers/102/actions/change_alias_ips {"network":55,"alias_ips":["10.40.3.11","10.40.0.18","10.40.1.4"]}`,
+    "ip addr replace 10.40.1.4/32 dev dmz",
     `curl GET ${API}/floating_ips?name=helsinki-proxy`,
     `curl GET ${API}/servers?name=hel-proxy-2`,
     `curl POST ${API}/floating_ips/7/actions/assign {"server":102}`,
     "ip addr replace 198.19.251.10/32 dev eth0",
   ]);
+  assert.match(
+    logs.find((l) => l.includes("fence over mgmt"))!,
+    /^hel-proxy: fence over mgmt: hel-proxy-1 did not confirm: .*(unreachable|Network)/,
+  );
   assert.deepEqual(logs.slice(-2), ["hel-proxy: fenced hel-proxy-1", "hel-proxy: hel-proxy-2 is master"]);
+  // The token reached curl only on its standard input, once per call, never on a command line.
+  const curls = calls.filter((c) => c.startsWith("curl ")).length;
+  assert.equal(stdin.split("\n").filter((l) => l === 'stdin header = "Authorization: Bearer fake-token-for-tests"').length, curls);
+  assert.ok(!calls.some((c) => c.includes("fake-token")), calls.join("\n"));
 });
 
-test("Hetzner Cloud: when the power-off fails three times, the floating IP stays where it is", async (t) => {
-  if (!requireTool(t, "jq")) return;
-  const { code, calls, logs } = await runScript(site("helsinki"), "hel-proxy-2", "master", { env: { STUB_POWEROFF_EXIT: "22" } });
+test("Hetzner Cloud: a peer that still answers on its private addresses stepped down: no fence, the VIPs and the floating IP move", async (t) => {
+  if (!requireTool(t, "jq", "ssh", "ping", "unshare")) return;
+  const { code, calls, logs } = await runScript(site("helsinki"), "hel-proxy-2", "master", { peerAnswers: true });
+  assert.equal(code, 0, logs.join("\n"));
+  assert.ok(!calls.some((c) => c.endsWith("/actions/poweroff")), calls.join("\n"));
+  assert.ok(calls.includes(`curl POST ${API}/floating_ips/7/actions/assign {"server":102}`), calls.join("\n"));
+  assert.ok(logs.includes("hel-proxy: hel-proxy-1 stepped down and holds none of the addresses: no fence needed"), logs.join("\n"));
+});
+
+test("a member that cannot fence a peer that still answers steps back: nothing moves, and keepalived's check faults it for a while", async (t) => {
+  if (!requireTool(t, "ssh", "ping", "arping", "unshare")) return;
+  const karlsruhe = site("karlsruhe");
+  // The peer answers, and whether it still holds the VIPs cannot be told (no VIP link here): it must be fenced.
+  const { code, calls, logs, runDir } = await runScript(karlsruhe, "fkb-proxy-2", "master", { providerEnv: IONOS_ENV, peerAnswers: true });
   assert.equal(code, 1);
-  assert.equal(calls.filter((c) => c.endsWith("/actions/poweroff")).length, 3);
-  assert.ok(!calls.some((c) => c.includes("floating_ips") || c.startsWith("ip ")), calls.join("\n"));
-  assert.equal(logs.at(-1), "hel-proxy: fencing hel-proxy-1 failed 3 times: not taking the failover address (split-brain risk)");
+  assert.ok(!calls.some((c) => c.startsWith("curl") || c.startsWith("ip ")), calls.join("\n"));
+  assert.equal(logs.at(-1), "fkb-proxy: could not fence fkb-proxy-1, which still answers: stepping back for 30s (split-brain risk)");
+  // keepalived's fence_not_failed check fails while the mark is fresh, and passes once it is older than the step-back time.
+  const check = (before?: (dir: string) => void) =>
+    runScript(karlsruhe, "fkb-proxy-2", "fence-check", {
+      before: (dir) => (writeFileSync(join(dir, "fence-failed-fkb-proxy"), ""), before?.(dir)),
+    });
+  assert.equal((await check()).code, 1);
+  const old = await check((dir) =>
+    utimesSync(join(dir, "fence-failed-fkb-proxy"), new Date(Date.now() - 31_000), new Date(Date.now() - 31_000)),
+  );
+  assert.equal(old.code, 0);
+  assert.ok(existsSync(join(runDir, "fence-failed-fkb-proxy")));
 });
 
 test("the passive member does not fence a peer that came back during the grace period", async (t) => {
-  if (!requireTool(t, "jq")) return;
+  if (!requireTool(t, "jq", "unshare")) return;
   const stateFile = (runDir: string) => join(runDir, "failover-hel-proxy.state");
   const result = await runScript(site("helsinki"), "hel-proxy-2", "master", { env: (runDir) => ({ STUB_SLEEP_FLIP: stateFile(runDir) }) });
   assert.equal(result.code, 0);
-  assert.deepEqual(result.calls, ["sleep 10"]);
+  assert.deepEqual(result.calls, ["sleep 2"]);
   assert.equal(result.logs.at(-1), "hel-proxy: no longer master: hel-proxy-1 is back; not fencing");
   assert.equal(readFileSync(stateFile(result.runDir), "utf8").trim(), "backup");
+});
+
+test("keepalived's clock check passes only while chronyd vouches for an offset within the bound", async (t) => {
+  if (!requireTool(t, "unshare")) return;
+  const tracking = (offset: string, leap = "Normal") =>
+    [
+      "Reference ID    : C0A80001 (time.example)",
+      `System time     : ${offset} seconds fast of NTP time`,
+      `Leap status     : ${leap}`,
+      "",
+    ].join("\n");
+  const check = async (text: string | undefined) => {
+    const file = join(root, `tracking-${++counter}`);
+    if (text !== undefined) writeFileSync(file, text);
+    return (await runScript(site("vienna"), "vie-proxy-2", "clock", { env: text === undefined ? {} : { STUB_TRACKING: file } })).code;
+  };
+  assert.equal(await check(tracking("0.000123456")), 0);
+  assert.equal(await check(tracking("0.499000000")), 0);
+  assert.equal(await check(tracking("0.612345678")), 1, "off by more than 0.5 s");
+  assert.equal(await check(tracking("0.000100000", "Not synchronised")), 1, "chronyd has no source");
+  assert.equal(await check(undefined), 1, "chronyd does not answer");
 });
 
 test("the active member takes the address without fencing, and gives it up on backup", async (t) => {
@@ -157,7 +244,7 @@ test("the active member takes the address without fencing, and gives it up on ba
     before: (runDir) => writeFileSync(join(runDir, "failover-hel-proxy.address"), "198.19.251.10\n"),
   });
   assert.equal(backup.code, 0);
-  assert.deepEqual(backup.calls, ["ip addr del 198.19.251.10/32 dev eth0"]);
+  assert.deepEqual(backup.calls, ["ip addr del 10.40.1.4/32 dev dmz", "ip addr del 198.19.251.10/32 dev eth0"]);
   assert.ok(!existsSync(join(backup.runDir, "failover-hel-proxy.address")));
 });
 
@@ -169,28 +256,35 @@ const karlsruheProxyIp = (() => {
   return pub.declared.proxy;
 })();
 
-test("pre-provisioned: a fence command that fails against an unreachable peer counts, then the IONOS failover IP moves", async () => {
-  const { code, calls, logs } = await runScript(site("karlsruhe"), "fkb-proxy-2", "master", {
-    env: { STUB_SSH_EXIT: "255", STUB_PING_EXIT: "1" },
-    providerEnv: IONOS_ENV,
-  });
+test("pre-provisioned: a peer that no fence reaches and that answers on no address counts as down, then the IONOS failover IP moves", async (t) => {
+  if (!requireTool(t, "ssh", "ping", "unshare")) return;
+  const { code, calls, logs, stdin } = await runScript(site("karlsruhe"), "fkb-proxy-2", "master", { providerEnv: IONOS_ENV });
   assert.equal(code, 0, logs.join("\n"));
-  assert.equal(calls.filter((c) => c === "ssh -o ConnectTimeout=5 root@fkb-proxy-1 systemctl poweroff --force --force").length, 3);
-  assert.deepEqual(calls.slice(-2), [
+  assert.deepEqual(calls, [
+    "sleep 2",
     `curl PATCH https://api.ionos.com/cloudapi/v6/datacenters/dc-fake/lans/2 {"ipFailover":[{"ip":"${karlsruheProxyIp}","nicUuid":"nic-fake"}]}`,
     `ip addr replace ${karlsruheProxyIp}/32 dev eth0`,
   ]);
-  assert.ok(logs.includes("fkb-proxy: fence command failed but fkb-proxy-1 answers on neither address: treating it as down"));
+  assert.ok(logs.includes("fkb-proxy: no fence took, but fkb-proxy-1 answers on none of its addresses: treating it as down"));
+  assert.equal(stdin.trim(), 'stdin header = "Authorization: Bearer fake-token-for-tests"');
 });
 
-test("pre-provisioned: a fence command that fails against a peer that still answers stops the takeover", async () => {
-  const { code, calls, logs } = await runScript(site("karlsruhe"), "fkb-proxy-2", "master", {
-    env: { STUB_SSH_EXIT: "255", STUB_PING_EXIT: "0" },
-    providerEnv: IONOS_ENV,
-  });
+test("pre-provisioned: a peer that no fence reaches but that still answers stops the takeover", async (t) => {
+  if (!requireTool(t, "ssh", "ping", "arping", "unshare")) return;
+  const { code, calls, logs } = await runScript(site("karlsruhe"), "fkb-proxy-2", "master", { providerEnv: IONOS_ENV, peerAnswers: true });
   assert.equal(code, 1);
   assert.ok(!calls.some((c) => c.startsWith("curl") || c.startsWith("ip ")), calls.join("\n"));
-  assert.equal(logs.at(-1), "fkb-proxy: fencing fkb-proxy-1 failed 3 times: not taking the failover address (split-brain risk)");
+  assert.equal(logs.at(-1), "fkb-proxy: could not fence fkb-proxy-1, which still answers: stepping back for 30s (split-brain risk)");
+});
+
+test("pre-provisioned: the site's fence command is the second method, with %h for the peer", async (t) => {
+  if (!requireTool(t, "ssh", "ping", "arping", "unshare")) return;
+  const karlsruhe = site("karlsruhe");
+  const model = { ...karlsruhe, provider: { ...karlsruhe.provider, fenceCommand: 'echo "fence %h" >> "$CALLS"' } } as SiteModel;
+  const { code, calls, logs } = await runScript(model, "fkb-proxy-2", "master", { providerEnv: IONOS_ENV, peerAnswers: true });
+  assert.equal(code, 0, logs.join("\n"));
+  assert.deepEqual(calls.slice(0, 2), ["sleep 2", "fence fkb-proxy-1"]);
+  assert.ok(logs.includes("fkb-proxy: fenced fkb-proxy-1"));
 });
 
 test("pre-provisioned: a missing provider setting is named, and nothing moves", async () => {

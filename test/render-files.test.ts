@@ -110,10 +110,16 @@ test("the zone policy is data: named rules in a fixed order, partner rules from 
       "data-to-partner-karlsruhe-replication",
       "hb-firewall-vrrp",
       "hb-firewall-ping",
+      "mgmt-vrrp-firewall",
+      "mgmt-fence-firewall",
       "hb-proxy-vrrp",
       "hb-proxy-ping",
+      "mgmt-vrrp-proxy",
+      "mgmt-fence-proxy",
       "hb-storage-vrrp",
       "hb-storage-ping",
+      "mgmt-vrrp-storage",
+      "mgmt-fence-storage",
     ],
   );
   const web = policy[0];
@@ -187,7 +193,10 @@ test("the edge firewall: default deny, state, anti-spoofing, DNAT and SNAT of th
   // VRRP only on the heartbeat segment between the two members; BGP only with the peers.
   assert.deepEqual(
     lines(nft).filter((l) => l.includes("ip protocol 112")),
-    ['iifname "hb-firewall" ip saddr { 10.10.3.1, 10.10.3.2 } ip daddr 10.10.3.1 ip protocol 112 accept comment "hb-firewall-vrrp"'],
+    [
+      'iifname "hb-firewall" ip saddr { 10.10.3.1, 10.10.3.2 } ip daddr 10.10.3.1 ip protocol 112 accept comment "hb-firewall-vrrp"',
+      'iifname "mgmt" ip saddr { 10.10.2.2, 10.10.2.3 } ip daddr 10.10.2.2 ip protocol 112 accept comment "mgmt-vrrp-firewall"',
+    ],
   );
   assert.deepEqual(
     lines(nft).filter((l) => l.includes("dport 179")),
@@ -299,7 +308,7 @@ test("HAProxy: any-address binds, health-checked backends on the virtualization 
   for (const t of ["timeout connect 5s", "timeout client 60s", "timeout server 60s"]) has(cfg, t);
 });
 
-test("keepalived: unicast VRRP on the heartbeat interface, priorities from the model, VIPs on their segments", () => {
+test("keepalived: VRRPv3 on two paths (heartbeat and mgmt) in one sync group, priorities from the model, VIPs on their segments", () => {
   const model = site("vienna");
   const active = renderKeepalivedConfig(model, "vie-fw-1", fakeSecrets(model));
   const passive = renderKeepalivedConfig(model, "vie-fw-2", fakeSecrets(model));
@@ -310,10 +319,29 @@ test("keepalived: unicast VRRP on the heartbeat interface, priorities from the m
     "virtual_router_id 10",
     "unicast_src_ip 10.30.3.1",
     "10.30.3.2",
-    "auth_type PASS",
-    "auth_pass fake-vr",
+    "vrrp_version 3",
+    "advert_int 0.2",
+    "vrrp_sync_group vie_firewall {",
+    "vie_firewall_hb",
+    "vie_firewall_mgmt",
+    "interface mgmt",
+    "unicast_src_ip 10.30.2.2",
+    "169.254.10.2/32 dev lo",
   ])
     has(active, line);
+  // VRRPv3 has no authentication: a rendered one would be ignored by keepalived.
+  lacks(active, /^\s*(authentication|auth_type|auth_pass)\b/m);
+  // Both instances track the same scripts, so their priorities move together.
+  const tracks =
+    "\ttrack_script {\n" +
+    ["ruleset_loaded", "link_dmz", "link_app", "link_data", "link_mgmt", "link_eth0", "clock_in_step", "fence_not_failed"]
+      .map((n) => `\t\t${n}\n`)
+      .join("") +
+    "\t}";
+  assert.equal(active.split(tracks).length - 1, 2, active);
+  // Each served segment is judged by whether other hosts there answer ARP; the uplink by its gateway.
+  has(active, 'script "/bin/sh /etc/keepalived/standort-failover.sh link dmz 10.30.0.4 10.30.0.10 10.30.0.11"');
+  has(active, 'script "/bin/sh /etc/keepalived/standort-failover.sh link eth0"');
   for (const line of ["state BACKUP", "priority 100", "unicast_src_ip 10.30.3.2", "10.30.3.1"]) has(passive, line);
   for (const line of ["10.30.0.1/24 dev dmz", "10.30.4.1/22 dev app", "10.30.1.1/24 dev data", "10.30.2.1/24 dev mgmt"]) has(active, line);
   has(active, 'notify_master "/etc/keepalived/standort-failover.sh master" root');
@@ -369,10 +397,10 @@ test("chrony: every host of a site uses exactly the site's time sources", () => 
         .join("\n"),
     );
     assert.equal(new Set(sources).size, 1, model.name);
-    assert.equal(sources[0], model.time.servers.map((s) => `server ${s} iburst`).join("\n"));
+    assert.equal(sources[0], model.time.servers.map((s) => `server ${s} iburst maxpoll 6`).join("\n"));
   }
   const cfg = renderChronyConfig(site("helsinki"), "hel-fw-1");
-  has(cfg, "makestep 1.0 3");
+  has(cfg, "makestep 1.0 -1");
   has(cfg, "rtcsync");
   lacks(cfg, /^pool |sourcedir/m);
 });
@@ -408,17 +436,28 @@ test("renderHostFiles: delivery order, checks, secrets flagged, cloud-init only 
   const fw = renderHostFiles(site("frankfurt"), "fra-fw-1", fakeSecrets(site("frankfurt")), options);
   const paths = fw.map((f) => f.path);
   assert.deepEqual(paths.slice(0, 2), ["/etc/sysctl.d/90-standort.conf", "/etc/systemd/network/10-standort-internal.network"]);
-  assert.deepEqual(paths.slice(-5), [
+  assert.deepEqual(paths.slice(-12), [
     "/etc/nftables.conf",
     "/etc/chrony/chrony.conf",
     "/etc/bird/bird.conf",
+    "/etc/standort/fence/ssh_host_ed25519_key",
+    "/etc/standort/fence/id_ed25519",
+    "/etc/standort/fence/authorized_keys",
+    "/etc/standort/fence/known_hosts",
+    "/usr/local/sbin/standort-fenced",
+    "/etc/systemd/system/standort-fence.service",
+    "/etc/standort/fence/sshd_config",
     "/etc/keepalived/standort-failover.sh",
     "/etc/keepalived/keepalived.conf",
   ]);
-  // Frankfurt's firewalls announce by BGP and fence by command: the provider token never reaches them.
+  // Frankfurt's firewalls announce by BGP and move nothing: the provider token never reaches them.
   assert.deepEqual(
-    fw.filter((f) => f.secret).map((f) => f.path),
-    ["/etc/bird/bird.conf", "/etc/keepalived/keepalived.conf"],
+    fw.filter((f) => f.secret).map((f) => [f.path, f.mode]),
+    [
+      ["/etc/bird/bird.conf", "0640"],
+      ["/etc/standort/fence/ssh_host_ed25519_key", "0600"],
+      ["/etc/standort/fence/id_ed25519", "0600"],
+    ],
   );
   // Karlsruhe's proxies move the IONOS failover IP: they get it.
   const fkbProxy = renderHostFiles(site("karlsruhe"), "fkb-proxy-1", fakeSecrets(site("karlsruhe")), options);
@@ -426,7 +465,7 @@ test("renderHostFiles: delivery order, checks, secrets flagged, cloud-init only 
   const nft = fw.find((f) => f.path === "/etc/nftables.conf")!;
   assert.deepEqual(nft.check?.command, ["nft", "-c", "-f", "{file}"]);
   assert.equal(nft.confirmWithinSeconds, 120);
-  assert.deepEqual(fw.find((f) => f.path === "/etc/keepalived/keepalived.conf")!.mode, "0600");
+  assert.deepEqual(fw.find((f) => f.path === "/etc/keepalived/keepalived.conf")!.mode, "0644");
   assert.ok(fw.every((f) => f.delivery === "ssh" && f.content.endsWith("\n")));
 
   const hel = renderHostFiles(site("helsinki"), "hel-proxy-1", fakeSecrets(site("helsinki")), options);
@@ -439,10 +478,12 @@ test("renderHostFiles: delivery order, checks, secrets flagged, cloud-init only 
   assert.ok(userData.content.includes("  - path: /etc/nftables.conf\n"));
   assert.ok(!userData.content.includes("/etc/haproxy/haproxy.cfg"));
   assert.ok(userData.content.includes("    defer: true\n"));
-  assert.ok(!userData.content.includes("fake-vr") && !userData.content.includes("fake-token-for-tests"), "no secret in user-data");
+  assert.ok(!userData.content.includes("PRIVATE KEY") && !userData.content.includes("fake-token-for-tests"), "no secret in user-data");
   assert.ok(!userData.content.includes("/etc/keepalived/keepalived.conf"));
   assert.ok(
-    /packages:\n {2}- chrony\n {2}- curl\n {2}- haproxy\n {2}- jq\n {2}- keepalived\n {2}- nftables\n/.test(userData.content),
+    /packages:\n {2}- chrony\n {2}- curl\n {2}- haproxy\n {2}- iputils-arping\n {2}- jq\n {2}- keepalived\n {2}- nftables\n {2}- openssh-client\n {2}- openssh-server\n/.test(
+      userData.content,
+    ),
     userData.content,
   );
 });
@@ -464,9 +505,9 @@ test("rendering is deterministic, and writeRenderedFiles lays out <dir>/<host>/<
     assert.ok(writtenA.includes("vie-fw-1/etc/nftables.conf"));
     assert.deepEqual(readdirSync(a).sort(), first.map((h) => h.host).sort());
     for (const path of writtenA) assert.equal(readFileSync(join(a, path), "utf8"), readFileSync(join(b, path), "utf8"), path);
-    assert.equal(statSync(join(a, "vie-fw-1/etc/keepalived/keepalived.conf")).mode & 0o777, 0o600);
+    assert.equal(statSync(join(a, "vie-fw-1/etc/standort/fence/id_ed25519")).mode & 0o777, 0o600);
     writeRenderedFiles(b, first, { clean: true, redactSecrets: true });
-    assert.equal(readFileSync(join(b, "vie-fw-1/etc/keepalived/keepalived.conf"), "utf8"), REDACTED);
+    assert.equal(readFileSync(join(b, "vie-fw-1/etc/standort/fence/id_ed25519"), "utf8"), REDACTED);
     assert.equal(readFileSync(join(b, "vie-fw-1/etc/nftables.conf"), "utf8"), readFileSync(join(a, "vie-fw-1/etc/nftables.conf"), "utf8"));
   } finally {
     rmSync(a, { recursive: true, force: true });

@@ -10,6 +10,7 @@ import {
   renderBirdConfig,
   renderChronyConfig,
   renderCloudInit,
+  renderFenceFiles,
   renderHaproxyConfig,
   renderHostFiles,
   renderKeepalivedConfig,
@@ -87,19 +88,24 @@ test("a host address outside its segment is refused by every renderer of that ho
   assertRefused(() => renderHostFiles(model, "vie-proxy-1", fakeSecrets(model), { sites }), line);
 });
 
-test("a VRRP password longer than auth_type PASS carries is refused, not truncated", () => {
+test("a missing or malformed fence key is refused, naming the member whose key it is", () => {
   const model = site("vienna");
+  const keys = fakeSecrets(model).fence;
   assertRefused(
-    () =>
-      renderKeepalivedConfig(model, "vie-proxy-1", {
-        ...fakeSecrets(model),
-        vrrp: { ...fakeSecrets(model).vrrp, "vie-proxy": "fake-vrrp" },
-      }),
-    "vienna: vie-proxy-1: secrets.vrrp.vie-proxy: 9 characters: auth_type PASS uses at most 8 (keepalived truncates longer passwords)",
+    () => renderFenceFiles(model, "vie-proxy-1", { ...fakeSecrets(model), fence: { ...keys, "vie-proxy-2": undefined! } }),
+    "vienna: vie-proxy-1: secrets.fence.vie-proxy-2: Invalid input: expected object, received undefined",
   );
   assertRefused(
-    () => renderKeepalivedConfig(model, "vie-proxy-1", { vrrp: {} }),
-    "vienna: vie-proxy-1: secrets.vrrp.vie-proxy: is required: VRRP adverts are authenticated",
+    () =>
+      renderFenceFiles(model, "vie-proxy-1", {
+        ...fakeSecrets(model),
+        fence: { ...keys, "vie-proxy-1": { ...keys["vie-proxy-1"], clientKey: "not a key" } },
+      }),
+    "vienna: vie-proxy-1: secrets.fence.vie-proxy-1.clientKey: must be an OpenSSH private key",
+  );
+  assertRefused(
+    () => renderFenceFiles(model, "vie-virt-1", fakeSecrets(model)),
+    "vienna: vie-virt-1: hostName: vie-virt-1 has no pair peer to fence",
   );
 });
 
@@ -127,7 +133,7 @@ test("priorities that would make the passive member win are refused", () => {
 test("Hetzner Cloud pairs need the provider API token (fencing and floating IPs)", () => {
   const model = site("helsinki");
   assertRefused(
-    () => renderKeepalivedConfig(model, "hel-proxy-1", { vrrp: fakeSecrets(model).vrrp }),
+    () => renderKeepalivedConfig(model, "hel-proxy-1", { fence: fakeSecrets(model).fence }),
     "helsinki: hel-proxy-1: secrets.providerApiToken: is required on helsinki: the failover script fences and moves addresses through the provider API",
   );
 });

@@ -32,7 +32,7 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
   const run = await plan;
   assert.deepEqual(countByType(run.resources), [
     // 10 hosts' files, each a delivering command (and a confirming one for the packet filter).
-    ["command:remote:Command", 164],
+    ["command:remote:Command", 206],
     ["hcloud:index/firewall:Firewall", 4],
     ["hcloud:index/floatingIp:FloatingIp", 2],
     ["hcloud:index/floatingIpAssignment:FloatingIpAssignment", 2],
@@ -54,7 +54,6 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
     ["pulumi:pulumi:StackReference", 2],
     // Two tunnel private keys, and the preshared key of wg-hel-vie (helsinki is its first end).
     ["random:index/randomBytes:RandomBytes", 3],
-    ["random:index/randomPassword:RandomPassword", 3],
     ["standort:firewall:Firewall", 1],
     ["standort:footprint:Replication", 1],
     ["standort:footprint:SiteTunnels", 1],
@@ -67,6 +66,8 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
     ["standort:site:Site", 1],
     ["standort:storage:Storage", 1],
     ["standort:virtualization:VirtualizationHosts", 1],
+    // Each pair member's two fence keys (its fence sshd's host key, its client key).
+    ["tls:index/privateKey:PrivateKey", 12],
   ]);
   assert.deepEqual(
     of(run, T.placementGroup).map((r) => [r.name, r.inputs.name, r.inputs.type]),

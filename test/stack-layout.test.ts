@@ -62,11 +62,12 @@ function projection(o: Record<string, any>) {
 test("every location plans without error, with the counts of its layout", async () => {
   const counts: Record<string, number> = {};
   for (const l of LOCATIONS) counts[l] = (await planOf(l)).resources.length;
-  // Pre-provisioned: 7 components + one Host per listed host + 3 pairs with their VRRP secret,
+  // Pre-provisioned: 7 components + one Host per listed host + 3 pairs with their members' four fence keys,
   // the tunnels and their peers' stacks, and a HostConfig per host with one command per file.
   // helsinki adds its provider, 10 servers with their attachments, the cloud objects and its CronJobs.
-  const layout = { frankfurt: 23, helsinki: 70, karlsruhe: 21, vienna: 22 };
-  const delivery = { frankfurt: 176, helsinki: 191, karlsruhe: 150, vienna: 172 };
+  const layout = { frankfurt: 32, helsinki: 79, karlsruhe: 30, vienna: 31 };
+  // Each of the six pair members gets seven fence files.
+  const delivery = { frankfurt: 218, helsinki: 233, karlsruhe: 192, vienna: 214 };
   assert.deepEqual(counts, Object.fromEntries(LOCATIONS.map((l) => [l, layout[l] + delivery[l]])));
 });
 
@@ -79,10 +80,9 @@ test("vienna shows the same layout on pre-provisioned hosts, without cloud resou
   const run = await planOf("vienna");
   assert.deepEqual(countByType(run.resources), [
     // Delivery over SSH: no cloud resource, one command per file (and per packet filter confirmation).
-    ["command:remote:Command", 158],
+    ["command:remote:Command", 200],
     ["pulumi:pulumi:StackReference", 2],
     ["random:index/randomBytes:RandomBytes", 2],
-    ["random:index/randomPassword:RandomPassword", 3],
     ["standort:firewall:Firewall", 1],
     ["standort:footprint:SiteTunnels", 1],
     ["standort:host:Host", 9],
@@ -94,6 +94,8 @@ test("vienna shows the same layout on pre-provisioned hosts, without cloud resou
     ["standort:site:Site", 1],
     ["standort:storage:Storage", 1],
     ["standort:virtualization:VirtualizationHosts", 1],
+    // Each pair member's two fence keys (its fence sshd's host key, its client key).
+    ["tls:index/privateKey:PrivateKey", 12],
   ]);
   const byUrn = new Map(run.resources.map((r) => [r.urn, r]));
   const hosts = run.resources.filter((r) => r.type === "standort:host:Host").map((h) => [h.name, byUrn.get(h.parent!)!.name]);

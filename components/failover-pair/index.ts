@@ -6,16 +6,16 @@
  * only) and a dissolve setting that leaves one member serving.
  */
 import * as pulumi from "@pulumi/pulumi";
-import * as random from "@pulumi/random";
+// @pulumi/tls generates the fence keys inside the stack: Ed25519 in OpenSSH's formats, kept as secrets in state,
+// with no key material ever typed into config or passing through a shell.
+import * as tls from "@pulumi/tls";
 import { PairModel, SiteModel, Vip } from "../../lib/model/model";
 import { PairedRole } from "../../lib/model/schema";
+import type { FenceKeys } from "../../lib/render/types";
 import { FailoverAddress, Provisioning } from "../provisioning";
 import { Host } from "../host";
 import { FencingPlan } from "./fencing";
 import { VrrpPlan, servingMembers, takeoverSteps, vrrpPlan } from "./plan";
-
-/** keepalived's PASS authentication uses at most 8 characters. */
-export const VRRP_AUTH_LENGTH = 8;
 
 /** A public failover address the pair holds. */
 export interface PublicAddressRequest {
@@ -65,10 +65,11 @@ export class FailoverPair extends pulumi.ComponentResource {
   public readonly heartbeat: { readonly segment: string; readonly addresses: Readonly<Record<string, string>> };
   /** VRRP settings (router id, priorities, unicast peers, timers). */
   public readonly vrrp: VrrpPlan;
-  /** VRRP PASS secret of this pair only; a Pulumi secret. */
-  public readonly vrrpAuthPass: pulumi.Output<string>;
-  /** The generator of `vrrpAuthPass`. */
-  public readonly authPassword: random.RandomPassword;
+  /**
+   * Each member's fence keys (its fence sshd's host key, its client key), by
+   * member; a Pulumi secret, delivered to this pair's members only.
+   */
+  public readonly fenceKeys: pulumi.Output<Record<string, FenceKeys>>;
   /** Internal VIPs (segment gateways, service addresses). */
   public readonly vips: ReadonlyArray<Vip>;
   /** Public failover addresses by purpose. */
@@ -99,9 +100,22 @@ export class FailoverPair extends pulumi.ComponentResource {
     this.vips = pair.vips;
     this.timeSources = Object.fromEntries(pair.members.map((m) => [m, [...model.time.servers]]));
 
-    this.authPassword = new random.RandomPassword(`${name}-vrrp-auth`, { length: VRRP_AUTH_LENGTH, special: false }, { parent: this });
-    // Secret by construction, not only by the provider's marking of `result`.
-    this.vrrpAuthPass = pulumi.secret(this.authPassword.result);
+    // A dissolved pair has no peer to fence or be fenced by.
+    const fenced = pair.dissolved ? [] : [...pair.members];
+    const key = (member: string, purpose: string) =>
+      new tls.PrivateKey(`${name}-fence-${purpose}-${member}`, { algorithm: "ED25519" }, { parent: this });
+    const keys = fenced.map((member) => {
+      const host = key(member, "host");
+      const client = key(member, "client");
+      return pulumi
+        .all([host.privateKeyOpenssh, host.publicKeyOpenssh, client.privateKeyOpenssh, client.publicKeyOpenssh])
+        .apply(
+          ([hostKey, hostKeyPublic, clientKey, clientKeyPublic]) =>
+            [member, { hostKey, hostKeyPublic, clientKey, clientKeyPublic }] as const,
+        );
+    });
+    // Secret by construction, not only by the provider's marking of the private keys.
+    this.fenceKeys = pulumi.secret(pulumi.all(keys).apply((entries) => Object.fromEntries(entries)));
 
     const activeHost = args.members[pair.active];
     const addresses: Record<string, PairAddress> = {};
@@ -140,8 +154,7 @@ export class FailoverPair extends pulumi.ComponentResource {
       released: this.released,
       heartbeat: this.heartbeat,
       vrrp: this.vrrp,
-      vrrpAuthPass: this.vrrpAuthPass,
-      authPassword: this.authPassword,
+      fenceKeys: this.fenceKeys,
       vips: this.vips,
       failoverAddresses: this.failoverAddresses,
       timeSources: this.timeSources,

@@ -405,7 +405,7 @@ export class PreprovisionedProvisioning implements Provisioning {
   readonly ownPrefix: { readonly routable: boolean; readonly how: string };
   constructor(
     private readonly providerName: string,
-    private readonly fenceCommand: string,
+    private readonly fenceCommand: string | undefined,
   ) {
     this.label = `pre-provisioned hosts (${providerName})`;
     this.ownPrefix = {

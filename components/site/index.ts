@@ -3,7 +3,7 @@ import * as hcloud from "@pulumi/hcloud";
 import { HostInterface, SiteModel, addressPlan } from "../../lib/model/model";
 import { PairedRole, ROLES, Role } from "../../lib/model/schema";
 import { listenPortFor } from "../../lib/footprint/wireguard";
-import { ProxiedService } from "../../lib/render/types";
+import { FenceKeys, ProxiedService } from "../../lib/render/types";
 import { FailoverPair } from "../failover-pair";
 import { Firewall } from "../firewall";
 import { Host, HostContext, describeHost } from "../host";
@@ -156,12 +156,12 @@ export class Site extends pulumi.ComponentResource {
       const secrets: pulumi.Output<RenderSecrets> = pulumi.secret(
         pulumi
           .all([
-            pulumi.all(Object.fromEntries(Object.values(this.pairs).map((p) => [p.pairName, p.vrrpAuthPass]))),
+            pulumi.all(Object.values(this.pairs).map((p) => p.fenceKeys)),
             pulumi.all(Object.fromEntries(Object.entries(this.bgpPasswords).map(([peer, p]) => [peer, p.result]))),
             pulumi.output(delivery.providerApiToken ?? PLACEHOLDER_NO_TOKEN),
           ])
-          .apply(([vrrp, bgp, providerApiToken]) => ({
-            vrrp,
+          .apply(([fence, bgp, providerApiToken]) => ({
+            fence: Object.assign({}, ...fence) as Record<string, FenceKeys>,
             bgp: Object.keys(bgp).length > 0 ? bgp : undefined,
             providerApiToken,
           })),

@@ -100,6 +100,12 @@ export interface PairModel {
   readonly dissolved: boolean;
   readonly heartbeatSegment: string;
   readonly heartbeat: Readonly<Record<string, string>>;
+  /**
+   * Each member's address in `mgmt`: the pair's second VRRP path (a takeover
+   * needs the peer silent on both the heartbeat and mgmt) and the path the
+   * fence takes to the peer.
+   */
+  readonly mgmt: Readonly<Record<string, string>>;
   readonly vips: ReadonlyArray<Vip>;
   readonly vrid: number;
   readonly priorities: Readonly<Record<string, number>>;
@@ -438,7 +444,7 @@ export function buildSiteModel(file: string, site: SiteFile): { model?: SiteMode
           message: `${vip.address} is the ${role} pair's address in ${vip.segment} but is pinned to ${holder}`,
         });
     }
-    const interfaceIn = (h: HostModel) => h.interfaces.find((x) => x.segment === heartbeatSegment)?.address ?? "";
+    const interfaceIn = (h: HostModel, segment = heartbeatSegment) => h.interfaces.find((x) => x.segment === segment)?.address ?? "";
     return {
       role,
       name: `${site.code}-${role}`,
@@ -448,6 +454,7 @@ export function buildSiteModel(file: string, site: SiteFile): { model?: SiteMode
       dissolved: setting.dissolved,
       heartbeatSegment,
       heartbeat: { [first.name]: interfaceIn(first), [second.name]: interfaceIn(second) },
+      mgmt: { [first.name]: interfaceIn(first, "mgmt"), [second.name]: interfaceIn(second, "mgmt") },
       vips,
       vrid: site.vrrpIdBase + i,
       priorities: setting.dissolved

@@ -98,12 +98,13 @@ const preprovisionedProvider = z.strictObject({
   /** Every server of the site, as handed over. */
   hosts: z.array(hostSchema).min(1).describe("Every server of the site, as handed over."),
   /**
-   * How a failed pair member is fenced before takeover when the provider has no
-   * power-off API the library drives: a command run on the surviving member with
-   * `%h` replaced by the failed host's name.
-   * @default "ssh -o ConnectTimeout=5 root@%h systemctl poweroff --force --force"
+   * A second fence method, run on the surviving member when the fence over mgmt
+   * (the peer's fence sshd, always rendered) cannot reach the peer: for example
+   * the provider's power-off call. `%h` is replaced by the failed host's name;
+   * exit 0 means the peer is off.
+   * @default none: a peer that the mgmt fence cannot reach and that answers on no address counts as down
    */
-  fenceCommand: z.string().default("ssh -o ConnectTimeout=5 root@%h systemctl poweroff --force --force"),
+  fenceCommand: z.string().trim().min(1, "must not be empty: leave it out when there is no second fence method").optional(),
 });
 
 const bgpPeer = z.strictObject({

@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+import { ed25519KeyFromSeed } from "../render/sshkey";
 
 /** One registration as the engine would receive it. */
 export interface RecordedResource {
@@ -75,7 +76,7 @@ export function unwireProperties(value: unknown, digests?: Record<string, string
 export type MockState = (name: string, inputs: Record<string, unknown>) => Record<string, unknown>;
 
 /** Resource packages the mocks know; a registration from any other package fails the run. */
-export const MOCKED_PACKAGES = ["hcloud", "random", "command", "kubernetes", "pulumi", "standort"] as const;
+export const MOCKED_PACKAGES = ["hcloud", "random", "tls", "command", "kubernetes", "pulumi", "standort"] as const;
 
 const COMPUTED: Record<string, MockState> = {
   // Generated values honour the requested length (renderers check it) and derive from the name (byte-stable plans).
@@ -83,6 +84,11 @@ const COMPUTED: Record<string, MockState> = {
   "random:index/randomBytes:RandomBytes": (name, inputs) => {
     const bytes = mockBytes(name, Number(inputs.length ?? 32));
     return { base64: bytes.toString("base64"), hex: bytes.toString("hex") };
+  },
+  // A working Ed25519 key derived from the name, in the formats tls.PrivateKey reports.
+  "tls:index/privateKey:PrivateKey": (name) => {
+    const key = ed25519KeyFromSeed(`mock:${name}`);
+    return { privateKeyOpenssh: key.privateKeyOpenssh, publicKeyOpenssh: key.publicKeyOpenssh };
   },
   "hcloud:index/server:Server": (name) => ({ ipv4Address: "198.19.250.10", status: "running", name }),
   "hcloud:index/floatingIp:FloatingIp": () => ({ ipAddress: "198.19.251.10" }),

@@ -23,8 +23,12 @@ const timeSchema = z.strictObject({
 
 /**
  * Renders `/etc/chrony/chrony.conf`. No DHCP or distribution sources are
- * included, so the sources are exactly the site's. Steps the clock only in
- * the first three updates (`makestep`), then slews; keeps the RTC in sync.
+ * included, so the sources are exactly the site's. Steps the clock whenever
+ * it is off by more than a second (`makestep 1.0 -1`, chrony.conf(5)): a VM
+ * that was paused or restored from a snapshot is back in step at its next
+ * update (at most `maxpoll` 2^6 = 64 s) instead of slewing for hours while its
+ * pair peer is right. keepalived lowers the priority of a member out of step
+ * (`CLOCK_BOUND_SECONDS`). Keeps the RTC in sync.
  * Validates first and throws `RenderInputError` naming site, host, field and rule.
  */
 export function renderChronyConfig(model: SiteModel, hostName: string, options: RenderOptions = {}): string {
@@ -35,10 +39,11 @@ export function renderChronyConfig(model: SiteModel, hostName: string, options: 
   return [
     `# standort: chrony of ${hostName} (${model.name}). Rendered from ${model.file}; do not edit.`,
     "# Every host of the site uses the same sources.",
-    ...time!.servers.map((s) => `server ${s} iburst`),
+    "# Polled at least every 64 s, so a jump (a paused VM) is seen and stepped within a minute.",
+    ...time!.servers.map((s) => `server ${s} iburst maxpoll 6`),
     "driftfile /var/lib/chrony/chrony.drift",
-    "# Step at most during the first three updates after start, then only slew.",
-    "makestep 1.0 3",
+    "# Step whenever the offset exceeds a second, at any time: pair members must agree on the time.",
+    "makestep 1.0 -1",
     "rtcsync",
     "leapsectz right/UTC",
     "logdir /var/log/chrony",

@@ -27,7 +27,8 @@ const sshKey = z
 /** Packages each role needs; every host also gets the common ones. */
 export function packagesFor(model: SiteModel, role: Role): string[] {
   const common = ["chrony", "curl", "nftables"];
-  const paired = ["jq", "keepalived"];
+  // keepalived, its scripts (jq for the provider API, arping for the link checks) and the fence (ssh and its own sshd).
+  const paired = ["iputils-arping", "jq", "keepalived", "openssh-client", "openssh-server"];
   const byRole: Record<Role, string[]> = {
     // The firewalls terminate the site-to-site WireGuard tunnels.
     firewall: [

@@ -12,6 +12,7 @@ import { renderBirdConfig } from "./bird";
 import { renderChronyConfig } from "./chrony";
 import { renderCloudInit } from "./cloudinit";
 import { ProblemCollector, RenderInputError } from "./errors";
+import { FENCED_COMMAND, FENCE_SSHD_CONFIG, FENCE_UNIT, FENCE_UNIT_FILE, renderFenceFiles, runsFence } from "./fence";
 import { renderHaproxyConfig } from "./haproxy";
 import { addressIn, checkHost, interfaceName } from "./interfaces";
 import {
@@ -28,7 +29,8 @@ import { NETWORKD_DIR, renderNetworkdFiles, renderSysctlConfig } from "./network
 import { linkPrefixLength } from "./routing";
 import { renderNftablesRuleset } from "./nftables";
 import { HAPROXY_STATS_PORT } from "./policy";
-import { FILE_PLACEHOLDER, HostFiles, RenderedFile, RenderOptions, RenderSecrets } from "./types";
+import { ed25519KeyFromSeed } from "./sshkey";
+import { FILE_PLACEHOLDER, FenceKeys, HostFiles, RenderedFile, RenderOptions, RenderSecrets } from "./types";
 
 export * from "./types";
 export { RenderInputError, formatProblem } from "./errors";
@@ -48,6 +50,7 @@ export {
   runsKeepalived,
 } from "./keepalived";
 export { renderBirdConfig } from "./bird";
+export { renderFenceFiles, runsFence } from "./fence";
 export { renderChronyConfig } from "./chrony";
 export { renderCloudInit, packagesFor, HCLOUD_USER_DATA_LIMIT } from "./cloudinit";
 export { renderNetworkdFiles, renderSysctlConfig } from "./networkd";
@@ -69,6 +72,31 @@ export const NFTABLES_CONFIRM_SECONDS = 120;
 
 const systemdReload = (unit: string) => ["sh", "-c", `systemctl enable --quiet ${unit} && systemctl reload-or-restart ${unit}`];
 const checkWith = (...argv: string[]) => ({ command: argv });
+
+/** How each fence file is checked and reloaded: sshd checks its configuration, the sshd reload starts the unit. */
+function fenceHandling(path: string): Pick<RenderedFile, "check" | "reload" | "healthCheck"> {
+  switch (path) {
+    case FENCED_COMMAND:
+      return { check: checkWith("sh", "-n", FILE_PLACEHOLDER) };
+    case FENCE_UNIT_FILE:
+      return { reload: ["systemctl", "daemon-reload"] };
+    case FENCE_SSHD_CONFIG:
+      return {
+        // sshd -t needs a host key it can read and its privilege separation directory; the real key may not be there yet.
+        check: checkWith(
+          "sh",
+          "-c",
+          `d=$(mktemp -d) && ssh-keygen -q -t ed25519 -N '' -f "$d/k" && mkdir -p /run/sshd && /usr/sbin/sshd -t -f "$1" -h "$d/k"; r=$?; rm -rf "$d"; exit $r`,
+          "sshd-check",
+          FILE_PLACEHOLDER,
+        ),
+        reload: systemdReload(FENCE_UNIT),
+        healthCheck: ["systemctl", "is-active", "--quiet", FENCE_UNIT],
+      };
+    default:
+      return {};
+  }
+}
 
 /**
  * Renders every file of one host, in delivery order: kernel settings and
@@ -191,6 +219,12 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
         attempt(() => renderProviderEnv(model, hostName, secrets, options)),
       );
     }
+    // The fence before the failover script that uses it; the sshd configuration last, its reload starts the unit.
+    if (runsFence(model, hostName)) {
+      for (const file of attempt(() => renderFenceFiles(model, hostName, secrets, options)) ?? []) {
+        add({ path: file.path, mode: file.mode, secret: file.secret, ...fenceHandling(file.path) }, file.content);
+      }
+    }
     add(
       { path: FAILOVER_SCRIPT, mode: "0755", check: checkWith("sh", "-n", FILE_PLACEHOLDER) },
       attempt(() => renderFailoverScript(model, hostName, secrets, options)),
@@ -198,8 +232,8 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
     add(
       {
         path: KEEPALIVED_CONF,
-        mode: "0600",
-        secret: true,
+        // No secret in it: VRRPv3 has no authentication (the fence keys are files of their own).
+        mode: "0644",
         check: checkWith("keepalived", "-t", "-f", FILE_PLACEHOLDER),
         reload: systemdReload("keepalived"),
         healthCheck: ["systemctl", "is-active", "--quiet", "keepalived"],
@@ -248,13 +282,29 @@ export function renderSiteFiles(model: SiteModel, secrets: RenderSecrets, option
 }
 
 /**
+ * A member's fence keys for offline plans, derived from the site and host
+ * names: working Ed25519 keys (the twin boots from offline plans), public
+ * knowledge, never deployed (stacks generate them with `@pulumi/tls`).
+ */
+export function placeholderFenceKeys(site: string, host: string): FenceKeys {
+  const hostKey = ed25519KeyFromSeed(`plan-only:${site}:${host}:fence-host-key`);
+  const clientKey = ed25519KeyFromSeed(`plan-only:${site}:${host}:fence-client-key`);
+  return {
+    hostKey: hostKey.privateKeyOpenssh,
+    hostKeyPublic: hostKey.publicKeyOpenssh,
+    clientKey: clientKey.privateKeyOpenssh,
+    clientKeyPublic: clientKey.publicKeyOpenssh,
+  };
+}
+
+/**
  * Obviously fake secrets that pass validation, for offline plans and tests:
  * every pair, every BGP peer and the provider token get a placeholder.
  */
 export function placeholderSecrets(model: SiteModel): RenderSecrets {
   const routing = model.public.mode === "own-prefix" ? model.public.routing : undefined;
   return {
-    vrrp: Object.fromEntries(model.pairs.map((p) => [p.name, "plan-vr"])),
+    fence: Object.fromEntries(model.pairs.flatMap((p) => p.members).map((m) => [m, placeholderFenceKeys(model.name, m)])),
     bgp: routing?.kind === "bgp" ? Object.fromEntries(routing.peers.map((p) => [p.name, "plan-only-bgp-password"])) : undefined,
     providerApiToken: "plan-only-provider-token",
   };

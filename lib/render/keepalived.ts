@@ -18,6 +18,8 @@ import type { PairedRole } from "../model/schema";
 import { ProblemCollector } from "./errors";
 import { ipv4Address } from "./inputs";
 import { addressIn, checkHost, findHost, findSegment, inPrefix, interfaceName, nicNames, pairOf } from "./interfaces";
+import { FENCED_LINE, FENCE_CLIENT_KEY, FENCE_KNOWN_HOSTS } from "./fence";
+import { FENCE_SSH_PORT } from "./policy";
 import { linkPrefixLength } from "./routing";
 import type { RenderOptions, RenderSecrets } from "./types";
 
@@ -25,21 +27,26 @@ export const KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf";
 export const FAILOVER_SCRIPT = "/etc/keepalived/standort-failover.sh";
 export const PROVIDER_ENV = "/etc/standort/provider.env";
 
-/** Seconds the passive member waits after becoming master before fencing: a rebooting active member gets to preempt first. */
-export const FENCE_GRACE_SECONDS = 10;
+/**
+ * Seconds the passive member waits after becoming master before fencing: a
+ * rebooting active member gets to preempt first. Short, because the public
+ * address waits for the fence; the VIPs (pre-provisioned sites) do not.
+ */
+export const FENCE_GRACE_SECONDS = 2;
 
 /**
- * `auth_type PASS` carries at most 8 characters; keepalived silently cuts
- * longer ones, so both members could end up with different passwords than the
- * secret store shows. Characters are limited to ones keepalived's parser takes
- * literally (no spaces, quotes, `#` or `!`).
+ * VRRP advert interval (seconds; VRRPv3 takes centiseconds, RFC 5798 §5.2.7).
+ * The passive member (priority 100) declares the active one dead after
+ * 3 × 0.2 + (256 − 100) / 256 × 0.2 ≈ 0.72 s (RFC 5798 §6.1 Master_Down_Interval).
  */
-const vrrpPassword = z
-  .string()
-  .max(8, {
-    error: (i) => `${String((i.input as string).length)} characters: auth_type PASS uses at most 8 (keepalived truncates longer passwords)`,
-  })
-  .regex(/^[A-Za-z0-9_.+=@%-]+$/, "must be 1–8 of A–Z a–z 0–9 _ . + = @ % -");
+export const VRRP_ADVERT_SECONDS = 0.2;
+
+/** Largest offset (seconds) from the site's time sources at which a member keeps its full priority. */
+export const CLOCK_BOUND_SECONDS = 0.5;
+/** Priority a member loses while its clock is out of step: 150 − 60 < 100, so the peer in step wins. */
+export const CLOCK_PENALTY = -60;
+/** Seconds a member that could not fence a peer that still answers stays in FAULT before it tries again. */
+export const FENCE_STEP_BACK_SECONDS = 30;
 
 const providerEnvSchema = z.record(
   z.string().regex(/^[A-Z][A-Z0-9_]*$/, "environment names are upper-case letters, digits and _"),
@@ -101,6 +108,39 @@ function trackedServices(model: SiteModel, role: PairedRole): Array<{ name: stri
           : []),
       ];
   }
+}
+
+/** Priority a member loses for each link it serves on that reaches nothing: 150 − 60 < 100, so the peer serves. */
+export const LINK_PENALTY = -60;
+/** Hosts a link check asks for (ARP): a few are enough to tell a dead link from a dead neighbour. */
+const LINK_ANCHORS = 3;
+
+/**
+ * The links a pair member serves on, and whom it asks (ARP, RFC 826) to know
+ * that a link still carries frames: on pre-provisioned sites each segment
+ * that holds one of the pair's VIPs, asked for its other hosts and the other
+ * pairs' VIPs there; and the uplink where the pair holds a public address
+ * (the firewall pair always: it is the edge), asked for its default gateway.
+ * A cut that keeps the carrier shows only this way. On Hetzner Cloud the
+ * private network routes rather than bridges: its one NIC is covered by the
+ * fence, not by ARP.
+ */
+export function trackedLinks(model: SiteModel, pair: PairModel, options: RenderOptions = {}): Array<{ link: string; anchors: string[] }> {
+  const links: Array<{ link: string; anchors: string[] }> = [];
+  if (model.provider.kind !== "hcloud") {
+    for (const segment of [...new Set(pair.vips.map((v) => v.segment))]) {
+      const others = model.hosts
+        .filter((h) => !pair.members.includes(h.name))
+        .map((h) => addressIn(h, segment))
+        .filter((a): a is string => a !== undefined);
+      const vips = model.pairs.filter((q) => q !== pair).flatMap((q) => q.vips.filter((v) => v.segment === segment).map((v) => v.address));
+      const anchors = [...vips, ...others].slice(0, LINK_ANCHORS);
+      if (anchors.length > 0) links.push({ link: interfaceName(segment), anchors });
+    }
+  }
+  if (pair.role === "firewall" || failoverMove(model, pair.role).kind !== "none")
+    links.push({ link: nicNames(options).uplink, anchors: [] });
+  return links;
 }
 
 /** The instance name keepalived logs: the pair name with underscores. */
@@ -177,9 +217,12 @@ function checkPair(
     const holder = model.hosts.find((h) => h.interfaces.some((x) => x.address === vip.address));
     if (holder) problems.add(`${at}.vips[${i}].address`, `${vip.address} is ${holder.name}'s own address`);
   });
-  const password = secrets.vrrp[pair.name];
-  if (password === undefined) problems.add(`secrets.vrrp.${pair.name}`, "is required: VRRP adverts are authenticated");
-  else problems.parse(vrrpPassword, password, `secrets.vrrp.${pair.name}`);
+  if (!pair.dissolved) {
+    for (const member of pair.members) {
+      if (!pair.mgmt[member])
+        problems.add(`${at}.members`, `${member} has no mgmt address: the pair's second VRRP path and its fence use mgmt`);
+    }
+  }
   if (options.providerEnv) problems.parse(providerEnvSchema, options.providerEnv, "options.providerEnv");
   const move = failoverMove(model, pair.role);
   const apiFencing = model.provider.kind === "hcloud" && !pair.dissolved;
@@ -189,17 +232,25 @@ function checkPair(
       `is required on ${model.name}: the failover script fences and moves addresses through the provider API`,
     );
   }
-  if (model.provider.kind === "preprovisioned" && !pair.dissolved && model.provider.fenceCommand.trim() === "") {
-    problems.add("provider.fenceCommand", "must not be empty: the surviving member fences the failed one before taking over");
-  }
   return pair;
 }
 
 /**
  * Renders `/etc/keepalived/keepalived.conf` for a member of a failover pair.
- * Unicast VRRP on the pair's heartbeat segment, `auth_type PASS`, the pair's
- * VIPs on their segment interfaces, the failover script on every state change.
- * A dissolved pair renders only its active member (no peer).
+ *
+ * VRRPv3 (RFC 5798) with `VRRP_ADVERT_SECONDS` adverts, unicast, on two paths:
+ * the pair's heartbeat segment and mgmt, two instances in one sync group. A
+ * member takes over only when both instances miss the peer's adverts
+ * (keepalived moves a sync group to MASTER only when every instance may), so
+ * losing one link never gives two holders. VRRPv3 has no authentication: the
+ * packet filter admits VRRP only from the peer's two addresses (rules
+ * `<hb>-vrrp` and `mgmt-vrrp-<role>`). Tracked services move the pair
+ * (FAULT); a clock out of step costs priority; a member whose fence failed
+ * while the peer still answers steps back (FAULT) for `FENCE_STEP_BACK_SECONDS`.
+ * On pre-provisioned sites keepalived holds the VIPs itself (gratuitous ARP);
+ * on Hetzner Cloud the failover script adds them once their alias IPs are
+ * moved, after the fence, because the network delivers them to one server only.
+ * A dissolved pair renders only its active member (no peer, one instance).
  * Validates first and throws `RenderInputError` naming site, host, field and rule.
  */
 export function renderKeepalivedConfig(model: SiteModel, hostName: string, secrets: RenderSecrets, options: RenderOptions = {}): string {
@@ -210,6 +261,8 @@ export function renderKeepalivedConfig(model: SiteModel, hostName: string, secre
   const active = p.active === hostName;
   const peer = p.dissolved ? undefined : p.members.find((m) => m !== hostName)!;
   const tracked = trackedServices(model, p.role);
+  const name = vrrpInstanceName(p);
+  const vipsByKeepalived = model.provider.kind !== "hcloud";
   const lines = [
     `# standort: keepalived of ${hostName} (${active ? "active" : "passive"} member of the ${p.role} pair of ${model.name}${p.dissolved ? ", dissolved" : ""}).`,
     `# Rendered from ${model.file}; do not edit.`,
@@ -217,44 +270,126 @@ export function renderKeepalivedConfig(model: SiteModel, hostName: string, secre
     `\trouter_id ${hostName}`,
     "\t# Scripts must be root-owned and not writable by others; each one names its user.",
     "\tenable_script_security",
+    "\t# VRRPv3: adverts below a second. It has no authentication; nftables admits only the peer.",
+    "\tvrrp_version 3",
     "}",
   ];
-  for (const t of tracked) {
-    lines.push("", `vrrp_script ${t.name} {`, `\tscript "${t.script}"`, "\tuser root", "\tinterval 2", "\tfall 2", "\trise 2", "}");
-  }
-  lines.push(
-    "",
-    `vrrp_instance ${vrrpInstanceName(p)} {`,
-    "\t# The site file names the active member; it takes the addresses back whenever it is healthy.",
-    `\tstate ${active ? "MASTER" : "BACKUP"}`,
-    `\tinterface ${interfaceName(p.heartbeatSegment)}`,
-    `\tvirtual_router_id ${p.vrid}`,
-    `\tpriority ${p.priorities[hostName]}`,
-    "\tadvert_int 1",
-  );
+  const scripts = [
+    ...tracked.map((t) => ({ ...t, lines: ["\tinterval 2", "\tfall 2", "\trise 2"] })),
+    ...(peer
+      ? trackedLinks(model, p, options).map((l) => ({
+          name: `link_${l.link.replace(/-/g, "_")}`,
+          script: `/bin/sh ${FAILOVER_SCRIPT} link ${l.link}${l.anchors.map((a) => ` ${a}`).join("")}`,
+          lines: [
+            `\t# ${l.link} carries no frames (${l.anchors.length > 0 ? "none of these answers ARP" : "its default gateway does not answer ARP"}): ${-LINK_PENALTY} priority less.`,
+            "\tinterval 1",
+            "\ttimeout 2",
+            "\tfall 2",
+            "\trise 2",
+            `\tweight ${LINK_PENALTY}`,
+          ],
+        }))
+      : []),
+    ...(peer
+      ? [
+          {
+            name: "clock_in_step",
+            // Through sh: keepalived vets /bin/sh's path, and the check also runs where the script is not installed yet.
+            script: `/bin/sh ${FAILOVER_SCRIPT} clock`,
+            lines: [
+              `\t# Off by more than ${CLOCK_BOUND_SECONDS} s from the site's time sources: it loses ${-CLOCK_PENALTY} priority, so a member`,
+              "\t# in step wins (both members within the bound differ by at most twice it).",
+              "\tinterval 5",
+              "\tfall 2",
+              "\trise 2",
+              `\tweight ${CLOCK_PENALTY}`,
+            ],
+          },
+          {
+            name: "fence_not_failed",
+            script: `/bin/sh ${FAILOVER_SCRIPT} fence-check`,
+            lines: [
+              "\t# A member that could not fence a peer that still answers steps back (FAULT), and tries again later.",
+              "\tinterval 1",
+              "\tfall 1",
+              "\trise 1",
+            ],
+          },
+        ]
+      : []),
+  ];
+  for (const t of scripts) lines.push("", `vrrp_script ${t.name} {`, `\tscript "${t.script}"`, "\tuser root", ...t.lines, "}");
+  const instance = (suffix: string, segment: string, src: string | undefined, dst: string | undefined, vips: boolean) => {
+    const out = [
+      "",
+      `vrrp_instance ${name}_${suffix} {`,
+      "\t# The site file names the active member; it takes the addresses back whenever it is healthy.",
+      `\tstate ${active ? "MASTER" : "BACKUP"}`,
+      `\tinterface ${interfaceName(segment)}`,
+      `\tvirtual_router_id ${p.vrid}`,
+      `\tpriority ${p.priorities[hostName]}`,
+      `\tadvert_int ${VRRP_ADVERT_SECONDS}`,
+    ];
+    if (src && dst) out.push(`\tunicast_src_ip ${src}`, "\tunicast_peer {", `\t\t${dst}`, "\t}");
+    else out.push("\t# Dissolved pair: no peer; this member holds the addresses alone.");
+    if (vips && vipsByKeepalived) {
+      out.push(
+        "\tvirtual_ipaddress {",
+        ...p.vips.map((v) => `\t\t${v.address}/${linkPrefixLength(model, v.prefixLength)} dev ${interfaceName(v.segment)}`),
+        "\t}",
+      );
+    } else {
+      out.push(
+        ...(vips ? ["\t# Hetzner Cloud: the failover script adds the VIPs once their alias IPs are this server's."] : []),
+        "\t# VRRPv3 needs an address per instance (RFC 5798 §5.2.5): a link-local marker on lo, routed nowhere.",
+        "\tvirtual_ipaddress {",
+        `\t\t${stateMarker(p, suffix)}/32 dev lo`,
+        "\t}",
+      );
+    }
+    if (scripts.length > 0) out.push("\ttrack_script {", ...scripts.map((t) => `\t\t${t.name}`), "\t}");
+    if (!peer) out.push(...notifyLines("\t"));
+    out.push("}");
+    return out;
+  };
   if (peer) {
-    lines.push(`\tunicast_src_ip ${p.heartbeat[hostName]}`, "\tunicast_peer {", `\t\t${p.heartbeat[peer]}`, "\t}");
+    lines.push(
+      "",
+      "# Both paths move together: MASTER only when the peer is silent on both, FAULT when either faults.",
+      `vrrp_sync_group ${name} {`,
+      "\tgroup {",
+      `\t\t${name}_hb`,
+      `\t\t${name}_mgmt`,
+      "\t}",
+      "\t# Let the clock's weight lower both instances' priority instead of being ignored in a sync group.",
+      "\tsync_group_tracking_weight",
+      ...notifyLines("\t"),
+      "}",
+      ...instance("hb", p.heartbeatSegment, p.heartbeat[hostName], p.heartbeat[peer], true),
+      ...instance("mgmt", "mgmt", p.mgmt[hostName], p.mgmt[peer], false),
+    );
   } else {
-    lines.push("\t# Dissolved pair: no peer; this member holds the addresses alone.");
+    lines.push(...instance("hb", p.heartbeatSegment, undefined, undefined, true));
   }
-  lines.push(
-    "\tauthentication {",
-    "\t\tauth_type PASS",
-    `\t\tauth_pass ${secrets.vrrp[p.name]}`,
-    "\t}",
-    "\tvirtual_ipaddress {",
-    ...p.vips.map((v) => `\t\t${v.address}/${linkPrefixLength(model, v.prefixLength)} dev ${interfaceName(v.segment)}`),
-    "\t}",
-  );
-  if (tracked.length > 0) lines.push("\ttrack_script {", ...tracked.map((t) => `\t\t${t.name}`), "\t}");
-  lines.push(
-    `\tnotify_master "${FAILOVER_SCRIPT} master" root`,
-    `\tnotify_backup "${FAILOVER_SCRIPT} backup" root`,
-    `\tnotify_fault "${FAILOVER_SCRIPT} fault" root`,
-    `\tnotify_stop "${FAILOVER_SCRIPT} stop" root`,
-    "}",
-  );
   return lines.join("\n") + "\n";
+}
+
+/**
+ * The link-local address (RFC 3927) that stands for an instance that holds no
+ * VIP of its own: `169.254.<vrid>.1` for the heartbeat path, `.2` for mgmt.
+ * Only on lo, so nothing outside the host ever sees it.
+ */
+export function stateMarker(pair: PairModel, path: string): string {
+  return `169.254.${pair.vrid}.${path === "hb" ? 1 : 2}`;
+}
+
+function notifyLines(indent: string): string[] {
+  return [
+    `${indent}notify_master "${FAILOVER_SCRIPT} master" root`,
+    `${indent}notify_backup "${FAILOVER_SCRIPT} backup" root`,
+    `${indent}notify_fault "${FAILOVER_SCRIPT} fault" root`,
+    `${indent}notify_stop "${FAILOVER_SCRIPT} stop" root`,
+  ];
 }
 
 /** Quotes a value for POSIX sh (single quotes; validated values hold none). */
@@ -262,25 +397,63 @@ function shQuote(value: string): string {
   return `'${value.replace(/'/g, `'"'"'`)}'`;
 }
 
-/** Shell functions that fence the peer, by provider. */
-function fenceFunctions(model: SiteModel, peer: string): string[] {
-  if (model.provider.kind === "hcloud") {
-    return [
-      "FENCE_KIND=api",
-      "# Hetzner Cloud: power the peer off through the API (hard power-off, no shutdown).",
-      "fence_peer() {",
-      '\tid=$(server_id "$PEER") || return 1',
-      '\thcloud_api -X POST "$HCLOUD_API/servers/$id/actions/poweroff" >/dev/null',
-      "}",
-    ];
-  }
-  const command = model.provider.fenceCommand.replace(/%h/g, peer);
+/**
+ * Shell functions that fence the peer: first its fence sshd over mgmt
+ * (`lib/render/fence.ts`), whose forced command answers `FENCED_LINE` before
+ * the power goes; then the provider's power-off where the library drives one
+ * (Hetzner Cloud), or the site's `provider.fenceCommand` where it names one.
+ */
+function fenceFunctions(model: SiteModel, peer: string, peerMgmt: string): string[] {
+  const second =
+    model.provider.kind === "hcloud"
+      ? [
+          "# Second: Hetzner Cloud's hard power-off of the peer's server.",
+          "fence_second() {",
+          '\tid=$(server_id "$PEER") || return 1',
+          '\thcloud_api -X POST "$HCLOUD_API/servers/$id/actions/poweroff" >/dev/null',
+          "}",
+        ]
+      : model.provider.fenceCommand
+        ? [
+            "# Second: the site's fence command (provider.fenceCommand, %h = the peer).",
+            `FENCE_COMMAND=${shQuote(model.provider.fenceCommand.replace(/%h/g, peer))}`,
+            "fence_second() {",
+            '\tsh -c "$FENCE_COMMAND"',
+            "}",
+          ]
+        : ["# No second method: the site names no fence command.", "fence_second() {", "\treturn 1", "}"];
   return [
-    "FENCE_KIND=command",
-    "# Pre-provisioned: the site's fence command (provider.fenceCommand, %h = the peer).",
-    `FENCE_COMMAND=${shQuote(command)}`,
+    `PEER_MGMT=${peerMgmt}`,
+    "# First: the peer's fence sshd over mgmt; its key may only power the peer off, and says so first.",
+    "# Its line is the proof: the session itself ends only when the peer's power does, so it is not waited for.",
+    "fence_mgmt() {",
+    '\tout=$(mktemp "$RUN_DIR/fence.XXXXXX") || return 1',
+    `\tssh -n -p ${FENCE_SSH_PORT} -i ${FENCE_CLIENT_KEY} -o BatchMode=yes -o IdentitiesOnly=yes -o ConnectTimeout=2 \\`,
+    `\t\t-o ServerAliveInterval=1 -o ServerAliveCountMax=2 -o StrictHostKeyChecking=yes -o UserKnownHostsFile=${FENCE_KNOWN_HOSTS} \\`,
+    '\t\t-o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR "root@$PEER_MGMT" >"$out" 2>&1 &',
+    "\tpid=$!",
+    "\ttries=0",
+    "\t# At most 6 s: a connect timeout (2 s) and the peer's answer.",
+    '\twhile [ "$tries" -lt 60 ]; do',
+    `\t\tif grep -q "${FENCED_LINE}" "$out"; then`,
+    '\t\t\tkill "$pid" 2>/dev/null',
+    '\t\t\trm -f "$out"',
+    "\t\t\treturn 0",
+    "\t\tfi",
+    '\t\tkill -0 "$pid" 2>/dev/null || break',
+    "\t\tsleep 0.1",
+    "\t\ttries=$((tries + 1))",
+    "\tdone",
+    '\tkill "$pid" 2>/dev/null',
+    '\twait "$pid" 2>/dev/null',
+    `\tif grep -q "${FENCED_LINE}" "$out"; then rm -f "$out"; return 0; fi`,
+    "\tlog \"fence over mgmt: $PEER did not confirm: $(tr '\\n' ' ' < \"$out\")\"",
+    '\trm -f "$out"',
+    "\treturn 1",
+    "}",
+    ...second,
     "fence_peer() {",
-    '\tsh -c "$FENCE_COMMAND"',
+    "\tfence_mgmt || fence_second",
     "}",
   ];
 }
@@ -332,7 +505,8 @@ function moveFunctions(model: SiteModel, move: FailoverMove): string[] {
       "\tfor v in FAILOVER_ADDRESS IONOS_DATACENTER_ID IONOS_LAN_ID IONOS_NIC_ID PROVIDER_API_TOKEN; do",
       '\t\teval "[ -n \\"\\${$v:-}\\" ]" || { log "$PROVIDER_ENV_FILE lacks $v: cannot move the failover address"; return 1; }',
       "\tdone",
-      '\tcurl -fsS --max-time 15 -X PATCH -H "Authorization: Bearer $PROVIDER_API_TOKEN" -H "Content-Type: application/json" \\',
+      "\t# The token goes to curl on its standard input (a config line), never on a command line.",
+      '\tprintf \'header = "Authorization: Bearer %s"\\n\' "$PROVIDER_API_TOKEN" | curl -fsS --max-time 15 -K - -X PATCH -H "Content-Type: application/json" \\',
       '\t\t-d "{\\"ipFailover\\":[{\\"ip\\":\\"$FAILOVER_ADDRESS\\",\\"nicUuid\\":\\"$IONOS_NIC_ID\\"}]}" \\',
       '\t\t"https://api.ionos.com/cloudapi/v6/datacenters/$IONOS_DATACENTER_ID/lans/$IONOS_LAN_ID" >/dev/null || return 1',
       '\thold_address "$FAILOVER_ADDRESS"',
@@ -379,7 +553,8 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
   const lines = [
     "#!/bin/sh",
     `# standort: failover script of ${hostName} (${member} member of the ${p.role} pair of ${model.name}). Rendered from ${model.file}; do not edit.`,
-    "# keepalived runs it on every state change with one argument: master, backup, fault or stop.",
+    "# keepalived runs it on every state change with one argument (master, backup, fault or stop), and as",
+    "# its checks `clock` and `fence-check`.",
     "set -u",
     "",
     `PAIR=${p.name}`,
@@ -394,6 +569,9 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     "RUN_DIR=${STANDORT_RUN_DIR:-/run/standort}",
     `STATE_FILE=$RUN_DIR/failover-${p.name}.state`,
     `ADDRESS_FILE=$RUN_DIR/failover-${p.name}.address`,
+    "# Present while this member steps back after a fence that failed (keepalived's fence_not_failed check).",
+    `FENCE_FAILED=$RUN_DIR/fence-failed-${p.name}`,
+    `STEP_BACK_SECONDS=${FENCE_STEP_BACK_SECONDS}`,
     "# Present only on the member that serves: jobs and tunnels that must run once per pair check it.",
     `ACTIVE_FLAG=$RUN_DIR/${p.role}-active`,
     `PROVIDER_ENV_FILE=\${STANDORT_PROVIDER_ENV:-${PROVIDER_ENV}}`,
@@ -407,33 +585,103 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
   if (usesApi) {
     lines.push(
       "HCLOUD_API=https://api.hetzner.cloud/v1",
-      'hcloud_api() { curl -fsS --max-time 10 -H "Authorization: Bearer ${HCLOUD_TOKEN:-}" "$@"; }',
+      "# The token goes to curl on its standard input (a config line), never on a command line others can read.",
+      'hcloud_api() { printf \'header = "Authorization: Bearer %s"\\n\' "${HCLOUD_TOKEN:-}" | curl -fsS --max-time 10 -K - "$@"; }',
       "server_id() { hcloud_api \"$HCLOUD_API/servers?name=$1\" | jq -er '.servers[0].id'; }",
       "",
     );
   }
+  const vipLines = (verb: "replace" | "del") =>
+    p.vips.map((v) => `ip addr ${verb} ${v.address}/32 dev ${interfaceName(v.segment)}${verb === "del" ? " 2>/dev/null" : ""}`);
   lines.push(
-    ...(peer ? fenceFunctions(model, peer) : ["FENCE_KIND=none", "fence_peer() { return 0; }"]),
+    ...(peer ? fenceFunctions(model, peer, p.mgmt[peer]) : ["fence_peer() { return 0; }"]),
     "",
     ...moveFunctions(model, move),
     "",
-    ...(usesApi ? [...hcloudVipFunctions(model, hostName, peer), ""] : []),
+    ...(usesApi
+      ? [
+          ...hcloudVipFunctions(model, hostName, peer),
+          "# The VIPs on this server's own links, once the network delivers them here.",
+          "hold_vips() {",
+          ...vipLines("replace").map((l) => `\t${l} || return 1`),
+          "}",
+          "drop_vips() {",
+          ...vipLines("del").map((l) => `\t${l}`),
+          "\treturn 0",
+          "}",
+          "",
+        ]
+      : []),
   );
+  const released = usesApi
+    ? [
+        "# Hetzner Cloud's network gives an address to one server only: a peer that answers on its private",
+        "# addresses but no longer advertises stepped down (FAULT) and needs no fence; the alias move takes the VIPs.",
+        "peer_released() {",
+        '\tping -c 2 -i 0.2 -W 1 -q "$PEER_HEARTBEAT" >/dev/null 2>&1 || ping -c 2 -i 0.2 -W 1 -q "${PEER_MGMT:-}" >/dev/null 2>&1',
+        "}",
+      ]
+    : [
+        "# A peer that answers but no longer advertises either stepped down (FAULT: it gave its VIPs up) or lost",
+        "# its keepalived (the VIPs stay on it). Duplicate address detection (arping -D, RFC 5227) tells them apart:",
+        "# anyone else answering ARP for one of our VIPs must be fenced.",
+        "peer_released() {",
+        '\tping -c 2 -i 0.2 -W 1 -q "$PEER_HEARTBEAT" >/dev/null 2>&1 || ping -c 2 -i 0.2 -W 1 -q "${PEER_MGMT:-}" >/dev/null 2>&1 || return 1',
+        "\t# All VIPs at once: an answer comes within milliseconds, silence takes the 1 s deadline.",
+        '\theld=$(mktemp -u "$RUN_DIR/dad.XXXXXX")',
+        ...p.vips.map((v) => `\t(arping -q -D -c 2 -w 1 -I ${interfaceName(v.segment)} ${v.address} || touch "$held") &`),
+        "\twait",
+        '\tif [ -e "$held" ]; then rm -f "$held"; return 1; fi',
+        "\treturn 0",
+        "}",
+      ];
   lines.push(
+    ...(peer ? [...released, ""] : []),
+    "# Down only when it answers on none of its addresses (heartbeat, mgmt, public).",
     "peer_unreachable() {",
-    '\t! ping -c 2 -W 1 -q "$PEER_HEARTBEAT" >/dev/null 2>&1 || return 1',
-    '\t[ -z "$PEER_PUBLIC" ] || ! ping -c 2 -W 1 -q "$PEER_PUBLIC" >/dev/null 2>&1',
+    '\tfor a in "$PEER_HEARTBEAT" "${PEER_MGMT:-}" "$PEER_PUBLIC"; do',
+    '\t\t[ -n "$a" ] || continue',
+    '\t\tif ping -c 2 -i 0.2 -W 1 -q "$a" >/dev/null 2>&1; then return 1; fi',
+    "\tdone",
+    "\treturn 0",
     "}",
     "",
     'mkdir -p "$RUN_DIR"',
     'state="${1:-}"',
     'case "$state" in',
+    "\t# keepalived's check of this member's clock: in step with the site's sources (chronyc tracking).",
+    "\tclock)",
+    `\t\tchronyc -n tracking 2>/dev/null | awk -v bound=${CLOCK_BOUND_SECONDS} '`,
+    "\t\t\t/^Leap status/ && /Not synchronised/ { bad = 1 }",
+    "\t\t\t/^System time/ { seen = 1; offset = $4 }",
+    "\t\t\tEND { exit (bad || !seen || offset > bound) }'",
+    "\t\texit $?",
+    "\t\t;;",
+    "\t# keepalived's check of a link: some host on it answers ARP (no address given: the link's default gateway).",
+    "\tlink)",
+    "\t\tiface=${2:?link needs an interface}",
+    "\t\tshift 2",
+    '\t\t[ "$#" -gt 0 ] || set -- $(ip -4 route show default dev "$iface" 2>/dev/null | awk \'/ via / { print $3; exit }\')',
+    "\t\t# Nothing to ask: the link cannot be judged, so it does not count against this member.",
+    '\t\t[ "$#" -gt 0 ] || exit 0',
+    '\t\tmark=$(mktemp "$RUN_DIR/link.XXXXXX") && rm -f "$mark" || exit 1',
+    '\t\tfor a in "$@"; do (arping -q -c 1 -w 1 -I "$iface" "$a" && touch "$mark") & done',
+    "\t\twait",
+    '\t\tif [ -e "$mark" ]; then rm -f "$mark"; exit 0; fi',
+    "\t\texit 1",
+    "\t\t;;",
+    "\t# keepalived's check that this member is not stepping back after a fence that failed.",
+    "\tfence-check)",
+    '\t\tif [ -f "$FENCE_FAILED" ] && [ $(($(date +%s) - $(stat -c %Y "$FENCE_FAILED"))) -lt "$STEP_BACK_SECONDS" ]; then exit 1; fi',
+    "\t\texit 0",
+    "\t\t;;",
     "\t# Each takeover writes its own token: a script still waiting from an earlier takeover sees a",
     "\t# newer one and steps aside instead of fencing a member that came back and left again.",
     '\tmaster) echo "master $$" > "$STATE_FILE" ;;',
     "\tbackup | fault | stop)",
     '\t\techo "$state" > "$STATE_FILE"',
     '\t\trm -f "$ACTIVE_FLAG"',
+    ...(usesApi ? ["\t\tdrop_vips"] : []),
     ...roleHooks(p.role).down.map((l) => `\t\t${l}`),
     '\t\tif [ -s "$ADDRESS_FILE" ]; then ip addr del "$(cat "$ADDRESS_FILE")/32" dev "$UPLINK" 2>/dev/null; rm -f "$ADDRESS_FILE"; fi',
     "\t\texit 0",
@@ -448,23 +696,20 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     '\t\tlog "no longer master: $PEER is back; not fencing"',
     "\t\texit 0",
     "\tfi",
-    "\tattempt=1",
-    "\tuntil fence_peer; do",
-    '\t\tif [ "$attempt" -ge 3 ]; then',
-    '\t\t\tif [ "$FENCE_KIND" = command ] && peer_unreachable; then',
-    '\t\t\t\tlog "fence command failed but $PEER answers on neither address: treating it as down"',
-    "\t\t\t\tbreak",
-    "\t\t\tfi",
-    '\t\t\tlog "fencing $PEER failed ${attempt} times: not taking the failover address (split-brain risk)"',
-    "\t\t\texit 1",
-    "\t\tfi",
-    "\t\tattempt=$((attempt + 1))",
-    "\t\tsleep 2",
-    "\tdone",
-    '\tlog "fenced $PEER"',
+    "\tif peer_released; then",
+    '\t\tlog "$PEER stepped down and holds none of the addresses: no fence needed"',
+    "\telif fence_peer; then",
+    '\t\tlog "fenced $PEER"',
+    "\telif peer_unreachable; then",
+    '\t\tlog "no fence took, but $PEER answers on none of its addresses: treating it as down"',
+    "\telse",
+    '\t\tlog "could not fence $PEER, which still answers: stepping back for ${STEP_BACK_SECONDS}s (split-brain risk)"',
+    '\t\ttouch "$FENCE_FAILED"',
+    "\t\texit 1",
+    "\tfi",
     "fi",
     "",
-    ...(usesApi ? ["if ! move_vips; then", '\tlog "moving the VIPs to $SELF failed"', "\texit 1", "fi"] : []),
+    ...(usesApi ? ["if ! move_vips || ! hold_vips; then", '\tlog "moving the VIPs to $SELF failed"', "\texit 1", "fi"] : []),
     "if ! move_failover_address; then",
     '\tlog "moving the failover address to $SELF failed"',
     "\texit 1",

@@ -55,6 +55,11 @@ export const HAPROXY_STATS_PORT = 8404;
 /** NFS (v4 only needs 2049). */
 export const NFS_PORT = 2049;
 export const SSH_PORT = 22;
+/**
+ * The fence's own sshd on each pair member (mgmt address only): a key that can
+ * do nothing but power the host off, apart from the operators' sshd on 22.
+ */
+export const FENCE_SSH_PORT = 2201;
 export const BGP_PORT = 179;
 export const KUBERNETES_API_PORT = 6443;
 /** The ports customers reach the proxies on: HTTP (redirected to HTTPS) and HTTPS. */
@@ -363,13 +368,19 @@ export function zonePolicy(
     });
   }
 
-  // Heartbeats: VRRP and echo requests only between the two members, only on the pair's own segment.
+  // Heartbeats: VRRP and echo requests only between the two members on the pair's own segment; VRRP also on
+  // mgmt (the second path; echo requests there are site-to-hosts-ping's); the fence's sshd only from the peer, over mgmt.
   for (const pair of model.pairs) {
     const members = pair.members
       .map((m) => pair.heartbeat[m])
       .filter((a) => a !== undefined && a !== "")
       .map(host32);
+    const mgmtMembers = pair.members
+      .map((m) => pair.mgmt[m])
+      .filter((a) => a !== undefined && a !== "")
+      .map(host32);
     const zone = { kind: "segment", segment: pair.heartbeatSegment } as const;
+    const mgmt = { kind: "segment", segment: "mgmt" } as const;
     rules.push(
       {
         name: `${pair.heartbeatSegment}-vrrp`,
@@ -396,6 +407,34 @@ export function zonePolicy(
         forwarded: false,
       },
     );
+    // A dissolved pair has no peer to hear or to fence.
+    if (!pair.dissolved)
+      rules.push(
+        {
+          name: `mgmt-vrrp-${pair.role}`,
+          description: `VRRP between the ${pair.role} pair members on their second path`,
+          from: mgmt,
+          to: mgmt,
+          protocol: "vrrp",
+          ports: [],
+          sources: mgmtMembers,
+          destinations: mgmtMembers,
+          targets: [pair.role],
+          forwarded: false,
+        },
+        {
+          name: `mgmt-fence-${pair.role}`,
+          description: `The fence of the ${pair.role} pair: each member's key may only power the other off`,
+          from: mgmt,
+          to: mgmt,
+          protocol: "tcp",
+          ports: [FENCE_SSH_PORT],
+          sources: mgmtMembers,
+          destinations: mgmtMembers,
+          targets: [pair.role],
+          forwarded: false,
+        },
+      );
   }
 
   // BGP only with the configured peers.

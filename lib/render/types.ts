@@ -60,12 +60,30 @@ export interface HostFiles {
  * generates them (random provider) and passes the resolved values in.
  */
 export interface RenderSecrets {
-  /** VRRP `auth_type PASS` password per pair name (`<code>-<role>`); 1–8 printable characters (keepalived truncates longer ones). */
-  readonly vrrp: Readonly<Record<string, string>>;
+  /**
+   * The fence keys of each pair member, by host name: its fence sshd's host
+   * key (the peer pins it in known_hosts) and its client key (the peer's fence
+   * sshd authorises it, for power-off only). Ed25519 in OpenSSH's formats, as
+   * `tls.PrivateKey` generates them. VRRP carries no secret: VRRPv3 has no
+   * authentication (RFC 5798 §5.2), so nftables admits adverts from the peer only.
+   */
+  readonly fence: Readonly<Record<string, FenceKeys>>;
   /** BGP session password per peer name; only for own-prefix sites routed by BGP. */
   readonly bgp?: Readonly<Record<string, string>>;
   /** Provider API token used by the failover script (power-off fencing, failover IP moves). */
   readonly providerApiToken?: string;
+}
+
+/** A pair member's two fence keys (see `RenderSecrets.fence`). */
+export interface FenceKeys {
+  /** The host key of the member's fence sshd: `-----BEGIN OPENSSH PRIVATE KEY-----` … */
+  readonly hostKey: string;
+  /** Its public half, `ssh-ed25519 AAAA…`. */
+  readonly hostKeyPublic: string;
+  /** The key the member fences its peer with (private, OpenSSH format). */
+  readonly clientKey: string;
+  /** Its public half, `ssh-ed25519 AAAA…`. */
+  readonly clientKeyPublic: string;
 }
 
 /** One end of a site-to-site tunnel, seen from this site. */

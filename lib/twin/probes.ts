@@ -402,6 +402,15 @@ export function deriveProbes(input: ProbeInput): { probes: Probe[]; checks: Stat
   const { model, policy, world, services } = input;
   const all = endpoints(model, world, input.sites);
   const from = sources(model, all);
+  // Allowed flows also start at each pair member's mgmt address (the fence is sent from there); denied ones
+  // need no more sources than the segment's representatives.
+  const passFrom = [
+    ...from,
+    ...all.filter(
+      (e) =>
+        e.kind === "site" && e.segment === "mgmt" && !from.includes(e) && model.pairs.some((p) => !p.dissolved && p.passive === e.host),
+    ),
+  ];
   const to = destinations(all);
   const probes: Probe[] = [];
   const checks: StateCheck[] = [];
@@ -422,7 +431,9 @@ export function deriveProbes(input: ProbeInput): { probes: Probe[]; checks: Stat
   // Allowed: per rule, each destination (host or VIP) and port once, from the first source the rule admits.
   for (const rule of policy) {
     if (rule.protocol === "vrrp") {
-      const pair = model.pairs.find((p) => p.heartbeatSegment === (rule.from as { segment?: string }).segment);
+      const segment = (rule.from as { segment?: string }).segment;
+      // The heartbeat path, or the second path over mgmt: one pair state proves both are heard.
+      const pair = model.pairs.find((p) => p.heartbeatSegment === segment || (segment === "mgmt" && rule.targets.includes(p.role)));
       if (pair && !pair.dissolved)
         checks.push({ id: `check:${rule.name}`, rule: rule.name, kind: "vrrp", subject: pair.name, reason: rule.description });
       continue;
@@ -436,7 +447,7 @@ export function deriveProbes(input: ProbeInput): { probes: Probe[]; checks: Stat
       for (const d of to) {
         const key = d.host ?? d.address;
         if (seen.has(key)) continue;
-        for (const s of from) {
+        for (const s of passFrom) {
           if (!sendable(all, s, d)) continue;
           const flow: Flow = { from: s, to: d, protocol, port };
           if (!ruleAllows(model, rule, translate(model, all, flow))) continue;

@@ -29,7 +29,7 @@ export const SYSTEMCTL_LOG = "/run/standort-twin/systemctl.log";
  * brings the partner tunnel's stand-in link up (adding the routes to the
  * file's AllowedIPs, as wg-quick's Table=auto does) or down.
  */
-export const SYSTEMCTL_STANDIN = `#!/bin/sh
+export const systemctlStandin = (requests: string) => `#!/bin/sh
 # standort twin: systemctl stand-in (no systemd runs in a twin machine).
 mkdir -p ${UNIT_DIR}
 echo "$(date +%s.%N) systemctl $*" >> ${SYSTEMCTL_LOG}
@@ -39,7 +39,7 @@ units=
 for a in "$@"; do
 	case "$a" in
 	-q | --quiet) quiet=1 ;;
-	--now | --no-block | --no-pager) ;;
+	--now | --no-block | --no-pager | --force) ;;
 	-*) echo "systemctl (twin): option $a is not implemented" >&2; exit 1 ;;
 	*) if [ -z "$verb" ]; then verb=$a; else units="$units $a"; fi ;;
 	esac
@@ -72,6 +72,12 @@ start | restart | stop)
 		*) echo "systemctl (twin): $verb $u is not implemented (the twin's init owns its units)" >&2; exit 5 ;;
 		esac
 	done
+	;;
+poweroff)
+	# The twin powers the machine off (it watches ${requests}); a dying machine runs nothing more.
+	echo "$(date +%s%3N)" > ${requests}/poweroff-"$(cat /etc/hostname)"
+	sleep 30
+	exit 0
 	;;
 *)
 	echo "systemctl (twin): $verb is not implemented" >&2
@@ -160,4 +166,24 @@ export const UNITS = {
     argv: ["/usr/sbin/bird", "-f", "-c", "/etc/bird/bird.conf", "-s", "/run/bird/bird.ctl"],
   }),
   keepalived: (): Unit => ({ name: "keepalived", argv: ["/usr/sbin/keepalived", "--dont-fork", "--log-console", "--log-detail"] }),
+  /**
+   * A rendered systemd unit (the fence's sshd): its `ExecStart=` as the
+   * command, its `RuntimeDirectory=` made first. Refuses what it cannot read.
+   */
+  fromUnitFile: (name: string, content: string): Unit => {
+    const value = (key: string) =>
+      content
+        .split("\n")
+        .find((l) => l.startsWith(`${key}=`))
+        ?.slice(key.length + 1);
+    const exec = value("ExecStart");
+    if (!exec || /["'\\$%]/.test(exec)) throw new Error(`${name}.service: ExecStart=${exec ?? ""} is not a plain command the twin can run`);
+    const runtime = value("RuntimeDirectory");
+    const mode = value("RuntimeDirectoryMode") ?? "0755";
+    return {
+      name,
+      prepare: runtime ? runtime.split(/\s+/).map((d) => `mkdir -p -m ${mode} /run/${d}`) : [],
+      argv: exec.split(/\s+/),
+    };
+  },
 };

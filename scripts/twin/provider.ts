@@ -26,6 +26,8 @@ export interface ProviderEffect {
   readonly ip?: string;
   readonly host?: string;
   readonly ips?: ReadonlyArray<string>;
+  /** How: the provider's API, or the host's own `systemctl poweroff` (the fence over mgmt). @default the API */
+  readonly via?: string;
 }
 
 /** What the provider stand-in needs of the twin. */

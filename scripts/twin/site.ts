@@ -38,7 +38,19 @@ import type { Footprint } from "../../lib/footprint/schema";
 import { planHostFiles, siteRenderOptions } from "../../lib/preview/files";
 import { stackProviderEnv } from "../../lib/preview/run-stack";
 import { writeRenderedFiles } from "../../lib/render";
-import { DATABASE_PORTS, EGRESS, ZoneRule, partnerSites, zonePolicy } from "../../lib/render/policy";
+import { FENCE_UNIT, FENCE_UNIT_FILE } from "../../lib/render/fence";
+import {
+  BGP_PORT,
+  DATABASE_PORTS,
+  EGRESS,
+  FENCE_SSH_PORT,
+  HAPROXY_STATS_PORT,
+  SSH_PORT,
+  WEB_PORTS,
+  ZoneRule,
+  partnerSites,
+  zonePolicy,
+} from "../../lib/render/policy";
 import type { HostFiles, ProxiedService, TunnelPeer } from "../../lib/render/types";
 import { NetworkdConfig, NetworkdReadError, readNetworkd } from "../../lib/twin/networkd";
 import { ANY_PROTOCOL_PROBE_PORT, ProbeAction, ProbeOutcome } from "../../lib/twin/probes";
@@ -46,7 +58,7 @@ import { PROVIDER_API_NAMES, TRANSIT, TwinHost, TwinInputError, TwinWorld, twinW
 import { INGRESS_PORTS } from "../../lib/footprint/site-files";
 import { Machine, must, privateMountDir, quietly } from "./machine";
 import { TWIN_DIR_PREFIX, reap } from "./janitor";
-import { SYSTEMCTL_STANDIN, UNITS, Unit, startUnit } from "./init";
+import { UNITS, Unit, startUnit, systemctlStandin } from "./init";
 import { TwinTls, makeTls } from "./tls";
 import { ipIn, sysctlIn, veth } from "./links";
 import { ProviderEffect, ProviderStandIn } from "./provider";
@@ -56,7 +68,7 @@ const HERE = __dirname;
 /** The Netcup stand-in's name inside the twin (the operator's command posts to it). */
 const NETCUP_API = "api.netcup.twin";
 /** Ports real daemons own on a host; a stand-in never takes them. */
-const DAEMON_PORTS = new Set([22, 80, 179, 443, 8404]);
+const DAEMON_PORTS = new Set([SSH_PORT, ...WEB_PORTS, BGP_PORT, HAPROXY_STATS_PORT, FENCE_SSH_PORT]);
 
 export interface TwinOptions {
   readonly location: string;
@@ -244,7 +256,9 @@ export class SiteTwin {
     must(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", join(ssh, "host_ed25519"), "-C", "standort-twin"]);
     const bin = join(this.dir, "bin");
     mkdirSync(bin, { recursive: true });
-    writeFileSync(join(bin, "systemctl"), SYSTEMCTL_STANDIN, { mode: 0o755 });
+    mkdirSync(this.requests, { recursive: true });
+    writeFileSync(join(bin, "systemctl"), systemctlStandin(this.requests), { mode: 0o755 });
+    this.watchPoweroffs();
   }
 
   /** `/etc` extras of a machine the provider's image would carry: name, resolver, the twin CA, the API names. */
@@ -286,6 +300,17 @@ export class SiteTwin {
 
   private hostMachine(host: TwinHost): Machine {
     const binds = [{ source: join(this.dir, "bin", "systemctl"), target: "/usr/bin/systemctl" }];
+    // Rendered programs outside /etc (the fence's forced command), and the operator's move command, per directory.
+    const programs = new Map<string, string>();
+    const local = join(this.dir, "local", host.name);
+    for (const dir of ["/usr/local/sbin", "/usr/local/bin"]) {
+      const rendered = join(this.filesDir, host.name, dir.slice(1));
+      if (existsSync(rendered)) {
+        mkdirSync(join(local, dir), { recursive: true });
+        cpSync(rendered, join(local, dir), { recursive: true });
+        programs.set(dir, join(local, dir));
+      }
+    }
     const move = this.providerEnv?.FAILOVER_MOVE_COMMAND;
     if (move && (host.role === "firewall" || host.role === "proxy")) {
       if (!/^\/usr\/local\/s?bin\/[A-Za-z0-9._-]+$/.test(move)) {
@@ -293,7 +318,7 @@ export class SiteTwin {
           `stacks/Pulumi.${this.model.name}.yaml: standort:providerEnv.FAILOVER_MOVE_COMMAND: the twin stands in for a command under /usr/local/sbin or /usr/local/bin, got ${move}`,
         ]);
       }
-      const dir = join(this.dir, "move-command");
+      const dir = join(local, dirname(move));
       mkdirSync(dir, { recursive: true });
       writeFileSync(
         join(dir, move.split("/").pop()!),
@@ -306,8 +331,9 @@ export class SiteTwin {
         ].join("\n"),
         { mode: 0o755 },
       );
-      binds.push({ source: dir, target: dirname(move) });
+      programs.set(dirname(move), dir);
     }
+    for (const [target, source] of programs) binds.push({ source, target });
     return this.machineFor(host.name, [join(this.filesDir, host.name, "etc"), this.extras(host.name)], binds);
   }
 
@@ -413,9 +439,35 @@ export class SiteTwin {
     return this.provider?.routed ?? new Map<string, string>();
   }
 
-  /** What the provider did so far: routes moved, alias IPs changed, servers powered off (fencing). */
+  /** What the provider did so far (routes moved, alias IPs changed, servers powered off), and the fences over mgmt. */
   get effects(): ReadonlyArray<ProviderEffect> {
-    return this.provider?.effects ?? [];
+    return [...(this.provider?.effects ?? []), ...this.fenced].sort((a, b) => a.at - b.at);
+  }
+
+  /** Where a machine's `systemctl poweroff` asks the twin to power it off. */
+  private get requests(): string {
+    return join(this.dir, "requests");
+  }
+
+  /** Hosts powered off by their own `systemctl poweroff` (the fence's forced command), as effects. */
+  private readonly fenced: ProviderEffect[] = [];
+
+  /** Powers a machine off when its `systemctl poweroff` asks (polled every 100 ms, while the twin lives). */
+  private watchPoweroffs(): void {
+    const timer = setInterval(() => {
+      if (this.destroyed) return clearInterval(timer);
+      for (const file of readdirSync(this.requests)) {
+        if (!file.startsWith("poweroff-")) continue;
+        const host = file.slice("poweroff-".length);
+        rmSync(join(this.requests, file), { force: true });
+        if (!this.hosts.get(host)?.up) continue;
+        this.fenced.push({ at: Date.now(), effect: "poweroff", host, via: "systemctl poweroff" });
+        this.crash(host, "powered off by systemctl poweroff").catch((error: unknown) =>
+          this.log(`${host}: poweroff failed: ${String(error)}`),
+        );
+      }
+    }, 100);
+    timer.unref();
   }
 
   /** The machine of a BGP peer of the site (the provider's edge routers). */
@@ -582,6 +634,8 @@ export class SiteTwin {
     units.push(...this.standins(rt));
     if (this.file(name, "/etc/haproxy/haproxy.cfg") !== undefined) units.push(UNITS.haproxy());
     if (this.file(name, "/etc/bird/bird.conf") !== undefined) units.push(UNITS.bird());
+    const fence = this.file(name, FENCE_UNIT_FILE);
+    if (fence !== undefined) units.push(UNITS.fromUnitFile(FENCE_UNIT, fence));
     if (this.file(name, "/etc/keepalived/keepalived.conf") !== undefined) units.push(UNITS.keepalived());
     rt.unitDefinitions = units;
     for (const unit of units) {

@@ -26,6 +26,7 @@ export const TWIN_TOOLS = [
   "socat",
   "openssl",
   "ping",
+  "arping",
   "curl",
   "jq",
   "logger",
