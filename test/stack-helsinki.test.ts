@@ -3,6 +3,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import { loadSites } from "../lib/model/load";
 import { PLACEHOLDER_SSH_KEY } from "../lib/render";
+import { hcloudAliasIps } from "../lib/render/keepalived";
 import { cidr, containsAddress, parseAddress } from "../lib/net/ipv4";
 import { MockRunResult, RecordedResource, mockId } from "../lib/preview/harness";
 import { countByType } from "../lib/preview/plan";
@@ -272,4 +273,41 @@ test("helsinki's outputs: provider failover IPs said plainly, partner-facing end
   assert.equal(o.partnerFacing.tunnel.endpoint, "198.19.251.10");
   assert.equal(o.partnerFacing.supernet, "10.40.0.0/16");
   assert.ok(!JSON.stringify(run).includes("mock-password"));
+});
+
+/**
+ * What `pulumi up --refresh` would change on a resource: the properties whose program input differs from the
+ * refreshed state, less those under `ignoreChanges` (for which the engine keeps the state's value).
+ */
+function plannedChanges(
+  inputs: Record<string, unknown>,
+  refreshed: Record<string, unknown>,
+  ignoreChanges: ReadonlyArray<string>,
+): string[] {
+  return Object.keys(refreshed)
+    .filter((k) => JSON.stringify(inputs[k]) !== JSON.stringify(refreshed[k]))
+    .filter((k) => !ignoreChanges.some((path) => path === k || path.startsWith(`${k}.`) || path.startsWith(`${k}[`)));
+}
+
+test("Hetzner Cloud: after a takeover, a refresh plans no change to the addresses the failover script moved", async () => {
+  const run = await plan;
+  const model = loadSites().find((s) => s.name === "helsinki")!;
+  const pair = model.pairs.find((p) => p.role === "proxy")!;
+  const attachment = (host: string) => of(run, T.serverNetwork).find((r) => r.name === `helsinki-${host.replace(/^hel-/, "")}-private`)!;
+  // The state after hel-proxy-2 took over, as its failover script leaves it (change_alias_ips, floating IP assign):
+  // the VIP is an alias of the new active member's attachment, no longer of the fenced one's.
+  const after: Record<string, string[]> = Object.fromEntries(pair.members.map((m) => [m, hcloudAliasIps(model, m, m === pair.passive)]));
+  for (const member of pair.members) {
+    const r = attachment(member);
+    assert.notDeepEqual(r.inputs.aliasIps, after[member], `${member}: the takeover changed its alias IPs`);
+    assert.deepEqual(plannedChanges(r.inputs, { aliasIps: after[member] }, r.ignoreChanges), [], `${member}: no change planned`);
+  }
+  // The floating IP's assignment follows the script too.
+  const assignment = of(run, "hcloud:index/floatingIpAssignment:FloatingIpAssignment").find((r) => r.name.includes("proxy"))!;
+  const passiveServer = serverOf(run, pair.passive);
+  assert.deepEqual(plannedChanges(assignment.inputs, { serverId: id(passiveServer) }, assignment.ignoreChanges), []);
+  // A host outside the pairs keeps its declared aliases: drift there is corrected, not ignored.
+  const virt = attachment("hel-virt-1");
+  assert.deepEqual(virt.ignoreChanges, []);
+  assert.deepEqual(plannedChanges(virt.inputs, { aliasIps: [] }, virt.ignoreChanges), ["aliasIps"]);
 });

@@ -295,10 +295,18 @@ export class HcloudProvisioning implements Provisioning {
     const attach = serverNetworkPlan(host, site);
     const subnet = request.segments.subnets[attach.segment];
     // A separate attachment, not inline `networks`: inline networks replace the server on every update.
+    // A pair member's alias IPs carry the pair's VIPs, which its failover script moves at run time
+    // (change_alias_ips): the declared list is only where they start, so a refresh after a takeover must not
+    // move them back onto the member that was fenced. Its own segment addresses change only with the layout.
+    const paired = site.pairs.some((p) => p.members.includes(host.name));
     const serverNetwork = new hcloud.ServerNetwork(
       `${name}-private`,
       { serverId: server.id.apply(Number), subnetId: subnet.id, ip: attach.ip, aliasIps: attach.aliasIps },
-      { parent, dependsOn: host.interfaces.map((i) => request.segments.subnets[i.segment]) },
+      {
+        parent,
+        dependsOn: host.interfaces.map((i) => request.segments.subnets[i.segment]),
+        ...(paired ? { ignoreChanges: ["aliasIps"] } : {}),
+      },
     );
     return { origin: "api", publicAddress: server.ipv4Address, providerId: server.id, server, serverNetwork };
   }
