@@ -313,7 +313,9 @@ test("keepalived: VRRPv3 on two paths (heartbeat and mgmt) in one sync group, pr
   const active = renderKeepalivedConfig(model, "vie-fw-1", fakeSecrets(model));
   const passive = renderKeepalivedConfig(model, "vie-fw-2", fakeSecrets(model));
   for (const line of [
-    "state MASTER",
+    // Netcup moves the /23's next hop at most every 5 minutes: the firewall pair fails back only after that.
+    "state BACKUP",
+    "preempt_delay 330",
     "priority 150",
     "interface hb-firewall",
     "virtual_router_id 10",
@@ -348,6 +350,9 @@ test("keepalived: VRRPv3 on two paths (heartbeat and mgmt) in one sync group, pr
   has(active, "enable_script_security");
   lacks(active, /^\s*(nopreempt|script_user)\b/m);
   has(renderKeepalivedConfig(model, "vie-proxy-1", fakeSecrets(model)), 'script "/usr/bin/systemctl is-active --quiet haproxy"');
+  // Pairs that move nothing rate-limited take the addresses back at once.
+  has(renderKeepalivedConfig(model, "vie-proxy-1", fakeSecrets(model)), "state MASTER");
+  lacks(renderKeepalivedConfig(model, "vie-proxy-1", fakeSecrets(model)), /preempt_delay/);
   has(
     renderKeepalivedConfig(site("frankfurt"), "fra-fw-2", fakeSecrets(site("frankfurt"))),
     'script "/usr/bin/systemctl is-active --quiet bird"',

@@ -27,7 +27,7 @@ test("frankfurt as a twin", { timeout: 300_000 }, async (t) => {
       `allowed ${r.allowed.passed}/${r.allowed.tried}, denied ${r.denied.blocked}/${r.denied.tried}, checks ${r.checks.passed}/${r.checks.tried}`,
     );
     assert.deepEqual(r.failures, []);
-    assert.equal(r.checks.tried, 3 + routing.peers.length, "a VRRP check per pair and a BGP check per peer");
+    assert.equal(r.checks.tried, 3 * 2 + routing.peers.length, "a VRRP check per pair and path (heartbeat, mgmt) and a BGP check per peer");
     assert.ok(r.allowed.tried >= 20 && r.denied.tried >= 20);
     // Both firewalls announce; the provider prefers the active one (the passive prepends its AS).
     const route = await tw.machine("provider").exec(["ip", "-4", "route", "show", pub.prefix]);

@@ -41,6 +41,32 @@ export const FENCE_GRACE_SECONDS = 2;
  */
 export const VRRP_ADVERT_SECONDS = 0.2;
 
+/**
+ * Seconds a provider needs between two moves of the same failover address,
+ * by pre-provisioned provider name. Netcup re-routes a failover IP at most
+ * once every 5 minutes (reported; `../shared/PROVIDERS.md`, SCP `changeIPRouting`).
+ */
+export const PROVIDER_MOVE_INTERVAL_SECONDS: Readonly<Record<string, number>> = { netcup: 300 };
+
+/**
+ * How long a pair waits before its named active member takes the addresses
+ * back (keepalived `preempt_delay`, seconds; 0: at once). Where the provider
+ * limits how often the public address moves, a member that returns (after a
+ * crash or a healed link) within that interval would take the VIPs while the
+ * provider still routes the address to its peer, and refuse to move it: the
+ * public path would be down until the interval passed. So such a pair fails
+ * back only after the interval and a margin.
+ */
+export function failbackDelaySeconds(model: SiteModel, role: PairedRole): number {
+  if (model.provider.kind !== "preprovisioned" || failoverMove(model, role).kind === "none") return 0;
+  const interval = PROVIDER_MOVE_INTERVAL_SECONDS[model.provider.name];
+  return interval === undefined ? 0 : interval + 30;
+}
+
+/** Seconds between tries of a failover address move the provider refused, and how many tries (40 min in all). */
+export const MOVE_RETRY_SECONDS = 10;
+export const MOVE_TRIES = 240;
+
 /** Largest offset (seconds) from the site's time sources at which a member keeps its full priority. */
 export const CLOCK_BOUND_SECONDS = 0.5;
 /** Priority a member loses while its clock is out of step: 150 − 60 < 100, so the peer in step wins. */
@@ -319,12 +345,22 @@ export function renderKeepalivedConfig(model: SiteModel, hostName: string, secre
       : []),
   ];
   for (const t of scripts) lines.push("", `vrrp_script ${t.name} {`, `\tscript "${t.script}"`, "\tuser root", ...t.lines, "}");
+  const failback = peer ? failbackDelaySeconds(model, p.role) : 0;
   const instance = (suffix: string, segment: string, src: string | undefined, dst: string | undefined, vips: boolean) => {
     const out = [
       "",
       `vrrp_instance ${name}_${suffix} {`,
-      "\t# The site file names the active member; it takes the addresses back whenever it is healthy.",
-      `\tstate ${active ? "MASTER" : "BACKUP"}`,
+      ...(failback > 0
+        ? [
+            `\t# The site file names the active member (priority); it takes the addresses back only ${failback} s after`,
+            "\t# it returns: the provider moves the public address at most that often (keepalived needs BACKUP here).",
+            "\tstate BACKUP",
+            `\tpreempt_delay ${failback}`,
+          ]
+        : [
+            "\t# The site file names the active member; it takes the addresses back whenever it is healthy.",
+            `\tstate ${active ? "MASTER" : "BACKUP"}`,
+          ]),
       `\tinterface ${interfaceName(segment)}`,
       `\tvirtual_router_id ${p.vrid}`,
       `\tpriority ${p.priorities[hostName]}`,
@@ -574,6 +610,8 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     "# Present while this member steps back after a fence that failed (keepalived's fence_not_failed check).",
     `FENCE_FAILED=$RUN_DIR/fence-failed-${p.name}`,
     `STEP_BACK_SECONDS=${FENCE_STEP_BACK_SECONDS}`,
+    `MOVE_RETRY_SECONDS=${MOVE_RETRY_SECONDS}`,
+    `MOVE_TRIES=${MOVE_TRIES}`,
     "# Present only on the member that serves: jobs and tunnels that must run once per pair check it.",
     `ACTIVE_FLAG=$RUN_DIR/${p.role}-active`,
     `PROVIDER_ENV_FILE=\${STANDORT_PROVIDER_ENV:-${PROVIDER_ENV}}`,
@@ -723,10 +761,23 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     "fi",
     "",
     ...(usesApi ? ["if ! move_vips || ! hold_vips; then", '\tlog "moving the VIPs to $SELF failed"', "\texit 1", "fi"] : []),
-    "if ! move_failover_address; then",
-    '\tlog "moving the failover address to $SELF failed"',
-    "\texit 1",
-    "fi",
+    "# A provider may refuse a move for a while (Netcup: one move in 5 minutes): try again as long as this",
+    "# member is master, so the public path follows once the provider allows it.",
+    "moves=1",
+    "until move_failover_address; do",
+    '\tif [ "$(cat "$STATE_FILE" 2>/dev/null)" != "master $$" ]; then',
+    '\t\tlog "no longer master: not moving the failover address"',
+    "\t\texit 0",
+    "\tfi",
+    '\tif [ "$moves" -ge "$MOVE_TRIES" ]; then',
+    '\t\tlog "moving the failover address to $SELF failed ${moves} times: giving up"',
+    "\t\texit 1",
+    "\tfi",
+    '\t[ "$moves" -gt 1 ] || log "moving the failover address to $SELF failed; trying again every ${MOVE_RETRY_SECONDS}s"',
+    "\tmoves=$((moves + 1))",
+    '\tsleep "$MOVE_RETRY_SECONDS"',
+    "done",
+    '[ "$moves" -eq 1 ] || log "moved the failover address to $SELF after ${moves} tries"',
     'touch "$ACTIVE_FLAG"',
     ...roleHooks(p.role).up,
     'log "$SELF is master"',

@@ -12,6 +12,7 @@ import type { HostModel, SiteModel } from "../model/model";
 import type { Role } from "../model/schema";
 import { cidr, containsAddress, formatAddress, formatCidr, hostAddress, parseAddress } from "../net/ipv4";
 import { partnerSites } from "../render/policy";
+import { PROVIDER_MOVE_INTERVAL_SECONDS } from "../render/keepalived";
 import type { TunnelPeer } from "../render/types";
 
 /** The internet client the twin sends customer traffic from (TEST-NET-3, RFC 5737). */
@@ -31,7 +32,7 @@ export const HCLOUD_FLOATING_POOL = "198.19.91.0/24";
  * Netcup re-routes a failover IP at most once every 5 minutes (SCP changeIPRouting). Reported, not confirmed
  * by a Netcup page (see PROVIDERS.md): the twin's stand-in refuses a second move of the same address sooner.
  */
-export const NETCUP_REROUTE_MIN_INTERVAL_S = 300;
+export const NETCUP_REROUTE_MIN_INTERVAL_S = PROVIDER_MOVE_INTERVAL_SECONDS.netcup;
 /** Host number of the provider-LAN neighbour: another customer's server next to the site's uplinks. */
 export const NEIGHBOUR_HOST = 250;
 

@@ -12,7 +12,8 @@
  */
 import type { PairModel } from "../../lib/model/model";
 import type { PairedRole } from "../../lib/model/schema";
-import { HolderMonitor, SAMPLE_MS, pairAddresses } from "./holders";
+import { failbackDelaySeconds } from "../../lib/render/keepalived";
+import { HolderMonitor, SAMPLE_MS, currentHolder, pairAddresses } from "./holders";
 import { LoadRecord, loadTarget, startLoad, waitServed, windowFigures } from "./loads";
 import { settle } from "./reachability";
 import type { SiteTwin } from "./site";
@@ -115,9 +116,16 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
     }> = [];
     try {
       await new Promise((r) => setTimeout(r, 3_000));
+      // The member that serves now crashes (after an earlier failover it may be the named passive one).
+      const serving = (await currentHolder(twin, pair)) ?? pair.active;
+      const other = pair.members.find((m) => m !== serving)!;
+      const failback = failbackDelaySeconds(twin.model, pair.role);
       for (const event of events) {
-        const member = pair.active;
-        const newHolder = event === "crash" ? pair.passive : pair.active;
+        const member = serving;
+        // On return the crashed member takes the VIPs back, unless the pair waits before failing back.
+        const newHolder = event === "crash" || failback > 0 ? other : member;
+        if (event === "return" && failback > 0)
+          log(`${pair.name}: ${member} returns as standby; the pair fails back only after ${failback} s (the provider's move interval)`);
         const from = Date.now();
         if (event === "crash") await twin.crash(member);
         else await twin.restore(member);
@@ -140,7 +148,7 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
     } finally {
       records = await load.stop();
       await monitor.stop();
-      if (options.restore !== false && !twin.isUp(pair.active)) await twin.restore(pair.active);
+      if (options.restore !== false) for (const m of pair.members) if (!twin.isUp(m)) await twin.restore(m);
     }
     for (const w of windows) {
       entries.push({

@@ -112,3 +112,15 @@ export class HolderMonitor {
     await this.loop;
   }
 }
+
+/**
+ * The member that serves the pair now: the one that alone holds every VIP, or
+ * undefined while none or both do. After a failover the named active member
+ * may stand by for a while (a failback delay), so scenarios act on this one.
+ */
+export async function currentHolder(twin: SiteTwin, pair: PairModel): Promise<string | undefined> {
+  const vips = pair.vips.map((v) => v.address);
+  const held = await Promise.all(vips.map((a) => twin.holders(a, pair.members)));
+  const sole = held.every((h) => h.length === 1 && h[0] === held[0][0]) ? held[0][0] : undefined;
+  return sole;
+}

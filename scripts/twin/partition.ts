@@ -10,7 +10,7 @@
  * settled after the heal: a cut that splits nothing can still stop service.
  */
 import type { PairedRole } from "../../lib/model/schema";
-import { HolderMonitor, pairAddresses } from "./holders";
+import { HolderMonitor, currentHolder, pairAddresses } from "./holders";
 import { LoadRecord, loadTarget, startLoad, waitServed, windowFigures } from "./loads";
 import { settle } from "./reachability";
 import type { SiteTwin } from "./site";
@@ -54,6 +54,8 @@ export async function partition(twin: SiteTwin, options: PartitionOptions = {}):
     for (const link of links) {
       const pending = await settle(twin);
       if (pending.length > 0) log(`${pair.name}: not settled before cutting ${link}: ${pending.join("; ")}`);
+      // The member that serves now: after a failover a pair with a failback delay stays with the other one.
+      const active = (await currentHolder(twin, pair)) ?? pair.active;
       const vips = pair.vips.map((v) => v.address);
       const target = loadTarget(twin, pair, options.clients);
       const waited = await waitServed(twin, target);
@@ -67,11 +69,12 @@ export async function partition(twin: SiteTwin, options: PartitionOptions = {}):
       const from = Date.now();
       let to = from;
       try {
-        twin.cut(pair.active, link, true);
+        twin.cut(active, link, true);
         await new Promise((r) => setTimeout(r, cutMs));
-        twin.cut(pair.active, link, false);
+        twin.cut(active, link, false);
         for (const m of pair.members) if (!twin.isUp(m)) await twin.restore(m);
-        await monitor.waitFor(Date.now(), HolderMonitor.sole(pair.active, vips), 30_000);
+        // Settled again: one member holds every VIP alone (the named one, or its peer during a failback delay).
+        await monitor.waitFor(Date.now(), (x) => pair.members.some((m) => HolderMonitor.sole(m, vips)(x)), 30_000);
         to = Date.now();
       } finally {
         records = await load.stop();
@@ -84,9 +87,9 @@ export async function partition(twin: SiteTwin, options: PartitionOptions = {}):
       const figures = monitor.splitBrain(from, to);
       const served = windowFigures(records, from, to);
       log(
-        `${pair.name}: ${link} of ${pair.active} cut: at most ${figures.maxHolders} holders, ${figures.windowMs} ms with more than one; ${served.failed}/${served.requests} requests failed${fenced.length ? `; fenced ${fenced.join(", ")}` : ""}`,
+        `${pair.name}: ${link} of ${active} cut: at most ${figures.maxHolders} holders, ${figures.windowMs} ms with more than one; ${served.failed}/${served.requests} requests failed${fenced.length ? `; fenced ${fenced.join(", ")}` : ""}`,
       );
-      entries.push({ pair: pair.name, member: pair.active, link, ...figures, load: load.what, ...served, fenced });
+      entries.push({ pair: pair.name, member: active, link, ...figures, load: load.what, ...served, fenced });
     }
   }
   return entries;

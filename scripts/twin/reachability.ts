@@ -9,6 +9,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { Probe, ProbeOutcome, StateCheck, deriveProbes } from "../../lib/twin/probes";
+import { failbackDelaySeconds } from "../../lib/render/keepalived";
 import type { SiteTwin } from "./site";
 
 export interface ProbeFailure {
@@ -83,12 +84,14 @@ async function runCheck(twin: SiteTwin, check: StateCheck): Promise<string | und
   if (check.kind === "vrrp") {
     const pair = twin.model.pairs.find((p) => p.name === check.subject)!;
     const holders = await twin.holders(pair.vips[0].address, pair.members);
-    if (holders.length !== 1 || holders[0] !== pair.active) {
-      return `${pair.vips[0].address} held by ${holders.length ? holders.join(", ") : "no member"}: expected ${pair.active} alone`;
+    // A pair that waits before failing back may serve from either member; otherwise the named one serves.
+    const serving = failbackDelaySeconds(twin.model, pair.role) > 0 && holders.length === 1 ? holders[0] : pair.active;
+    if (holders.length !== 1 || holders[0] !== serving) {
+      return `${pair.vips[0].address} held by ${holders.length ? holders.join(", ") : "no member"}: expected ${serving} alone`;
     }
-    // The failover script records each state keepalived enters: the passive member must stand by, having heard the adverts.
+    // The failover script records each state keepalived enters: the other member must stand by, having heard the adverts.
     const states = await Promise.all(pair.members.map((m) => twin.failoverState(m, pair.name)));
-    const expected = pair.members.map((m) => (m === pair.active ? "master" : "backup"));
+    const expected = pair.members.map((m) => (m === serving ? "master" : "backup"));
     return states.every((st, i) => st === expected[i])
       ? undefined
       : `failover states ${pair.members.map((m, i) => `${m} ${states[i] ?? "(none: keepalived never ran its script)"}`).join(", ")}; expected ${pair.members.map((m, i) => `${m} ${expected[i]}`).join(", ")}`;
