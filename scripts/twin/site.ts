@@ -716,8 +716,9 @@ export class SiteTwin {
     // host can be cabled again at once when it returns.
     for (const p of rt.ports.values()) {
       quietly(["ip", "-n", this.machine(p.machine).ns, "link", "del", p.port]);
-      // A cut of a routed port lives at the far side: the new cable must not inherit it.
-      if (!p.bridge) quietly(["ip", "netns", "exec", this.machine(p.machine).ns, "nft", "delete", "table", "inet", `twin_cut_${p.port}`]);
+      // A cut lives at the far side: the new cable must not inherit it.
+      for (const family of ["inet", "netdev", "arp"])
+        quietly(["ip", "netns", "exec", this.machine(p.machine).ns, "nft", "delete", "table", family, `twin_cut_${p.port}`]);
     }
     if (rt.host.role === "firewall") {
       const member = this.model.pairs.find((p) => p.role === "firewall")!.members.indexOf(name) + 1;
@@ -855,16 +856,31 @@ export class SiteTwin {
     if (p.bridge) {
       // A host that went down meanwhile took its port with it: it comes back cabled whole.
       if (!rt.up) return;
+      // Out of its bridge, the port would be an interface of the far machine itself, whose kernel answers ARP
+      // for its own addresses (the provider's router): everything arriving on it is dropped first.
+      const table = `twin_cut_${p.port}`;
+      if (cut)
+        must(
+          ["ip", "netns", "exec", ns, "nft", "-f", "-"],
+          `table netdev ${table} {\n\tchain in { type filter hook ingress device "${p.port}" priority -500; drop; }\n}\n`,
+        );
       must(["ip", "-n", ns, "link", "set", p.port, ...(cut ? ["nomaster"] : ["master", p.bridge])]);
+      if (!cut) quietly(["ip", "netns", "exec", ns, "nft", "delete", "table", "netdev", table]);
       return;
     }
     // A routed port (Hetzner's network) has no bridge to leave: its frames are dropped at the far side instead.
+    // Every frame: IP in both directions, and ARP too (inet chains never see it), as a dead path drops them.
     const table = `twin_cut_${p.port}`;
-    quietly(["ip", "netns", "exec", ns, "nft", "delete", "table", "inet", table]);
+    for (const family of ["inet", "netdev", "arp"]) quietly(["ip", "netns", "exec", ns, "nft", "delete", "table", family, table]);
     if (cut) {
       must(
         ["ip", "netns", "exec", ns, "nft", "-f", "-"],
-        `table inet ${table} {\n\tchain f { type filter hook forward priority -10; iifname "${p.port}" drop; oifname "${p.port}" drop; }\n\tchain i { type filter hook input priority -10; iifname "${p.port}" drop; }\n\tchain o { type filter hook output priority -10; oifname "${p.port}" drop; }\n}\n`,
+        [
+          `table inet ${table} {\n\tchain f { type filter hook forward priority -10; iifname "${p.port}" drop; oifname "${p.port}" drop; }\n\tchain i { type filter hook input priority -10; iifname "${p.port}" drop; }\n\tchain o { type filter hook output priority -10; oifname "${p.port}" drop; }\n}`,
+          `table netdev ${table} {\n\tchain in { type filter hook ingress device "${p.port}" priority -500; drop; }\n}`,
+          `table arp ${table} {\n\tchain o { type filter hook output priority -10; oifname "${p.port}" drop; }\n}`,
+          "",
+        ].join("\n"),
       );
     }
   }
