@@ -88,14 +88,17 @@ test(
       "only dmz-to-data flows passed the edge",
     );
     // ...and the storage pair has no member standing by.
-    const vrrp = r.failures.find((f) => f.probe === "check:hb-storage-vrrp");
-    assert.match(vrrp?.happened ?? "", /vie-stor-2 \(none: keepalived never ran its script\)/);
+    for (const path of ["check:hb-storage-vrrp", "check:mgmt-vrrp-storage"]) {
+      const vrrp = r.failures.find((f) => f.probe === path);
+      assert.match(vrrp?.happened ?? "", /vie-stor-2 \(none: keepalived never ran its script\)/, path);
+    }
     // Nothing else: the other proxy's stats, the backends, every other denied probe are as before.
     assert.ok(!failed.includes("pass:mgmt-to-proxy-stats:vie-virt-1 mgmt->vie-proxy-2 mgmt:tcp/8404"));
     const explained = (probe: string, rule?: string) =>
       rule === "mgmt-to-proxy-stats" ||
       rule === "internet-to-proxy-web" ||
       rule === "hb-storage-vrrp" ||
+      rule === "mgmt-vrrp-storage" ||
       rule?.startsWith("service ") ||
       /^dmz-to-internet-(tcp|udp)$/.test(rule ?? "") ||
       hole.some((f) => f.probe === probe);
