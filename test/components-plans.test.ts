@@ -159,21 +159,25 @@ test("pre-provisioned fencing tries the fence sshd over mgmt, then the site's fe
   assert.deepEqual(commandFencing(dissolved, "x %h").fence, {});
 });
 
-test("VRRP runs unicast on the heartbeat segment; a dissolved pair keeps one member serving", () => {
-  const pair = pairOf(site("vienna"), "proxy");
-  assert.deepEqual(vrrpPlan(pair), {
+test("VRRP runs unicast on the heartbeat segment and mgmt; a dissolved pair keeps one member serving", () => {
+  const vienna = site("vienna");
+  const pair = pairOf(vienna, "proxy");
+  assert.deepEqual(vrrpPlan(pair, vienna), {
     vrid: 11,
     priorities: { "vie-proxy-1": 150, "vie-proxy-2": 100 },
     segment: "hb-proxy",
     unicastPeers: { "vie-proxy-1": ["10.30.3.10"], "vie-proxy-2": ["10.30.3.9"] },
-    advertIntervalSeconds: 1,
-    preemptDelaySeconds: 60,
+    mgmtUnicastPeers: { "vie-proxy-1": ["10.30.2.11"], "vie-proxy-2": ["10.30.2.10"] },
+    advertIntervalSeconds: 0.2,
+    preemptDelaySeconds: 0,
   });
+  // Netcup moves the firewall pair's next hop at most every 5 minutes: the plan shows the failback delay.
+  assert.equal(vrrpPlan(pairOf(vienna, "firewall"), vienna).preemptDelaySeconds, 330);
   const dissolved = modelWith("vienna", (d) => (d.pairs = { proxy: { active: 2, dissolved: true } }));
   const dp = pairOf(dissolved, "proxy");
   assert.deepEqual(servingMembers(dp), ["vie-proxy-2"]);
-  assert.deepEqual(vrrpPlan(dp).unicastPeers, { "vie-proxy-2": [] });
-  assert.deepEqual(vrrpPlan(dp).priorities, { "vie-proxy-2": 150 });
+  assert.deepEqual(vrrpPlan(dp, dissolved).unicastPeers, { "vie-proxy-2": [] });
+  assert.deepEqual(vrrpPlan(dp, dissolved).priorities, { "vie-proxy-2": 150 });
   assert.match(takeoverSteps(dp, "f", [], "v")[0], /dissolved: vie-proxy-2 serves alone, vie-proxy-1 is released/);
 });
 
@@ -185,7 +189,8 @@ test("takeover fences before it moves addresses and takes the VIPs", () => {
     "alias IPs",
   );
   assert.deepEqual(steps, [
-    "the surviving member misses VRRP advertisements on hb-proxy for 3 s",
+    // RFC 5798 Master_Down_Interval for the passive priority 100 at 0.2 s adverts.
+    "the surviving member misses VRRP advertisements on hb-proxy and mgmt for 0.722 s",
     "fence the failed member: power off",
     "move failover address proxy: assign floating IP",
     "become master and take the pair's VIPs (10.40.1.4): alias IPs",

@@ -96,7 +96,7 @@ export class FailoverPair extends pulumi.ComponentResource {
     this.serving = servingMembers(pair);
     this.released = pair.dissolved ? pair.passive : undefined;
     this.heartbeat = { segment: pair.heartbeatSegment, addresses: pair.heartbeat };
-    this.vrrp = vrrpPlan(pair);
+    this.vrrp = vrrpPlan(pair, model);
     this.vips = pair.vips;
     this.timeSources = Object.fromEntries(pair.members.map((m) => [m, [...model.time.servers]]));
 

@@ -1,17 +1,11 @@
 /**
- * The active/passive settings of a pair as data: VRRP over the dedicated
- * heartbeat segment, who serves, and the takeover steps. Pure; the keepalived
- * renderer and the failover script consume it.
+ * The active/passive settings of a pair as data, for the plan: VRRP over the
+ * heartbeat segment and mgmt, who serves, and the takeover steps. Pure; the
+ * timers are the keepalived renderer's (`lib/render/keepalived.ts`), read
+ * here so that the plan shows what the hosts run.
  */
-import { PairModel } from "../../lib/model/model";
-
-/** VRRP advertisement interval: a failed member is declared dead after three missed ones. */
-export const VRRP_ADVERT_INTERVAL_SECONDS = 1;
-/**
- * A member that comes back with the higher priority waits this long before it
- * takes the addresses back, so a flapping host does not flap the service.
- */
-export const VRRP_PREEMPT_DELAY_SECONDS = 60;
+import { PairModel, SiteModel } from "../../lib/model/model";
+import { VRRP_ADVERT_SECONDS, failbackDelaySeconds, masterDownSeconds } from "../../lib/render/keepalived";
 
 export interface VrrpPlan {
   readonly vrid: number;
@@ -25,11 +19,14 @@ export interface VrrpPlan {
    * Empty for a dissolved pair.
    */
   readonly unicastPeers: Readonly<Record<string, ReadonlyArray<string>>>;
+  /** The second path: the same VRRP router over mgmt, to the peer's mgmt address. Empty for a dissolved pair. */
+  readonly mgmtUnicastPeers: Readonly<Record<string, ReadonlyArray<string>>>;
   readonly advertIntervalSeconds: number;
+  /** 0: the named active member takes the addresses back at once when it returns. */
   readonly preemptDelaySeconds: number;
 }
 
-export function vrrpPlan(pair: PairModel): VrrpPlan {
+export function vrrpPlan(pair: PairModel, model: SiteModel): VrrpPlan {
   const peerOf = (member: string) => pair.members.find((m) => m !== member) ?? member;
   const serving = servingMembers(pair);
   return {
@@ -37,8 +34,9 @@ export function vrrpPlan(pair: PairModel): VrrpPlan {
     priorities: pair.priorities,
     segment: pair.heartbeatSegment,
     unicastPeers: Object.fromEntries(serving.map((m) => [m, pair.dissolved ? [] : [pair.heartbeat[peerOf(m)]]])),
-    advertIntervalSeconds: VRRP_ADVERT_INTERVAL_SECONDS,
-    preemptDelaySeconds: VRRP_PREEMPT_DELAY_SECONDS,
+    mgmtUnicastPeers: Object.fromEntries(serving.map((m) => [m, pair.dissolved ? [] : [pair.mgmt[peerOf(m)]]])),
+    advertIntervalSeconds: VRRP_ADVERT_SECONDS,
+    preemptDelaySeconds: pair.dissolved ? 0 : failbackDelaySeconds(model, pair.role),
   };
 }
 
@@ -55,9 +53,9 @@ export function takeoverSteps(
   vipTakeover: string,
 ): string[] {
   if (pair.dissolved) return [`${pair.name} is dissolved: ${pair.active} serves alone, ${pair.passive} is released; there is no takeover`];
-  const deadAfter = 3 * VRRP_ADVERT_INTERVAL_SECONDS;
+  const deadAfter = masterDownSeconds(pair.priorities[pair.passive]);
   return [
-    `the surviving member misses VRRP advertisements on ${pair.heartbeatSegment} for ${deadAfter} s`,
+    `the surviving member misses VRRP advertisements on ${pair.heartbeatSegment} and mgmt for ${deadAfter} s`,
     `fence the failed member: ${fencing}`,
     ...addresses.map((a) => `move failover address ${a.purpose}: ${a.how}`),
     `become master and take the pair's VIPs (${pair.vips.map((v) => v.address).join(", ") || "none"}): ${vipTakeover}`,

@@ -42,6 +42,15 @@ export const FENCE_GRACE_SECONDS = 2;
 export const VRRP_ADVERT_SECONDS = 0.2;
 
 /**
+ * Seconds a backup of `priority` waits without adverts before it becomes
+ * master (RFC 5798 §6.1: 3 × Advertisement_Interval + Skew_Time, Skew_Time =
+ * (256 − priority) × Advertisement_Interval / 256), rounded to milliseconds.
+ */
+export function masterDownSeconds(priority: number): number {
+  return Math.round((3 * VRRP_ADVERT_SECONDS + ((256 - priority) * VRRP_ADVERT_SECONDS) / 256) * 1000) / 1000;
+}
+
+/**
  * Seconds a provider needs between two moves of the same failover address,
  * by pre-provisioned provider name. Netcup re-routes a failover IP at most
  * once every 5 minutes (reported; `../shared/PROVIDERS.md`, SCP `changeIPRouting`).
