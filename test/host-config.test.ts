@@ -44,6 +44,7 @@ test("one remote command per shipped file, named after the component and the fil
     [
       "vie-fw-1-config-apply-script",
       "vie-fw-1-config-etc-chrony-chrony-conf",
+      "vie-fw-1-config-etc-conntrackd-conntrackd-conf",
       "vie-fw-1-config-etc-keepalived-keepalived-conf",
       "vie-fw-1-config-etc-keepalived-standort-failover-sh",
       "vie-fw-1-config-etc-nftables-conf",

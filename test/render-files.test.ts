@@ -110,6 +110,7 @@ test("the zone policy is data: named rules in a fixed order, partner rules from 
       "data-to-partner-karlsruhe-replication",
       "hb-firewall-vrrp",
       "hb-firewall-ping",
+      "hb-firewall-conntrack-sync",
       "mgmt-vrrp-firewall",
       "mgmt-fence-firewall",
       "hb-proxy-vrrp",
@@ -441,10 +442,11 @@ test("renderHostFiles: delivery order, checks, secrets flagged, cloud-init only 
   const fw = renderHostFiles(site("frankfurt"), "fra-fw-1", fakeSecrets(site("frankfurt")), options);
   const paths = fw.map((f) => f.path);
   assert.deepEqual(paths.slice(0, 2), ["/etc/sysctl.d/90-standort.conf", "/etc/systemd/network/10-standort-internal.network"]);
-  assert.deepEqual(paths.slice(-12), [
+  assert.deepEqual(paths.slice(-13), [
     "/etc/nftables.conf",
     "/etc/chrony/chrony.conf",
     "/etc/bird/bird.conf",
+    "/etc/conntrackd/conntrackd.conf",
     "/etc/standort/fence/ssh_host_ed25519_key",
     "/etc/standort/fence/id_ed25519",
     "/etc/standort/fence/authorized_keys",

@@ -33,7 +33,7 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
   const run = await plan;
   assert.deepEqual(countByType(run.resources), [
     // 10 hosts' files, each a delivering command (and a confirming one for the packet filter).
-    ["command:remote:Command", 206],
+    ["command:remote:Command", 208],
     ["hcloud:index/firewall:Firewall", 4],
     ["hcloud:index/floatingIp:FloatingIp", 2],
     ["hcloud:index/floatingIpAssignment:FloatingIpAssignment", 2],

@@ -1,6 +1,7 @@
 // Frankfurt as a twin: the own /23 announced by BGP from both firewalls (the passive one prepends) to the
 // provider's two routers (BIRD, with the sessions' passwords from the rendered files). Reachability, and a
-// crash of the active firewall under load: the provider's route to the /23 must follow the passive firewall.
+// crash of the active firewall under load: the provider's route to the /23 must follow the passive firewall,
+// and long-lived connections through the NAT survive it (conntrackd), which they do not without conntrackd.
 import test, { after } from "node:test";
 import assert from "node:assert/strict";
 import { SiteTwin } from "../scripts/twin/site";
@@ -27,7 +28,11 @@ test("frankfurt as a twin", { timeout: 300_000 }, async (t) => {
       `allowed ${r.allowed.passed}/${r.allowed.tried}, denied ${r.denied.blocked}/${r.denied.tried}, checks ${r.checks.passed}/${r.checks.tried}`,
     );
     assert.deepEqual(r.failures, []);
-    assert.equal(r.checks.tried, 3 * 2 + routing.peers.length, "a VRRP check per pair and path (heartbeat, mgmt) and a BGP check per peer");
+    assert.equal(
+      r.checks.tried,
+      3 * 2 + routing.peers.length + 1,
+      "a VRRP check per pair and path (heartbeat, mgmt), a BGP check per peer, the firewalls' conntrackd sync",
+    );
     assert.ok(r.allowed.tried >= 20 && r.denied.tried >= 20);
     // Both firewalls announce; the provider prefers the active one (the passive prepends its AS).
     const route = await tw.machine("provider").exec(["ip", "-4", "route", "show", pub.prefix]);
@@ -53,8 +58,22 @@ test("frankfurt as a twin", { timeout: 300_000 }, async (t) => {
         tw.machine("provider").tail("bird"),
       );
       assert.ok(crash.gapMs < crash.windowMs - 3_000, `served again: gap ${crash.gapMs} ms in ${crash.windowMs} ms`);
+      // conntrackd gave the passive firewall the NAT of every connection: long-lived streams carry on.
+      assert.equal(crash.streamsOpen, 100);
+      assert.equal(crash.streamsKept, 100, "every long-lived stream through the NAT survived the takeover");
     },
   );
+
+  await t.test("without conntrackd on the standby, the same crash breaks every long-lived stream", async () => {
+    // The crashed firewall is back and active again (no failback delay at frankfurt).
+    const standby = fw.passive;
+    await tw.stopUnit(standby, "conntrackd");
+    const [crash] = await failover(tw, { pairs: ["firewall"], events: ["crash"] });
+    t.diagnostic(JSON.stringify(crash));
+    assert.equal(crash.member, fw.active);
+    assert.equal(crash.streamsOpen, 100);
+    assert.equal(crash.streamsKept, 0, "the figure is conntrackd's doing");
+  });
 
   await t.test("teardown leaves no namespace, mount or process of the twin", () => {
     const { prefix, dir } = tw;

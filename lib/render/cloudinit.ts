@@ -33,6 +33,8 @@ export function packagesFor(model: SiteModel, role: Role): string[] {
     // The firewalls terminate the site-to-site WireGuard tunnels.
     firewall: [
       ...paired,
+      // conntrackd keeps the pair's connection tracking in step (only a pair with a peer runs it).
+      ...(model.pairs.some((p) => p.role === "firewall" && !p.dissolved) ? ["conntrackd"] : []),
       "wireguard-tools",
       ...(model.public.mode === "own-prefix" && model.public.routing.kind === "bgp" ? ["bird2"] : []),
     ],

@@ -11,6 +11,7 @@ import type { Role } from "../model/schema";
 import { renderBirdConfig } from "./bird";
 import { renderChronyConfig } from "./chrony";
 import { renderCloudInit } from "./cloudinit";
+import { CONNTRACKD_CONF, renderConntrackdConfig, runsConntrackd } from "./conntrackd";
 import { ProblemCollector, RenderInputError } from "./errors";
 import { FENCED_COMMAND, FENCE_SSHD_CONFIG, FENCE_UNIT, FENCE_UNIT_FILE, renderFenceFiles, runsFence } from "./fence";
 import { renderHaproxyConfig } from "./haproxy";
@@ -20,6 +21,7 @@ import {
   KEEPALIVED_CONF,
   PROVIDER_ENV,
   failoverMove,
+  fillsNatSource,
   renderFailoverScript,
   renderKeepalivedConfig,
   renderProviderEnv,
@@ -51,6 +53,7 @@ export {
 } from "./keepalived";
 export { renderBirdConfig } from "./bird";
 export { renderFenceFiles, runsFence } from "./fence";
+export { renderConntrackdConfig, runsConntrackd, CONNTRACKD_CONF } from "./conntrackd";
 export { renderChronyConfig } from "./chrony";
 export { renderCloudInit, packagesFor, HCLOUD_USER_DATA_LIMIT } from "./cloudinit";
 export { renderNetworkdFiles, renderSysctlConfig } from "./networkd";
@@ -159,7 +162,12 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
       path: "/etc/nftables.conf",
       mode: "0644",
       check: checkWith("nft", "-c", "-f", FILE_PLACEHOLDER),
-      reload: ["sh", "-c", "nft -f /etc/nftables.conf && systemctl enable --quiet nftables"],
+      // A Hetzner Cloud firewall's NAT map starts empty: the failover script fills it again where this member holds the address.
+      reload: [
+        "sh",
+        "-c",
+        `nft -f /etc/nftables.conf && systemctl enable --quiet nftables${fillsNatSource(model, hostName) ? ` && { [ ! -x ${FAILOVER_SCRIPT} ] || ${FAILOVER_SCRIPT} nat-source; }` : ""}`,
+      ],
       healthCheck: ["nft", "list", "table", "inet", "standort"],
       confirmWithinSeconds: NFTABLES_CONFIRM_SECONDS,
     },
@@ -207,6 +215,20 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
         healthCheck: ["birdc", "show", "status"],
       },
       attempt(() => renderBirdConfig(model, hostName, secrets, options)),
+    );
+  }
+
+  if (runsConntrackd(model, hostName)) {
+    add(
+      {
+        path: CONNTRACKD_CONF,
+        mode: "0644",
+        // conntrackd has no configuration test mode: the twin runs the daemon from this file (and a test does).
+        // Before keepalived, whose failover script commits conntrackd's cache on a takeover.
+        reload: ["sh", "-c", "systemctl enable --quiet conntrackd && systemctl restart conntrackd"],
+        healthCheck: ["conntrackd", "-C", CONNTRACKD_CONF, "-s", "runtime"],
+      },
+      attempt(() => renderConntrackdConfig(model, hostName, options)),
     );
   }
 

@@ -18,7 +18,9 @@ import type { PairedRole } from "../model/schema";
 import { ProblemCollector } from "./errors";
 import { ipv4Address } from "./inputs";
 import { addressIn, checkHost, findHost, findSegment, inPrefix, interfaceName, nicNames, pairOf } from "./interfaces";
+import { conntrackStateLines, runsConntrackd } from "./conntrackd";
 import { FENCED_LINE, FENCE_CLIENT_KEY, FENCE_KNOWN_HOSTS } from "./fence";
+import { NAT_SOURCE_MAP } from "./nftables";
 import { FENCE_SSH_PORT } from "./policy";
 import { linkPrefixLength } from "./routing";
 import type { RenderOptions, RenderSecrets } from "./types";
@@ -524,6 +526,11 @@ function moveFunctions(model: SiteModel, move: FailoverMove): string[] {
   if (model.provider.kind === "hcloud" && move.kind === "failover-ip") {
     return [
       ...uplink,
+      ...(move.purpose === "nat"
+        ? [
+            `nat_source() { nft flush map ip standort_nat ${NAT_SOURCE_MAP} && nft add element ip standort_nat ${NAT_SOURCE_MAP} "{ tcp : $1, udp : $1, icmp : $1 }"; }`,
+          ]
+        : []),
       `FAILOVER_IP_NAME=${shQuote(move.name)}`,
       "# Hetzner Cloud: assign the floating IP (looked up by name) to this server.",
       "move_failover_address() {",
@@ -533,6 +540,12 @@ function moveFunctions(model: SiteModel, move: FailoverMove): string[] {
       '\tself=$(server_id "$SELF") || return 1',
       '\thcloud_api -X POST -H "Content-Type: application/json" -d "{\\"server\\":$self}" "$HCLOUD_API/floating_ips/$fid/actions/assign" >/dev/null || return 1',
       '\thold_address "$address"',
+      ...(move.purpose === "nat"
+        ? [
+            "\t# Outbound NAT takes the floating IP from now on (nftables' map; empty: the server's own address).",
+            '\tnat_source "$address"',
+          ]
+        : []),
       "}",
     ];
   }
@@ -597,6 +610,7 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
   const move = failoverMove(model, p.role);
   const member = p.active === hostName ? "active" : "passive";
   const usesApi = model.provider.kind === "hcloud";
+  const conntrack = runsConntrackd(model, hostName);
   const lines = [
     "#!/bin/sh",
     `# standort: failover script of ${hostName} (${member} member of the ${p.role} pair of ${model.name}). Rendered from ${model.file}; do not edit.`,
@@ -730,6 +744,16 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     '\t\tif [ -e "$mark" ]; then rm -f "$mark"; exit 0; fi',
     "\t\texit 1",
     "\t\t;;",
+    ...(usesApi && move.kind === "failover-ip" && move.purpose === "nat"
+      ? [
+          "\t# After nftables.conf is loaded again (its map starts empty): the floating IP this member holds.",
+          "\tnat-source)",
+          '\t\t[ -s "$ADDRESS_FILE" ] || exit 0',
+          '\t\tnat_source "$(cat "$ADDRESS_FILE")"',
+          "\t\texit $?",
+          "\t\t;;",
+        ]
+      : []),
     "\t# keepalived's check that this member is not stepping back after a fence that failed.",
     "\tfence-check)",
     '\t\tif [ -f "$FENCE_FAILED" ] && [ $(($(date +%s) - $(stat -c %Y "$FENCE_FAILED"))) -lt "$STEP_BACK_SECONDS" ]; then exit 1; fi',
@@ -737,13 +761,33 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     "\t\t;;",
     "\t# Each takeover writes its own token: a script still waiting from an earlier takeover sees a",
     "\t# newer one and steps aside instead of fencing a member that came back and left again.",
-    '\tmaster) echo "master $$" > "$STATE_FILE" ;;',
+    ...(conntrack
+      ? [
+          "\t# The peer's connections (conntrackd's external cache) into the kernel first: the VIPs are here already.",
+          "\tmaster)",
+          '\t\techo "master $$" > "$STATE_FILE"',
+          ...conntrackStateLines("master").map((l) => `\t\t${l}`),
+          "\t\t;;",
+        ]
+      : ['\tmaster) echo "master $$" > "$STATE_FILE" ;;']),
     "\tbackup | fault | stop)",
     '\t\techo "$state" > "$STATE_FILE"',
+    ...(conntrack
+      ? [
+          '\t\tif [ "$state" = backup ]; then',
+          ...conntrackStateLines("backup").map((l) => `\t\t\t${l}`),
+          "\t\telse",
+          ...conntrackStateLines("fault").map((l) => `\t\t\t${l}`),
+          "\t\tfi",
+        ]
+      : []),
     '\t\trm -f "$ACTIVE_FLAG"',
     ...(usesApi ? ["\t\tdrop_vips"] : []),
     ...roleHooks(p.role).down.map((l) => `\t\t${l}`),
     '\t\tif [ -s "$ADDRESS_FILE" ]; then ip addr del "$(cat "$ADDRESS_FILE")/32" dev "$UPLINK" 2>/dev/null; rm -f "$ADDRESS_FILE"; fi',
+    ...(usesApi && move.kind === "failover-ip" && move.purpose === "nat"
+      ? [`\t\tnft flush map ip standort_nat ${NAT_SOURCE_MAP} 2>/dev/null`]
+      : []),
     "\t\texit 0",
     "\t\t;;",
     "\t*) log \"unknown state '$state'\"; exit 2 ;;",
@@ -793,6 +837,13 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     "",
   );
   return lines.join("\n");
+}
+
+/** True when the host's failover script fills the outbound NAT map (`nat-source`): a Hetzner Cloud firewall without a declared NAT address. */
+export function fillsNatSource(model: SiteModel, hostName: string): boolean {
+  const pair = pairOf(model, hostName);
+  const move = pair ? failoverMove(model, pair.role) : undefined;
+  return model.provider.kind === "hcloud" && move?.kind === "failover-ip" && move.purpose === "nat" && runsKeepalived(model, hostName);
 }
 
 /** Name of a Hetzner Cloud site's private network (the provisioning names it the same way). */

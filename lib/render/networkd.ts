@@ -14,6 +14,7 @@
  * The provider's public NIC is never touched: delivery arrives on it.
  */
 import type { SiteModel } from "../model/model";
+import { runsConntrackd } from "./conntrackd";
 import { ProblemCollector } from "./errors";
 import { HCLOUD_PRIVATE_NICS, checkHost, findSegment, interfaceName, nicNames, vlanId } from "./interfaces";
 import { partnerSites } from "./policy";
@@ -184,6 +185,13 @@ export function renderSysctlConfig(model: SiteModel, hostName: string, options: 
           "net.ipv4.conf.default.rp_filter = 0",
         ]
       : ["net.ipv4.conf.all.rp_filter = 2", "net.ipv4.conf.default.rp_filter = 2"]),
+    ...(runsConntrackd(model, hostName)
+      ? [
+          "# conntrackd: a connection seen in mid-stream is not picked up as new; after a takeover it waits for the",
+          "# peer's entry (committed from conntrackd's cache), whose NAT a fresh entry would contradict.",
+          "net.netfilter.nf_conntrack_tcp_loose = 0",
+        ]
+      : []),
     "# Answer ARP only for addresses on the asking interface (VIPs move between members).",
     "net.ipv4.conf.all.arp_ignore = 1",
     "net.ipv4.conf.all.arp_announce = 2",

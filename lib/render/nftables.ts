@@ -160,6 +160,13 @@ const dropTail = (chain: string) => [
 ];
 
 /**
+ * The firewall's map from protocol to outbound NAT address where the provider
+ * assigns the NAT address at creation (Hetzner Cloud): `ip standort_nat` table,
+ * filled and flushed by the failover script.
+ */
+export const NAT_SOURCE_MAP = "nat_source";
+
+/**
  * Renders the nftables ruleset of one host: the edge firewall's full
  * ruleset for firewall hosts, a host packet filter for every other role.
  * Validates first and throws `RenderInputError` naming site, host, field and rule.
@@ -275,6 +282,9 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
   if (isFirewall) {
     const partnerExclusion = partners.length > 0 ? " ip daddr != @partner_supernets" : "";
     const declaredNat = model.public.mode === "provider-failover-ips" ? model.public.declared?.nat : undefined;
+    // Hetzner Cloud assigns the NAT floating IP at creation: the failover script puts it into this map once it
+    // holds it, and until then (or where there is none) outbound NAT takes the member's own address.
+    const runtimeNat = model.public.mode === "provider-failover-ips" && !declaredNat && model.provider.kind === "hcloud";
     const nat =
       model.public.mode === "own-prefix"
         ? `snat to ${model.public.natAddress} comment "outbound NAT to the own prefix's NAT address"`
@@ -289,6 +299,15 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
       "table ip standort_nat {",
       ...namedSet("internal_ifs", "ifname", internal, false),
       ...namedSet("partner_supernets", "ipv4_addr", mergePrefixes(partners.map((p) => p.supernet)), true),
+      ...(runtimeNat
+        ? [
+            "",
+            `\t# Filled by the failover script with the NAT floating IP (${NAT_SOURCE_MAP}): the same source on either member.`,
+            `\tmap ${NAT_SOURCE_MAP} {`,
+            "\t\ttype inet_proto : ipv4_addr",
+            "\t}",
+          ]
+        : []),
       "",
       "\tchain prerouting {",
       "\t\ttype nat hook prerouting priority dstnat; policy accept;",
@@ -304,6 +323,11 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
       "",
       "\tchain postrouting {",
       "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+      ...(runtimeNat
+        ? [
+            `\t\toifname != @internal_ifs ip saddr ${model.supernet}${partnerExclusion} snat ip to meta l4proto map @${NAT_SOURCE_MAP} comment "outbound NAT to the NAT floating IP, once held"`,
+          ]
+        : []),
       `\t\toifname != @internal_ifs ip saddr ${model.supernet}${partnerExclusion} ${nat}`,
       "\t}",
       "}",

@@ -48,6 +48,11 @@ export interface ZoneRule {
   readonly targets: ReadonlyArray<Role>;
   /** True when the traffic crosses the edge firewall (its forward chain). */
   readonly forwarded: boolean;
+  /**
+   * Proved by the state it carries rather than by a probe: the daemons on both ends (here conntrackd)
+   * answer nothing a probe could read, so the twin checks that the state arrived.
+   */
+  readonly provedBy?: "conntrack-sync";
 }
 
 /** Port of the HAProxy stats endpoint (bound to each proxy's mgmt address). */
@@ -60,6 +65,11 @@ export const SSH_PORT = 22;
  * do nothing but power the host off, apart from the operators' sshd on 22.
  */
 export const FENCE_SSH_PORT = 2201;
+/**
+ * conntrackd's state synchronisation between the firewall members (unicast
+ * UDP on the heartbeat link; the port is conntrackd's default, conntrackd.conf(5)).
+ */
+export const CONNTRACK_SYNC_PORT = 3780;
 export const BGP_PORT = 179;
 export const KUBERNETES_API_PORT = 6443;
 /** The ports customers reach the proxies on: HTTP (redirected to HTTPS) and HTTPS. */
@@ -407,6 +417,21 @@ export function zonePolicy(
         forwarded: false,
       },
     );
+    // The firewall members keep each other's connection tracking (conntrackd), on the heartbeat link.
+    if (pair.role === "firewall" && !pair.dissolved)
+      rules.push({
+        name: `${pair.heartbeatSegment}-conntrack-sync`,
+        description: "Connection tracking state between the firewall pair members (conntrackd)",
+        from: zone,
+        to: zone,
+        protocol: "udp",
+        ports: [CONNTRACK_SYNC_PORT],
+        sources: members,
+        destinations: members,
+        targets: [pair.role],
+        forwarded: false,
+        provedBy: "conntrack-sync",
+      });
     // A dissolved pair has no peer to hear or to fence.
     if (!pair.dissolved)
       rules.push(

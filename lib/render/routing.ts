@@ -126,6 +126,9 @@ export function hostRouting(model: SiteModel, hostName: string, partnerSupernets
       for (const destination of s === own ? destinations : [model.supernet]) {
         routes.push({ segment: s.name, destination, gateway, onLink: true, metric: 100 + i });
       }
+      // The pair's heartbeat stays on its own link: VRRP binds the link, but the failover script's echo
+      // requests and conntrackd's sync do not, and would leave by the host's own segment.
+      if (s.kind === "heartbeat") routes.push({ segment: s.name, destination: s.cidr, gateway, onLink: true, metric: 100 + i });
     });
     // The firewalls forward: a source rule would send what they route back into the network.
     if (host.role !== "firewall")

@@ -94,12 +94,12 @@ export interface Probe {
   readonly stoppedBefore?: ReadonlyArray<string>;
 }
 
-/** A check that is not a packet: a pair's VRRP election, a BGP session. */
+/** A check that is not a packet: a pair's VRRP election, a BGP session, connection tracking state synchronised between firewalls. */
 export interface StateCheck {
   readonly id: string;
   readonly rule: string;
-  readonly kind: "vrrp" | "bgp";
-  /** The pair (vrrp) or the BGP peer name (bgp). */
+  readonly kind: "vrrp" | "bgp" | "conntrack-sync";
+  /** The pair (vrrp, conntrack-sync) or the BGP peer name (bgp). */
   readonly subject: string;
   readonly reason: string;
 }
@@ -421,12 +421,13 @@ export function deriveProbes(input: ProbeInput): { probes: Probe[]; checks: Stat
     probes.push(p);
   };
   // Outbound NAT as the firewall renders it: the own prefix's NAT address, the declared NAT failover IP, or
-  // (masquerade, where the provider assigns the failover IP at creation) the active firewall's own address.
+  // the floating IP the provider assigned at creation (Hetzner Cloud, put into nftables by the failover script),
+  // else (masquerade) the active firewall's own address.
   const activeFirewall = model.pairs.find((p) => p.role === "firewall")!.active;
   const nat =
     model.public.mode === "own-prefix"
       ? model.public.natAddress
-      : (model.public.declared?.nat ?? world.hosts.find((h) => h.name === activeFirewall)?.uplink.address);
+      : (model.public.declared?.nat ?? world.failoverIps?.nat ?? world.hosts.find((h) => h.name === activeFirewall)?.uplink.address);
 
   // Allowed: per rule, each destination (host or VIP) and port once, from the first source the rule admits.
   for (const rule of policy) {
@@ -436,6 +437,12 @@ export function deriveProbes(input: ProbeInput): { probes: Probe[]; checks: Stat
       const pair = model.pairs.find((p) => p.heartbeatSegment === segment || (segment === "mgmt" && rule.targets.includes(p.role)));
       if (pair && !pair.dissolved)
         checks.push({ id: `check:${rule.name}`, rule: rule.name, kind: "vrrp", subject: pair.name, reason: rule.description });
+      continue;
+    }
+    if (rule.provedBy === "conntrack-sync") {
+      const pair = model.pairs.find((p) => p.role === "firewall" && !p.dissolved);
+      if (pair)
+        checks.push({ id: `check:${rule.name}`, rule: rule.name, kind: "conntrack-sync", subject: pair.name, reason: rule.description });
       continue;
     }
     if (rule.from.kind === "bgp-peer") {

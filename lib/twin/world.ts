@@ -17,6 +17,10 @@ import type { TunnelPeer } from "../render/types";
 
 /** The internet client the twin sends customer traffic from (TEST-NET-3, RFC 5737). */
 export const INTERNET_CLIENT = "203.0.113.10";
+/** A server on the internet that keeps connections open (the long-lived streams through the outbound NAT). */
+export const STREAM_SERVER = "203.0.113.20";
+/** Its port: HTTPS, which egress allows (`EGRESS.tcp`). */
+export const STREAM_PORT = 443;
 /** Where the provider API stand-in listens (names of the real APIs resolve to it inside the twin). */
 export const PROVIDER_API_ADDRESS = "203.0.113.80";
 /** Host names of provider APIs the rendered scripts call; they resolve to the stand-in. */
@@ -82,6 +86,8 @@ export type ProviderNetwork =
 export interface TwinWorld {
   readonly site: string;
   readonly internetClient: string;
+  /** The echo server long-lived streams from inside the site go to (`STREAM_SERVER`). */
+  readonly streamServer: string;
   /** One address inside each allowlist prefix, held by the internet namespace. */
   readonly allowlistClients: ReadonlyArray<string>;
   readonly apiAddress: string;
@@ -213,6 +219,7 @@ export function twinWorld(model: SiteModel, sites: ReadonlyArray<SiteModel>, tun
   return {
     site: model.name,
     internetClient: INTERNET_CLIENT,
+    streamServer: STREAM_SERVER,
     allowlistClients,
     apiAddress: PROVIDER_API_ADDRESS,
     provider,

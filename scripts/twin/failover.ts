@@ -12,9 +12,9 @@
  */
 import type { PairModel } from "../../lib/model/model";
 import type { PairedRole } from "../../lib/model/schema";
-import { failbackDelaySeconds } from "../../lib/render/keepalived";
+import { PROVIDER_MOVE_INTERVAL_SECONDS, failbackDelaySeconds, failoverMove } from "../../lib/render/keepalived";
 import { HolderMonitor, SAMPLE_MS, currentHolder, pairAddresses } from "./holders";
-import { LoadRecord, loadTarget, startLoad, waitServed, windowFigures } from "./loads";
+import { Load, LoadRecord, loadTarget, startLoad, streamFigures, streamTarget, waitServed, windowFigures } from "./loads";
 import { settle } from "./reachability";
 import type { SiteTwin } from "./site";
 
@@ -35,6 +35,10 @@ export interface FailoverEntry {
   readonly takeoverMs: number | null;
   /** From the event until the provider delivers the pair's public path to that member (ms); absent where the pair moves none. */
   readonly publicMs?: number | null;
+  /** Firewall pair: long-lived TCP streams through the outbound NAT open when the event happened (`STREAMS` started). */
+  readonly streamsOpen?: number;
+  /** Of those, the ones that still carried data after the takeover (and after the public path was back), unbroken. */
+  readonly streamsKept?: number;
 }
 
 export interface FailoverOptions {
@@ -42,6 +46,11 @@ export interface FailoverOptions {
   readonly events?: ReadonlyArray<"crash" | "return">;
   /** Clients of the load. @default 800 on the web, 200 on the storage address */
   readonly clients?: number;
+  /**
+   * Wait, before a pair's crash, until the provider would move its address again (Netcup: 5 minutes after
+   * the last move). @default true
+   */
+  readonly awaitMoveInterval?: boolean;
   /** Boot a member that is still down when the pair's events are over. @default true */
   readonly restore?: boolean;
   readonly log?: (line: string) => void;
@@ -56,6 +65,12 @@ export function duration(ms: number | null): string {
 }
 /** Load kept after each takeover, so failures after it show. */
 const AFTER_MS = 5_000;
+/**
+ * After a firewall takeover, how long the streams get to carry data again once the path is back: TCP
+ * retransmits a lost segment after its backed-off timeout (RFC 6298: doubling from 200 ms here), so a stream
+ * stalled for 9 s resumes up to ~13 s later.
+ */
+const STREAM_SETTLE_MS = 20_000;
 
 /** True when the provider delivers the pair's public path to `member` (undefined: the pair moves none). */
 async function publicFollows(twin: SiteTwin, pair: PairModel, member: string): Promise<boolean | undefined> {
@@ -96,6 +111,22 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
   for (const role of roles) {
     const pair = twin.model.pairs.find((p) => p.role === role);
     if (!pair || pair.dissolved) continue;
+    // Where the provider refuses a second move of an address within an interval (Netcup: 5 minutes), a crash
+    // soon after the last move leaves the public path with the dead member until the interval is over. That
+    // case is stated, not measured again: the crash comes once the provider would move the address.
+    const move = failoverMove(twin.model, role);
+    const interval = twin.model.provider.kind === "preprovisioned" ? PROVIDER_MOVE_INTERVAL_SECONDS[twin.model.provider.name] : undefined;
+    const address = move.kind === "next-hop" ? move.address : move.kind === "failover-ip" ? move.address : undefined;
+    const moved = address ? twin.lastMoved(address) : undefined;
+    if (interval && moved !== undefined && options.awaitMoveInterval !== false) {
+      const wait = moved + interval * 1_000 + 1_000 - Date.now();
+      if (wait > 0) {
+        log(
+          `${pair.name}: the provider moved ${address} ${Math.round((Date.now() - moved) / 1000)} s ago and refuses another move within ${interval} s: waiting ${Math.ceil(wait / 1000)} s before the crash`,
+        );
+        await new Promise((r) => setTimeout(r, wait));
+      }
+    }
     const pending = await settle(twin);
     if (pending.length > 0) log(`${pair.name}: the site did not settle before the crash: ${pending.join("; ")}`);
     const addresses = pairAddresses(twin, pair);
@@ -105,7 +136,17 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
     if (waited === null || waited > 2_000)
       log(`${pair.name}: served again ${waited === null ? "not within 60 s" : `after ${waited} ms`} before the crash`);
     const load = await startLoad(twin, target, `load-${pair.name}`);
+    // Through the firewall pair also long-lived connections out through the NAT, which a takeover must keep.
+    let streams: Load | undefined;
+    try {
+      streams = pair.role === "firewall" ? await startLoad(twin, streamTarget(twin), `streams-${pair.name}`) : undefined;
+    } catch (error) {
+      await load.stop();
+      await monitor.stop();
+      throw error;
+    }
     let records: LoadRecord[] = [];
+    let streamRecords: LoadRecord[] = [];
     const windows: Array<{
       event: "crash" | "return";
       member: string;
@@ -113,6 +154,8 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
       to: number;
       takeoverMs: number | null;
       publicMs?: number | null;
+      /** When the path was back for the streams (epoch ms; null: never within the bound). */
+      back: number | null;
     }> = [];
     try {
       await new Promise((r) => setTimeout(r, 3_000));
@@ -142,11 +185,13 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
         log(
           `${pair.name} ${event} of ${member}: VIPs with ${newHolder} after ${duration(takeoverMs)}${publicMs !== undefined ? `, public path after ${duration(publicMs)}` : ""}`,
         );
-        await new Promise((r) => setTimeout(r, AFTER_MS));
-        windows.push({ event, member, from, to: Date.now(), takeoverMs, ...(publicMs !== undefined ? { publicMs } : {}) });
+        const back = takeoverMs === null || publicMs === null ? null : from + Math.max(takeoverMs, publicMs ?? 0);
+        await new Promise((r) => setTimeout(r, streams && back !== null ? STREAM_SETTLE_MS : AFTER_MS));
+        windows.push({ event, member, from, to: Date.now(), takeoverMs, back, ...(publicMs !== undefined ? { publicMs } : {}) });
       }
     } finally {
       records = await load.stop();
+      streamRecords = (await streams?.stop()) ?? [];
       await monitor.stop();
       if (options.restore !== false) for (const m of pair.members) if (!twin.isUp(m)) await twin.restore(m);
     }
@@ -160,6 +205,11 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
         windowMs: w.to - w.from,
         takeoverMs: w.takeoverMs,
         ...(w.publicMs !== undefined ? { publicMs: w.publicMs } : {}),
+        ...(streams
+          ? w.back === null
+            ? { ...streamFigures(streamRecords, w.from, w.to, w.to), streamsKept: 0 }
+            : streamFigures(streamRecords, w.from, w.back, w.to)
+          : {}),
       });
     }
   }

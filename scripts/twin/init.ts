@@ -15,6 +15,7 @@
  * - stand-ins for workloads that do not exist yet (`standin.ts`); the storage hosts' one is the `nfs-server` unit
  */
 import type { ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Machine } from "./machine";
 
@@ -165,6 +166,8 @@ export const UNITS = {
     prepare: ["install -d -m 0775 -o bird -g bird /run/bird"],
     argv: ["/usr/sbin/bird", "-f", "-c", "/etc/bird/bird.conf", "-s", "/run/bird/bird.ctl"],
   }),
+  /** conntrackd as Debian's package starts it (its own unit file, read from the system). */
+  conntrackd: (): Unit => UNITS.fromUnitFile("conntrackd", readFileSync("/lib/systemd/system/conntrackd.service", "utf8")),
   keepalived: (): Unit => ({ name: "keepalived", argv: ["/usr/sbin/keepalived", "--dont-fork", "--log-console", "--log-detail"] }),
   /**
    * A rendered systemd unit (the fence's sshd): its `ExecStart=` as the

@@ -20,6 +20,12 @@
  * connection that must bring a line within the timeout, as a client mounting
  * the storage address sees it answer.
  *
+ * `stream` (long-lived connections through the firewall's NAT): each client opens one TCP connection and
+ * keeps it for the whole run, sending a line each period and waiting for its echo; it never reconnects. A
+ * line whose echo is late counts failed once (`[sent, timeoutAt, 0, stream]`) and the client waits on
+ * (TCP retransmits it); each echo is `[sent, echoedAt, 1, stream]`, a connection that breaks
+ * `[t, t, -1, stream]`. A stream survives an event when it echoes lines sent after it and never broke.
+ *
  * Writes FILE as JSON lines `[startMs, endMs, ok]` (epoch milliseconds) when it ends;
  * prints `ready` once every client has connected once (or tried to), and a summary line at the end.
  */
@@ -43,7 +49,7 @@ const { values } = parseArgs({
   },
 });
 const mode = values.mode;
-if (mode !== "https" && mode !== "banner") throw new Error(`--mode ${mode}: https or banner`);
+if (mode !== "https" && mode !== "banner" && mode !== "stream") throw new Error(`--mode ${mode}: https, banner or stream`);
 const target = values.target!;
 const port = Number(values.port);
 const sni = values.sni ?? "";
@@ -51,7 +57,7 @@ const clients = Number(values.clients);
 const period = Number(values["period-ms"]);
 const timeout = Number(values["timeout-ms"]);
 const duration = Number(values["duration-ms"]);
-const records: Array<[number, number, 0 | 1]> = [];
+const records: Array<[number, number, 0 | 1] | [number, number, -1 | 0 | 1, number]> = [];
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, Math.max(0, ms)));
 const request = `GET / HTTP/1.1\r\nHost: ${sni}\r\nUser-Agent: standort-twin-load\r\n\r\n`;
 
@@ -121,6 +127,73 @@ function banner(): Promise<boolean> {
   });
 }
 
+/** One long-lived stream (mode `stream`): connect once, then a line per period, each waited for until echoed. */
+async function stream(index: number, started: () => void): Promise<void> {
+  await sleep((index * period) / clients);
+  const socket = tcpConnect({ host: target, port, localAddress: values.source });
+  let broken = false;
+  let buffer = "";
+  let waiting: ((echoed: boolean) => void) | undefined;
+  const breaks = () => {
+    if (broken) return;
+    broken = true;
+    records.push([Date.now(), Date.now(), -1, index]);
+    waiting?.(false);
+  };
+  socket.on("error", breaks);
+  socket.on("close", breaks);
+  socket.on("data", (chunk: Buffer) => {
+    buffer += chunk.toString("utf8");
+    while (buffer.includes("\n")) {
+      buffer = buffer.slice(buffer.indexOf("\n") + 1);
+      waiting?.(true);
+    }
+  });
+  const connected = await new Promise<boolean>((resolve) => {
+    socket.once("connect", () => resolve(true));
+    socket.once("error", () => resolve(false));
+    setTimeout(() => resolve(false), timeout);
+  });
+  started();
+  if (!connected) {
+    socket.destroy();
+    return;
+  }
+  let n = 0;
+  let next = Date.now();
+  while (!broken && Date.now() < until) {
+    await sleep(Math.min(next, until) - Date.now());
+    if (Date.now() >= until) break;
+    const sent = Date.now();
+    next = sent + period;
+    const echoed = new Promise<boolean>((resolve) => (waiting = resolve));
+    socket.write(`${index} ${n++}\n`);
+    let late = false;
+    const timer = setTimeout(() => {
+      late = true;
+      records.push([sent, Date.now(), 0, index]);
+    }, timeout);
+    // Wait for this line's echo however long it takes (or until the run ends): TCP carries it once the path is back.
+    const ended = new Promise<boolean>((resolve) => {
+      const check = setInterval(() => {
+        if (Date.now() >= until) {
+          clearInterval(check);
+          resolve(false);
+        }
+      }, 100);
+      void echoed.then(() => clearInterval(check));
+    });
+    const ok = await Promise.race([echoed, ended]);
+    clearTimeout(timer);
+    waiting = undefined;
+    if (ok) records.push([sent, Date.now(), 1, index]);
+    else if (!late && !broken) records.push([sent, Date.now(), 0, index]);
+  }
+  // The run is over: closing is not a break.
+  broken = true;
+  socket.destroy();
+}
+
 async function client(index: number, started: () => void): Promise<void> {
   // Spread the clients over one period, so they do not all ask at the same instant.
   await sleep((index * period) / clients);
@@ -165,7 +238,7 @@ process.once("SIGTERM", () => {
 async function main(): Promise<void> {
   let waiting = clients;
   const all = Array.from({ length: clients }, (_v, i) =>
-    client(i, () => {
+    (mode === "stream" ? stream : client)(i, () => {
       if (--waiting === 0) process.stdout.write("ready\n");
     }),
   );

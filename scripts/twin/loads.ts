@@ -12,11 +12,15 @@ import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { PairModel } from "../../lib/model/model";
 import { NFS_PORT, publicWebDnat } from "../../lib/render/policy";
+import { STREAM_PORT } from "../../lib/twin/world";
 import { startUnit } from "./init";
 import type { SiteTwin } from "./site";
 
-/** A request as the load client recorded it: start and end (epoch ms), 1 when it succeeded. */
-export type LoadRecord = [number, number, number];
+/**
+ * A request as the load client recorded it: start and end (epoch ms), 1 when it succeeded (0 failed; for
+ * streams -1: the connection broke), and for streams the stream's index.
+ */
+export type LoadRecord = [number, number, number] | [number, number, number, number];
 
 export interface Load {
   /** What the load does, for reports. */
@@ -28,16 +32,56 @@ export interface Load {
 /** Clients of the web load (the peak the mission states) and of the storage load. */
 export const WEB_CLIENTS = 800;
 export const STORAGE_CLIENTS = 200;
+/** Long-lived connections through the firewall pair's outbound NAT (issue: a firewall takeover keeps them). */
+export const STREAMS = 100;
 
 interface Target {
   readonly machine: string;
   readonly source: string;
   readonly address: string;
   readonly port: number;
-  readonly mode: "https" | "banner";
+  readonly mode: "https" | "banner" | "stream";
   readonly sni?: string;
   readonly clients: number;
   readonly what: string;
+}
+
+/**
+ * Long-lived streams through the firewall pair: from a virtualization host's app address to the echo server
+ * on the internet, out through the outbound NAT.
+ */
+export function streamTarget(twin: SiteTwin, clients = STREAMS): Target {
+  const virt = twin.model.hosts.find((h) => h.role === "virtualization")!;
+  const source = virt.interfaces.find((i) => i.segment === "app")!.address;
+  return {
+    machine: virt.name,
+    source,
+    address: twin.world.streamServer,
+    port: STREAM_PORT,
+    mode: "stream",
+    clients,
+    what: `${clients} long-lived streams from ${virt.name} to ${twin.world.streamServer}:${STREAM_PORT} through the outbound NAT`,
+  };
+}
+
+/**
+ * Streams open when an event happened (`from`: echoed before it, not broken), and of those the ones that
+ * still work after it: unbroken, with an echo of a line sent at or after `after` (the path is back) and
+ * before `to`.
+ */
+export function streamFigures(
+  records: ReadonlyArray<LoadRecord>,
+  from: number,
+  after: number,
+  to: number,
+): { streamsOpen: number; streamsKept: number } {
+  const streams = records.filter((r): r is [number, number, number, number] => r.length === 4);
+  const broke = new Set(streams.filter((r) => r[2] === -1 && r[0] < from).map((r) => r[3]));
+  const open = new Set(streams.filter((r) => r[2] === 1 && r[1] < from && !broke.has(r[3])).map((r) => r[3]));
+  const brokeLater = new Set(streams.filter((r) => r[2] === -1 && r[0] >= from && r[0] < to).map((r) => r[3]));
+  const working = new Set(streams.filter((r) => r[2] === 1 && r[0] >= after && r[1] < to).map((r) => r[3]));
+  const kept = [...open].filter((s) => !brokeLater.has(s) && working.has(s));
+  return { streamsOpen: open.size, streamsKept: kept.length };
 }
 
 /** The load that goes through `pair`. */
@@ -150,7 +194,7 @@ export function windowFigures(
   from: number,
   to: number,
 ): { requests: number; failed: number; gapMs: number } {
-  const inWindow = records.filter((r) => r[0] >= from && r[0] < to);
+  const inWindow = records.filter((r) => r[0] >= from && r[0] < to && r[2] !== -1);
   const ends = records
     .filter((r) => r[2] === 1 && r[1] >= from && r[1] < to)
     .map((r) => r[1])

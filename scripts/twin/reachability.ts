@@ -10,6 +10,7 @@
 import { performance } from "node:perf_hooks";
 import { Probe, ProbeOutcome, StateCheck, deriveProbes } from "../../lib/twin/probes";
 import { failbackDelaySeconds } from "../../lib/render/keepalived";
+import { CONNTRACKD_CONF } from "../../lib/render/conntrackd";
 import type { SiteTwin } from "./site";
 
 export interface ProbeFailure {
@@ -95,6 +96,20 @@ async function runCheck(twin: SiteTwin, check: StateCheck): Promise<string | und
     return states.every((st, i) => st === expected[i])
       ? undefined
       : `failover states ${pair.members.map((m, i) => `${m} ${states[i] ?? "(none: keepalived never ran its script)"}`).join(", ")}; expected ${pair.members.map((m, i) => `${m} ${expected[i]}`).join(", ")}`;
+  }
+  if (check.kind === "conntrack-sync") {
+    const pair = twin.model.pairs.find((p) => p.name === check.subject)!;
+    const holders = await twin.holders(pair.vips[0].address, pair.members);
+    if (holders.length !== 1) return `${pair.vips[0].address} held by ${holders.length} members: no standby to ask`;
+    const standby = pair.members.find((m) => m !== holders[0])!;
+    // The egress probes went out through the serving member: their connections must be in the standby's
+    // external cache (conntrackd -e), carried over the heartbeat link.
+    const r = await twin.machine(standby).exec(["conntrackd", "-C", CONNTRACKD_CONF, "-e", "ct"]);
+    const entries = r.stdout.split("\n").filter((l) => /\bsrc=/.test(l));
+    const egress = entries.filter((l) => l.includes(` dst=${twin.world.internetClient} `));
+    return egress.length > 0
+      ? undefined
+      : `${standby}'s conntrackd holds none of ${holders[0]}'s egress connections (external cache: ${entries.length} entries${r.code !== 0 ? `; conntrackd -e exited ${r.code}: ${r.stderr.trim()}` : ""})`;
   }
   const pub = twin.model.public;
   if (pub.mode !== "own-prefix" || pub.routing.kind !== "bgp") return "no BGP at this site";

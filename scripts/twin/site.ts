@@ -38,6 +38,7 @@ import type { Footprint } from "../../lib/footprint/schema";
 import { planHostFiles, siteRenderOptions } from "../../lib/preview/files";
 import { stackProviderEnv } from "../../lib/preview/run-stack";
 import { writeRenderedFiles } from "../../lib/render";
+import { CONNTRACKD_CONF } from "../../lib/render/conntrackd";
 import { FENCE_UNIT, FENCE_UNIT_FILE } from "../../lib/render/fence";
 import {
   BGP_PORT,
@@ -54,7 +55,7 @@ import {
 import type { HostFiles, ProxiedService, TunnelPeer } from "../../lib/render/types";
 import { NetworkdConfig, NetworkdReadError, readNetworkd } from "../../lib/twin/networkd";
 import { ANY_PROTOCOL_PROBE_PORT, ProbeAction, ProbeOutcome } from "../../lib/twin/probes";
-import { PROVIDER_API_NAMES, TRANSIT, TwinHost, TwinInputError, TwinWorld, twinWorld } from "../../lib/twin/world";
+import { PROVIDER_API_NAMES, STREAM_PORT, TRANSIT, TwinHost, TwinInputError, TwinWorld, twinWorld } from "../../lib/twin/world";
 import { INGRESS_PORTS } from "../../lib/footprint/site-files";
 import { Machine, must, privateMountDir, quietly } from "./machine";
 import { TWIN_DIR_PREFIX, reap } from "./janitor";
@@ -362,6 +363,7 @@ export class SiteTwin {
     this.ip("internet", "link", "set", "eth0", "up");
     for (const a of [
       w.internetClient,
+      w.streamServer,
       w.apiAddress,
       ...w.allowlistClients,
       ...w.partners.flatMap((p) => (p.endpoint ? [p.endpoint] : [])),
@@ -402,6 +404,8 @@ export class SiteTwin {
     // Stand-ins outside: servers on the internet (what egress reaches), the partners' replication ports.
     const internet = this.machine("internet");
     await startUnit(internet, this.standin("internet", { tcp: EGRESS.tcp, udp: EGRESS.udp, bind: w.internetClient }));
+    // A server that keeps connections open and echoes: the far end of long-lived streams through the NAT.
+    await startUnit(internet, this.standin("internet-streams", { echo: [STREAM_PORT], bind: w.streamServer }, "echo"));
     for (const p of w.partners) {
       await startUnit(this.machine(`partner-${p.site}`), this.standin(`partner-${p.site}`, { tcp: [22, ...DATABASE_PORTS] }));
     }
@@ -437,6 +441,12 @@ export class SiteTwin {
   /** Current holder of each provider-routed address (failover and floating IPs, the static next hop). */
   get routed(): ReadonlyMap<string, string> {
     return this.provider?.routed ?? new Map<string, string>();
+  }
+
+  /** When the provider last moved `ip` (a route effect of its API; epoch ms), if it ever did. */
+  lastMoved(ip: string): number | undefined {
+    const moves = (this.provider?.effects ?? []).filter((e) => e.effect === "route" && e.ip === ip);
+    return moves.length > 0 ? Math.max(...moves.map((e) => e.at)) : undefined;
   }
 
   /** What the provider did so far (routes moved, alias IPs changed, servers powered off), and the fences over mgmt. */
@@ -486,7 +496,13 @@ export class SiteTwin {
 
   private standin(
     host: string,
-    ports: { tcp?: ReadonlyArray<number>; udp?: ReadonlyArray<number>; tls?: ReadonlyArray<string>; bind?: string },
+    ports: {
+      tcp?: ReadonlyArray<number>;
+      udp?: ReadonlyArray<number>;
+      tls?: ReadonlyArray<string>;
+      echo?: ReadonlyArray<number>;
+      bind?: string;
+    },
     name = "standin",
   ): Unit {
     return {
@@ -498,6 +514,7 @@ export class SiteTwin {
         host,
         ...(ports.tcp?.length ? ["--tcp", ports.tcp.join(",")] : []),
         ...(ports.udp?.length ? ["--udp", ports.udp.join(",")] : []),
+        ...(ports.echo?.length ? ["--echo", ports.echo.join(",")] : []),
         ...(ports.tls?.length ? ["--tls", ports.tls.join(","), "--cert", this.tls!.cert, "--key", this.tls!.key] : []),
         ...(ports.bind ? ["--bind", ports.bind] : []),
       ],
@@ -636,6 +653,8 @@ export class SiteTwin {
     if (this.file(name, "/etc/bird/bird.conf") !== undefined) units.push(UNITS.bird());
     const fence = this.file(name, FENCE_UNIT_FILE);
     if (fence !== undefined) units.push(UNITS.fromUnitFile(FENCE_UNIT, fence));
+    // conntrackd before keepalived: the failover script commits its cache on a takeover.
+    if (this.file(name, CONNTRACKD_CONF) !== undefined) units.push(UNITS.conntrackd());
     if (this.file(name, "/etc/keepalived/keepalived.conf") !== undefined) units.push(UNITS.keepalived());
     rt.unitDefinitions = units;
     for (const unit of units) {
@@ -674,7 +693,8 @@ export class SiteTwin {
   /** Stand-ins for workloads: the ports the zone policy sends to this role that no real daemon here owns. */
   private standins(rt: HostRuntime): Unit[] {
     const role = rt.host.role;
-    const rules = this.policy.filter((r) => r.targets.includes(role));
+    // A rule proved by its state has its real daemon on the port (conntrackd), never a stand-in.
+    const rules = this.policy.filter((r) => r.targets.includes(role) && r.provedBy === undefined);
     const tcp = new Set<number>();
     const udp = new Set<number>();
     for (const r of rules) {

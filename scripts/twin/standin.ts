@@ -7,10 +7,11 @@
  * source address it arrived (NAT).
  *
  *   node --import tsx scripts/twin/standin.ts --host NAME [--tcp P,...] [--tls P:MODE,...] [--udp P,...]
- *     [--cert FILE --key FILE] [--bind ADDRESS]
+ *     [--echo P,...] [--cert FILE --key FILE] [--bind ADDRESS]
  *
  * TCP: writes `standin <host> tcp <port> <peer>\n` and closes after 5 s.
  * TLS: an HTTPS server; every request gets 200 and `<host> <mode> <port> <sni> <peer>\n` (keep-alive).
+ * Echo: a long-lived TCP connection that sends back every line it receives (the twin's streams through NAT).
  * UDP: answers each datagram with `standin <host> udp <port> <peer>\n`.
  * Prints `ready` on stdout once every socket listens.
  */
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     host: { type: "string" },
     tcp: { type: "string", default: "" },
     tls: { type: "string", default: "" },
+    echo: { type: "string", default: "" },
     udp: { type: "string", default: "" },
     cert: { type: "string" },
     key: { type: "string" },
@@ -52,6 +54,14 @@ for (const port of ports(values.tcp)) {
     socket.on("error", () => undefined);
     socket.end(`standin ${host} tcp ${port} ${peerOf(socket.remoteAddress)}\n`);
     socket.setTimeout(5_000, () => socket.destroy());
+  });
+  listening.push(new Promise((resolve, reject) => server.once("error", reject).listen(port, bind, resolve)));
+}
+
+for (const port of ports(values.echo)) {
+  const server = createTcpServer((socket) => {
+    socket.on("error", () => undefined);
+    socket.pipe(socket);
   });
   listening.push(new Promise((resolve, reject) => server.once("error", reject).listen(port, bind, resolve)));
 }
