@@ -61,7 +61,7 @@ export async function main(argv: string[]): Promise<number> {
       await settle(twin);
       // Spread the crashes over one advert interval, so they do not all hit the same point of the cycle.
       await new Promise((r) => setTimeout(r, ((run - 1) * 1_000) / flags.runs));
-      const [crash, back] = await failover(twin, { pairs: [flags.pair] });
+      const [crash, back] = await failover(twin, { pairs: [flags.pair], events: ["crash", "return"] });
       crashes.push(crash);
       returns.push(back);
       console.error(

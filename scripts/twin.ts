@@ -128,7 +128,7 @@ export async function main(
       out("failover (customers' load running; a crash, then the return):");
       for (const f of report.failover) {
         out(
-          `  ${f.takeoverMs === null ? "FAIL " : ""}${f.pair} ${f.event} (${f.member}): ${f.requests} requests, ${f.failed} failed, longest gap ${f.gapMs} ms, VIPs after ${duration(f.takeoverMs)}${f.publicMs !== undefined ? `, public path after ${duration(f.publicMs)}` : ""}${f.streamsOpen !== undefined ? `; long-lived streams through the NAT kept ${f.streamsKept}/${f.streamsOpen}` : ""}`,
+          `  ${f.takeoverMs === null ? "FAIL " : ""}${f.pair} ${f.event} (${f.member}): ${f.requests} requests, ${f.failed} failed, longest gap ${f.gapMs} ms, VIPs after ${duration(f.takeoverMs)}${f.publicMs !== undefined ? `, public path after ${duration(f.publicMs)}` : ""}${f.streamsOpen !== undefined ? `; long-lived streams through the NAT kept ${f.streamsKept}/${f.streamsOpen}` : ""}${f.drainedConnections !== undefined ? `; ${f.drainedConnections} connections still served by ${f.member === undefined ? "the old holder" : "the member that gave the VIPs up"}` : ""}`,
         );
       }
       // A figure may be poor; a pair that does not fail over at all is a failure.

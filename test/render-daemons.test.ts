@@ -279,7 +279,7 @@ test("each daemon's check rejects a deliberately broken file (the checks are rea
   }
 
   const bird = one("/etc/bird/bird.conf", "fra-fw-1");
-  const birdCodes = await codesFor(bird, corrupt(text(bird), "route 198.18.2.0/23 blackhole;", "route 198.18.2.0/23 blackhole"));
+  const birdCodes = await codesFor(bird, corrupt(text(bird), "import where net = 198.18.2.0/23;", "import where net = 198.18.2.0/23"));
   assert.equal(birdCodes.good, 0);
   assert.notEqual(birdCodes.bad, 0);
 

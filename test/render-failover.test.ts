@@ -2,7 +2,7 @@
 // own, with the real ssh and ping: the fence over mgmt and the reachability
 // check find no peer there (or find its heartbeat address on lo, where a test
 // says the peer still answers). Stand-ins record what the provider and the
-// host would do (curl, ip, sleep, logger, systemctl, chronyc). The passive
+// host would do (curl, ip, nft, sleep, logger, systemctl, chronyc). The passive
 // member fences before it moves anything, steps back when it cannot fence a
 // peer that answers, and the active member never fences. The fence itself,
 // against a real sshd, runs in the twin (test/twin-*.test.ts).
@@ -34,7 +34,7 @@ const stub = (name: string, body: string) => {
   writeFileSync(join(STUBS, name), `#!/bin/sh\n${body}\n`);
   chmodSync(join(STUBS, name), 0o755);
 };
-for (const name of ["ip", "logger", "systemctl"]) {
+for (const name of ["ip", "logger", "nft", "systemctl"]) {
   const variable = `STUB_${name.toUpperCase()}_EXIT`;
   stub(name, `echo "${name} $*" >> "$CALLS"\nexit "\${${variable}:-0}"`);
 }
@@ -261,8 +261,18 @@ const karlsruheProxyIp = (() => {
 
 test("pre-provisioned: a peer that no fence reaches and that answers on no address counts as down, then the IONOS failover IP moves", async (t) => {
   if (!requireTool(t, "ssh", "ping", "unshare")) return;
-  const { code, calls, logs, stdin } = await runScript(site("karlsruhe"), "fkb-proxy-2", "master", { providerEnv: IONOS_ENV });
+  const { code, calls: all, logs, stdin } = await runScript(site("karlsruhe"), "fkb-proxy-2", "master", { providerEnv: IONOS_ENV });
   assert.equal(code, 0, logs.join("\n"));
+  // The drain: no peer answers ARP on either link (the namespace has none), so nothing is passed back to it;
+  // once the peer counts as down the drain stops for good.
+  const nft = all.filter((c) => c.startsWith("nft "));
+  const calls = all.filter((c) => !c.startsWith("nft "));
+  assert.deepEqual(nft.slice(1, 3).sort(), [
+    `nft delete element netdev standort_drain draining { 10.20.0.4 }`,
+    `nft delete element netdev standort_drain draining { ${karlsruheProxyIp} }`,
+  ]);
+  assert.equal(nft.at(-1), "nft flush set netdev standort_drain draining");
+  assert.ok(all.indexOf(nft.at(-1)!) > all.indexOf("sleep 2"), "the drain stops after the grace wait, when the peer counts as down");
   assert.deepEqual(calls, [
     "sleep 2",
     `curl PATCH https://api.ionos.com/cloudapi/v6/datacenters/dc-fake/lans/2 {"ipFailover":[{"ip":"${karlsruheProxyIp}","nicUuid":"nic-fake"}]}`,
@@ -286,7 +296,9 @@ test("pre-provisioned: the site's fence command is the second method, with %h fo
   const model = { ...karlsruhe, provider: { ...karlsruhe.provider, fenceCommand: 'echo "fence %h" >> "$CALLS"' } } as SiteModel;
   const { code, calls, logs } = await runScript(model, "fkb-proxy-2", "master", { providerEnv: IONOS_ENV, peerAnswers: true });
   assert.equal(code, 0, logs.join("\n"));
-  assert.deepEqual(calls.slice(0, 2), ["sleep 2", "fence fkb-proxy-1"]);
+  const done = calls.filter((c) => !c.startsWith("nft "));
+  assert.deepEqual(done.slice(0, 2), ["sleep 2", "fence fkb-proxy-1"]);
+  assert.equal(calls.at(-3), "nft flush set netdev standort_drain draining", "a fenced peer gets nothing passed back");
   assert.ok(logs.includes("fkb-proxy: fenced fkb-proxy-1"));
 });
 
@@ -348,4 +360,50 @@ test("a takeover that is superseded while it waits does not fence: the newer tak
   assert.equal(result.calls.filter((c) => c.endsWith("/actions/poweroff")).length, 1, result.calls.join("\n"));
   assert.equal(result.calls.filter((c) => c.includes("/floating_ips/7/actions/assign")).length, 1);
   assert.equal(result.logs.at(-1), "hel-proxy: no longer master: hel-proxy-1 is back; not fencing");
+});
+
+test("a proxy member that stands by keeps its addresses on lo and is ready to pass connections back", async (t) => {
+  if (!requireTool(t, "unshare")) return;
+  const { code, calls } = await runScript(site("karlsruhe"), "fkb-proxy-1", "backup");
+  assert.equal(code, 0);
+  assert.deepEqual(calls, [
+    "ip addr replace 10.20.0.4/32 dev lo",
+    `ip addr replace ${karlsruheProxyIp}/32 dev lo`,
+    "nft list table netdev standort_drain",
+    `nft add element netdev standort_drain draining { 10.20.0.4, ${karlsruheProxyIp} }`,
+  ]);
+});
+
+test("handover: only a master whose peer answers hands over; it waits for the peer, and the flag lowers its priority until cleared", async (t) => {
+  if (!requireTool(t, "ping", "unshare")) return;
+  const vienna = site("vienna");
+  const stateOf = (runDir: string) => join(runDir, "failover-vie-proxy.state");
+  const flag = (runDir: string) => join(runDir, "handover-vie-proxy");
+  const notMaster = await runScript(vienna, "vie-proxy-1", "handover", { before: (d) => writeFileSync(stateOf(d), "backup\n") });
+  assert.equal(notMaster.code, 1);
+  assert.deepEqual(notMaster.logs, ["vie-proxy: handover: this member is not master"]);
+  assert.ok(!existsSync(flag(notMaster.runDir)));
+  const silent = await runScript(vienna, "vie-proxy-1", "handover", { before: (d) => writeFileSync(stateOf(d), "master 1\n") });
+  assert.equal(silent.code, 1);
+  assert.deepEqual(silent.logs, ["vie-proxy: handover: vie-proxy-2 does not answer, so it cannot take over"]);
+  assert.ok(!existsSync(flag(silent.runDir)));
+  // The peer answers and takes over while the command waits (the sleep stand-in plays keepalived's backup transition).
+  const handed = await runScript(vienna, "vie-proxy-1", "handover", {
+    peerAnswers: true,
+    before: (d) => writeFileSync(stateOf(d), "master 1\n"),
+    env: (d) => ({ STUB_SLEEP_FLIP: stateOf(d) }),
+  });
+  assert.equal(handed.code, 0, handed.logs.join("\n"));
+  assert.deepEqual(handed.logs, [
+    "vie-proxy: handing over to vie-proxy-2",
+    "vie-proxy: handed over to vie-proxy-2; until handover-clear this member stands by",
+  ]);
+  assert.ok(existsSync(flag(handed.runDir)));
+  // keepalived's not_handed_over check fails while the flag is there, and passes once it is cleared.
+  const keep = { before: (d: string) => writeFileSync(flag(d), "") };
+  assert.equal((await runScript(vienna, "vie-proxy-1", "handover-check", keep)).code, 1);
+  const cleared = await runScript(vienna, "vie-proxy-1", "handover-clear", keep);
+  assert.equal(cleared.code, 0);
+  assert.ok(!existsSync(flag(cleared.runDir)));
+  assert.equal((await runScript(vienna, "vie-proxy-1", "handover-check")).code, 0);
 });

@@ -337,7 +337,17 @@ test("keepalived: VRRPv3 on two paths (heartbeat and mgmt) in one sync group, pr
   // Both instances track the same scripts, so their priorities move together.
   const tracks =
     "\ttrack_script {\n" +
-    ["ruleset_loaded", "link_dmz", "link_app", "link_data", "link_mgmt", "link_eth0", "clock_in_step", "fence_not_failed"]
+    [
+      "ruleset_loaded",
+      "link_dmz",
+      "link_app",
+      "link_data",
+      "link_mgmt",
+      "link_eth0",
+      "clock_in_step",
+      "not_handed_over",
+      "fence_not_failed",
+    ]
       .map((n) => `\t\t${n}\n`)
       .join("") +
     "\t}";
@@ -354,10 +364,16 @@ test("keepalived: VRRPv3 on two paths (heartbeat and mgmt) in one sync group, pr
   // Pairs that move nothing rate-limited take the addresses back at once.
   has(renderKeepalivedConfig(model, "vie-proxy-1", fakeSecrets(model)), "state MASTER");
   lacks(renderKeepalivedConfig(model, "vie-proxy-1", fakeSecrets(model)), /preempt_delay/);
-  has(
-    renderKeepalivedConfig(site("frankfurt"), "fra-fw-2", fakeSecrets(site("frankfurt"))),
-    'script "/usr/bin/systemctl is-active --quiet bird"',
-  );
+  // The operator's handover lowers the priority below the peer's.
+  has(active, 'script "/bin/sh /etc/keepalived/standort-failover.sh handover-check"');
+  has(active, "weight -100");
+  const frankfurt = renderKeepalivedConfig(site("frankfurt"), "fra-fw-2", fakeSecrets(site("frankfurt")));
+  has(frankfurt, 'script "/usr/bin/systemctl is-active --quiet bird"');
+  // BGP: the announcement's origin exists on the master only, and a member nobody hears over BGP does not serve.
+  has(frankfurt, "blackhole 198.18.2.0/23 no_track");
+  assert.equal(frankfurt.match(/virtual_routes \{/g)?.length, 1, "on the heartbeat instance only");
+  has(frankfurt, 'script "/bin/sh /etc/keepalived/standort-failover.sh bgp"');
+  lacks(active, /virtual_routes|standort-failover\.sh bgp/);
 });
 
 test("a dissolved pair renders keepalived only for its active member, without a peer", () => {
@@ -372,13 +388,14 @@ test("a dissolved pair renders keepalived only for its active member, without a 
   assert.ok(released.includes("/etc/haproxy/haproxy.cfg"));
 });
 
-test("BIRD announces only the own /23, imports nothing, and the passive firewall prepends", () => {
+test("BIRD announces only the own /23, learned from keepalived's route on the master; imports nothing else; the passive firewall prepends", () => {
   const model = site("frankfurt");
   const active = renderBirdConfig(model, "fra-fw-1", fakeSecrets(model));
   const passive = renderBirdConfig(model, "fra-fw-2", fakeSecrets(model));
   for (const line of [
     "router id 198.19.10.11;",
-    "route 198.18.2.0/23 blackhole;",
+    "import where net = 198.18.2.0/23;",
+    "learn;",
     "if net = 198.18.2.0/23 then {",
     "reject;",
     "local 198.19.10.11 as 4200000101;",
@@ -387,9 +404,10 @@ test("BIRD announces only the own /23, imports nothing, and the passive firewall
     'password "fake-bgp-secret";',
   ])
     has(active, line);
-  // Nothing is imported anywhere, nothing reaches the kernel.
-  assert.equal(active.match(/import none;/g)?.length, 3, "kernel and both sessions");
+  // Nothing is imported from the peers, nothing reaches the kernel; from the kernel only the own prefix.
+  assert.equal(active.match(/import none;/g)?.length, 2, "both sessions");
   has(active, "export none;");
+  lacks(active, /protocol static/);
   lacks(active, /import all|export all|import filter/);
   lacks(active, /bgp_path\.prepend/);
   assert.equal(passive.match(/bgp_path\.prepend\(4200000101\);/g)?.length, 2);

@@ -7,12 +7,13 @@ import assert from "node:assert/strict";
 import { SiteTwin } from "../scripts/twin/site";
 import { reachability } from "../scripts/twin/reachability";
 import { failover } from "../scripts/twin/failover";
+import { currentHolder } from "../scripts/twin/holders";
 import { assertNothingLeft, requireTwin } from "./helpers/twin";
 
 let twin: SiteTwin | undefined;
 after(() => twin?.destroy());
 
-test("frankfurt as a twin", { timeout: 300_000 }, async (t) => {
+test("frankfurt as a twin", { timeout: 420_000 }, async (t) => {
   if (!requireTwin(t)) return;
   twin = await SiteTwin.boot({ location: "frankfurt" });
   const tw = twin;
@@ -65,7 +66,11 @@ test("frankfurt as a twin", { timeout: 300_000 }, async (t) => {
   );
 
   await t.test("without conntrackd on the standby, the same crash breaks every long-lived stream", async () => {
-    // The crashed firewall is back and active again (no failback delay at frankfurt).
+    // The crashed firewall is back; it takes its role again once its BGP sessions are up (the provider's
+    // routers wait before they accept a session that failed).
+    const deadline = Date.now() + 90_000;
+    while ((await currentHolder(tw, fw)) !== fw.active && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1_000));
+    assert.equal(await currentHolder(tw, fw), fw.active, `${fw.active} serves again`);
     const standby = fw.passive;
     await tw.stopUnit(standby, "conntrackd");
     const [crash] = await failover(tw, { pairs: ["firewall"], events: ["crash"] });

@@ -1,6 +1,7 @@
 // Vienna as a twin: every host booted from its rendered files in its own namespaces with the real daemons
-// (scripts/twin/site.ts), reachability probes derived from the zone policy, a crash of the active proxy under
-// the load of 800 customers, and the loss of the tracked service. Nothing touches the machine's interfaces.
+// (scripts/twin/site.ts), reachability probes derived from the zone policy, a planned handover and a crash of
+// the active proxy under the load of 800 customers, and the loss of the tracked service. Nothing touches the
+// machine's interfaces.
 import test, { after } from "node:test";
 import assert from "node:assert/strict";
 import { SiteTwin } from "../scripts/twin/site";
@@ -29,6 +30,29 @@ test("vienna as a twin", { timeout: 300_000 }, async (t) => {
     assert.equal(r.allowed.passed, r.allowed.tried);
     assert.equal(r.denied.blocked, r.denied.tried);
     assert.equal(r.checks.passed, r.checks.tried);
+  });
+
+  await t.test("a planned handover of the proxies under 800 clients loses nothing, and neither does the handback", async () => {
+    const [handover, handback] = await failover(tw, { pairs: ["proxy"], events: ["handover", "handback"] });
+    t.diagnostic(JSON.stringify(handover));
+    t.diagnostic(JSON.stringify(handback));
+    assert.equal(handover.member, proxy.active);
+    assert.ok(handover.takeoverMs !== null && handover.takeoverMs < 15_000, `handed over in ${handover.takeoverMs} ms`);
+    assert.ok(handover.requests >= 800 * 4, `${handover.requests} requests in the window`);
+    assert.equal(handover.failed, 0, "a planned move fails no request");
+    // The connections stayed where they were opened: the member that gave the VIP up still serves them.
+    assert.equal(handover.drainedConnections, 800);
+    assert.ok(handback.takeoverMs !== null, "the named active member took its role back once the flag was cleared");
+    assert.equal(handback.failed, 0);
+  });
+
+  await t.test("without the drain on the member that takes over, the same handover resets the open connections", async () => {
+    assert.deepEqual(await settle(tw), []);
+    // The failover script loads the drain again when it becomes master, but with nothing to pass back.
+    await tw.machine(proxy.passive).exec(["nft", "delete", "table", "netdev", "standort_drain"]);
+    const [handover] = await failover(tw, { pairs: ["proxy"], events: ["handover", "handback"] });
+    t.diagnostic(JSON.stringify(handover));
+    assert.ok(handover.failed >= 700, `${handover.failed} of ${handover.requests} failed: the figure above is the drain's doing`);
   });
 
   await t.test("the active proxy crashes under 800 clients: the other one takes the VIP and customers are served again", async () => {

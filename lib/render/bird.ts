@@ -23,7 +23,7 @@ const bgpPassword = z
   .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
   .refine((v) => !/["\\]/.test(v), "must not contain a quote or a backslash");
 
-/** Times AS-path prepending on the passive firewall, so the peers prefer the active one. */
+/** Times AS-path prepending on the passive firewall, so the peers prefer the active one while both announce. */
 export const PASSIVE_PREPEND = 2;
 
 /** The BIRD symbol of a peer: `peer_` and its name with dashes as underscores. */
@@ -33,8 +33,9 @@ export function birdPeerSymbol(peerName: string): string {
 
 /**
  * Renders `/etc/bird/bird.conf` for a firewall host of an own-prefix site
- * routed by BGP. Both firewalls announce; the passive one prepends its AS
- * twice so the peers send traffic to the active one while both are up.
+ * routed by BGP. The VRRP master announces (keepalived's blackhole route of
+ * the prefix is the origin); the site file's passive member prepends its AS
+ * twice, so while both announce during a move the peers prefer the active one.
  * Validates first and throws `RenderInputError` naming site, host, field and rule.
  */
 export function renderBirdConfig(model: SiteModel, hostName: string, secrets: RenderSecrets, options: RenderOptions = {}): string {
@@ -100,19 +101,17 @@ export function renderBirdConfig(model: SiteModel, hostName: string, secrets: Re
     "protocol device {",
     "}",
     "",
-    "# The kernel table: nothing in, nothing out. BIRD installs no route, so it can",
+    "# Origin of the announcement: the own prefix as a blackhole route that keepalived adds on the VRRP master",
+    "# (virtual_routes) and removes when the member stands by, so the announcement follows the pair's state:",
+    "# only the master announces. BIRD learns that one route from the kernel and installs none, so it can",
     "# never replace the provider's default route.",
     "protocol kernel {",
     "\tipv4 {",
-    "\t\timport none;",
+    `\t\timport where net = ${pub.prefix};`,
     "\t\texport none;",
     "\t};",
-    "}",
-    "",
-    "# Origin of the announcement: the own prefix as a blackhole that lives only in BIRD.",
-    "protocol static own_prefix {",
-    "\tipv4;",
-    `\troute ${pub.prefix} blackhole;`,
+    "\tlearn;",
+    "\tscan time 1;",
     "}",
     "",
     "# Only the own prefix leaves; anything else is rejected.",

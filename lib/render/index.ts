@@ -12,6 +12,7 @@ import { renderBirdConfig } from "./bird";
 import { renderChronyConfig } from "./chrony";
 import { renderCloudInit } from "./cloudinit";
 import { CONNTRACKD_CONF, renderConntrackdConfig, runsConntrackd } from "./conntrackd";
+import { DRAIN_NFT, DRAIN_TABLE, drainsConnections, renderDrainRuleset } from "./drain";
 import { ProblemCollector, RenderInputError } from "./errors";
 import { FENCED_COMMAND, FENCE_SSHD_CONFIG, FENCE_UNIT, FENCE_UNIT_FILE, renderFenceFiles, runsFence } from "./fence";
 import { renderHaproxyConfig } from "./haproxy";
@@ -54,6 +55,7 @@ export {
 export { renderBirdConfig } from "./bird";
 export { renderFenceFiles, runsFence } from "./fence";
 export { renderConntrackdConfig, runsConntrackd, CONNTRACKD_CONF } from "./conntrackd";
+export { renderDrainRuleset, drainsConnections, DRAIN_NFT } from "./drain";
 export { renderChronyConfig } from "./chrony";
 export { renderCloudInit, packagesFor, HCLOUD_USER_DATA_LIMIT } from "./cloudinit";
 export { renderNetworkdFiles, renderSysctlConfig } from "./networkd";
@@ -246,6 +248,19 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
       for (const file of attempt(() => renderFenceFiles(model, hostName, secrets, options)) ?? []) {
         add({ path: file.path, mode: file.mode, secret: file.secret, ...fenceHandling(file.path) }, file.content);
       }
+    }
+    // The drain before the failover script that loads it; loading it again keeps what it remembers.
+    if (drainsConnections(model, hostName)) {
+      add(
+        {
+          path: DRAIN_NFT,
+          mode: "0644",
+          check: checkWith("nft", "-c", "-f", FILE_PLACEHOLDER),
+          reload: ["nft", "-f", DRAIN_NFT],
+          healthCheck: ["nft", "list", "table", "netdev", DRAIN_TABLE],
+        },
+        attempt(() => renderDrainRuleset(model, hostName, options)),
+      );
     }
     add(
       { path: FAILOVER_SCRIPT, mode: "0755", check: checkWith("sh", "-n", FILE_PLACEHOLDER) },

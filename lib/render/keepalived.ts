@@ -19,11 +19,16 @@ import { ProblemCollector } from "./errors";
 import { ipv4Address } from "./inputs";
 import { addressIn, checkHost, findHost, findSegment, inPrefix, interfaceName, nicNames, pairOf } from "./interfaces";
 import { conntrackStateLines, runsConntrackd } from "./conntrackd";
+import { FailoverMove, failoverMove } from "./failover-move";
+import { drainFunctions, drainsConnections } from "./drain";
 import { FENCED_LINE, FENCE_CLIENT_KEY, FENCE_KNOWN_HOSTS } from "./fence";
 import { NAT_SOURCE_MAP } from "./nftables";
 import { FENCE_SSH_PORT } from "./policy";
 import { linkPrefixLength } from "./routing";
 import type { RenderOptions, RenderSecrets } from "./types";
+
+export { failoverIpName, failoverMove } from "./failover-move";
+export type { FailoverMove } from "./failover-move";
 
 export const KEEPALIVED_CONF = "/etc/keepalived/keepalived.conf";
 export const FAILOVER_SCRIPT = "/etc/keepalived/standort-failover.sh";
@@ -84,46 +89,21 @@ export const CLOCK_BOUND_SECONDS = 0.5;
 export const CLOCK_PENALTY = -60;
 /** Seconds a member that could not fence a peer that still answers stays in FAULT before it tries again. */
 export const FENCE_STEP_BACK_SECONDS = 30;
+/**
+ * Priority a member gives up while an operator hands its role over
+ * (`standort-failover.sh handover`): below its peer's, whichever member the
+ * site file names active (150/100), and below a peer with one failed check.
+ */
+export const HANDOVER_PENALTY = -100;
+/** Priority a firewall of a BGP site gives up while none of its BGP sessions is established. */
+export const BGP_PENALTY = -60;
+/** How long `handover` waits for the peer to take over beyond the pair's failback delay (seconds). */
+export const HANDOVER_WAIT_SECONDS = 30;
 
 const providerEnvSchema = z.record(
   z.string().regex(/^[A-Z][A-Z0-9_]*$/, "environment names are upper-case letters, digits and _"),
   z.string().regex(/^[^'\n\r]*$/, "must not contain a single quote or a line break"),
 );
-
-/** What the failover script moves when its host becomes master. */
-export type FailoverMove =
-  | { readonly kind: "none" }
-  /** A provider failover IP named `<site>-<purpose>` (Hetzner Cloud floating IP name), or given in provider.env. */
-  | {
-      readonly kind: "failover-ip";
-      readonly purpose: "proxy" | "nat";
-      readonly name: string;
-      /** The address, where the site file declares it (pre-provisioned); Hetzner Cloud assigns it at creation. */
-      readonly address?: string;
-    }
-  /** The provider-side address an own prefix is statically routed to. */
-  | { readonly kind: "next-hop"; readonly address: string };
-
-/**
- * What a pair moves on takeover: on provider-failover-ips sites the proxy pair
- * takes the `proxy` IP and the firewall pair the `nat` IP; on own-prefix sites
- * with a static route the firewall pair takes the next hop; BGP needs no move.
- */
-export function failoverMove(model: SiteModel, role: PairedRole): FailoverMove {
-  if (model.public.mode === "provider-failover-ips") {
-    const purpose = role === "proxy" ? "proxy" : role === "firewall" ? "nat" : undefined;
-    if (!purpose) return { kind: "none" };
-    const address = model.public.declared?.[purpose];
-    return { kind: "failover-ip", purpose, name: failoverIpName(model, purpose), ...(address ? { address } : {}) };
-  }
-  if (role === "firewall" && model.public.routing.kind === "static") return { kind: "next-hop", address: model.public.routing.nextHop };
-  return { kind: "none" };
-}
-
-/** Name of a provider failover IP (the Hetzner Cloud floating IP the provisioning component creates): `<site>-<purpose>`. */
-export function failoverIpName(model: SiteModel, purpose: "proxy" | "nat"): string {
-  return `${model.name}-${purpose}`;
-}
 
 /** The provider.env variable that holds the API token: `HCLOUD_TOKEN` on Hetzner Cloud (as the fencing plan names it), else `PROVIDER_API_TOKEN`. */
 export function tokenVariable(model: SiteModel): string {
@@ -272,6 +252,26 @@ function checkPair(
   return pair;
 }
 
+/** A keepalived check that runs the failover script in `mode`: its name, why it exists, its timing and weight. */
+function failoverCheck(
+  name: string,
+  mode: string,
+  why: ReadonlyArray<string>,
+  timing: { interval: number; fall: number; rise: number; weight?: number },
+): { name: string; script: string; lines: string[] } {
+  return {
+    name,
+    script: `/bin/sh ${FAILOVER_SCRIPT} ${mode}`,
+    lines: [
+      ...why.map((w) => `\t# ${w}`),
+      `\tinterval ${timing.interval}`,
+      `\tfall ${timing.fall}`,
+      `\trise ${timing.rise}`,
+      ...(timing.weight !== undefined ? [`\tweight ${timing.weight}`] : []),
+    ],
+  };
+}
+
 /**
  * Renders `/etc/keepalived/keepalived.conf` for a member of a failover pair.
  *
@@ -300,6 +300,7 @@ export function renderKeepalivedConfig(model: SiteModel, hostName: string, secre
   const tracked = trackedServices(model, p.role);
   const name = vrrpInstanceName(p);
   const vipsByKeepalived = model.provider.kind !== "hcloud";
+  const announcesPrefix = p.role === "firewall" && model.public.mode === "own-prefix" && model.public.routing.kind === "bgp";
   const lines = [
     `# standort: keepalived of ${hostName} (${active ? "active" : "passive"} member of the ${p.role} pair of ${model.name}${p.dissolved ? ", dissolved" : ""}).`,
     `# Rendered from ${model.file}; do not edit.`,
@@ -329,29 +330,41 @@ export function renderKeepalivedConfig(model: SiteModel, hostName: string, secre
       : []),
     ...(peer
       ? [
-          {
-            name: "clock_in_step",
-            // Through sh: keepalived vets /bin/sh's path, and the check also runs where the script is not installed yet.
-            script: `/bin/sh ${FAILOVER_SCRIPT} clock`,
-            lines: [
-              `\t# Off by more than ${CLOCK_BOUND_SECONDS} s from the site's time sources: it loses ${-CLOCK_PENALTY} priority, so a member`,
-              "\t# in step wins (both members within the bound differ by at most twice it).",
-              "\tinterval 5",
-              "\tfall 2",
-              "\trise 2",
-              `\tweight ${CLOCK_PENALTY}`,
+          // Through sh: keepalived vets /bin/sh's path, and the check also runs where the script is not installed yet.
+          failoverCheck(
+            "clock_in_step",
+            "clock",
+            [
+              `Off by more than ${CLOCK_BOUND_SECONDS} s from the site's time sources: it loses ${-CLOCK_PENALTY} priority, so a member`,
+              "in step wins (both members within the bound differ by at most twice it).",
             ],
-          },
-          {
-            name: "fence_not_failed",
-            script: `/bin/sh ${FAILOVER_SCRIPT} fence-check`,
-            lines: [
-              "\t# A member that could not fence a peer that still answers steps back (FAULT), and tries again later.",
-              "\tinterval 1",
-              "\tfall 1",
-              "\trise 1",
-            ],
-          },
+            { interval: 5, fall: 2, rise: 2, weight: CLOCK_PENALTY },
+          ),
+          ...(announcesPrefix
+            ? [
+                failoverCheck(
+                  "bgp_established",
+                  "bgp",
+                  [
+                    `No BGP session up: ${-BGP_PENALTY} priority less, so a member whose announcement nobody hears does not take`,
+                    "the role (a returning firewall waits for its sessions before it preempts).",
+                  ],
+                  { interval: 2, fall: 1, rise: 1, weight: BGP_PENALTY },
+                ),
+              ]
+            : []),
+          failoverCheck(
+            "not_handed_over",
+            "handover-check",
+            [`An operator hands this member's role to the peer (standort-failover.sh handover): ${-HANDOVER_PENALTY} priority less.`],
+            { interval: 1, fall: 1, rise: 1, weight: HANDOVER_PENALTY },
+          ),
+          failoverCheck(
+            "fence_not_failed",
+            "fence-check",
+            ["A member that could not fence a peer that still answers steps back (FAULT), and tries again later."],
+            { interval: 1, fall: 1, rise: 1 },
+          ),
         ]
       : []),
   ];
@@ -391,6 +404,16 @@ export function renderKeepalivedConfig(model: SiteModel, hostName: string, secre
         "\t# VRRPv3 needs an address per instance (RFC 5798 §5.2.5): a link-local marker on lo, routed nowhere.",
         "\tvirtual_ipaddress {",
         `\t\t${stateMarker(p, suffix)}/32 dev lo`,
+        "\t}",
+      );
+    }
+    if (vips && announcesPrefix) {
+      const pub = model.public as { prefix: string };
+      out.push(
+        "\t# The own prefix's announcement follows the master: BIRD learns this route from the kernel and exports it",
+        "\t# (no_track: a blackhole has no interface to watch).",
+        "\tvirtual_routes {",
+        `\t\tblackhole ${pub.prefix} no_track`,
         "\t}",
       );
     }
@@ -611,11 +634,13 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
   const member = p.active === hostName ? "active" : "passive";
   const usesApi = model.provider.kind === "hcloud";
   const conntrack = runsConntrackd(model, hostName);
+  const drains = drainsConnections(model, hostName);
   const lines = [
     "#!/bin/sh",
     `# standort: failover script of ${hostName} (${member} member of the ${p.role} pair of ${model.name}). Rendered from ${model.file}; do not edit.`,
     "# keepalived runs it on every state change with one argument (master, backup, fault or stop), and as",
-    "# its checks `clock` and `fence-check`.",
+    "# its checks (clock, link, bgp, handover-check, fence-check). Operators run `handover` on the serving",
+    "# member before maintenance (the peer takes over, open connections are kept) and `handover-clear` after.",
     "set -u",
     "",
     `PAIR=${p.name}`,
@@ -632,6 +657,9 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     `ADDRESS_FILE=$RUN_DIR/failover-${p.name}.address`,
     "# Present while this member steps back after a fence that failed (keepalived's fence_not_failed check).",
     `FENCE_FAILED=$RUN_DIR/fence-failed-${p.name}`,
+    "# Present while an operator hands this member's role to the peer (keepalived's not_handed_over check).",
+    `HANDOVER_FILE=$RUN_DIR/handover-${p.name}`,
+    `HANDOVER_WAIT_SECONDS=${failbackDelaySeconds(model, p.role) + HANDOVER_WAIT_SECONDS}`,
     `STEP_BACK_SECONDS=${FENCE_STEP_BACK_SECONDS}`,
     `MOVE_RETRY_SECONDS=${MOVE_RETRY_SECONDS}`,
     `MOVE_TRIES=${MOVE_TRIES}`,
@@ -659,6 +687,7 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
   lines.push(
     ...(peer ? fenceFunctions(model, peer, p.mgmt[peer]) : ["fence_peer() { return 0; }"]),
     "",
+    ...(drains ? [...drainFunctions(model, hostName, options), ""] : []),
     ...moveFunctions(model, move),
     "",
     ...(usesApi
@@ -754,6 +783,41 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
           "\t\t;;",
         ]
       : []),
+    ...(peer && p.role === "firewall" && model.public.mode === "own-prefix" && model.public.routing.kind === "bgp"
+      ? [
+          "\t# keepalived's check that the provider hears this member: at least one BGP session established.",
+          "\tbgp)",
+          "\t\tbirdc -s /run/bird/bird.ctl show protocols 2>/dev/null | grep -q ' Established'",
+          "\t\texit $?",
+          "\t\t;;",
+        ]
+      : []),
+    ...(peer
+      ? [
+          "\t# An operator hands this member's role to the peer (maintenance): it gives up priority, the peer takes",
+          "\t# over and the connections open here stay served here until they end. `handover-clear` ends it.",
+          "\thandover)",
+          '\t\tcase "$(cat "$STATE_FILE" 2>/dev/null)" in master*) ;; *) log "handover: this member is not master"; exit 1 ;; esac',
+          '\t\tanswers "$PEER_HEARTBEAT" "${PEER_MGMT:-}" || { log "handover: $PEER does not answer, so it cannot take over"; exit 1; }',
+          '\t\ttouch "$HANDOVER_FILE"',
+          '\t\tlog "handing over to $PEER"',
+          "\t\ttries=0",
+          '\t\tuntil [ "$(cat "$STATE_FILE" 2>/dev/null)" = backup ]; do',
+          "\t\t\ttries=$((tries + 1))",
+          '\t\t\tif [ "$tries" -gt $((HANDOVER_WAIT_SECONDS * 10)) ]; then',
+          '\t\t\t\trm -f "$HANDOVER_FILE"',
+          '\t\t\t\tlog "handover: $PEER did not take over within ${HANDOVER_WAIT_SECONDS}s; this member keeps the role"',
+          "\t\t\t\texit 1",
+          "\t\t\tfi",
+          "\t\t\tsleep 0.1",
+          "\t\tdone",
+          '\t\tlog "handed over to $PEER; until handover-clear this member stands by"',
+          "\t\texit 0",
+          "\t\t;;",
+          '\thandover-check) [ ! -e "$HANDOVER_FILE" ]; exit $? ;;',
+          '\thandover-clear) rm -f "$HANDOVER_FILE"; log "handover cleared"; exit 0 ;;',
+        ]
+      : []),
     "\t# keepalived's check that this member is not stepping back after a fence that failed.",
     "\tfence-check)",
     '\t\tif [ -f "$FENCE_FAILED" ] && [ $(($(date +%s) - $(stat -c %Y "$FENCE_FAILED"))) -lt "$STEP_BACK_SECONDS" ]; then exit 1; fi',
@@ -769,7 +833,9 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
           ...conntrackStateLines("master").map((l) => `\t\t${l}`),
           "\t\t;;",
         ]
-      : ['\tmaster) echo "master $$" > "$STATE_FILE" ;;']),
+      : drains
+        ? ["\tmaster)", '\t\techo "master $$" > "$STATE_FILE"', "\t\tdrain_check", "\t\t;;"]
+        : ['\tmaster) echo "master $$" > "$STATE_FILE" ;;']),
     "\tbackup | fault | stop)",
     '\t\techo "$state" > "$STATE_FILE"',
     ...(conntrack
@@ -783,6 +849,7 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
       : []),
     '\t\trm -f "$ACTIVE_FLAG"',
     ...(usesApi ? ["\t\tdrop_vips"] : []),
+    ...(drains ? ["\t\tdrain_standby"] : []),
     ...roleHooks(p.role).down.map((l) => `\t\t${l}`),
     '\t\tif [ -s "$ADDRESS_FILE" ]; then ip addr del "$(cat "$ADDRESS_FILE")/32" dev "$UPLINK" 2>/dev/null; rm -f "$ADDRESS_FILE"; fi',
     ...(usesApi && move.kind === "failover-ip" && move.purpose === "nat"
@@ -804,8 +871,10 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     '\t\tlog "$PEER stepped down and holds none of the addresses: no fence needed"',
     "\telif fence_peer; then",
     '\t\tlog "fenced $PEER"',
+    ...(drains ? ["\t\tdrain_stop"] : []),
     "\telif peer_unreachable; then",
     '\t\tlog "no fence took, but $PEER answers on none of its addresses: treating it as down"',
+    ...(drains ? ["\t\tdrain_stop"] : []),
     "\telse",
     '\t\tlog "could not fence $PEER, which still answers: stepping back for ${STEP_BACK_SECONDS}s (split-brain risk)"',
     '\t\ttouch "$FENCE_FAILED"',

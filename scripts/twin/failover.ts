@@ -12,16 +12,23 @@
  */
 import type { PairModel } from "../../lib/model/model";
 import type { PairedRole } from "../../lib/model/schema";
-import { PROVIDER_MOVE_INTERVAL_SECONDS, failbackDelaySeconds, failoverMove } from "../../lib/render/keepalived";
+import { FAILOVER_SCRIPT, PROVIDER_MOVE_INTERVAL_SECONDS, failbackDelaySeconds, failoverMove } from "../../lib/render/keepalived";
 import { HolderMonitor, SAMPLE_MS, currentHolder, pairAddresses } from "./holders";
 import { Load, LoadRecord, loadTarget, startLoad, streamFigures, streamTarget, waitServed, windowFigures } from "./loads";
 import { settle } from "./reachability";
 import type { SiteTwin } from "./site";
 
+/**
+ * What happens to the serving member: a planned move by the operator command (`handover`, and
+ * `handback`: the command's flag cleared, so the named active member takes its role back), or a crash
+ * (every process killed) and its return (booted again from its files).
+ */
+export type FailoverEvent = "handover" | "handback" | "crash" | "return";
+
 export interface FailoverEntry {
   readonly pair: string;
-  readonly event: "crash" | "return";
-  /** The member that crashed or returned. */
+  readonly event: FailoverEvent;
+  /** The member that handed over (or back), crashed or returned. */
   readonly member: string;
   /** The customers' load that ran (web for the firewall and proxy pairs, the storage address for the storage pair). */
   readonly load: string;
@@ -39,11 +46,17 @@ export interface FailoverEntry {
   readonly streamsOpen?: number;
   /** Of those, the ones that still carried data after the takeover (and after the public path was back), unbroken. */
   readonly streamsKept?: number;
+  /**
+   * Planned moves: TCP connections still open on the member that gave the VIPs up at the end of the window,
+   * served there through the drain (their packets passed back by the new holder).
+   */
+  readonly drainedConnections?: number;
 }
 
 export interface FailoverOptions {
   readonly pairs?: ReadonlyArray<PairedRole>;
-  readonly events?: ReadonlyArray<"crash" | "return">;
+  /** @default handover, handback, crash, return */
+  readonly events?: ReadonlyArray<FailoverEvent>;
   /** Clients of the load. @default 800 on the web, 200 on the storage address */
   readonly clients?: number;
   /**
@@ -106,7 +119,7 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
   // The firewall pair last: where the provider limits how often an address moves (Netcup), its moves would
   // otherwise still be held against the other pairs' runs.
   const roles = options.pairs ?? ["proxy", "storage", "firewall"];
-  const events = options.events ?? ["crash", "return"];
+  const events = options.events ?? ["handover", "handback", "crash", "return"];
   const entries: FailoverEntry[] = [];
   for (const role of roles) {
     const pair = twin.model.pairs.find((p) => p.role === role);
@@ -148,7 +161,8 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
     let records: LoadRecord[] = [];
     let streamRecords: LoadRecord[] = [];
     const windows: Array<{
-      event: "crash" | "return";
+      event: FailoverEvent;
+      drainedConnections?: number;
       member: string;
       from: number;
       to: number;
@@ -159,19 +173,47 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
     }> = [];
     try {
       await new Promise((r) => setTimeout(r, 3_000));
-      // The member that serves now crashes (after an earlier failover it may be the named passive one).
-      const serving = (await currentHolder(twin, pair)) ?? pair.active;
-      const other = pair.members.find((m) => m !== serving)!;
       const failback = failbackDelaySeconds(twin.model, pair.role);
+      const otherOf = (m: string) => pair.members.find((x) => x !== m)!;
+      let handedOver: string | undefined;
+      let crashed: string | undefined;
       for (const event of events) {
-        const member = serving;
-        // On return the crashed member takes the VIPs back, unless the pair waits before failing back.
-        const newHolder = event === "crash" || failback > 0 ? other : member;
-        if (event === "return" && failback > 0)
-          log(`${pair.name}: ${member} returns as standby; the pair fails back only after ${failback} s (the provider's move interval)`);
+        const planned = event === "handover" || event === "handback";
+        if (planned && failback > 0) {
+          log(`${pair.name}: no planned move measured: the peer takes over only after the pair's failback delay (${failback} s)`);
+          continue;
+        }
+        if ((event === "handback" && !handedOver) || (event === "return" && !crashed)) continue;
+        // The member that serves now (after an earlier event it may be the named passive one).
+        const serving = (await currentHolder(twin, pair)) ?? pair.active;
+        let member: string;
+        let newHolder: string;
+        if (event === "handover" || event === "crash") {
+          member = serving;
+          newHolder = otherOf(member);
+        } else if (event === "handback") {
+          // With the flag cleared the named active member preempts; a passive one that handed over stays standby.
+          member = handedOver!;
+          newHolder = member === pair.active ? member : serving;
+        } else {
+          // On return the crashed member takes the VIPs back, unless the pair waits before failing back.
+          member = crashed!;
+          newHolder = failback > 0 ? otherOf(member) : member;
+          if (failback > 0)
+            log(`${pair.name}: ${member} returns as standby; the pair fails back only after ${failback} s (the provider's move interval)`);
+        }
         const from = Date.now();
-        if (event === "crash") await twin.crash(member);
-        else await twin.restore(member);
+        if (event === "crash") {
+          crashed = member;
+          await twin.crash(member);
+        } else if (event === "return") await twin.restore(member);
+        else {
+          if (event === "handover") handedOver = member;
+          const r = await twin
+            .machine(member)
+            .exec(["sh", FAILOVER_SCRIPT, event === "handover" ? "handover" : "handover-clear"], { timeoutMs: TAKEOVER_BOUND_MS });
+          if (r.code !== 0) log(`${pair.name}: ${event} on ${member} exited ${r.code}: ${(r.stderr || r.stdout).trim()}`);
+        }
         const took = await monitor.waitFor(
           from,
           HolderMonitor.sole(
@@ -186,13 +228,25 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
           `${pair.name} ${event} of ${member}: VIPs with ${newHolder} after ${duration(takeoverMs)}${publicMs !== undefined ? `, public path after ${duration(publicMs)}` : ""}`,
         );
         const back = takeoverMs === null || publicMs === null ? null : from + Math.max(takeoverMs, publicMs ?? 0);
-        await new Promise((r) => setTimeout(r, streams && back !== null ? STREAM_SETTLE_MS : AFTER_MS));
-        windows.push({ event, member, from, to: Date.now(), takeoverMs, back, ...(publicMs !== undefined ? { publicMs } : {}) });
+        await new Promise((r) => setTimeout(r, streams && back !== null && !planned ? STREAM_SETTLE_MS : AFTER_MS));
+        const gaveUp = event === "handover" ? member : event === "handback" && newHolder !== serving ? serving : undefined;
+        const drained = gaveUp !== undefined ? await openConnections(twin, pair, gaveUp) : undefined;
+        windows.push({
+          event,
+          member,
+          from,
+          to: Date.now(),
+          takeoverMs,
+          back,
+          ...(publicMs !== undefined ? { publicMs } : {}),
+          ...(drained !== undefined ? { drainedConnections: drained } : {}),
+        });
       }
     } finally {
       records = await load.stop();
       streamRecords = (await streams?.stop()) ?? [];
       await monitor.stop();
+      for (const m of pair.members) if (twin.isUp(m)) await twin.machine(m).exec(["sh", FAILOVER_SCRIPT, "handover-clear"]);
       if (options.restore !== false) for (const m of pair.members) if (!twin.isUp(m)) await twin.restore(m);
     }
     for (const w of windows) {
@@ -210,8 +264,16 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
             ? { ...streamFigures(streamRecords, w.from, w.to, w.to), streamsKept: 0 }
             : streamFigures(streamRecords, w.from, w.back, w.to)
           : {}),
+        ...(w.drainedConnections !== undefined ? { drainedConnections: w.drainedConnections } : {}),
       });
     }
   }
   return entries;
+}
+
+/** TCP connections to the pair's addresses still established on `member` (what it serves through the drain). */
+async function openConnections(twin: SiteTwin, pair: PairModel, member: string): Promise<number> {
+  const r = await twin.machine(member).exec(["ss", "-Htn", "state", "established"]);
+  const addresses = pairAddresses(twin, pair);
+  return r.stdout.split("\n").filter((l) => addresses.some((a) => l.includes(` ${a}:`))).length;
 }

@@ -31,6 +31,18 @@ export function pairAddresses(twin: SiteTwin, pair: PairModel): string[] {
   return out;
 }
 
+/**
+ * The addresses `ip -4 -o addr show` lists on a host's links, lo left out: an
+ * address on lo answers no ARP (`arp_ignore = 1`), so a member that stands by
+ * with its VIPs there (to finish connections it still serves) holds nothing.
+ */
+export function linkAddresses(ipAddrShow: string): string {
+  return ipAddrShow
+    .split("\n")
+    .filter((l) => !/^\d+:\s+lo\s/.test(l))
+    .join("\n");
+}
+
 export class HolderMonitor {
   readonly samples: HolderSample[] = [];
   private running = true;
@@ -51,7 +63,7 @@ export class HolderMonitor {
         this.members.map(async (m) => {
           if (!this.twin.isUp(m)) return "";
           const r = await this.twin.hosts.get(m)!.machine.exec(["ip", "-4", "-o", "addr", "show"], { timeoutMs: 3_000 });
-          return r.stdout;
+          return linkAddresses(r.stdout);
         }),
       );
       const holders = new Map<string, string[]>();

@@ -63,6 +63,7 @@ import { UNITS, Unit, startUnit, systemctlStandin } from "./init";
 import { TwinTls, makeTls } from "./tls";
 import { ipIn, sysctlIn, veth } from "./links";
 import { ProviderEffect, ProviderStandIn } from "./provider";
+import { linkAddresses } from "./holders";
 
 const TSX = ["node", "--import", "tsx"];
 const HERE = __dirname;
@@ -928,7 +929,7 @@ export class SiteTwin {
         const rt = this.hosts.get(n);
         if (!rt?.up) return false;
         const r = await rt.machine.exec(["ip", "-4", "-o", "addr", "show"], { timeoutMs: 5_000 });
-        return r.stdout.includes(` ${address}/`);
+        return linkAddresses(r.stdout).includes(` ${address}/`);
       }),
     );
     return names.filter((_n, i) => held[i]);
