@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadSites } from "../lib/model/load";
-import { DRAIN_TABLE, drainLinks, drainsConnections, renderDrainRuleset } from "../lib/render/drain";
+import { DRAIN_TABLE, drainFunctions, drainLinks, drainsConnections, renderDrainRuleset } from "../lib/render/drain";
 import { RenderInputError } from "../lib/render/errors";
 import { createNetnsWithLinks, requireNetns, requireTool, run } from "./helpers/tools";
 
@@ -91,6 +91,48 @@ test("without its links the drain does not load (it belongs after the interfaces
     const r = await run(["unshare", "-n", "nft", "-c", "-f", file]);
     assert.notEqual(r.code, 0);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a member that becomes master forgets the connections that ended here, and keeps the live ones", async (t) => {
+  if (!requireTool(t, "nft", "jq", "ss", "socat") || !requireNetns(t)) return;
+  const vienna = sites.find((s) => s.name === "vienna")!;
+  const host = vienna.pairs.find((p) => p.role === "proxy")!.active;
+  const vip = drainLinks(vienna, host)[0].vips[0];
+  const dir = mkdtempSync(join(tmpdir(), "standort-drain-"));
+  const ns = `standort-prune-${process.pid}`;
+  const remove = createNetnsWithLinks(
+    ns,
+    drainLinks(vienna, host).map((l) => l.link),
+  );
+  try {
+    const file = join(dir, "drain.nft");
+    writeFileSync(file, renderDrainRuleset(vienna, host));
+    const inNs = (...argv: string[]) => run(["ip", "netns", "exec", ns, ...argv]);
+    await inNs("ip", "link", "set", "lo", "up");
+    await inNs("ip", "addr", "add", `${vip}/32`, "dev", "lo");
+    assert.equal((await inNs("nft", "-f", file)).code, 0);
+    // A live connection to the VIP (from 127.0.0.1), held open while the prune runs.
+    const script = [
+      `socat TCP-LISTEN:443,bind=${vip},reuseaddr SYSTEM:'sleep 5' >/dev/null 2>&1 &`,
+      "sleep 0.3",
+      `socat -u TCP:${vip}:443,bind=127.0.0.1,sourceport=40123 SYSTEM:'sleep 5' >/dev/null 2>&1 &`,
+      "sleep 0.3",
+      `nft add element netdev ${DRAIN_TABLE} mine '{ 127.0.0.1 . 40123 . 443, 203.0.113.10 . 50000 . 443, 203.0.113.11 . 50001 . 80 }'`,
+      `RUN_DIR=${dir}`,
+      'log() { echo "$*" >&2; }',
+      ...drainFunctions(vienna, host).filter((l) => !l.startsWith("#")),
+      "drain_prune",
+      `nft -j list set netdev ${DRAIN_TABLE} mine | jq -r '.nftables[].set.elem[]?.elem.val.concat | join(" ")'`,
+      "kill %1 %2 2>/dev/null",
+      "exit 0",
+    ].join("\n");
+    const r = await inNs("sh", "-c", script);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split("\n"), ["127.0.0.1 40123 443"], "only the live connection is remembered");
+  } finally {
+    remove();
     rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -139,9 +139,22 @@ export function drainFunctions(model: SiteModel, hostName: string, options: Rend
     ...vips.map((v) => `\tip addr replace ${v}/32 dev lo`),
     `\tdrain_load && nft add element netdev ${DRAIN_TABLE} draining ${elements} || log "the drain could not be set up"`,
     "}",
+    "# Connections that ended here are forgotten when this member becomes master: a client may reuse their",
+    "# address and port for a connection the peer serves, which must then reach the peer, not be reset here.",
+    "drain_prune() {",
+    '\tlive=$(mktemp "$RUN_DIR/live.XXXXXX") || return 0',
+    '\tss -Htn 2>/dev/null | awk \'{ n = split($4, l, ":"); m = split($5, p, ":"); print p[1] " . " p[m] " . " l[n] }\' | sort -u > "$live"',
+    `\tstale=$(nft -j list set netdev ${DRAIN_TABLE} mine 2>/dev/null | jq -r '.nftables[].set.elem[]?.elem.val.concat | "\\(.[0]) . \\(.[1]) . \\(.[2])"' | sort -u | comm -23 - "$live")`,
+    '\trm -f "$live"',
+    '\t[ -n "$stale" ] || return 0',
+    "\t# One transaction; should an element have expired meanwhile, one by one.",
+    `\tprintf '%s\\n' "$stale" | sed 's/.*/delete element netdev ${DRAIN_TABLE} mine { & }/' | nft -f - 2>/dev/null ||`,
+    `\t\tprintf '%s\\n' "$stale" | while read -r e; do nft delete element netdev ${DRAIN_TABLE} mine "{ $e }" 2>/dev/null; done`,
+    "}",
     "# Becoming master: keep passing the peer's connections back only over links where it still answers.",
     "drain_check() {",
     "\tdrain_load || return 0",
+    "\tdrain_prune &",
     ...links.flatMap((l) =>
       l.vips.map(
         (v) =>
