@@ -77,6 +77,10 @@ stub(
   ].join("\n"),
 );
 
+// arping is the real one; with STUB_ARPING_FLIP it first plays the peer taking the role back (keepalived
+// writes backup) while the new master asks who holds the VIPs.
+stub("arping", '[ -n "${STUB_ARPING_FLIP:-}" ] && echo backup > "$STUB_ARPING_FLIP"\nexec /usr/sbin/arping "$@"');
+
 // chronyc answers what STUB_TRACKING holds (a file), or fails like a chronyd that does not run.
 stub("chronyc", '[ -n "${STUB_TRACKING:-}" ] || { echo "506 Cannot talk to daemon" >&2; exit 1; }\ncat "$STUB_TRACKING"');
 
@@ -204,6 +208,19 @@ test("a member that cannot fence a peer that still answers steps back: nothing m
   );
   assert.equal(old.code, 0);
   assert.ok(existsSync(join(runDir, "fence-failed-fkb-proxy")));
+});
+
+test("the passive member does not fence a peer that took the role back while it was being asked", async (t) => {
+  if (!requireTool(t, "ssh", "ping", "arping", "unshare")) return;
+  // The firewall pair: no drain, so the first arping is the duplicate address detection after the grace wait.
+  const stateFile = (runDir: string) => join(runDir, "failover-vie-firewall.state");
+  const result = await runScript(site("vienna"), "vie-fw-2", "master", {
+    peerAnswers: true,
+    env: (runDir) => ({ STUB_ARPING_FLIP: stateFile(runDir) }),
+  });
+  assert.equal(result.code, 0, result.logs.join("\n"));
+  assert.equal(result.logs.at(-1), "vie-firewall: no longer master: vie-fw-1 took over again; not fencing");
+  assert.ok(!result.logs.some((l) => l.includes("fence")), result.logs.join("\n"));
 });
 
 test("the passive member does not fence a peer that came back during the grace period", async (t) => {
