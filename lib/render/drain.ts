@@ -6,8 +6,10 @@
  * How (`/etc/standort/drain.nft`, loaded by the failover script):
  * - Each member remembers the TCP connections that start at it (a SYN to a
  *   VIP: client address, client port, VIP port) in the set `mine`, refreshed
- *   by every packet of the connection (nftables dynamic set, netdev ingress of
- *   each VIP's link, before the IP stack).
+ *   by every packet that carries data, and forgets one 10 s after the client's
+ *   FIN or RST (nftables dynamic set, netdev ingress of each VIP's link, before
+ *   the IP stack); a member that becomes master also forgets every connection
+ *   it no longer has a socket for.
  * - A packet to a VIP that belongs to no connection of this member is sent on,
  *   unchanged, to the peer's address on the same link (`fwd`, so the peer's
  *   sockets see their own VIP), but only while the VIP is in `draining`.
@@ -33,6 +35,10 @@ export const DRAIN_NFT = "/etc/standort/drain.nft";
 export const DRAIN_TABLE = "standort_drain";
 /** How long a member remembers a connection without a packet (seconds). */
 export const DRAIN_IDLE_SECONDS = 3600;
+/** How long a member remembers a connection after the client's FIN or RST (seconds). */
+export const DRAIN_CLOSING_SECONDS = 10;
+/** The longest IPv4 packet without TCP payload: 60 bytes of IP header, 60 of TCP header (RFC 791, RFC 9293). */
+const HEADER_ONLY_MAX_BYTES = 120;
 /** How long a new master waits for the peer's ARP answer on a VIP's link before it stops forwarding there (s). */
 export const DRAIN_PEER_CHECK_SECONDS = 0.3;
 
@@ -116,8 +122,14 @@ export function renderDrainRuleset(model: SiteModel, hostName: string, options: 
     `table netdev ${DRAIN_TABLE} {`,
     ...links.flatMap((l) => [
       `\tchain ${l.link} {`,
+      "\t\t# A connection starts here.",
       `\t\tip daddr ${set(l.vips)} tcp flags & (syn | ack) == syn update @mine { ${key} } accept`,
-      `\t\tip daddr ${set(l.vips)} ${key} @mine update @mine { ${key} } accept`,
+      "\t\t# It ends (the client's FIN or RST): forgotten soon, so a client port used again reaches whoever serves then.",
+      `\t\tip daddr ${set(l.vips)} tcp flags & (fin | rst) != 0 ${key} @mine update @mine { ${key} timeout ${DRAIN_CLOSING_SECONDS}s } accept`,
+      `\t\t# Data keeps it remembered (longer than any header-only segment: ${HEADER_ONLY_MAX_BYTES} bytes); the last ACKs do not.`,
+      `\t\tip daddr ${set(l.vips)} ip length > ${HEADER_ONLY_MAX_BYTES} ${key} @mine update @mine { ${key} } accept`,
+      `\t\tip daddr ${set(l.vips)} ${key} @mine accept`,
+      "\t\t# Anything else for a VIP belongs to the peer while it drains.",
       `\t\tip daddr @draining meta l4proto tcp fwd ip to ${l.peer} device "${l.link}"`,
       "\t}",
     ]),
