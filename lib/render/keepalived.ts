@@ -849,12 +849,13 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
       : []),
     '\t\trm -f "$ACTIVE_FLAG"',
     ...(usesApi ? ["\t\tdrop_vips"] : []),
-    ...(drains ? ["\t\tdrain_standby"] : []),
     ...roleHooks(p.role).down.map((l) => `\t\t${l}`),
     '\t\tif [ -s "$ADDRESS_FILE" ]; then ip addr del "$(cat "$ADDRESS_FILE")/32" dev "$UPLINK" 2>/dev/null; rm -f "$ADDRESS_FILE"; fi',
     ...(usesApi && move.kind === "failover-ip" && move.purpose === "nat"
       ? [`\t\tnft flush map ip standort_nat ${NAT_SOURCE_MAP} 2>/dev/null`]
       : []),
+    // After the uplink address is gone: a member that returns takes it at once, so it must not linger here.
+    ...(drains ? ["\t\tdrain_standby"] : []),
     "\t\texit 0",
     "\t\t;;",
     "\t*) log \"unknown state '$state'\"; exit 2 ;;",

@@ -93,6 +93,8 @@ interface HostRuntime {
   /** Twin-side link names of the host's links, for cutting: host link → [machine, port, bridge]. */
   ports: Map<string, { machine: string; port: string; bridge?: string }>;
   up: boolean;
+  /** Cabled and configured, its daemons starting: the provider's network already delivers to it, as at a real boot. */
+  networked?: boolean;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -425,7 +427,7 @@ export class SiteTwin {
       file: (host, path) => this.file(host, path),
       runningHosts: () =>
         [...this.hosts.values()]
-          .filter((rt) => rt.up)
+          .filter((rt) => rt.up || rt.networked)
           .map((rt) => ({
             name: rt.host.name,
             index: rt.index,
@@ -648,6 +650,9 @@ export class SiteTwin {
       await m.run(["sysctl", "-q", "-p", "/etc/sysctl.d/90-standort.conf"]);
     await this.applyNetworkd(rt);
     if (this.file(name, "/etc/nftables.conf") !== undefined) await m.run(["nft", "-f", "/etc/nftables.conf"]);
+    // Hetzner's network delivers to a server before its daemons start (conntrackd asks its peer for the table then).
+    rt.networked = true;
+    this.provider?.fabricRoutes();
     const units: Unit[] = [UNITS.syslog(), UNITS.ssh(this.sshConfig(name))];
     units.push(...this.standins(rt));
     if (this.file(name, "/etc/haproxy/haproxy.cfg") !== undefined) units.push(UNITS.haproxy());
@@ -731,6 +736,7 @@ export class SiteTwin {
     const rt = this.hosts.get(name);
     if (!rt || !rt.up) return;
     rt.up = false;
+    rt.networked = false;
     rt.machine.destroy();
     rt.units.clear();
     // The kernel removes a deleted namespace's links in the background: take the far ends away now, so the
