@@ -25,6 +25,7 @@
  */
 import type { SiteModel } from "../model/model";
 import { ProblemCollector } from "./errors";
+import { failoverMove } from "./failover-move";
 import { checkHost, interfaceName, pairOf } from "./interfaces";
 import { CONNTRACK_SYNC_PORT } from "./policy";
 import type { RenderOptions } from "./types";
@@ -53,8 +54,8 @@ export function renderConntrackdConfig(model: SiteModel, hostName: string, optio
   problems.throwIfAny();
   const pair = pairOf(model, hostName)!;
   const peer = pair.members.find((m) => m !== hostName)!;
-  const pub = model.public;
-  const nextHop = pub.mode === "own-prefix" && pub.routing.kind === "static" ? [pub.routing.nextHop] : [];
+  const move = failoverMove(model, pair.role);
+  const nextHop = move.kind === "next-hop" ? [move.address] : [];
   const own = [
     ...new Set([
       "127.0.0.1",

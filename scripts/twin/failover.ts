@@ -129,7 +129,7 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
     // case is stated, not measured again: the crash comes once the provider would move the address.
     const move = failoverMove(twin.model, role);
     const interval = twin.model.provider.kind === "preprovisioned" ? PROVIDER_MOVE_INTERVAL_SECONDS[twin.model.provider.name] : undefined;
-    const address = move.kind === "next-hop" ? move.address : move.kind === "failover-ip" ? move.address : undefined;
+    const address = move.kind === "none" ? undefined : move.address;
     const moved = address ? twin.lastMoved(address) : undefined;
     if (interval && moved !== undefined && options.awaitMoveInterval !== false) {
       const wait = moved + interval * 1_000 + 1_000 - Date.now();
