@@ -1,12 +1,12 @@
 /**
- * `npm run plan -- <location> [--json FILE] [--diff] [--update] [--expect-no-changes] [--files DIR]`
+ * `npm run plan -- <location> [--json FILE] [--diff] [--update] [--expect-no-changes] [--files DIR] [--sites DIR] [--stacks DIR] [--plans DIR]`
  * `npm run plan -- --footprint [--mermaid FILE]`
  *
  * The offline plan: runs the real stack program under the Pulumi SDK's mock
  * runtime and prints what `pulumi preview` would register. Exit codes: 0 ok,
  * 1 changes found with --expect-no-changes, 2 invalid input.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { z } from "zod";
 import { REPOSITORY_ROOT } from "../lib/model/load";
@@ -14,7 +14,8 @@ import { loadFootprint, renderFootprintMermaid, renderFootprintText } from "../l
 import { writeRenderedFiles } from "../lib/render";
 import { planHostFiles } from "../lib/preview/files";
 import { addressPlan, SiteModel } from "../lib/model/model";
-import { InputError } from "../lib/model/validate";
+import { InputError, formatIssues } from "../lib/model/validate";
+import { readInputText } from "../lib/model/input-file";
 import { parseFlags, reportInputError, runAsProcess } from "./lib/cli";
 import { slug } from "../lib/model/schema";
 import { STACKS_DIR, planStack, stackProviderEnv } from "../lib/preview/run-stack";
@@ -45,6 +46,8 @@ export const PlanFlagsSchema = z
     sites: z.string().min(1).optional(),
     /** Where plan snapshots live. @default stacks/plans/ */
     plans: z.string().min(1).optional(),
+    /** Stack files (`Pulumi.<location>.yaml`) to plan with. @default the repository's stacks/ */
+    stacks: z.string().min(1).optional(),
   })
   .superRefine((flags, ctx) => {
     if (!flags.footprint && !flags.location) {
@@ -55,6 +58,14 @@ export const PlanFlagsSchema = z
     }
     if (flags.mermaid && !flags.footprint) {
       ctx.addIssue({ code: "custom", path: ["mermaid"], message: "only makes sense with --footprint" });
+    }
+    if (flags.footprint && flags.location) {
+      ctx.addIssue({ code: "custom", path: ["footprint"], message: `plans no location: drop ${flags.location} or --footprint` });
+    }
+    if (flags.footprint) {
+      for (const flag of ["json", "diff", "update", "files", "plans", "stacks"] as const) {
+        if (flags[flag]) ctx.addIssue({ code: "custom", path: [flag], message: "only makes sense with a location, not with --footprint" });
+      }
     }
   });
 export type PlanFlags = z.infer<typeof PlanFlagsSchema>;
@@ -73,6 +84,7 @@ export function parsePlanFlags(argv: string[]): PlanFlags {
       mermaid: { type: "string" },
       sites: { type: "string" },
       plans: { type: "string" },
+      stacks: { type: "string" },
     },
     PlanFlagsSchema,
   );
@@ -132,7 +144,11 @@ export async function planLocation(flags: PlanFlags & { location: string }, out:
   const { sites, footprint } = loadFootprint(sitesDir);
   const model = sites.find((s) => s.name === flags.location);
   if (!model) throw new InputError([`plan: location: ${flags.location} has no site file (known: ${sites.map((s) => s.name).join(", ")})`]);
-  const run = await planStack(flags.location, { sitesDir });
+  const stacksDir = flags.stacks ? resolve(flags.stacks) : undefined;
+  // Every file is read before anything is printed: a broken snapshot stops the plan like a broken site file.
+  const snapshotFile = snapshotPath(flags.location, flags.plans);
+  const before = flags.diff && existsSync(snapshotFile) ? readSnapshot(snapshotFile, flags.location) : undefined;
+  const run = await planStack(flags.location, { sitesDir, stacksDir });
   const snapshot = toSnapshot(run);
 
   out(`Previewing ${run.project}/${run.stack} (offline, Pulumi mock runtime; secrets are placeholders shown as [secret])`);
@@ -175,7 +191,7 @@ export async function planLocation(flags: PlanFlags & { location: string }, out:
   ).forEach((l) => out(`  ${l}`));
 
   if (flags.files) {
-    const providerEnv = stackProviderEnv(flags.location);
+    const providerEnv = stackProviderEnv(flags.location, stacksDir);
     const written = writeRenderedFiles(resolve(flags.files), planHostFiles(model, sites, footprint, providerEnv), { clean: true });
     out("");
     out(`Host files (placeholder secrets), ${written.length} files for ${model.hosts.length} hosts, written to ${flags.files}:`);
@@ -189,15 +205,13 @@ export async function planLocation(flags: PlanFlags & { location: string }, out:
   }
   let code = 0;
   if (flags.diff) {
-    const path = snapshotPath(flags.location, flags.plans);
     out("");
-    if (!existsSync(path)) {
-      out(`Diff: no snapshot at ${relativeToRoot(path)} yet (create it with --update)`);
+    if (!before) {
+      out(`Diff: no snapshot at ${relativeToRoot(snapshotFile)} yet (create it with --update)`);
       code = flags.expectNoChanges ? 1 : 0;
     } else {
-      const before = JSON.parse(readFileSync(path, "utf8")) as PlanSnapshot;
       const diff = diffPlans(before, snapshot);
-      out(`Diff against ${relativeToRoot(path)}:`);
+      out(`Diff against ${relativeToRoot(snapshotFile)}:`);
       renderDiff(diff).forEach((l) => out(`  ${l}`));
       if (flags.expectNoChanges && hasChanges(diff)) code = 1;
     }
@@ -207,6 +221,76 @@ export async function planLocation(flags: PlanFlags & { location: string }, out:
     out(`updated ${relativeToRoot(snapshotPath(flags.location, flags.plans))}`);
   }
   return code;
+}
+
+/** Largest plan snapshot read (the committed ones are below 1 MiB; a snapshot grows with the site's rendered files). */
+export const MAX_PLAN_SNAPSHOT_BYTES = 64 * 1024 * 1024;
+
+/** The shape `--diff` relies on; fields added later pass. */
+const PlanSnapshotSchema = z.looseObject({
+  stack: z.string(),
+  resources: z.array(
+    z.looseObject({
+      urn: z.string(),
+      type: z.string(),
+      name: z.string(),
+      parent: z.string().optional(),
+      inputs: z.record(z.string(), z.unknown()),
+      secretDigests: z.record(z.string(), z.string()).optional(),
+    }),
+  ),
+  outputs: z.record(z.string(), z.unknown()),
+});
+
+/**
+ * Reads a committed plan snapshot through the reader every input file goes through.
+ * @throws InputError naming the snapshot, the line or field, and how to recreate it
+ */
+function readSnapshot(path: string, location: string): PlanSnapshot {
+  const display = relativeToRoot(path);
+  const fix = `recreate it with npm run plan -- ${location} --update`;
+  const read = readInputText(path, display, MAX_PLAN_SNAPSHOT_BYTES);
+  if (read.text === undefined) throw new InputError(read.problems);
+  let data: unknown;
+  try {
+    data = JSON.parse(read.text);
+  } catch {
+    // The engine's message quotes the file and differs between Node versions; the fix is the same.
+    throw new InputError([`${display}: (file): is not valid JSON: ${fix}`]);
+  }
+  const parsed = PlanSnapshotSchema.safeParse(data, { reportInput: true });
+  if (!parsed.success) throw new InputError(formatIssues(display, parsed.error.issues).map((line) => `${line}: ${fix}`));
+  return parsed.data;
+}
+
+/**
+ * Folders and files named by flags that are of the wrong kind (a folder where a file is written, a file
+ * where a folder is read or written), so that nothing is planned for a run that cannot finish.
+ */
+function pathFlagProblems(flags: PlanFlags): string[] {
+  const problems: string[] = [];
+  const kind = (path: string) => {
+    try {
+      const stats = statSync(resolve(path), { throwIfNoEntry: false });
+      return stats === undefined ? "missing" : stats.isDirectory() ? "folder" : "file";
+    } catch {
+      // Under something that is not a folder: writing there fails as well.
+      return "unreachable";
+    }
+  };
+  for (const flag of ["json", "mermaid"] as const) {
+    const path = flags[flag];
+    if (path && kind(path) === "folder") problems.push(`plan: --${flag}: ${path} is a folder: name the file to write`);
+    if (path && kind(path) === "unreachable") problems.push(`plan: --${flag}: ${path} lies under a file: name a path in a folder`);
+  }
+  for (const flag of ["files", "plans"] as const) {
+    const path = flags[flag];
+    if (path && ["file", "unreachable"].includes(kind(path))) problems.push(`plan: --${flag}: ${path} is not a folder: name a folder`);
+  }
+  if (flags.stacks && kind(flags.stacks) !== "folder") {
+    problems.push(`plan: --stacks: ${flags.stacks} is not a folder: name the folder that holds Pulumi.<location>.yaml`);
+  }
+  return problems;
 }
 
 function relativeToRoot(path: string): string {
@@ -227,6 +311,8 @@ export async function main(
 ): Promise<number> {
   try {
     const flags = parsePlanFlags(argv);
+    const paths = pathFlagProblems(flags);
+    if (paths.length > 0) throw new InputError(paths);
     if (flags.footprint) {
       return planFootprint(flags, out);
     }

@@ -4,7 +4,7 @@ import fc from "fast-check";
 import { validateSites } from "../lib/model/validate";
 import { SiteModel, addressPlan, splitPublicPrefix } from "../lib/model/model";
 import { cidr, containsAddress, containsCidr, overlaps, parseAddress } from "../lib/net/ipv4";
-import { documentOf, siteDocuments } from "./helpers/sites";
+import { absentSiteNames, documentOf, siteDocuments } from "./helpers/sites";
 
 function sitesAfter(change: (docs: ReturnType<typeof siteDocuments>) => void = () => {}): SiteModel[] {
   const docs = siteDocuments();
@@ -80,23 +80,47 @@ test("adding a segment never renumbers an existing one", () => {
   );
 });
 
-test("adding a site never renumbers the others", () => {
+test("adding a pair of partner sites never renumbers the others", () => {
   const before = sitesAfter();
-  const after = sitesAfter((d) => {
-    const graz = structuredClone(documentOf(d, "vienna"));
-    graz.name = "graz";
-    graz.code = "grz";
-    graz.network.supernet = "10.50.0.0/16";
-    graz.public.prefix = "198.18.6.0/23";
-    graz.provider.hosts = graz.provider.hosts.map((h: { name: string; address: string }, i: number) => ({
+  // Partnerships are mutual, so new sites arrive as a pair that names each other. Their names, codes, supernets,
+  // public prefixes and provider addresses are ones no site file uses yet, so the pair is valid whatever sites exist.
+  const [first, second] = absentSiteNames(2);
+  const newSite = (d: ReturnType<typeof siteDocuments>, name: string, partner: string) => {
+    const files = d.map((doc) => doc.data as Record<string, any>);
+    const used = JSON.stringify(files);
+    const code = [..."abcdefghijklmnopqrstuvwxyz"].map((c) => `zz${c}`).find((c) => !files.some((f) => f.code === c))!;
+    // A /16 supernet and a 198.19.<n>.0/24 for its provider addresses that no site uses.
+    const n = Array.from({ length: 155 }, (_, i) => i + 100).find(
+      (k) => !files.some((f) => overlaps(cidr(f.network.supernet), cidr(`10.${k}.0.0/16`))) && !used.includes(`198.19.${k}.`),
+    )!;
+    // A public /23 that overlaps no site's prefix and holds no address a site file names.
+    const p = Array.from({ length: 128 }, (_, i) => i * 2).find(
+      (k) =>
+        !files.some((f) => f.public.prefix && overlaps(cidr(f.public.prefix), cidr(`198.18.${k}.0/23`))) &&
+        !used.includes(`198.18.${k}.`) &&
+        !used.includes(`198.18.${k + 1}.`),
+    )!;
+    const site = structuredClone(documentOf(d, "vienna"));
+    site.name = name;
+    site.code = code;
+    site.partner = partner;
+    site.network.supernet = `10.${n}.0.0/16`;
+    site.public.prefix = `198.18.${p}.0/23`;
+    site.public.routing.nextHop = `198.19.${n}.10`;
+    site.provider.hosts = site.provider.hosts.map((h: { name: string; address: string }, i: number) => ({
       ...h,
-      name: h.name.replace("vie-", "grz-"),
-      address: `198.19.50.${i + 10}`,
+      name: h.name.replace("vie-", `${code}-`),
+      address: `198.19.${n}.${i + 11}`,
     }));
-    d.push({ file: "sites/graz.yaml", data: graz });
+    d.push({ file: `sites/${name}.yaml`, data: site });
+  };
+  const after = sitesAfter((d) => {
+    newSite(d, first, second);
+    newSite(d, second, first);
   });
-  assert.equal(after.length, before.length + 1);
+  assert.equal(after.length, before.length + 2);
   for (const site of before) assert.deepEqual(byName(after, site.name), site);
+  assert.deepEqual([byName(after, first).partner, byName(after, second).partner], [second, first]);
 });
 
 test("growing the virtualization pool adds hosts and moves none", () => {
@@ -201,4 +225,15 @@ test("on Hetzner Cloud no segment contains the network's first address (the prov
       "hb-storage 10.40.0.24/29",
     ],
   );
+});
+
+test("a Hetzner Cloud supernet that holds 172.31.1.1 (every server's public gateway) keeps it out of every segment", () => {
+  const helsinki = byName(
+    sitesAfter((d) => (documentOf(d, "helsinki").network.supernet = "172.31.0.0/20")),
+    "helsinki",
+  );
+  const gateway = parseAddress("172.31.1.1")!;
+  for (const s of helsinki.segments) assert.ok(!containsAddress(cidr(s.cidr), gateway), `${s.name} ${s.cidr}`);
+  // The network's first address (Hetzner's router) stays out too; dmz moves past both.
+  assert.equal(helsinki.segments.find((s) => s.name === "dmz")!.cidr, "172.31.2.0/24");
 });

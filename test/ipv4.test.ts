@@ -13,6 +13,7 @@ import {
   overlaps,
   parseAddress,
   parseCidr,
+  nonUnicastKind,
   reservedRangeOf,
   subnets,
   usableRange,
@@ -116,4 +117,14 @@ test("reservedRangeOf names private, loopback and multicast but allows the bench
   assert.equal(reservedRangeOf(cidr("127.0.0.0/23")), "loopback");
   assert.equal(reservedRangeOf(cidr("224.0.0.0/23")), "multicast");
   assert.equal(reservedRangeOf(cidr("198.18.4.0/23")), undefined);
+});
+
+test("nonUnicastKind names every address that names no single host, and nothing else", () => {
+  assert.equal(nonUnicastKind(parseAddress("0.0.0.0")!), "the unspecified address");
+  assert.equal(nonUnicastKind(parseAddress("255.255.255.255")!), "the limited broadcast address");
+  assert.equal(nonUnicastKind(parseAddress("127.1.2.3")!), "a loopback address");
+  assert.equal(nonUnicastKind(parseAddress("239.255.255.250")!), "a multicast address");
+  assert.equal(nonUnicastKind(parseAddress("250.0.0.1")!), "in the reserved range 240.0.0.0/4 (former class E)");
+  for (const ok of ["10.0.0.1", "198.18.4.1", "100.64.0.1", "192.168.255.255", "1.0.0.0"])
+    assert.equal(nonUnicastKind(parseAddress(ok)!), undefined, ok);
 });

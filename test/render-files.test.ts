@@ -8,6 +8,9 @@ import { documentOf, siteDocuments } from "./helpers/sites";
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { execFileSync } from "node:child_process";
+import { gunzipSync } from "node:zlib";
+import { parse } from "yaml";
 import fc from "fast-check";
 import { loadSites } from "../lib/model/load";
 import { SiteModel } from "../lib/model/model";
@@ -498,12 +501,35 @@ test("renderHostFiles: delivery order, checks, secrets flagged, cloud-init only 
   assert.equal(userData.delivery, "provision");
   assert.ok(userData.content.startsWith("#cloud-config\n"));
   assert.ok(userData.content.includes(FAKE_KEY));
-  // First boot carries what depends on the host alone; the proxy's backends follow the pool and arrive by delivery.
-  assert.ok(userData.content.includes("  - path: /etc/chrony/chrony.conf\n"));
-  assert.ok(userData.content.includes("  - path: /etc/nftables.conf\n"));
-  assert.ok(!userData.content.includes("/etc/haproxy/haproxy.cfg"));
-  assert.ok(userData.content.includes("    defer: true\n"));
-  assert.ok(!userData.content.includes("PRIVATE KEY") && !userData.content.includes("fake-token-for-tests"), "no secret in user-data");
+  // First boot carries what depends on the host alone, in one compressed archive a runcmd unpacks first; the
+  // proxy's backends follow the pool and arrive by delivery.
+  const cloud = parse(userData.content) as {
+    write_files: Array<{ path: string; encoding: string; content: string; defer: boolean }>;
+    runcmd: string[][];
+  };
+  assert.deepEqual(
+    cloud.write_files.map((w) => [w.path, w.encoding, w.defer]),
+    [["/var/lib/standort/first-boot.sh", "gz+b64", true]],
+  );
+  assert.deepEqual(cloud.runcmd[0], ["sh", "/var/lib/standort/first-boot.sh"]);
+  const archive = gunzipSync(Buffer.from(cloud.write_files[0].content, "base64")).toString("utf8");
+  const firstBoot = hel.filter((f) => /^\/etc\/(sysctl\.d\/|systemd\/network\/|chrony\/|nftables\.conf$)/.test(f.path));
+  assert.ok(firstBoot.some((f) => f.path === "/etc/nftables.conf") && firstBoot.some((f) => f.path === "/etc/chrony/chrony.conf"));
+  assert.ok(!archive.includes("/etc/haproxy/haproxy.cfg"));
+  // Unpacked into a scratch root, the archive writes exactly the rendered bytes with their modes.
+  const root = mkdtempSync(join(tmpdir(), "standort-first-boot-"));
+  try {
+    const script = archive.replaceAll(" '/", ` '${root}/`).replace(/ && chown \S+ '[^']*'$/gm, "");
+    execFileSync("sh", ["-c", script]);
+    for (const f of firstBoot) {
+      assert.equal(readFileSync(join(root, f.path), "utf8"), f.content, f.path);
+      assert.equal((statSync(join(root, f.path)).mode & 0o777).toString(8), f.mode.replace(/^0/, ""), f.path);
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+  for (const text of [userData.content, archive])
+    assert.ok(!text.includes("PRIVATE KEY") && !text.includes("fake-token-for-tests"), "no secret in user-data");
   assert.ok(!userData.content.includes("/etc/keepalived/keepalived.conf"));
   assert.ok(
     /packages:\n {2}- chrony\n {2}- curl\n {2}- haproxy\n {2}- iputils-arping\n {2}- jq\n {2}- keepalived\n {2}- nftables\n {2}- openssh-client\n {2}- openssh-server\n/.test(

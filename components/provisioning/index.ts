@@ -12,6 +12,7 @@ import { InputError } from "../../lib/model/validate";
 import { cidr, formatAddress } from "../../lib/net/ipv4";
 import type { CloudFirewallRule } from "../firewall/cloud-rules";
 import { FencingPlan, commandFencing, hcloudFencing } from "../failover-pair/fencing";
+import { HCLOUD_PUBLIC_GATEWAY } from "../../lib/model/providers";
 
 /** Hetzner Cloud network zone of each location. */
 export const HCLOUD_NETWORK_ZONE: Record<string, string> = {
@@ -29,8 +30,8 @@ export const HCLOUD_SPREAD_GROUP_LIMIT = 10;
 export const HCLOUD_FIREWALLS_PER_SERVER = 5;
 /** Rules one Hetzner Cloud firewall holds at most. */
 export const HCLOUD_RULES_PER_FIREWALL = 500;
-/** The gateway of every Hetzner Cloud server's public interface: never usable as a route gateway. */
-export const HCLOUD_PUBLIC_GATEWAY = "172.31.1.1";
+/** The gateway of every Hetzner Cloud server's public interface (owned by the provider facts in lib/model/providers). */
+export { HCLOUD_PUBLIC_GATEWAY };
 
 /** What the provider created to carry the site's segments. */
 export interface SegmentCarrier {

@@ -117,7 +117,8 @@ export function proxyPlan(
   // Ordinal order, as the renderer lists its servers (hel-virt-2 before hel-virt-10).
   const sorted = [...backends].sort((a, b) => a.ordinal - b.ordinal);
   return {
-    binds: [80, 443].map((port) => ({ address: ANY_ADDRESS, port })),
+    // A site that answers no service yet binds nothing but its stats endpoint (lib/render/haproxy.ts).
+    binds: services.length === 0 ? [] : [80, 443].map((port) => ({ address: ANY_ADDRESS, port })),
     services: services.map((s) => ({
       ...s,
       servers: sorted.map((h) => ({ name: h.name, address: appAddress(h), port: s.port, check: HEALTH_CHECK })),

@@ -41,8 +41,10 @@ export interface LoadedFootprint {
  */
 export function loadFootprint(dir: string = SITES_DIR): LoadedFootprint {
   const read = readSiteDocuments(dir);
-  const validated = validateSites(read.documents);
+  // Every site file present counts as a site, also one that could not be read: its own problem is the one to fix.
+  const validated = validateSites(read.documents, read.siteNames);
   const problems = [...read.problems, ...validated.problems];
+  const sitesSound = problems.length === 0;
   const path = join(dir, "footprint.yaml");
   if (!existsSync(path))
     throw new InputError([...problems, `${FOOTPRINT_FILE}: (top level): the file is missing: list the hosted services there`]);
@@ -53,7 +55,7 @@ export function loadFootprint(dir: string = SITES_DIR): LoadedFootprint {
     // Policies against half-valid sites would only add noise: check them once the sites are sound.
     const result = validateFootprint(yaml.data, validated.sites);
     footprint = result.footprint;
-    problems.push(...(validated.problems.length === 0 || !result.footprint ? result.problems : []));
+    problems.push(...(sitesSound || !result.footprint ? result.problems : []));
   }
   if (problems.length > 0 || !footprint) throw new InputError(problems);
   return { footprint, sites: validated.sites };

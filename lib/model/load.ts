@@ -1,12 +1,15 @@
 /**
- * Reading site files from disk. The only module of the model that does I/O;
- * everything it returns goes through `validateSites` before use.
+ * Reading site files from disk. With `input-file.ts` (the reader every input
+ * file goes through) the only module of the model that does I/O; everything
+ * it returns goes through `validateSites` before use.
  */
-import { readFileSync, readdirSync } from "node:fs";
+import { Stats, readdirSync, statSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
-import { parseDocument } from "yaml";
 import { SiteModel } from "./model";
 import { InputError, SiteDocument, validateSites } from "./validate";
+import { describeFsError, readYaml } from "./input-file";
+
+export { readYaml } from "./input-file";
 
 /** The repository root (two levels above this file). */
 export const REPOSITORY_ROOT = resolve(__dirname, "..", "..");
@@ -15,26 +18,50 @@ export const SITES_DIR = join(REPOSITORY_ROOT, "sites");
 /** Files in the sites folder that are not site files. */
 export const NON_SITE_FILES = new Set(["footprint.yaml"]);
 
-/** Parses one YAML file; syntax errors become problems naming the line. */
-export function readYaml(path: string, display: string): { data?: unknown; problems: string[] } {
-  const doc = parseDocument(readFileSync(path, "utf8"), { prettyErrors: true, uniqueKeys: true });
-  if (doc.errors.length > 0) {
-    return {
-      problems: doc.errors.map(
-        (e) => `${display}: line ${e.linePos?.[0].line ?? "?"}: ${e.message.split("\n")[0].replace(/ at line \d+, column \d+:?$/, "")}`,
-      ),
-    };
-  }
-  return { data: doc.toJS(), problems: [] };
+/** A path as problems name it: relative to the repository when inside it, else as it is. */
+export function displayPath(path: string): string {
+  const rel = relative(REPOSITORY_ROOT, path);
+  return rel === "" ? "." : rel.startsWith("..") ? path : rel;
 }
 
-/** Reads every site file of a folder, in name order. */
+/**
+ * The site files of a folder, in name order.
+ * @throws InputError when the folder does not exist, is not a folder, cannot be read or holds no site file
+ */
+function siteFileNames(dir: string): string[] {
+  const fail = (rule: string, fix = "name the folder that holds the site files (<location>.yaml) and footprint.yaml") =>
+    new InputError([`${displayPath(dir)}: (folder): ${rule}: ${fix}`]);
+  const fsFail = (error: unknown) => {
+    const { rule, fix } = describeFsError(error);
+    // A path that is not there is fixed by naming the right folder; a folder that is there but unreadable, by its rights.
+    return /^(does not exist|lies under)/.test(rule) ? fail(rule) : fail(rule, fix);
+  };
+  let stats: Stats;
+  try {
+    stats = statSync(dir);
+  } catch (error) {
+    throw fsFail(error);
+  }
+  if (!stats.isDirectory()) throw fail("is not a folder");
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch (error) {
+    throw fsFail(error);
+  }
+  const names = entries.filter((f) => /\.ya?ml$/.test(f) && !NON_SITE_FILES.has(f)).sort();
+  if (names.length === 0) throw fail("holds no site file");
+  return names;
+}
+
+/**
+ * Reads every site file of a folder, in name order.
+ * @throws InputError when the folder itself cannot be read (see `siteFileNames`)
+ */
 export function readSiteDocuments(dir: string = SITES_DIR): { documents: SiteDocument[]; siteNames: string[]; problems: string[] } {
   const problems: string[] = [];
   const documents: SiteDocument[] = [];
-  const names = readdirSync(dir)
-    .filter((f) => /\.ya?ml$/.test(f) && !NON_SITE_FILES.has(f))
-    .sort();
+  const names = siteFileNames(dir);
   for (const name of names) {
     const path = join(dir, name);
     const display = relative(resolve(dir, ".."), path);

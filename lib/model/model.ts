@@ -12,11 +12,13 @@ import {
   formatAddress,
   formatCidr,
   hostAddress,
+  lastAddress,
   parseAddress,
   subnets,
   usableRange,
 } from "../net/ipv4";
-import { PAIRED_ROLES, PairedRole, Role, STANDARD_SEGMENTS, SiteFile } from "./schema";
+import { HEARTBEAT_SEGMENTS, PAIRED_ROLES, PairedRole, Role, STANDARD_SEGMENTS, SiteFile, shown } from "./schema";
+import { HCLOUD_PUBLIC_GATEWAY } from "./providers";
 
 /** Short role names used in host names: `<code>-<short>-<n>`. */
 export const ROLE_SHORT: Record<Role, string> = { firewall: "fw", proxy: "proxy", virtualization: "virt", storage: "stor" };
@@ -184,7 +186,7 @@ export function segmentRequests(site: SiteFile): SegmentRequest[] {
     sizePath: `network.sizes.${name}`,
   }));
   const heartbeats = PAIRED_ROLES.map((role) => ({
-    name: `hb-${role}`,
+    name: HEARTBEAT_SEGMENTS[role],
     kind: "heartbeat" as const,
     prefixLength: site.network.sizes.heartbeat,
     members: [role],
@@ -204,11 +206,19 @@ export function segmentRequests(site: SiteFile): SegmentRequest[] {
 /**
  * Addresses of the supernet the provider keeps for itself. Hetzner Cloud's
  * router owns the first address of a network's range; no segment may contain
- * it, or a VIP would collide with the provider's gateway.
+ * it, or a VIP would collide with the provider's gateway. Nor may a segment
+ * contain every Hetzner Cloud server's public gateway (`HCLOUD_PUBLIC_GATEWAY`)
+ * where the supernet holds it: the servers' on-link route to it would hide the
+ * private address.
  */
 export function providerReserved(site: SiteFile): Cidr[] {
   if (site.provider.kind !== "hcloud") return [];
-  return [{ network: cidr(site.network.supernet).network + 1, length: 32 }];
+  const supernet = cidr(site.network.supernet);
+  const publicGateway = parseAddress(HCLOUD_PUBLIC_GATEWAY)!;
+  return [
+    { network: supernet.network + 1, length: 32 },
+    ...(containsAddress(supernet, publicGateway) ? [{ network: publicGateway, length: 32 }] : []),
+  ];
 }
 
 /** Carves the site's segments from its supernet, first-fit in request order, around provider-reserved addresses. */
@@ -324,6 +334,11 @@ function hostSeeds(site: SiteFile): { seeds: HostSeed[]; problems: FieldProblem[
   return { seeds, problems };
 }
 
+/** The address a host pins in a segment, if it pins one (an own key only: a segment may be named `constructor`). */
+function pinnedIn(seed: HostSeed, segment: string): string | undefined {
+  return Object.hasOwn(seed.pinned, segment) ? seed.pinned[segment] : undefined;
+}
+
 /** The host number a host takes in a segment: its ordinal on heartbeats, role offset + ordinal elsewhere. */
 function hostNumber(segment: SegmentPlan, seed: Pick<HostSeed, "role" | "ordinal">): number {
   return segment.kind === "heartbeat" ? seed.ordinal : HOST_OFFSETS[seed.role] + seed.ordinal - 1;
@@ -332,7 +347,7 @@ function hostNumber(segment: SegmentPlan, seed: Pick<HostSeed, "role" | "ordinal
 /** One problem per segment too small for the hosts that join it, naming the size that fits. */
 function capacityProblems(site: SiteFile, segments: ReadonlyArray<SegmentPlan>, seeds: ReadonlyArray<HostSeed>): FieldProblem[] {
   return segments.flatMap((segment) => {
-    const needing = seeds.filter((seed) => segment.members.includes(seed.role) && seed.pinned[segment.name] === undefined);
+    const needing = seeds.filter((seed) => segment.members.includes(seed.role) && pinnedIn(seed, segment.name) === undefined);
     const over = needing.filter((seed) => hostNumber(segment, seed) > segment.usable);
     if (over.length === 0) return [];
     const highest = Math.max(...over.map((seed) => hostNumber(segment, seed)));
@@ -353,6 +368,37 @@ function capacityProblems(site: SiteFile, segments: ReadonlyArray<SegmentPlan>, 
 }
 
 /**
+ * The service addresses of a pair: host `PAIR_VIP[role].offset` of each
+ * segment the pair serves (the firewall pair: every routed segment, where its
+ * VIP is the gateway). The one place that derives them.
+ */
+export function pairVips(role: PairedRole, segments: ReadonlyArray<SegmentPlan>): Vip[] {
+  const spec = PAIR_VIP[role];
+  return segments
+    .filter((s) =>
+      spec.segments === "all-routed" ? s.kind !== "heartbeat" && s.members.includes("firewall") : spec.segments.includes(s.name),
+    )
+    .map((s) => ({ segment: s.name, address: formatAddress(hostAddress(cidr(s.cidr), spec.offset)), prefixLength: s.prefixLength }));
+}
+
+/** Why a pinned address cannot be a host's address in `segment`: outside it, or its network or broadcast address. */
+function pinnedAddressProblem(pinned: string, segment: SegmentPlan): string | undefined {
+  const c = cidr(segment.cidr);
+  const address = parseAddress(pinned)!;
+  if (!containsAddress(c, address)) return `${pinned} is outside segment ${segment.name} (${segment.cidr})`;
+  if (c.length < 31 && (address === c.network || address === lastAddress(c))) {
+    const which = address === c.network ? "network" : "broadcast";
+    return `${pinned} is the ${which} address of segment ${segment.name} (${segment.cidr}): pin a host address from ${segment.firstUsable} to ${segment.lastUsable}`;
+  }
+  return undefined;
+}
+
+/** A record key as a path part: `.key`, or `["key"]` when it is not a plain name. */
+function formatKey(key: string): string {
+  return /^[A-Za-z_][\w-]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+}
+
+/**
  * Builds the site model. Returns problems instead of throwing so that the
  * caller can report every problem of every file at once.
  */
@@ -362,56 +408,72 @@ export function buildSiteModel(file: string, site: SiteFile): { model?: SiteMode
   problems.push(...seeded.problems);
   if (problems.length > 0) return { problems };
 
-  const used = new Map<string, string>();
   const hosts: HostModel[] = [];
   problems.push(...capacityProblems(site, segments, seeded.seeds));
 
+  // Every address a host would take, pinned or planned. Planned addresses and the
+  // pairs' VIPs are the plan's own: a pinned address that collides with one is the
+  // problem, reported at the pinned field whatever the order of the hosts.
+  const reserved = new Map<string, string>();
+  for (const role of PAIRED_ROLES) {
+    for (const vip of pairVips(role, segments)) {
+      const gateway = role === "firewall" ? " (the segment's gateway)" : "";
+      reserved.set(vip.address, `the ${role} pair's VIP in ${vip.segment}${gateway}`);
+    }
+  }
+  const planned: Array<{ seed: HostSeed; segment: SegmentPlan; text?: string; pinned: boolean }> = [];
   for (const seed of seeded.seeds) {
     const joined = segments.filter((s) => s.members.includes(seed.role));
     for (const segmentName of Object.keys(seed.pinned)) {
       if (!joined.some((s) => s.name === segmentName)) {
         problems.push({
-          path: `${seed.path}.segments.${segmentName}`,
-          message: `${seed.name} (${seed.role}) does not join segment ${segmentName}: it joins ${joined.map((s) => s.name).join(", ")}`,
+          path: `${seed.path}.segments${formatKey(segmentName)}`,
+          message: `${seed.name} (${seed.role}) does not join segment ${shown(segmentName)}: it joins ${joined.map((s) => s.name).join(", ")}`,
         });
       }
     }
-    const interfaces: HostInterface[] = [];
     for (const segment of joined) {
-      const c: Cidr = cidr(segment.cidr);
-      const pinned = seed.pinned[segment.name];
-      let address: number;
-      if (pinned !== undefined) {
-        address = parseAddress(pinned)!;
-        if (!containsAddress(c, address)) {
-          problems.push({
-            path: `${seed.path}.segments.${segment.name}`,
-            message: `${pinned} is outside segment ${segment.name} (${segment.cidr})`,
-          });
-          continue;
-        }
-      } else {
+      const pinned = pinnedIn(seed, segment.name);
+      if (pinned === undefined) {
         const n = hostNumber(segment, seed);
-        // Capacity problems are reported once per segment below.
-        if (n > segment.usable) continue;
-        address = hostAddress(c, n);
-      }
-      const text = formatAddress(address);
-      const holder = used.get(text);
-      if (holder) {
-        problems.push({ path: `${seed.path}.segments.${segment.name}`, message: `${text} is already used by ${holder}` });
+        // Capacity problems are reported once per segment above.
+        planned.push({
+          seed,
+          segment,
+          pinned: false,
+          text: n > segment.usable ? undefined : formatAddress(hostAddress(cidr(segment.cidr), n)),
+        });
         continue;
       }
-      used.set(text, seed.name);
-      interfaces.push({ segment: segment.name, address: text, prefixLength: segment.prefixLength });
+      const problem = pinnedAddressProblem(pinned, segment);
+      if (problem) problems.push({ path: `${seed.path}.segments.${segment.name}`, message: problem });
+      planned.push({ seed, segment, pinned: true, text: problem ? undefined : pinned });
     }
+  }
+  const holders = new Map<string, string>();
+  for (const entry of [...planned.filter((p) => !p.pinned), ...planned.filter((p) => p.pinned)]) {
+    if (entry.text === undefined) continue;
+    const path = `${entry.seed.path}.segments.${entry.segment.name}`;
+    const what = reserved.get(entry.text);
+    const holder = holders.get(entry.text);
+    if (entry.pinned && what) {
+      problems.push({ path, message: `${entry.text} is ${what}: pin another address to ${entry.seed.name}` });
+      entry.text = undefined;
+    } else if (holder) {
+      problems.push({ path, message: `${entry.text} is already used by ${holder}` });
+      entry.text = undefined;
+    } else holders.set(entry.text, entry.seed.name);
+  }
+  for (const seed of seeded.seeds) {
     hosts.push({
       name: seed.name,
       role: seed.role,
       ordinal: seed.ordinal,
       physical: seed.physical,
       publicAddress: seed.publicAddress,
-      interfaces,
+      interfaces: planned
+        .filter((p) => p.seed === seed && p.text !== undefined)
+        .map((p) => ({ segment: p.segment.name, address: p.text!, prefixLength: p.segment.prefixLength })),
     });
   }
 
@@ -426,24 +488,8 @@ export function buildSiteModel(file: string, site: SiteFile): { model?: SiteMode
         message: `${first.name} and ${second.name} form the ${role} pair but share physical machine ${first.physical}: place them on separate machines`,
       });
     }
-    const heartbeatSegment = `hb-${role}`;
-    const vipSpec = PAIR_VIP[role];
-    const vipSegments = segments.filter((s) =>
-      vipSpec.segments === "all-routed" ? s.kind !== "heartbeat" && s.members.includes("firewall") : vipSpec.segments.includes(s.name),
-    );
-    const vips = vipSegments.map((s) => ({
-      segment: s.name,
-      address: formatAddress(hostAddress(cidr(s.cidr), vipSpec.offset)),
-      prefixLength: s.prefixLength,
-    }));
-    for (const vip of vips) {
-      const holder = used.get(vip.address);
-      if (holder)
-        problems.push({
-          path: `provider.hosts`,
-          message: `${vip.address} is the ${role} pair's address in ${vip.segment} but is pinned to ${holder}`,
-        });
-    }
+    const heartbeatSegment = HEARTBEAT_SEGMENTS[role];
+    const vips = pairVips(role, segments);
     const interfaceIn = (h: HostModel, segment = heartbeatSegment) => h.interfaces.find((x) => x.segment === segment)?.address ?? "";
     return {
       role,

@@ -7,23 +7,57 @@
  */
 import { z } from "zod";
 import { COUNTRY_CODES } from "./countries";
-import { parseAddress, parseCidr } from "../net/ipv4";
+import { nonUnicastKind, nonUnicastRangeOf, formatCidr, parseAddress, parseCidr } from "../net/ipv4";
 
 /** Lower-case name used as a key in resource names: stable, DNS-safe. */
 export const slug = z
   .string()
   .regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "must be lower-case letters, digits and dashes (2–32 characters, starting with a letter)");
 
+/** Longest value a message quotes in full; longer ones are cut, so a problem stays one short line. */
+export const MAX_SHOWN = 64;
+
+/**
+ * A value from a site file as a message quotes it: a short token without
+ * spaces as it is (`198.18.4.0/24`), anything else JSON-quoted and cut to
+ * `MAX_SHOWN` characters, so every problem stays exactly one line.
+ */
+export function shown(value: unknown): string {
+  if (typeof value === "string") {
+    if (/^[\x21-\x7e]+$/.test(value) && value.length <= MAX_SHOWN) return value;
+    return JSON.stringify(value.length > MAX_SHOWN ? `${value.slice(0, MAX_SHOWN)}…` : value);
+  }
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value);
+  if (value === undefined) return "nothing";
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "a mapping";
+  return `a ${typeof value}`;
+}
+
 export const ipv4 = z.string().refine((v) => parseAddress(v) !== undefined, {
-  error: (issue) => `${String(issue.input)} is not an IPv4 address`,
+  error: (issue) => `${shown(issue.input)} is not an IPv4 address (a.b.c.d)`,
 });
+
+/**
+ * An IPv4 address that names one host: not unspecified, broadcast, loopback,
+ * link-local, multicast or reserved (`nonUnicastKind`). `fix` says what to
+ * write instead.
+ */
+export function unicastAddress(fix: string) {
+  return ipv4.superRefine((value, ctx) => {
+    const address = parseAddress(value);
+    const kind = address === undefined ? undefined : nonUnicastKind(address);
+    if (kind) ctx.addIssue({ code: "custom", message: `${value} is ${kind}, not a host address: ${fix}` });
+  });
+}
 
 /** An aligned IPv4 prefix in CIDR notation, optionally of a fixed length. */
 export function prefix(length?: { min?: number; max?: number; exact?: number }) {
   return z.string().superRefine((value, ctx) => {
     const parsed = parseCidr(value);
     if (!parsed) {
-      ctx.addIssue({ code: "custom", message: `${value} is not an IPv4 prefix in CIDR notation (a.b.c.d/len)` });
+      ctx.addIssue({ code: "custom", message: `${shown(value)} is not an IPv4 prefix in CIDR notation (a.b.c.d/len)` });
       return;
     }
     if (length?.exact !== undefined && parsed.length !== length.exact) {
@@ -51,6 +85,56 @@ export const PAIRED_ROLES = ["firewall", "proxy", "storage"] as const;
 export type PairedRole = (typeof PAIRED_ROLES)[number];
 
 export const STANDARD_SEGMENTS = ["dmz", "app", "data", "mgmt"] as const;
+/** One heartbeat segment per pair, `hb-<role>`. */
+export const HEARTBEAT_SEGMENTS: Readonly<Record<PairedRole, string>> = {
+  firewall: "hb-firewall",
+  proxy: "hb-proxy",
+  storage: "hb-storage",
+};
+
+/**
+ * Names a segment may not take, because every host names the segment's link
+ * after it (`lib/render/interfaces.ts`) and these names belong to links the
+ * hosts already have: the loopback, the NICs (`eth0`, `eth1`; on Hetzner Cloud
+ * `ens10` or `enp7s0`, and other predictable names) and the site-to-site
+ * tunnels (`wg-<code>-<code>`, `lib/footprint/wireguard.ts`).
+ */
+export const RESERVED_LINK_NAME = /^(lo|eth[0-9]+|en[opsx][0-9][a-z0-9]*|wg-.*)$/;
+
+/** Free text printed in the plan: one line, at most this many characters. */
+export const MAX_TEXT = 200;
+
+/** Free text (a description, a reason): one line the plan can print, of a sensible length. */
+export const text = z
+  .string()
+  .max(MAX_TEXT, `is longer than ${MAX_TEXT} characters: keep it to one short line`)
+  .regex(/^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$/, "must be one line without control characters");
+
+/** A DNS host name in lower case (RFC 1123 labels). */
+const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/** A time source: a DNS name or a host address. */
+const timeSource = z.string().superRefine((value, ctx) => {
+  const address = parseAddress(value);
+  const kind = address === undefined ? undefined : nonUnicastKind(address);
+  if (kind) ctx.addIssue({ code: "custom", message: `${value} is ${kind}, not a host address: list the NTP server's own address` });
+  else if (address === undefined && !HOSTNAME.test(value))
+    ctx.addIssue({
+      code: "custom",
+      message: `${shown(value)} is not a host name or IPv4 address: list each NTP server by its DNS name (lower case) or address`,
+    });
+});
+
+/** Each entry of a list once: a duplicate is a problem at its own index naming the first. */
+function listedOnce(what: string, fix: string) {
+  return (values: ReadonlyArray<string>, ctx: z.core.$RefinementCtx<ReadonlyArray<string>>) => {
+    values.forEach((value, i) => {
+      const first = values.indexOf(value);
+      if (first !== i)
+        ctx.addIssue({ code: "custom", path: [i], message: `${shown(value)} is already listed as ${what}[${first}]: ${fix}` });
+    });
+  };
+}
 
 const hostSchema = z
   .strictObject({
@@ -60,14 +144,19 @@ const hostSchema = z
     /** The physical machine (or hypervisor) the host runs on; members of a pair must differ. */
     physical: slug.describe("The physical machine (or hypervisor) the host runs on; members of a pair must differ."),
     /** The provider-assigned primary IPv4 address the library reaches the host on. */
-    address: ipv4.describe("The provider-assigned primary IPv4 address the library reaches the host on."),
+    address: unicastAddress("give the address the provider assigned to the host").describe(
+      "The provider-assigned primary IPv4 address the library reaches the host on.",
+    ),
     /** Pinned internal addresses by segment name; unpinned ones are assigned by the address plan. */
     segments: z
-      .record(z.string(), ipv4)
+      .record(z.string(), unicastAddress("pin a host address inside the segment, or leave it to the address plan"))
       .optional()
       .describe("Pinned internal addresses by segment name; unpinned ones are assigned by the address plan."),
   })
   .describe("A server the provider has handed over, configured from the operating system up.");
+
+/** A Hetzner Cloud server type name (`cx32`, `cpx41`, `cax21`). */
+const serverType = z.string().regex(/^[a-z]{2,5}[0-9]{1,3}$/, "must be a Hetzner Cloud server type name (for example cx32)");
 
 const hcloudProvider = z.strictObject({
   kind: z.literal("hcloud"),
@@ -79,14 +168,18 @@ const hcloudProvider = z.strictObject({
    */
   serverTypes: z
     .strictObject({
-      firewall: z.string().default("cx32"),
-      proxy: z.string().default("cx32"),
-      virtualization: z.string().default("cx52"),
-      storage: z.string().default("cx42"),
+      firewall: serverType.default("cx32"),
+      proxy: serverType.default("cx32"),
+      virtualization: serverType.default("cx52"),
+      storage: serverType.default("cx42"),
     })
     .prefault({}),
   /** Image for every server. @default debian-12 */
-  image: z.string().default("debian-12").describe("Image for every server. Default: debian-12"),
+  image: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "must be a Hetzner Cloud image name or id (for example debian-12)")
+    .default("debian-12")
+    .describe("Image for every server. Default: debian-12"),
 });
 
 const preprovisionedProvider = z.strictObject({
@@ -94,7 +187,7 @@ const preprovisionedProvider = z.strictObject({
   /** Who hands the servers over (informational, and selects provider limits). */
   name: z.enum(["netcup", "ionos", "other"]).describe("Who hands the servers over (informational, and selects provider limits)."),
   /** Provider's own location label, for example `de/fra`. */
-  region: z.string().optional().describe("Provider's own location label, for example `de/fra`."),
+  region: text.optional().describe("Provider's own location label, for example `de/fra`."),
   /** Every server of the site, as handed over. */
   hosts: z.array(hostSchema).min(1).describe("Every server of the site, as handed over."),
   /**
@@ -109,9 +202,27 @@ const preprovisionedProvider = z.strictObject({
 
 const bgpPeer = z.strictObject({
   name: slug,
-  address: ipv4,
+  address: unicastAddress("give the provider router's address"),
   asn: z.number().int().min(1).max(4294967295),
 });
+
+/** BGP peers: each name and address once (BIRD names a session by the peer's name). */
+const bgpPeers = z
+  .array(bgpPeer)
+  .min(1)
+  .superRefine((peers, ctx) => {
+    for (const key of ["name", "address"] as const) {
+      peers.forEach((peer, i) => {
+        const first = peers.findIndex((p) => p[key] === peer[key]);
+        if (first !== i)
+          ctx.addIssue({
+            code: "custom",
+            path: [i, key],
+            message: `${peer[key]} is already the ${key} of public.routing.peers[${first}]: list each BGP peer once, under its own name`,
+          });
+      });
+    }
+  });
 
 const ownPrefix = z.strictObject({
   mode: z.literal("own-prefix"),
@@ -121,32 +232,52 @@ const ownPrefix = z.strictObject({
     z.strictObject({
       kind: z.literal("static"),
       /** The provider routes the /23 to this address (the firewall pair's provider-side failover address). */
-      nextHop: ipv4.describe("The provider routes the /23 to this address (the firewall pair's provider-side failover address)."),
+      nextHop: unicastAddress("give the provider-side failover address the provider routes the prefix to").describe(
+        "The provider routes the /23 to this address (the firewall pair's provider-side failover address).",
+      ),
     }),
-    z.strictObject({
-      kind: z.literal("bgp"),
-      localAsn: z.number().int().min(1).max(4294967295),
-      peers: z.array(bgpPeer).min(1),
-    }),
+    z
+      .strictObject({
+        kind: z.literal("bgp"),
+        localAsn: z.number().int().min(1).max(4294967295),
+        peers: bgpPeers,
+      })
+      .superRefine((bgp, ctx) => {
+        bgp.peers.forEach((peer, i) => {
+          if (peer.asn === bgp.localAsn)
+            ctx.addIssue({
+              code: "custom",
+              path: ["peers", i, "asn"],
+              message: `${peer.asn} is the site's own AS (localAsn): give the provider's AS, the prefix is announced to it by eBGP`,
+            });
+        });
+      }),
   ]),
 });
 
 const providerFailoverIps = z.strictObject({
   mode: z.literal("provider-failover-ips"),
   /** Why the site cannot use an own prefix; printed in the plan. */
-  reason: z
-    .string()
+  reason: text
     .default("the provider cannot route an own prefix to this site")
     .describe("Why the site cannot use an own prefix; printed in the plan."),
   /**
    * The failover IPs the provider handed over (pre-provisioned sites, where they
    * are ordered, not created). Hetzner Cloud sites leave this out: the API assigns them.
    */
-  addresses: z.strictObject({ proxy: ipv4, nat: ipv4 }).optional(),
+  addresses: z
+    .strictObject({
+      proxy: unicastAddress("list the failover IP the provider handed over for the proxy pair"),
+      nat: unicastAddress("list the failover IP the provider handed over for outbound NAT"),
+    })
+    .optional(),
 });
 
 const extraSegment = z.strictObject({
-  name: slug,
+  name: slug.refine((name) => !RESERVED_LINK_NAME.test(name), {
+    error: (issue) =>
+      `${shown(issue.input)} is the name of a link the hosts already have (loopback, a NIC or a site tunnel): name the segment after its purpose`,
+  }),
   prefixLength: z.number().int().min(16).max(29),
   /** Roles whose hosts join this segment (the firewall always does: it routes between segments). */
   members: z
@@ -183,9 +314,9 @@ export const SiteFileSchema = z
       .describe("Three-letter code used in host names (for example `vie`)."),
     /** ISO 3166-1 alpha-2 country code. */
     country: z
-      .enum(COUNTRY_CODES, { error: (i) => `${String(i.input)} is not an ISO 3166-1 alpha-2 country code` })
+      .enum(COUNTRY_CODES, { error: (i) => `${shown(i.input)} is not an ISO 3166-1 alpha-2 country code` })
       .describe("ISO 3166-1 alpha-2 country code."),
-    description: z.string().optional(),
+    description: text.optional(),
     provider: z.discriminatedUnion("kind", [hcloudProvider, preprovisionedProvider]),
     public: z.discriminatedUnion("mode", [ownPrefix, providerFailoverIps]),
     network: z.strictObject({
@@ -207,6 +338,24 @@ export const SiteFileSchema = z
       /** Segments beyond the standard ones; append new ones at the end so existing ones keep their addresses. @default [] */
       extraSegments: z
         .array(extraSegment)
+        .superRefine((extras, ctx) => {
+          const taken = new Set<string>([...STANDARD_SEGMENTS, ...Object.values(HEARTBEAT_SEGMENTS)]);
+          extras.forEach((extra, i) => {
+            const first = extras.findIndex((e) => e.name === extra.name);
+            if (taken.has(extra.name))
+              ctx.addIssue({
+                code: "custom",
+                path: [i, "name"],
+                message: `${extra.name} is a segment every site has: give the extra segment another name`,
+              });
+            else if (first !== i)
+              ctx.addIssue({
+                code: "custom",
+                path: [i, "name"],
+                message: `${extra.name} is already the name of network.extraSegments[${first}]: give each segment its own name`,
+              });
+          });
+        })
         .default([])
         .describe("Segments beyond the standard ones; append new ones at the end so existing ones keep their addresses. Default: []"),
     }),
@@ -267,11 +416,32 @@ export const SiteFileSchema = z
       .prefault({}),
     management: z.strictObject({
       /** Prefixes allowed to reach management (SSH, stats, APIs). */
-      allowlist: z.array(prefix()).min(1).describe("Prefixes allowed to reach management (SSH, stats, APIs)."),
+      allowlist: z
+        .array(
+          prefix().superRefine((value, ctx) => {
+            const parsed = parseCidr(value);
+            // 0.0.0.0/0 has its own rule (the whole internet), in validate.ts.
+            const range = parsed && parsed.aligned && parsed.length > 0 ? nonUnicastRangeOf(parsed) : undefined;
+            if (range)
+              ctx.addIssue({
+                code: "custom",
+                message: `${value} overlaps ${formatCidr(range.cidr)} (${range.name}), where no operator's address can be: list the operator's own prefixes`,
+              });
+          }),
+        )
+        .min(1)
+        .superRefine(listedOnce("management.allowlist", "list each prefix once"))
+        .describe("Prefixes allowed to reach management (SSH, stats, APIs)."),
     }),
     /** NTP sources shared by every host of the site, so pair members keep identical time. */
     time: z
-      .strictObject({ servers: z.array(z.string().min(1)).min(2).default(["ptbtime1.ptb.de", "ptbtime2.ptb.de", "ptbtime3.ptb.de"]) })
+      .strictObject({
+        servers: z
+          .array(timeSource)
+          .min(2)
+          .superRefine(listedOnce("time.servers", "list each time source once"))
+          .default(["ptbtime1.ptb.de", "ptbtime2.ptb.de", "ptbtime3.ptb.de"]),
+      })
       .prefault({}),
     /** The site that replicates with this one and stands by for it. */
     partner: slug.describe("The site that replicates with this one and stands by for it."),

@@ -6,8 +6,9 @@
  */
 import { z } from "zod";
 import { cidr, overlaps, parseCidr, PRIVATE_RANGES, containsCidr, reservedRangeOf, parseAddress, containsAddress } from "../net/ipv4";
-import { SiteFile, SiteFileSchema } from "./schema";
-import { SiteModel, buildSiteModel } from "./model";
+import { SiteFile, SiteFileSchema, shown } from "./schema";
+import { SiteModel, buildSiteModel, segmentRequests } from "./model";
+import { HCLOUD_SUBNETS_PER_NETWORK } from "./providers";
 
 /** A site file as read from disk: its repository-relative path and parsed YAML. */
 export interface SiteDocument {
@@ -23,9 +24,19 @@ export class InputError extends Error {
   }
 }
 
-/** Formats a zod path as `a.b[2].c`. */
+/** A key that a path shows as `.key`; any other key is shown quoted, `["a key"]`, so the path stays one unambiguous line. */
+const PLAIN_KEY = /^[A-Za-z_$][\w$-]{0,63}$/;
+
+/** Formats a zod path as `a.b[2].c` (`a["odd key"]` for a key that is not a plain name). */
 export function formatPath(path: ReadonlyArray<PropertyKey>): string {
-  return path.map((part, i) => (typeof part === "number" ? `[${part}]` : `${i === 0 ? "" : "."}${String(part)}`)).join("");
+  return path
+    .map((part, i) => {
+      if (typeof part === "number") return `[${part}]`;
+      const key = String(part);
+      if (PLAIN_KEY.test(key)) return `${i === 0 ? "" : "."}${key}`;
+      return `[${JSON.stringify(key.length > 64 ? `${key.slice(0, 64)}…` : key)}]`;
+    })
+    .join("");
 }
 
 /**
@@ -41,9 +52,7 @@ export function formatIssues(
     const where = formatPath(issue.path) || "(top level)";
     switch (issue.code) {
       case "unrecognized_keys":
-        return issue.keys.map(
-          (key) => `${file}: ${where === "(top level)" ? key : `${where}.${key}`}: unknown key (check the spelling; see ${schemaFile})`,
-        );
+        return issue.keys.map((key) => `${file}: ${formatPath([...issue.path, key])}: unknown key (check the spelling; see ${schemaFile})`);
       case "invalid_type":
         if (issue.input === undefined) return [`${file}: ${where}: is required (expected ${issue.expected})`];
         return [`${file}: ${where}: expected ${issue.expected}, got ${describe(issue.input)}`];
@@ -53,26 +62,56 @@ export function formatIssues(
           // zod puts the discriminator key in the path and the enclosing object in `input`.
           const key = issue.path[issue.path.length - 1];
           const given = (union.input as Record<PropertyKey, unknown> | undefined)?.[key];
-          return [`${file}: ${where}: ${describe(given)} must be one of ${union.options.map(String).join(", ")}`];
+          const options = union.options.map(String).join(", ");
+          if (given === undefined) return [`${file}: ${where}: is required (one of ${options})`];
+          return [`${file}: ${where}: ${describe(given)} must be one of ${options}`];
         }
         return [`${file}: ${where}: ${issue.message}`];
       }
       case "invalid_value":
         // Long lists (country codes) carry their own message; short ones are spelled out.
-        if (issue.values.length > 12) return [`${file}: ${where}: ${issue.message}`];
+        if (issue.values.length > 12) return [`${file}: ${where}: ${issue.input === undefined ? "is required: " : ""}${issue.message}`];
+        if (issue.input === undefined) return [`${file}: ${where}: is required (one of ${issue.values.map((v) => String(v)).join(", ")})`];
         return [`${file}: ${where}: ${describe(issue.input)} must be one of ${issue.values.map((v) => String(v)).join(", ")}`];
+      case "too_big":
+      case "too_small":
+        return [`${file}: ${where}: ${sizeMessage(issue)}`];
       default:
         return [`${file}: ${where}: ${issue.message}`];
     }
   });
 }
 
+/** zod's own size messages ("Too big: expected number to be <=200") restated with what to write; a schema's own message is kept. */
+function sizeMessage(issue: z.core.$ZodIssueTooBig | z.core.$ZodIssueTooSmall): string {
+  if (!/^Too (big|small):/.test(issue.message)) return issue.message;
+  const limit = Number(issue.code === "too_big" ? issue.maximum : issue.minimum);
+  const inclusive = issue.inclusive !== false;
+  const bound = issue.code === "too_big" ? (inclusive ? limit : limit - 1) : inclusive ? limit : limit + 1;
+  const input = (issue as { input?: unknown }).input;
+  switch (issue.origin) {
+    case "number":
+    case "int":
+      return issue.code === "too_big"
+        ? `${shown(input)} is more than allowed: set ${bound} or less`
+        : `${shown(input)} is less than allowed: set ${bound} or more`;
+    case "array":
+    case "set":
+      return issue.code === "too_big" ? `lists too many entries: list at most ${bound}` : `lists too few entries: list at least ${bound}`;
+    case "string":
+      return issue.code === "too_big"
+        ? `is too long: use at most ${bound} characters`
+        : bound <= 1
+          ? "must not be empty"
+          : `is too short: use at least ${bound} characters`;
+    default:
+      return issue.message;
+  }
+}
+
 function describe(value: unknown): string {
-  if (value === undefined) return "nothing";
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "object") return "a mapping";
-  return JSON.stringify(value);
+  if (typeof value === "string") return JSON.stringify(value.length > 64 ? `${value.slice(0, 64)}…` : value);
+  return shown(value);
 }
 
 interface ParsedSite {
@@ -165,18 +204,166 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: 
     });
 
     if (site.provider.kind === "preprovisioned") {
-      site.provider.hosts.forEach((host, i) => {
+      const hosts = site.provider.hosts;
+      hosts.forEach((host, i) => {
         const other = seen.host.get(host.name);
-        if (other) problems.push(`${file}: provider.hosts[${i}].name: ${host.name} is already used by ${other}`);
+        const where = other === file ? `provider.hosts[${hosts.findIndex((h) => h.name === host.name)}]` : other;
+        if (other) problems.push(`${file}: provider.hosts[${i}].name: ${host.name} is already used by ${where}`);
         else seen.host.set(host.name, file);
       });
     }
   }
 
+  problems.push(...addressProblems(parsed), ...providerLimitProblems(parsed));
+
+  // A site is known by its file name (a name that differs from it is a problem of its own).
+  const byFile = new Map(parsed.map((p) => [siteNameOf(p.file), p]));
   for (const { file, site } of parsed) {
-    if (site.partner === site.name) problems.push(`${file}: partner: ${site.partner} is this site itself: name another site`);
+    const self = siteNameOf(file);
+    if (site.partner === self) problems.push(`${file}: partner: ${site.partner} is this site itself: name another site`);
     else if (!siteNames.includes(site.partner)) {
       problems.push(`${file}: partner: ${site.partner} does not exist (known sites: ${[...siteNames].sort().join(", ")})`);
+    } else {
+      // Partnerships are mutual: each site of a pair stands by for the other and replicates to it.
+      // Where the partner's own partner is itself or missing, that file's problem is the one to fix.
+      const partner = byFile.get(site.partner);
+      const theirs = partner?.site.partner;
+      if (partner && theirs !== self && theirs !== site.partner && siteNames.includes(theirs!)) {
+        problems.push(
+          `${file}: partner: ${site.partner} names ${theirs} as its partner in ${partner.file}, not ${self}: partners are mutual: name each other in both files (partner: ${self} in ${partner.file}), or choose a site whose partner is ${self}`,
+        );
+      }
+    }
+  }
+  return problems;
+}
+
+/** The site a file holds, by its file name (`sites/vienna.yaml` → `vienna`). */
+function siteNameOf(file: string): string {
+  return /([^/]+)\.ya?ml$/.exec(file)?.[1] ?? file;
+}
+
+/** One address a site file gives outside the site's private supernet: a host's, a failover IP, a next hop or a BGP peer. */
+interface ProviderSideAddress {
+  readonly file: string;
+  readonly site: SiteFile;
+  readonly path: string;
+  readonly text: string;
+  readonly value: number;
+  /** Addresses the site holds (hosts, failover IPs, the next hop) are each one site's; a BGP peer is the provider's router. */
+  readonly held: boolean;
+  /** What the address is, for messages: `vie-fw-1's address`, `the proxy failover IP`. */
+  readonly what: string;
+}
+
+/** Every provider-side address of a site file, in file order. */
+function providerSideAddresses(file: string, site: SiteFile): ProviderSideAddress[] {
+  const entries: Array<Omit<ProviderSideAddress, "file" | "site" | "value">> = [];
+  if (site.provider.kind === "preprovisioned") {
+    site.provider.hosts.forEach((host, i) =>
+      entries.push({ path: `provider.hosts[${i}].address`, text: host.address, held: true, what: `${host.name}'s address` }),
+    );
+  }
+  if (site.public.mode === "own-prefix") {
+    const routing = site.public.routing;
+    if (routing.kind === "static")
+      entries.push({
+        path: "public.routing.nextHop",
+        text: routing.nextHop,
+        held: true,
+        what: `the static next hop of ${site.public.prefix}`,
+      });
+    else
+      routing.peers.forEach((peer, i) =>
+        entries.push({ path: `public.routing.peers[${i}].address`, text: peer.address, held: false, what: `BGP peer ${peer.name}` }),
+      );
+  } else if (site.public.addresses && site.provider.kind !== "hcloud") {
+    entries.push({ path: "public.addresses.proxy", text: site.public.addresses.proxy, held: true, what: "the proxy failover IP" });
+    entries.push({ path: "public.addresses.nat", text: site.public.addresses.nat, held: true, what: "the NAT failover IP" });
+  }
+  return entries.map((e) => ({ ...e, file, site, value: parseAddress(e.text)! }));
+}
+
+/**
+ * Rules for the addresses a site file gives outside its supernet (hosts,
+ * failover IPs, next hop, BGP peers): none lies in a site's supernet (the
+ * segments, gateways and VIPs live there, and sites are meshed) or in an own
+ * prefix (routed to the site that holds it); the addresses a site holds are
+ * each used once, across all sites where they are public (private provider
+ * LANs may repeat at different providers); a failover IP is public, because
+ * customers reach the site on it. Addresses the plan derives inside the
+ * supernet and the own prefix are checked by `buildSiteModel`.
+ */
+export function addressProblems(parsed: ReadonlyArray<ParsedSite>): string[] {
+  const problems: string[] = [];
+  const seen: ProviderSideAddress[] = [];
+  for (const { file, site } of parsed) {
+    for (const entry of providerSideAddresses(file, site)) {
+      const at = `${file}: ${entry.path}: ${entry.text}`;
+      const ownHop = !entry.held || entry.path === "public.routing.nextHop";
+      const supernet = parsed.find((p) => containsAddress(cidr(p.site.network.supernet), entry.value));
+      const prefix = parsed.find((p) => p.site.public.mode === "own-prefix" && containsAddress(cidr(p.site.public.prefix), entry.value));
+      if (supernet) {
+        const whose = supernet.file === file ? "this site's supernet" : `the supernet of ${supernet.file}`;
+        problems.push(
+          `${at} lies inside ${supernet.site.network.supernet}, ${whose}: a provider-side address must lie outside every site's supernet (segments, gateways and VIPs live there)`,
+        );
+        continue;
+      }
+      // An own-prefix site's next hop or peer inside its own prefix has its own rule (crossSiteProblems).
+      if (prefix && !(ownHop && prefix.file === file)) {
+        const own = prefix.site.public.mode === "own-prefix" ? prefix.site.public.prefix : "";
+        const whose = prefix.file === file ? "this site's own prefix" : `the own prefix of ${prefix.file}`;
+        problems.push(
+          `${at} lies inside ${own}, ${whose}: a provider-side address must lie outside every own prefix (it is routed to the site that holds it)`,
+        );
+        continue;
+      }
+      if (entry.path.startsWith("public.addresses.")) {
+        const reserved = reservedRangeOf({ network: entry.value, length: 32 });
+        const use = entry.path.endsWith("proxy") ? "customers reach the site on it" : "the site's outbound traffic leaves from it";
+        if (reserved) {
+          problems.push(`${at} lies in a reserved range (${reserved}): ${use}: list the public failover IP the provider handed over`);
+          continue;
+        }
+      }
+      const isPrivate = reservedRangeOf({ network: entry.value, length: 32 }) !== undefined;
+      const earlier = seen.find(
+        (other) =>
+          other.value === entry.value &&
+          (other.held || entry.held) &&
+          (other.file === file || !isPrivate) &&
+          // proxy and NAT failover IPs of one site have their own rule (crossSiteProblems).
+          !(other.file === file && other.path.startsWith("public.addresses.") && entry.path.startsWith("public.addresses.")),
+      );
+      if (earlier) {
+        const where = earlier.file === file ? earlier.path : `${earlier.path} of ${earlier.file}`;
+        problems.push(
+          `${at} is already ${earlier.what} (${where}): give each host, failover IP and next hop its own address, and no BGP peer one of theirs`,
+        );
+        continue;
+      }
+      seen.push(entry);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Provider limits a site file can break, each a named constant with its
+ * source (`providers.ts`), checked before anything is planned.
+ */
+export function providerLimitProblems(parsed: ReadonlyArray<ParsedSite>): string[] {
+  const problems: string[] = [];
+  for (const { file, site } of parsed) {
+    if (site.provider.kind === "hcloud") {
+      const segments = segmentRequests(site).length;
+      if (segments > HCLOUD_SUBNETS_PER_NETWORK) {
+        const standard = segments - site.network.extraSegments.length;
+        problems.push(
+          `${file}: network.extraSegments: the site needs ${segments} segments (${standard} standard and heartbeat, ${site.network.extraSegments.length} extra), each a subnet of its Hetzner Cloud network, but a Hetzner Cloud network holds at most ${HCLOUD_SUBNETS_PER_NETWORK} subnets (Hetzner Networks FAQ): remove ${segments - HCLOUD_SUBNETS_PER_NETWORK} extra segment(s)`,
+        );
+      }
     }
   }
   return problems;

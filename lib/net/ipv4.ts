@@ -119,6 +119,31 @@ export const RESERVED_PUBLIC: ReadonlyArray<{ cidr: Cidr; name: string }> = [
   ["240.0.0.0/4", "reserved"],
 ].map(([text, name]) => ({ cidr: cidr(text), name }));
 
+/**
+ * Addresses that never name one host (RFC 6890, the IANA IPv4 special-purpose
+ * registry), most specific first: no host, VIP, next hop, peer or failover IP
+ * may be one of them.
+ */
+export const NON_UNICAST_RANGES: ReadonlyArray<{ cidr: Cidr; name: string; address: string }> = [
+  ["0.0.0.0/32", "unspecified", "the unspecified address"],
+  ["255.255.255.255/32", "limited broadcast", "the limited broadcast address"],
+  ["0.0.0.0/8", "this network", "in the this-network range 0.0.0.0/8"],
+  ["127.0.0.0/8", "loopback", "a loopback address"],
+  ["169.254.0.0/16", "link-local", "a link-local address"],
+  ["224.0.0.0/4", "multicast", "a multicast address"],
+  ["240.0.0.0/4", "reserved, former class E", "in the reserved range 240.0.0.0/4 (former class E)"],
+].map(([text, name, address]) => ({ cidr: cidr(text), name, address }));
+
+/** What makes `address` unusable as a host address (`the unspecified address`, `a multicast address`, …), if anything. */
+export function nonUnicastKind(address: number): string | undefined {
+  return NON_UNICAST_RANGES.find((r) => containsAddress(r.cidr, address))?.address;
+}
+
+/** The non-unicast range a prefix touches, if any (a prefix of operator sources must lie outside all of them). */
+export function nonUnicastRangeOf(c: Cidr): { cidr: Cidr; name: string } | undefined {
+  return NON_UNICAST_RANGES.filter((r) => r.cidr.length < 32).find((r) => overlaps(r.cidr, c));
+}
+
 /** Private ranges an internal supernet must lie in (RFC 1918). */
 export const PRIVATE_RANGES: ReadonlyArray<Cidr> = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"].map(cidr);
 

@@ -4,10 +4,9 @@
  * secret key is given a placeholder that is itself a secret, so the plan shows
  * `[secret]` exactly where `pulumi preview` would.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { parse } from "yaml";
-import { REPOSITORY_ROOT } from "../model/load";
+import { REPOSITORY_ROOT, readYaml } from "../model/load";
 import { CONFIG_NAMESPACE, SECRET_CONFIG_KEYS, parseStackConfig } from "../model/stack-config";
 import { InputError } from "../model/validate";
 import { PLACEHOLDER_SSH_KEY } from "../render";
@@ -17,23 +16,44 @@ import { MockRunResult, runUnderMocks } from "./harness";
 export const STACKS_DIR = join(REPOSITORY_ROOT, "stacks");
 export const OFFLINE_PLACEHOLDER = "offline-plan-placeholder";
 
-/** Reads `stacks/Pulumi.<stack>.yaml` into the engine's flat form and the list of secret keys. */
+/** A Pulumi configuration key: `<namespace>:<name>`. */
+const CONFIG_KEY = /^[^:\s]+:\S+$/;
+
+/**
+ * Reads `stacks/Pulumi.<stack>.yaml` into the engine's flat form and the list of secret keys.
+ * The file goes through the reader every input file goes through (`readYaml`); then `config`
+ * must be a mapping of `<namespace>:<name>` keys, a secret one holding its ciphertext.
+ * @throws InputError naming the stack file, the key and the rule
+ */
 export function readStackConfig(stack: string, stacksDir: string = STACKS_DIR): { config: Record<string, string>; secretKeys: string[] } {
   const display = `stacks/Pulumi.${stack}.yaml`;
   const path = join(stacksDir, `Pulumi.${stack}.yaml`);
   if (!existsSync(path))
     throw new InputError([`${display}: does not exist: create it with "standort:site: ${stack}" (see README, adding a location)`]);
-  const data = (parse(readFileSync(path, "utf8")) ?? {}) as { config?: Record<string, unknown> };
+  const read = readYaml(path, display);
+  if (!read.data) throw new InputError(read.problems);
+  const entries = read.data.config ?? {};
+  if (typeof entries !== "object" || Array.isArray(entries)) {
+    throw new InputError([
+      `${display}: config: expected a mapping of <namespace>:<name> settings, got ${Array.isArray(entries) ? "a list" : JSON.stringify(entries)}`,
+    ]);
+  }
+  const problems: string[] = [];
   const config: Record<string, string> = {};
   const secretKeys: string[] = [];
-  for (const [key, value] of Object.entries(data.config ?? {})) {
-    if (value && typeof value === "object" && "secure" in value) {
+  for (const [key, value] of Object.entries(entries)) {
+    if (!CONFIG_KEY.test(key)) {
+      problems.push(`${display}: ${key}: a configuration key is <namespace>:<name>: write ${CONFIG_NAMESPACE}:${key.replace(/^:/, "")}`);
+    } else if (value && typeof value === "object" && "secure" in value) {
+      if (typeof value.secure !== "string" || value.secure === "")
+        problems.push(`${display}: ${key}: secure must hold the ciphertext pulumi config set --secret ${key} writes`);
       config[key] = OFFLINE_PLACEHOLDER;
       secretKeys.push(key);
     } else {
       config[key] = typeof value === "string" ? value : JSON.stringify(value);
     }
   }
+  if (problems.length > 0) throw new InputError(problems);
   for (const key of SECRET_CONFIG_KEYS) {
     const full = `${CONFIG_NAMESPACE}:${key}`;
     if (!(full in config)) {

@@ -6,6 +6,7 @@
  * from the metadata service by any process on the server for its lifetime.
  * Delivery over SSH ships them (and every later change) right after creation.
  */
+import { gzipSync } from "node:zlib";
 import { Document } from "yaml";
 import { z } from "zod";
 import type { SiteModel } from "../model/model";
@@ -13,6 +14,31 @@ import type { Role } from "../model/schema";
 import { ProblemCollector } from "./errors";
 import { checkHost } from "./interfaces";
 import type { RenderedFile, RenderOptions } from "./types";
+
+/** Where cloud-init writes the first-boot archive (a shell script that writes each file). */
+export const FIRST_BOOT_ARCHIVE = "/var/lib/standort/first-boot.sh";
+const ARCHIVE_EOF = "STANDORT_FIRST_BOOT_EOF";
+
+/**
+ * The first-boot files as one POSIX shell script: each file written through a
+ * quoted here-document, then its mode and owner set. Pure and deterministic.
+ * @throws Error when a file holds the here-document's delimiter line (no rendered file does)
+ */
+export function firstBootArchive(hostName: string, files: ReadonlyArray<RenderedFile>): string {
+  const lines = [`#!/bin/sh`, `# standort: first-boot files of ${hostName}, unpacked once by cloud-init's runcmd.`, "set -eu", "umask 022"];
+  for (const f of files) {
+    if (f.content.split("\n").includes(ARCHIVE_EOF)) throw new Error(`${f.path} holds the line ${ARCHIVE_EOF}`);
+    const dir = f.path.replace(/\/[^/]+$/, "") || "/";
+    lines.push(
+      `mkdir -p '${dir}'`,
+      `cat > '${f.path}' <<'${ARCHIVE_EOF}'`,
+      f.content.replace(/\n$/, ""),
+      ARCHIVE_EOF,
+      `chmod ${f.mode} '${f.path}' && chown ${f.owner ?? "root:root"} '${f.path}'`,
+    );
+  }
+  return lines.join("\n") + "\n";
+}
 
 /** Hetzner Cloud accepts at most 32 KiB of user-data. */
 export const HCLOUD_USER_DATA_LIMIT = 32 * 1024;
@@ -48,9 +74,10 @@ export function packagesFor(model: SiteModel, role: Role): string[] {
 
 /**
  * Renders `#cloud-config` user-data for a Hetzner Cloud host from the host's
- * other rendered files (`files`). Non-secret files are written after the
- * packages are installed (`defer: true`, so a package's default config never
- * overwrites them) and their reload commands run once at the end.
+ * other rendered files (`files`). Non-secret files travel as one compressed
+ * archive (`firstBootArchive`, gz+b64) written after the packages are
+ * installed (`defer: true`) and unpacked by the first runcmd, so a package's
+ * default config never overwrites them; their reload commands run once after.
  * Validates first and throws `RenderInputError` naming site, host, field and rule.
  */
 export function renderCloudInit(
@@ -71,7 +98,8 @@ export function renderCloudInit(
 
   const shipped = files.filter((f) => f.delivery === "ssh" && !f.secret);
   // Each reload once, in file order: kernel settings, interfaces, packet filter, daemons.
-  const runcmd: string[][] = [];
+  // The archive first (written after the packages, so a package's default config never overwrites a file).
+  const runcmd: string[][] = [["sh", FIRST_BOOT_ARCHIVE]];
   const seen = new Set<string>();
   for (const file of shipped) {
     if (!file.reload) continue;
@@ -87,13 +115,20 @@ export function renderCloudInit(
     users: [{ name: "root", ssh_authorized_keys: [...keys] }],
     package_update: true,
     packages: packagesFor(model, host!.role),
-    write_files: shipped.map((f) => ({
-      path: f.path,
-      owner: f.owner ?? "root:root",
-      permissions: f.mode,
-      defer: true,
-      content: f.content,
-    })),
+    // One compressed archive (cloud-init's `encoding: gz+b64`, cc_write_files) that runcmd unpacks: the
+    // firewalls carry two networkd files per segment, and one plain write_files entry each would reach
+    // Hetzner's 32 KiB user-data limit at about 19 segments, long before the 50 subnets a network holds.
+    write_files: [
+      {
+        path: FIRST_BOOT_ARCHIVE,
+        owner: "root:root",
+        permissions: "0700",
+        defer: true,
+        encoding: "gz+b64",
+        // Level 9, no name or time in the gzip header: same files, same bytes.
+        content: gzipSync(Buffer.from(firstBootArchive(hostName, shipped), "utf8"), { level: 9 }).toString("base64"),
+      },
+    ],
     runcmd,
   };
   const doc = new Document(data);

@@ -45,6 +45,46 @@ function sniRules(services: ReadonlyArray<ProxiedService>): string[] {
   return [...exact, ...wildcard];
 }
 
+/** The web frontends (80 redirects to HTTPS, 443 routes by SNI) and one backend per service. */
+function serviceLines(services: ReadonlyArray<ProxiedService>, backends: ReadonlyArray<{ name: string; address?: string }>): string[] {
+  const defaultService = services.find((s) => s.hostnames.length === 0) ?? services[0];
+  const lines = [
+    "# Bound to any address: the member that takes over the VIP receives traffic at once.",
+    "frontend http",
+    "\tbind :80",
+    "\tmode http",
+    "\toption httplog",
+    "\ttimeout http-request 10s",
+    "\thttp-request redirect scheme https code 301",
+    "",
+    "frontend https",
+    "\tbind :443",
+    "\tmode tcp",
+    "\ttcp-request inspect-delay 5s",
+    "\ttcp-request content accept if { req_ssl_hello_type 1 }",
+    ...sniRules(services),
+    `\tdefault_backend svc_${defaultService.name}`,
+  ];
+  for (const service of services) {
+    lines.push(
+      "",
+      `backend svc_${service.name}`,
+      "\tmode tcp",
+      "\tbalance leastconn",
+      ...backends.map((b) => `\tserver ${b.name} ${b.address}:${service.port} ${SERVER_CHECK}`),
+    );
+  }
+  return lines;
+}
+
+/** What stands where the web frontends would: a site with no service listens on neither 80 nor 443. */
+function noServiceLines(model: SiteModel): string[] {
+  return [
+    `# ${model.name} answers no service of the footprint (sites/footprint.yaml): nothing listens on 80 or 443`,
+    "# until a service is placed here; the stats endpoint below is the health check.",
+  ];
+}
+
 /**
  * Renders `/etc/haproxy/haproxy.cfg` for a proxy host. Backends are the
  * site's virtualization hosts (app addresses) on each service's port.
@@ -68,7 +108,6 @@ export function renderHaproxyConfig(model: SiteModel, hostName: string, options:
   problems.throwIfAny();
 
   const list = services!;
-  const defaultService = list.find((s) => s.hostnames.length === 0) ?? list[0];
   const maxconn = haproxyMaxconn();
   const lines = [
     `# standort: HAProxy of ${hostName} (proxy pair of ${model.name}). Rendered from ${model.file}; do not edit.`,
@@ -97,31 +136,9 @@ export function renderHaproxyConfig(model: SiteModel, hostName: string, options:
     "\ttimeout client-fin 10s",
     "\ttimeout queue 30s",
     "",
-    "# Bound to any address: the member that takes over the VIP receives traffic at once.",
-    "frontend http",
-    "\tbind :80",
-    "\tmode http",
-    "\toption httplog",
-    "\ttimeout http-request 10s",
-    "\thttp-request redirect scheme https code 301",
-    "",
-    "frontend https",
-    "\tbind :443",
-    "\tmode tcp",
-    "\ttcp-request inspect-delay 5s",
-    "\ttcp-request content accept if { req_ssl_hello_type 1 }",
-    ...sniRules(list),
-    `\tdefault_backend svc_${defaultService.name}`,
+    // A site that answers no service yet routes nothing: no frontend on 80 or 443, no backend; the stats endpoint stays (the health check reads it).
+    ...(list.length === 0 ? noServiceLines(model) : serviceLines(list, backends)),
   ];
-  for (const service of list) {
-    lines.push(
-      "",
-      `backend svc_${service.name}`,
-      "\tmode tcp",
-      "\tbalance leastconn",
-      ...backends.map((b) => `\tserver ${b.name} ${b.address}:${service.port} ${SERVER_CHECK}`),
-    );
-  }
   lines.push(
     "",
     "# Stats only on this host's mgmt address; the packet filter admits the mgmt segment and the allowlist.",

@@ -39,7 +39,11 @@ export const sniHostname = z.string().refine((v) => HOSTNAME.test(v.startsWith("
 
 const SERVICE_NAME = /^[a-z][a-z0-9-]{0,30}[a-z0-9]$/;
 
-/** The services the proxy pair routes: names unique, at most one default (no host names), host names unique. */
+/**
+ * The services the proxy pair routes: names unique, at most one default (no
+ * host names), host names unique. Empty where a site answers no service yet
+ * (the proxies then route nothing, see `renderHaproxyConfig`).
+ */
 export const servicesSchema = z
   .array(
     z.strictObject({
@@ -48,7 +52,6 @@ export const servicesSchema = z
       port,
     }),
   )
-  .min(1, "must list at least one service")
   .superRefine((services, ctx) => {
     const names = new Map<string, number>();
     const hosts = new Map<string, string>();

@@ -56,7 +56,8 @@ export const EXTRA_VLAN_BASE = 100;
  * Returns undefined for a segment the model does not have.
  */
 export function vlanId(model: SiteModel, segment: string): number | undefined {
-  const fixed = FIXED_VLAN_IDS[segment];
+  // Own keys only: an extra segment named `constructor` must not find Object's.
+  const fixed = Object.hasOwn(FIXED_VLAN_IDS, segment) ? FIXED_VLAN_IDS[segment] : undefined;
   if (fixed !== undefined) return model.segments.some((s) => s.name === segment) ? fixed : undefined;
   const extras = model.segments.filter((s) => s.kind === "extra");
   const index = extras.findIndex((s) => s.name === segment);

@@ -203,18 +203,23 @@ export function zonePolicy(
           },
         ]
       : []),
-    {
-      name: "dmz-to-app-services",
-      description: "The proxies reach the services on the virtualization hosts",
-      from: { kind: "segment", segment: "dmz" },
-      to: { kind: "segment", segment: "app" },
-      protocol: "tcp",
-      ports: servicePorts,
-      sources: only(cidrOf("dmz")),
-      destinations: only(cidrOf("app")),
-      targets: ["virtualization"],
-      forwarded: true,
-    },
+    // No service, no rule: a tcp rule without ports would admit every port.
+    ...(servicePorts.length > 0
+      ? [
+          {
+            name: "dmz-to-app-services",
+            description: "The proxies reach the services on the virtualization hosts",
+            from: { kind: "segment", segment: "dmz" } as const,
+            to: { kind: "segment", segment: "app" } as const,
+            protocol: "tcp" as const,
+            ports: servicePorts,
+            sources: only(cidrOf("dmz")),
+            destinations: only(cidrOf("app")),
+            targets: ["virtualization" as const],
+            forwarded: true,
+          },
+        ]
+      : []),
     {
       name: "app-cluster",
       description: "Virtualization hosts talk to each other freely inside the app segment (cluster traffic)",

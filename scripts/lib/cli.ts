@@ -8,11 +8,15 @@
 import { ParseArgsConfig, parseArgs } from "node:util";
 import { z } from "zod";
 import { InputError, formatIssues } from "../../lib/model/validate";
+import { RenderInputError, formatProblem } from "../../lib/render/errors";
 
 /**
  * Parses `argv` with `options` and validates `{ location, ...flags }` with
  * `schema` (`location` is the one positional, when there is one; kebab-case
- * flags arrive camelCase).
+ * flags arrive camelCase). Every problem of the command line is one line:
+ * an unknown flag, a flag given twice, a boolean flag with a value, a value
+ * flag without one (or followed by another flag instead), more than one
+ * location, and whatever the schema refuses.
  * @throws InputError naming the command and the flag
  */
 export function parseFlags<S extends z.ZodType>(
@@ -21,29 +25,56 @@ export function parseFlags<S extends z.ZodType>(
   options: NonNullable<ParseArgsConfig["options"]>,
   schema: S,
 ): z.infer<S> {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: [...argv], allowPositionals: true, options });
-  } catch (error) {
-    throw new InputError([`${command}: ${(error as Error).message}`]);
+  // Not strict: node's strict mode stops at the first problem, some of its messages span lines.
+  const { tokens } = parseArgs({ args: [...argv], allowPositionals: true, options, strict: false, tokens: true });
+  const problems: string[] = [];
+  const values = new Map<string, string | boolean>();
+  const positionals: string[] = [];
+  const known = Object.keys(options)
+    .map((name) => `--${name}`)
+    .join(", ");
+  for (const token of tokens) {
+    if (token.kind === "positional") positionals.push(token.value);
+    if (token.kind !== "option") continue;
+    const flag = `--${token.name}`;
+    if (!Object.hasOwn(options, token.name)) {
+      problems.push(`${command}: ${token.rawName}: unknown flag (known: ${known})`);
+    } else if (values.has(token.name)) {
+      problems.push(`${command}: ${flag}: is given more than once: give it once`);
+    } else if (options[token.name].type === "boolean") {
+      if (token.value === undefined) values.set(token.name, true);
+      else problems.push(`${command}: ${flag}: takes no value (got ${JSON.stringify(token.value)}): write ${flag} alone`);
+    } else if (token.value === undefined || token.value === "") {
+      problems.push(`${command}: ${flag}: needs a value: write ${flag} <value>`);
+    } else if (!token.inlineValue && token.value.startsWith("-")) {
+      // parseArgs takes the next argument as the value, even another flag.
+      problems.push(`${command}: ${flag}: needs a value, got the flag ${token.value}: write ${flag} <value> (or ${flag}=${token.value})`);
+    } else {
+      values.set(token.name, token.value);
+    }
   }
-  if (parsed.positionals.length > 1) {
-    throw new InputError([`${command}: location: expected one location, got ${parsed.positionals.join(" ")}`]);
-  }
+  if (positionals.length > 1) problems.push(`${command}: location: expected one location, got ${positionals.join(" ")}`);
+  if (problems.length > 0) throw new InputError(problems);
   // Flags are kebab-case on the command line (--expect-no-changes) and camelCase in the schema.
-  const values = Object.fromEntries(
-    Object.entries(parsed.values).map(([k, v]) => [k.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase()), v]),
-  );
-  const result = schema.safeParse({ location: parsed.positionals[0], ...values }, { reportInput: true });
+  const camel = [...values].map(([k, v]) => [k.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase()), v]);
+  const result = schema.safeParse({ location: positionals[0], ...Object.fromEntries(camel) }, { reportInput: true });
   if (!result.success) throw new InputError(formatIssues(command, result.error.issues));
   return result.data;
 }
 
+/** A problem as one line: line breaks and other control characters a value may carry are escaped. */
+export function oneLine(problem: string): string {
+  return problem.replace(/[\u0000-\u001f\u007f]/g, (c) => (c === "\n" ? "\\n" : `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`));
+}
+
 /** Prints an input error's lines and returns its exit code (2), or rethrows anything else. */
 export function reportInputError(error: unknown, err: (line: string) => void, trailer?: (count: number) => string): number {
-  if (!(error instanceof InputError)) throw error;
-  error.problems.forEach((p) => err(p));
-  if (trailer) err(trailer(error.problems.length));
+  // A renderer's refusal is a backstop behind validation (a rule validation missed): input too, never a stack trace.
+  const problems =
+    error instanceof InputError ? error.problems : error instanceof RenderInputError ? error.problems.map(formatProblem) : undefined;
+  if (!problems) throw error;
+  problems.forEach((p) => err(oneLine(p)));
+  if (trailer) err(trailer(problems.length));
   return 2;
 }
 

@@ -7,6 +7,36 @@ import { parse, stringify } from "yaml";
 import { SITES_DIR, readSiteDocuments } from "../../lib/model/load";
 import { SiteDocument } from "../../lib/model/validate";
 
+/** The names of the site files in a folder (default: the committed sites/), in name order: the sites the folder defines. */
+export function siteNamesIn(dir: string = SITES_DIR): string[] {
+  return readSiteDocuments(dir).siteNames;
+}
+
+/** The sites of a folder as problem messages list them ("known sites: …", "choose one of …"). */
+export function knownSites(dir: string = SITES_DIR): string {
+  return siteNamesIn(dir).join(", ");
+}
+
+/**
+ * `count` site names that no site file of the folder uses (`atlantis`, then
+ * `atlantis-2`, …), for tests about a site the files do not define: adding a
+ * location never turns one of them into a real site.
+ */
+export function absentSiteNames(count: number, dir: string = SITES_DIR): string[] {
+  const taken = new Set(siteNamesIn(dir));
+  const names: string[] = [];
+  for (let n = 1; names.length < count; n++) {
+    const name = n === 1 ? "atlantis" : `atlantis-${n}`;
+    if (!taken.has(name)) names.push(name);
+  }
+  return names;
+}
+
+/** One site name that no site file of the folder uses (see `absentSiteNames`). */
+export function absentSiteName(dir: string = SITES_DIR): string {
+  return absentSiteNames(1, dir)[0];
+}
+
 /** The committed site documents, deep-copied so a test may mutate them. */
 export function siteDocuments(): SiteDocument[] {
   return readSiteDocuments().documents.map((d) => ({ file: d.file, data: structuredClone(d.data) }));
