@@ -1,52 +1,98 @@
+// Files that leave a host's bundle: the next transaction stops what they
+// started, removes them, lets the daemon forget them, and keeps no copy
+// (a removed secret does not linger). Plain files in a temporary folder; no
+// daemon involved.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { removeCommand } from "../lib/deliver";
+import { bundleText, transactionCommand } from "../lib/deliver";
 import { footprintHostFiles } from "../lib/footprint/site-files";
 import { loadFootprint } from "../lib/footprint/load";
 import { siteServices } from "../lib/footprint/services";
-import { run } from "./helpers/tools";
+import { RenderedFile } from "../lib/render/types";
+import { inCi, run, toolPath } from "./helpers/tools";
 
-test("removing a file no longer rendered for a host stops what it started, then deletes it", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "standort-remove-"));
-  try {
-    const target = join(dir, "standort-mail-files-vmail-to-karlsruhe.timer");
-    const marker = join(dir, "stopped");
-    writeFileSync(target, "[Timer]\n");
-    const script = removeCommand({ path: target, remove: ["sh", "-c", `echo stopped > ${marker}`] });
-    const result = await run(["sh", "-c", script]);
-    assert.equal(result.code, 0, result.stderr);
-    assert.equal(readFileSync(marker, "utf8"), "stopped\n");
-    assert.ok(!existsSync(target));
+const APPLY = join(__dirname, "..", "lib", "deliver", "apply.sh");
+const owner = `${execFileSync("id", ["-un"], { encoding: "utf8" }).trim()}:${execFileSync("id", ["-gn"], { encoding: "utf8" }).trim()}`;
 
-    // A failing stop is reported, and the file goes all the same.
-    writeFileSync(target, "[Timer]\n");
-    const failing = await run(["sh", "-c", removeCommand({ path: target, remove: ["false"] })]);
-    assert.equal(failing.code, 0);
-    assert.match(failing.stderr, /standort: stopping for .* failed; removing it anyway/);
-    assert.ok(!existsSync(target));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+function withHost(body: (dir: string, apply: (files: RenderedFile[]) => ReturnType<typeof run>) => Promise<void>) {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), "standort-remove-"));
+    const apply = (files: RenderedFile[]) =>
+      run(["sh", APPLY, "--state-dir", join(dir, "state"), "--lock", join(dir, "lock"), "--health-attempts", "1"], {
+        input: bundleText(files),
+      });
+    try {
+      await body(dir, apply);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
+
+const plain = (path: string, content: string, extra: Partial<RenderedFile> = {}): RenderedFile => ({
+  path,
+  content,
+  mode: "0600",
+  owner,
+  secret: false,
+  delivery: "ssh",
+  ...extra,
 });
 
-test("a unit file is forgotten by systemd after removal; a plain file only goes", () => {
-  assert.equal(
-    removeCommand({ path: "/etc/systemd/system/standort-x.timer", remove: ["systemctl", "disable", "--now", "standort-x.timer"] }),
-    [
-      "set -u",
-      'systemctl disable --now standort-x.timer || echo "standort: stopping for /etc/systemd/system/standort-x.timer failed; removing it anyway" >&2',
-      "rm -f /etc/systemd/system/standort-x.timer /var/lib/standort/backup/%etc%systemd%system%standort-x.timer.prev /var/lib/standort/backup/%etc%systemd%system%standort-x.timer.none /var/lib/standort/backup/%etc%systemd%system%standort-x.timer.pending /var/lib/standort/backup/%etc%systemd%system%standort-x.timer.expired",
-      "systemctl daemon-reload",
-      "",
-    ].join("\n"),
-  );
-  assert.equal(
-    removeCommand({ path: "/etc/standort/databases/x.conf" }),
-    `set -u\nrm -f /etc/standort/databases/x.conf ${["prev", "none", "pending", "expired"].map((s) => `/var/lib/standort/backup/%etc%standort%databases%x.conf.${s}`).join(" ")}\n`,
-  );
+test(
+  "a file no longer in a host's bundle: its stop command runs, the file goes, then what forgets it; no copy stays",
+  withHost(async (dir, apply) => {
+    const log = join(dir, "log");
+    const keep = plain(join(dir, "keep.conf"), "keep\n");
+    const timer = plain(join(dir, "job.timer"), "[Timer]\nOnCalendar=*:0/15\n", {
+      secret: true,
+      remove: ["sh", "-c", `echo "stop: $(test -e ${dir}/job.timer && echo present)" >> ${log}`],
+      absent: ["sh", "-c", `echo "absent: $(test -e ${dir}/job.timer && echo present || echo gone)" >> ${log}`],
+    });
+    const first = await apply([keep, timer]);
+    assert.equal(first.code, 0, first.stderr);
+    const second = await apply([keep]);
+    assert.equal(second.code, 0, second.stderr);
+    assert.match(second.stderr, /applied transaction \S+ \(1 files\)/);
+    assert.equal(readFileSync(log, "utf8"), "stop: present\nabsent: gone\n", "stopped while present, forgotten once gone");
+    assert.ok(!existsSync(timer.path));
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.includes("standort")),
+      [],
+      "no old copy next to the target",
+    );
+    assert.deepEqual(readdirSync(join(dir, "state")).sort(), ["current", "last"], "no transaction left");
+    assert.ok(!readdirSync(join(dir, "state", "current")).some((f) => f.endsWith(".content")), "contents never kept in the state");
+  }),
+);
+
+test(
+  "a failing stop command is reported and the file goes all the same",
+  withHost(async (dir, apply) => {
+    const keep = plain(join(dir, "keep.conf"), "keep\n");
+    const leaving = plain(join(dir, "leaving.conf"), "x\n", { remove: ["false"] });
+    assert.equal((await apply([keep, leaving])).code, 0);
+    const result = await apply([keep]);
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /stopping for .*leaving\.conf failed; removing it anyway/);
+    assert.ok(!existsSync(leaving.path));
+  }),
+);
+
+test("unit files are forgotten by systemd once gone; other files need no step of their own", () => {
+  const unit = bundleText([plain("/etc/systemd/system/standort-x.timer", "[Timer]\n")]);
+  const other = bundleText([plain("/etc/standort/databases/x.conf", "x\n")]);
+  const field = (bundle: string, name: string) =>
+    bundle
+      .split("\n")
+      .filter((l) => l.startsWith(`1 ${name} `))
+      .map((l) => Buffer.from(l.split(" ")[2], "base64").toString());
+  assert.deepEqual(field(unit, "absent"), ["systemctl daemon-reload"]);
+  assert.deepEqual(field(other, "absent"), []);
 });
 
 test("replication timers are stopped when they leave a host; their services only stop", () => {
@@ -67,43 +113,22 @@ test("replication timers are stopped when they leave a host; their services only
   ]);
 });
 
-test("the backup apply.sh keeps of a file is the one removal deletes (a secret's old copy does not linger)", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "standort-remove-backup-"));
+test("the remote command installs apply.sh and applies the bundle from stdin (in a private mount namespace)", async (t) => {
+  if (process.getuid?.() !== 0 || !toolPath("unshare")) {
+    if (inCi()) assert.fail("needs root and unshare for a mount namespace (CI=true)");
+    return t.skip("needs root and unshare for a mount namespace");
+  }
+  const dir = mkdtempSync(join(tmpdir(), "standort-txcmd-"));
   try {
-    const target = join(dir, "etc", "wg-test.conf");
-    const backups = join(dir, "backup");
-    const staged = join(dir, "staged");
-    const { mkdirSync } = await import("node:fs");
-    mkdirSync(join(dir, "etc"));
-    writeFileSync(target, "old secret\n");
-    writeFileSync(staged, "new secret\n");
-    const script = join(__dirname, "..", "lib", "deliver", "apply.sh");
-    const applied = await run([
-      "sh",
-      script,
-      "--staged",
-      staged,
-      "--target",
-      target,
-      "--mode",
-      "0600",
-      "--owner",
-      `${process.getuid!()}:${process.getgid!()}`,
-      "--backup-dir",
-      backups,
-      "--lock",
-      join(dir, "lock"),
-    ]);
-    assert.equal(applied.code, 0, applied.stderr);
-    const { readdirSync } = await import("node:fs");
-    const kept = readdirSync(backups);
-    assert.ok(kept.length > 0, "apply.sh keeps a backup of the old file");
-    // removeCommand names the same records, under the host's backup directory: point it at the test's.
-    const removal = removeCommand({ path: target }).replaceAll("/var/lib/standort/backup", backups);
-    const removed = await run(["sh", "-c", removal]);
-    assert.equal(removed.code, 0, removed.stderr);
-    assert.deepEqual(readdirSync(backups), [], "no record of the removed file is left");
-    assert.ok(!existsSync(target));
+    const target = join(dir, "app.conf");
+    const bundle = bundleText([plain(target, "served\n", { reload: ["sh", "-c", `echo reloaded > ${dir}/reload`] })]);
+    // /usr/local/lib and /var/lib are fresh tmpfs mounts visible only to this command: the host's stay untouched.
+    const script = `mount -t tmpfs standort /usr/local/lib && mount -t tmpfs standort /var/lib && ${transactionCommand()}`;
+    const result = await run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], { input: bundle });
+    assert.equal(result.code, 0, result.stderr);
+    assert.match(result.stderr, /applied transaction \S+ \(1 files\)/);
+    assert.equal(readFileSync(target, "utf8"), "served\n");
+    assert.equal(readFileSync(join(dir, "reload"), "utf8"), "reloaded\n");
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

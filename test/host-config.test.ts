@@ -1,11 +1,12 @@
-// The delivery component under the Pulumi mock runtime: one remote command per
-// file with stable names, triggers that change when and only when a file's
-// content changes, secrets kept secret, files applied in order.
+// The delivery component under the Pulumi mock runtime: one transaction per
+// host (its whole bundle on stdin) and a confirmation where the packet filter
+// is in it, stable names, a file listing in the triggers that changes with a
+// file's content (the plan's diff names the file), secrets kept secret.
 import test from "node:test";
 import assert from "node:assert/strict";
 import * as pulumi from "@pulumi/pulumi";
 import { HostConfig, deliverableFiles } from "../components/host-config";
-import { APPLY_SCRIPT, APPLY_SCRIPT_PATH, contentHash } from "../lib/deliver";
+import { APPLY_SCRIPT_PATH, bundleText, contentHash } from "../lib/deliver";
 import { loadSites } from "../lib/model/load";
 import { SiteModel } from "../lib/model/model";
 import { RenderedFile, renderHostFiles } from "../lib/render";
@@ -29,7 +30,7 @@ async function deliver(files: ReadonlyArray<RenderedFile>, host = "vie-fw-1"): P
 const commands = (run: MockRunResult) => run.resources.filter((r) => r.type === "command:remote:Command");
 const byName = (run: MockRunResult) => new Map(run.resources.map((r) => [r.name, r]));
 
-test("one remote command per shipped file, named after the component and the file path, all children of the component", async () => {
+test("one transaction per host and its confirmation, children of the component; the bundle holds every shipped file in order", async () => {
   const files = renderHostFiles(site("vienna"), "vie-fw-1", fakeSecrets(site("vienna")), { sites });
   const run = await deliver(files);
   const component = run.resources.filter((r) => r.type === "standort:hosts:HostConfig");
@@ -41,57 +42,39 @@ test("one remote command per shipped file, named after the component and the fil
     commands(run)
       .map((c) => c.name)
       .sort(),
-    [
-      "vie-fw-1-config-apply-script",
-      "vie-fw-1-config-etc-chrony-chrony-conf",
-      "vie-fw-1-config-etc-conntrackd-conntrackd-conf",
-      "vie-fw-1-config-etc-keepalived-keepalived-conf",
-      "vie-fw-1-config-etc-keepalived-standort-failover-sh",
-      "vie-fw-1-config-etc-nftables-conf",
-      "vie-fw-1-config-etc-nftables-conf-confirm",
-      "vie-fw-1-config-etc-standort-fence-authorized-keys",
-      "vie-fw-1-config-etc-standort-fence-id-ed25519",
-      "vie-fw-1-config-etc-standort-fence-known-hosts",
-      "vie-fw-1-config-etc-standort-fence-ssh-host-ed25519-key",
-      "vie-fw-1-config-etc-standort-fence-sshd-config",
-      "vie-fw-1-config-etc-standort-provider-env",
-      "vie-fw-1-config-etc-sysctl-d-90-standort-conf",
-      "vie-fw-1-config-etc-systemd-network-10-standort-internal-network",
-      "vie-fw-1-config-etc-systemd-network-20-standort-app-netdev",
-      "vie-fw-1-config-etc-systemd-network-20-standort-app-network",
-      "vie-fw-1-config-etc-systemd-network-20-standort-data-netdev",
-      "vie-fw-1-config-etc-systemd-network-20-standort-data-network",
-      "vie-fw-1-config-etc-systemd-network-20-standort-dmz-netdev",
-      "vie-fw-1-config-etc-systemd-network-20-standort-dmz-network",
-      "vie-fw-1-config-etc-systemd-network-20-standort-hb-firewall-netdev",
-      "vie-fw-1-config-etc-systemd-network-20-standort-hb-firewall-network",
-      "vie-fw-1-config-etc-systemd-network-20-standort-mgmt-netdev",
-      "vie-fw-1-config-etc-systemd-network-20-standort-mgmt-network",
-      "vie-fw-1-config-etc-systemd-system-standort-fence-service",
-      "vie-fw-1-config-usr-local-sbin-standort-fenced",
-    ],
+    ["vie-fw-1-config-confirm", "vie-fw-1-config-tx"],
   );
   assert.ok(commands(run).every((c) => c.parent === component[0].urn));
+  const tx = byName(run).get("vie-fw-1-config-tx")!;
+  // The listing names every shipped file in reload order.
+  const listing = (tx.inputs.triggers as Array<Record<string, string>>)[1];
+  assert.deepEqual(
+    Object.keys(listing).sort(),
+    files
+      .filter((f) => f.delivery === "ssh")
+      .map((f) => f.path)
+      .sort(),
+  );
+  const confirm = byName(run).get("vie-fw-1-config-confirm")!;
+  assert.equal(confirm.inputs.create, `sh ${APPLY_SCRIPT_PATH} --confirm\n`);
+  assert.deepEqual(confirm.dependsOn, ["vie-fw-1-config-tx"]);
 });
 
-test("content goes in on stdin; the command stages it and runs the apply script with the file's check, reload and health check", async () => {
-  const files = renderHostFiles(site("vienna"), "vie-fw-1", fakeSecrets(site("vienna")), { sites });
+test("the bundle goes in on stdin; the command installs apply.sh and runs it; no content in the command line", async () => {
+  const model = site("vienna");
+  // A host without secret files: the bundle is known at preview.
+  const files = renderHostFiles(model, "vie-fw-1", fakeSecrets(model), { sites }).filter((f) => !f.secret);
   const run = await deliver(files);
-  const nft = byName(run).get("vie-fw-1-config-etc-nftables-conf")!;
-  const content = files.find((f) => f.path === "/etc/nftables.conf")!.content;
-  assert.equal(nft.inputs.stdin, content);
-  assert.deepEqual(nft.inputs.triggers, [contentHash(content)]);
-  const create = nft.inputs.create as string;
-  assert.ok(create.includes("cat > /var/lib/standort/staging/etc-nftables-conf\n"), create);
-  assert.ok(
-    create.includes(
-      `exec sh ${APPLY_SCRIPT_PATH} --staged /var/lib/standort/staging/etc-nftables-conf --target /etc/nftables.conf --mode 0644 --owner root:root --check 'nft -c -f /var/lib/standort/staging/etc-nftables-conf' --reload 'sh -c '"'"'nft -f /etc/nftables.conf && systemctl enable --quiet nftables'"'"'' --health 'nft list table inet standort' --confirm-within 120`,
-    ),
-    create,
-  );
+  const tx = byName(run).get("vie-fw-1-config-tx")!;
+  assert.equal(tx.inputs.stdin, bundleText(files));
+  assert.equal((tx.inputs.triggers as unknown[])[0], contentHash(bundleText(files)));
+  const create = tx.inputs.create as string;
+  assert.ok(create.includes(`mv -f ${APPLY_SCRIPT_PATH}.new.$$ ${APPLY_SCRIPT_PATH}`), create);
+  assert.ok(create.endsWith(`exec sh ${APPLY_SCRIPT_PATH}\n`), create);
   assert.ok(!create.includes("policy drop"), "the content is not in the command line");
+  assert.equal(tx.inputs.delete, undefined, "a replaced transaction has nothing to undo");
   // The private key makes the whole connection secret (host and user included).
-  assert.equal(nft.inputs.connection, "[secret]");
+  assert.equal(tx.inputs.connection, "[secret]");
   let connection: Promise<unknown> = Promise.resolve(undefined);
   await runUnderMocks({
     stack: "vienna",
@@ -101,70 +84,65 @@ test("content goes in on stdin; the command stages it and runs the apply script 
         connection: { host: "198.19.40.11", privateKey: FAKE_PRIVATE_KEY },
         files,
       });
-      connection = new Promise((resolve) => hc.commands["/etc/nftables.conf"].connection.apply(resolve));
+      connection = new Promise((resolve) => hc.transaction.connection.apply(resolve));
       return {};
     },
   });
   assert.deepEqual(await connection, { host: "198.19.40.11", port: 22, privateKey: FAKE_PRIVATE_KEY, user: "root" });
-  const confirm = byName(run).get("vie-fw-1-config-etc-nftables-conf-confirm")!;
-  assert.equal(confirm.inputs.create, `sh ${APPLY_SCRIPT_PATH} --confirm --target /etc/nftables.conf\n`);
-  assert.deepEqual(confirm.dependsOn, ["vie-fw-1-config-etc-nftables-conf"]);
 });
 
-test("files carrying secrets are delivered as secrets, and no secret value appears anywhere", async () => {
+test("a bundle with a secret file is secret as a whole; the listing shows secret files only by a secret hash; no secret value appears anywhere", async () => {
   const files = renderHostFiles(site("vienna"), "vie-fw-1", fakeSecrets(site("vienna")), { sites });
   const run = await deliver(files);
-  for (const name of [
-    "vie-fw-1-config-etc-standort-fence-id-ed25519",
-    "vie-fw-1-config-etc-standort-fence-ssh-host-ed25519-key",
-    "vie-fw-1-config-etc-standort-provider-env",
-  ]) {
-    const r = byName(run).get(name)!;
-    assert.equal(r.inputs.stdin, "[secret]", name);
-    assert.deepEqual(r.inputs.triggers, ["[secret]"], name);
+  const tx = byName(run).get("vie-fw-1-config-tx")!;
+  assert.equal(tx.inputs.stdin, "[secret]");
+  const [hash, listing] = tx.inputs.triggers as [string, Record<string, string>];
+  assert.equal(hash, "[secret]");
+  for (const file of files.filter((f) => f.delivery === "ssh")) {
+    assert.equal(listing[file.path], file.secret ? "[secret]" : file.content, file.path);
   }
   const text = JSON.stringify(run);
   for (const secret of ["OPENSSH PRIVATE KEY", "fake-token-for-tests", "fake-private-key-for-tests"])
     assert.ok(!text.includes(secret), `${secret} leaked`);
 });
 
-test("a content change changes only that file's command triggers", async () => {
+test("a content change changes the bundle and that file's listing entry only", async () => {
   const before = await deliver(renderHostFiles(site("vienna"), "vie-fw-1", fakeSecrets(site("vienna")), { sites }));
   const changed = structuredClone(site("vienna")) as any;
   changed.time.servers = ["ptbtime1.ptb.de", "ptbtime2.ptb.de"];
   const afterRun = await deliver(renderHostFiles(changed, "vie-fw-1", fakeSecrets(changed), { sites }));
-  const triggers = (run: MockRunResult) => new Map(commands(run).map((c) => [c.name, JSON.stringify(c.inputs.triggers)]));
-  const a = triggers(before);
-  const b = triggers(afterRun);
-  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort(), "the same resources");
+  const entries = (run: MockRunResult) => (byName(run).get("vie-fw-1-config-tx")!.inputs.triggers as Array<Record<string, string>>)[1];
+  const a = entries(before);
+  const b = entries(afterRun);
   assert.deepEqual(
-    [...a.keys()].filter((k) => a.get(k) !== b.get(k)),
-    ["vie-fw-1-config-etc-chrony-chrony-conf"],
+    Object.keys(a).filter((path) => a[path] !== b[path]),
+    ["/etc/chrony/chrony.conf"],
   );
-  const unchanged = (run: MockRunResult) =>
-    commands(run)
-      .filter((c) => c.name !== "vie-fw-1-config-etc-chrony-chrony-conf")
-      .map((c) => JSON.stringify(c.inputs));
-  assert.deepEqual(unchanged(before), unchanged(afterRun), "nothing else about the other commands changes");
+  assert.notEqual(
+    JSON.stringify(byName(before).get("vie-fw-1-config-tx")!.secretDigests),
+    JSON.stringify(byName(afterRun).get("vie-fw-1-config-tx")!.secretDigests),
+    "the bundle changed",
+  );
 });
 
-test("files are applied in order: each command waits for the one before", async () => {
-  const files = renderHostFiles(site("vienna"), "vie-proxy-1", fakeSecrets(site("vienna")), { sites });
-  const run = await deliver(files, "vie-proxy-1");
-  const resources = byName(run);
-  const order = ["etc-haproxy-haproxy-cfg", "etc-standort-fence-ssh-host-ed25519-key", "etc-standort-fence-id-ed25519"].map(
-    (s) => `vie-proxy-1-config-${s}`,
+test("a host whose bundle needs no confirmation has only its transaction; `after` orders a pair's members", async () => {
+  const files: RenderedFile[] = [{ path: "/etc/x.conf", content: "x\n", mode: "0644", secret: false, delivery: "ssh" }];
+  const run = await runUnderMocks({
+    stack: "vienna",
+    program: () => {
+      const passive = new HostConfig("b", { hostName: "b", connection: { host: "192.0.2.2", privateKey: FAKE_PRIVATE_KEY }, files });
+      new HostConfig("a", { hostName: "a", connection: { host: "192.0.2.1", privateKey: FAKE_PRIVATE_KEY }, files, after: [passive.done] });
+      return {};
+    },
+  });
+  assert.deepEqual(
+    commands(run)
+      .map((c) => c.name)
+      .sort(),
+    ["a-tx", "b-tx"],
   );
-  for (let i = 1; i < order.length; i++) assert.deepEqual(resources.get(order[i])!.dependsOn, [order[i - 1]]);
-  assert.deepEqual(resources.get("vie-proxy-1-config-etc-chrony-chrony-conf")!.dependsOn, ["vie-proxy-1-config-etc-nftables-conf-confirm"]);
-  // The first file waits for the apply script, which is installed once per host.
-  assert.deepEqual(resources.get("vie-proxy-1-config-etc-sysctl-d-90-standort-conf")!.dependsOn, ["vie-proxy-1-config-apply-script"]);
-  const install = resources.get("vie-proxy-1-config-apply-script")!;
-  assert.deepEqual(install.dependsOn, []);
-  assert.deepEqual(install.inputs.triggers, [contentHash(APPLY_SCRIPT)]);
-  assert.ok(String(install.inputs.create).includes(`mv -f ${APPLY_SCRIPT_PATH}.new.$$ ${APPLY_SCRIPT_PATH}`));
-  // A file's own command carries no copy of the script.
-  assert.ok(!String(resources.get("vie-proxy-1-config-etc-haproxy-haproxy-cfg")!.inputs.create).includes("STANDORT_APPLY_SH_END"));
+  assert.deepEqual(byName(run).get("a-tx")!.dependsOn, ["b-tx"]);
+  assert.deepEqual(byName(run).get("b-tx")!.dependsOn, []);
 });
 
 test("cloud-init user-data is for provisioning, never shipped over SSH", async () => {
@@ -172,8 +150,10 @@ test("cloud-init user-data is for provisioning, never shipped over SSH", async (
   const files = renderHostFiles(model, "hel-virt-1", fakeSecrets(model), { sites, sshAuthorizedKeys: [FAKE_KEY] });
   assert.ok(files.some((f) => f.delivery === "provision"));
   const run = await deliver(files, "hel-virt-1");
+  const listing = Object.keys((byName(run).get("hel-virt-1-config-tx")!.inputs.triggers as Array<Record<string, string>>)[1]);
+  assert.ok(!listing.some((path) => path.includes("cloud")));
+  assert.equal(listing.length, files.length - 1);
   assert.ok(!commands(run).some((c: RecordedResource) => c.name.includes("cloud-init")));
-  assert.equal(commands(run).length, files.length - 1 + 1 + 1, "every other file, the packet filter's confirmation and the apply script");
 });
 
 test("deliverableFiles: secrets still unresolved stay secret; other files are known at preview", async () => {
@@ -190,11 +170,10 @@ test("deliverableFiles: secrets still unresolved stay secret; other files are kn
       return {};
     },
   });
-  const resources = byName(run);
-  assert.equal(resources.get("vie-stor-1-config-etc-standort-fence-id-ed25519")!.inputs.stdin, "[secret]");
-  const chrony = resources.get("vie-stor-1-config-etc-chrony-chrony-conf")!;
-  assert.ok(String(chrony.inputs.stdin).includes("server ptbtime1.ptb.de iburst"));
+  const listing = new Map(Object.entries((byName(run).get("vie-stor-1-config-tx")!.inputs.triggers as Array<Record<string, string>>)[1]));
+  assert.equal(listing.get("/etc/standort/fence/id_ed25519"), "[secret]");
+  assert.ok(String(listing.get("/etc/chrony/chrony.conf")).includes("server ptbtime1.ptb.de iburst"));
   // keepalived.conf carries no secret (VRRPv3 has none): it is known at preview.
-  assert.ok(String(resources.get("vie-stor-1-config-etc-keepalived-keepalived-conf")!.inputs.stdin).includes("vrrp_version 3"));
+  assert.ok(String(listing.get("/etc/keepalived/keepalived.conf")).includes("vrrp_version 3"));
   assert.ok(!JSON.stringify(run).includes("OPENSSH PRIVATE KEY"));
 });

@@ -32,8 +32,8 @@ const serverOf = (run: MockRunResult, host: string) => of(run, T.server).find((s
 test("helsinki registers exactly the standard layout on Hetzner Cloud", async () => {
   const run = await plan;
   assert.deepEqual(countByType(run.resources), [
-    // 10 hosts' files, each a delivering command (and a confirming one for the packet filter).
-    ["command:remote:Command", 208],
+    // 10 hosts, each a transaction and its packet filter's confirmation.
+    ["command:remote:Command", 20],
     ["hcloud:index/firewall:Firewall", 4],
     ["hcloud:index/floatingIp:FloatingIp", 2],
     ["hcloud:index/floatingIpAssignment:FloatingIpAssignment", 2],

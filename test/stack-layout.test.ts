@@ -3,9 +3,10 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { InputError } from "../lib/model/validate";
+import { loadSites } from "../lib/model/load";
 import { cidr, containsAddress, parseAddress } from "../lib/net/ipv4";
 import { MockRunResult } from "../lib/preview/harness";
-import { countByType, diffPlans, stableJson, toSnapshot } from "../lib/preview/plan";
+import { countByType, diffPlans, fileChanges, stableJson, toSnapshot, transactionFiles } from "../lib/preview/plan";
 import { planStack } from "../lib/preview/run-stack";
 import { sitesWith } from "./helpers/sites";
 
@@ -59,17 +60,19 @@ function projection(o: Record<string, any>) {
   };
 }
 
-test("every location plans without error, with the counts of its layout", async () => {
-  const counts: Record<string, number> = {};
-  for (const l of LOCATIONS) counts[l] = (await planOf(l)).resources.length;
-  // Pre-provisioned: 7 components + one Host per listed host + 3 pairs with their members' four fence keys,
-  // the tunnels and their peers' stacks, and a HostConfig per host with one command per file.
-  // helsinki adds its provider, 10 servers with their attachments, the cloud objects and its CronJobs.
-  const layout = { frankfurt: 32, helsinki: 79, karlsruhe: 30, vienna: 31 };
-  // Each of the six pair members gets seven fence files; each firewall member its conntrackd.conf; each proxy
-  // and storage member of a pre-provisioned site its drain.
-  const delivery = { frankfurt: 224, helsinki: 235, karlsruhe: 198, vienna: 220 };
-  assert.deepEqual(counts, Object.fromEntries(LOCATIONS.map((l) => [l, layout[l] + delivery[l]])));
+test("every location plans without error: one Host, one HostConfig and one transaction with its confirmation per host of its site file", async () => {
+  const models = loadSites();
+  for (const l of LOCATIONS) {
+    const run = await planOf(l);
+    const hosts = models.find((m) => m.name === l)!.hosts.length;
+    const count = (type: string) => run.resources.filter((r) => r.type === type).length;
+    // Every host has a packet filter, which a fresh connection confirms: a transaction and a confirmation each.
+    assert.deepEqual(
+      [count("standort:host:Host"), count("standort:hosts:HostConfig"), count("command:remote:Command")],
+      [hosts, hosts, 2 * hosts],
+      l,
+    );
+  }
 });
 
 test("the same site files give the same plan, byte for byte", async () => {
@@ -80,8 +83,8 @@ test("the same site files give the same plan, byte for byte", async () => {
 test("vienna shows the same layout on pre-provisioned hosts, without cloud resources", async () => {
   const run = await planOf("vienna");
   assert.deepEqual(countByType(run.resources), [
-    // Delivery over SSH: no cloud resource, one command per file (and per packet filter confirmation).
-    ["command:remote:Command", 206],
+    // Delivery over SSH: no cloud resource, one transaction per host and its packet filter's confirmation.
+    ["command:remote:Command", 18],
     ["pulumi:pulumi:StackReference", 2],
     ["random:index/randomBytes:RandomBytes", 2],
     ["standort:firewall:Firewall", 1],
@@ -212,22 +215,30 @@ test("switching the active member changes only the pair's priorities, not the ho
     const after = await planStack(location, { sitesDir: sitesWith(`${location}.yaml`, (d) => (d.pairs = { firewall: { active: 2 } })) });
     const diff = diffPlans(toSnapshot(before), toSnapshot(after));
     assert.deepEqual([diff.added, diff.removed], [[], []], location);
-    // What Pulumi would act on: changed inputs not covered by the resource's ignoreChanges.
+    // What Pulumi would act on: changed inputs not covered by the resource's ignoreChanges. Host transactions
+    // change whenever one of their files does: they are judged by their files below.
     const ignored = new Map(after.resources.map((r) => [r.urn, r.ignoreChanges]));
-    const acted = diff.changed.flatMap(({ urn, changes }) =>
-      changes.filter((c) => !ignored.get(urn)!.some((k) => c.path === `inputs.${k}`)).map((c) => `${last(urn)} ${c.path}`),
-    );
+    const acted = diff.changed
+      .filter(({ urn }) => !/-(tx|confirm)$/.test(last(urn)))
+      .flatMap(({ urn, changes }) =>
+        changes.filter((c) => !ignored.get(urn)!.some((k) => c.path === `inputs.${k}`)).map((c) => `${last(urn)} ${c.path}`),
+      );
     // Exactly the two members' keepalived configuration (priorities) and failover script (which member fences);
     // on Hetzner Cloud also the VIPs' declared holder: the gateways move from fw-1's alias IPs to fw-2's.
     const code = location === "helsinki" ? "hel" : "vie";
     const files = [1, 2].flatMap((n) =>
-      ["etc-keepalived-keepalived-conf", "etc-keepalived-standort-failover-sh"].flatMap((file) =>
-        ["inputs.stdin", "inputs.triggers[0]"].map((path) => `${location}-cfg-${code}-fw-${n}-${file} ${path}`),
+      ["/etc/keepalived/keepalived.conf", "/etc/keepalived/standort-failover.sh"].map(
+        (file) => `${location}-cfg-${code}-fw-${n}-tx ${file}`,
       ),
+    );
+    assert.deepEqual(
+      fileChanges(toSnapshot(before), toSnapshot(after)).map((c) => `${c.resource} ${c.path}`),
+      files,
+      location,
     );
     const aliases =
       location === "helsinki" ? [1, 2].flatMap((n) => [4, 5, 6, 7].map((i) => `helsinki-fw-${n}-private inputs.aliasIps[${i}]`)) : [];
-    assert.deepEqual([...acted].sort(), [...files, ...aliases].sort(), location);
+    assert.deepEqual([...acted].sort(), aliases.sort(), location);
     if (location === "helsinki") {
       const aliasesOf = (name: string) => after.resources.find((r) => r.name === name)!.inputs.aliasIps as string[];
       assert.deepEqual(aliasesOf("helsinki-fw-2-private").slice(4), ["10.40.1.1", "10.40.4.1", "10.40.2.1", "10.40.3.1"]);
@@ -235,7 +246,7 @@ test("switching the active member changes only the pair's priorities, not the ho
     }
     // On Hetzner Cloud the floating IP's declared start moves too, but the running keepalived owns it.
     const declaredOnly = diff.changed
-      .filter(({ urn }) => !acted.some((a) => a.startsWith(`${last(urn)} `)))
+      .filter(({ urn }) => !/-(tx|confirm)$/.test(last(urn)) && !acted.some((a) => a.startsWith(`${last(urn)} `)))
       .map(({ urn, changes }) => [last(urn), changes.map((c) => c.path)]);
     assert.deepEqual(declaredOnly, location === "helsinki" ? [["helsinki-fw-pair-nat-assignment", ["inputs.serverId"]]] : [], location);
     assert.deepEqual(diff.outputs, [
@@ -272,11 +283,17 @@ test("changing the number of virtualization hosts changes only those hosts (and 
     hel.resources.filter((r) => r.type.startsWith("hcloud:") && r.name.startsWith("helsinki-virt-5")).map((r) => r.parent),
     [host.urn, host.urn],
   );
-  // Nothing removed; the only existing resources that change are the proxies' HAProxy files, which list the pool.
+  // Nothing removed; the only existing files that change are the proxies' HAProxy files, which list the pool.
   assert.deepEqual(helDiff.removed, []);
   assert.deepEqual(
     helDiff.changed.map((c) => last(c.urn)),
-    ["helsinki-cfg-hel-proxy-1-etc-haproxy-haproxy-cfg", "helsinki-cfg-hel-proxy-2-etc-haproxy-haproxy-cfg"],
+    ["helsinki-cfg-hel-proxy-1-confirm", "helsinki-cfg-hel-proxy-1-tx", "helsinki-cfg-hel-proxy-2-confirm", "helsinki-cfg-hel-proxy-2-tx"],
+  );
+  assert.deepEqual(
+    fileChanges(toSnapshot(await planOf("helsinki")), toSnapshot(hel))
+      .filter((c) => c.kind !== "added" || !c.resource.startsWith("helsinki-cfg-hel-virt-5-"))
+      .map((c) => `${c.resource} ${c.path}`),
+    ["helsinki-cfg-hel-proxy-1-tx /etc/haproxy/haproxy.cfg", "helsinki-cfg-hel-proxy-2-tx /etc/haproxy/haproxy.cfg"],
   );
   assert.ok(
     helDiff.outputs.every((c) => /^(hostsByRole\.virtualization|proxy\.(services|sizing))/.test(c.path)),
@@ -296,8 +313,10 @@ test("changing the number of virtualization hosts changes only those hosts (and 
   assert.ok(vieDiff.added.map(last).includes("vienna-virt-4"));
   assert.deepEqual(vieDiff.removed, []);
   assert.deepEqual(
-    vieDiff.changed.map((c) => last(c.urn)),
-    ["vienna-cfg-vie-proxy-1-etc-haproxy-haproxy-cfg", "vienna-cfg-vie-proxy-2-etc-haproxy-haproxy-cfg"],
+    fileChanges(toSnapshot(await planOf("vienna")), toSnapshot(vie))
+      .filter((c) => !c.resource.startsWith("vienna-cfg-vie-virt-4-"))
+      .map((c) => `${c.resource} ${c.path}`),
+    ["vienna-cfg-vie-proxy-1-tx /etc/haproxy/haproxy.cfg", "vienna-cfg-vie-proxy-2-tx /etc/haproxy/haproxy.cfg"],
   );
 });
 
@@ -315,9 +334,8 @@ test("a dissolved pair leaves one member serving and keeps both hosts", async ()
     ["vie-proxy-1", "vie-proxy-2"],
   );
   // The released member runs no keepalived any more: its delivery has no keepalived file.
-  const files = (host: string) =>
-    run.resources.filter((r) => r.type === "command:remote:Command" && r.name.startsWith(`vienna-cfg-${host}-`)).map((r) => r.name);
-  assert.ok(files("vie-proxy-2").includes("vienna-cfg-vie-proxy-2-etc-keepalived-keepalived-conf"));
+  const files = (host: string) => Object.keys(transactionFiles(toSnapshot(run)).get(`vienna-cfg-${host}-tx`)!);
+  assert.ok(files("vie-proxy-2").includes("/etc/keepalived/keepalived.conf"));
   assert.ok(!files("vie-proxy-1").some((n) => n.includes("keepalived")));
 });
 

@@ -1,26 +1,21 @@
 /**
- * Delivers a host's rendered files over SSH, one `remote.Command` per file:
- * the content goes in on stdin to a staging path, and the apply script
- * checks it with the daemon's own test, swaps it in atomically, reloads,
- * health-checks and rolls back on failure (lib/deliver/apply.sh). A file
- * that can cut off the deployer (the packet filter) is confirmed by a second
- * command over a fresh connection, or the host restores the old file itself.
+ * Delivers a host's rendered files over SSH as one transaction: one
+ * `remote.Command` per host whose stdin is the host's whole bundle
+ * (lib/deliver/bundle format), applied by apply.sh on the host: every file
+ * staged and checked with its daemon's own test, all swapped together,
+ * reloaded in the bundle's order, health-checked, and all rolled back if any
+ * step fails. A bundle that changes the packet filter is confirmed by a second
+ * command over a fresh connection, or the host rolls the whole transaction
+ * back by itself.
  *
- * Files are applied one after another in the order given (renderHostFiles
- * orders them: interfaces before keepalived, the failover script before
- * keepalived), and a failed file stops the ones after it.
+ * The command's `triggers` list every file (path and content, a secret file
+ * by the hash of its content, kept secret), so the plan's diff names each
+ * changed file and line. No delete command: a replaced command has nothing to
+ * undo, and files a host no longer gets are removed by the next transaction.
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import {
-  APPLY_SCRIPT,
-  applyCommand,
-  confirmCommand,
-  contentHash,
-  installApplyScriptCommand,
-  pathSlug,
-  removeCommand,
-} from "../../lib/deliver";
+import { bundleText, confirmCommand, contentHash, transactionCommand } from "../../lib/deliver";
 import type { SiteModel } from "../../lib/model/model";
 import { placeholderSecrets, renderHostFiles } from "../../lib/render";
 import type { RenderedFile, RenderOptions, RenderSecrets } from "../../lib/render/types";
@@ -40,91 +35,77 @@ export interface HostConfigArgs {
     /** @default 22 */
     readonly port?: pulumi.Input<number>;
   };
-  /** The host's files in delivery order; files with `delivery: "provision"` (cloud-init) are not shipped. */
+  /** The host's files in reload order; files with `delivery: "provision"` (cloud-init) are not shipped. */
   readonly files: ReadonlyArray<RenderedFile | DeliverableFile>;
-  /** Resources the first delivery waits for (for example the other member of the pair, so members change one at a time). */
+  /** Resources the transaction waits for (the other member of the pair, so members change one at a time). */
   readonly after?: ReadonlyArray<pulumi.Resource>;
 }
 
 export class HostConfig extends pulumi.ComponentResource {
   public readonly hostName: string;
-  /** Installs the apply script every file's command runs. */
-  public readonly applyScript: command.remote.Command;
-  /** The delivering command of each shipped file, by target path. */
-  public readonly commands: Readonly<Record<string, command.remote.Command>>;
-  /** The confirming command of each file that needs one, by target path. */
-  public readonly confirmations: Readonly<Record<string, command.remote.Command>>;
-  /** Target paths shipped, in delivery order. */
+  /** The host's transaction. */
+  public readonly transaction: command.remote.Command;
+  /** The confirming command, where the bundle holds a file that must be confirmed (the packet filter). */
+  public readonly confirmation: command.remote.Command | undefined;
+  /** Target paths shipped, in reload order. */
   public readonly paths: ReadonlyArray<string>;
   /** The last command: depend on it to run after this host is fully configured. */
-  public readonly done: pulumi.Resource | undefined;
+  public readonly done: pulumi.Resource;
 
   constructor(name: string, args: HostConfigArgs, opts?: pulumi.ComponentResourceOptions) {
     super("standort:hosts:HostConfig", name, {}, opts);
     this.hostName = args.hostName;
     const shipped = args.files.filter((f) => f.delivery === "ssh");
-    const slugs = new Map<string, string>();
+    const paths = new Set<string>();
     for (const file of shipped) {
-      const slug = pathSlug(file.path);
-      const other = slugs.get(slug);
-      if (other !== undefined) throw new Error(`${args.hostName}: ${file.path} and ${other} would share the resource key ${name}-${slug}`);
-      slugs.set(slug, file.path);
+      if (paths.has(file.path)) throw new Error(`${args.hostName}: ${file.path} is delivered twice`);
+      paths.add(file.path);
     }
-
     const connection = {
       host: args.connection.host,
       user: "root",
       port: args.connection.port,
       privateKey: pulumi.secret(args.connection.privateKey),
     };
-    const commands: Record<string, command.remote.Command> = {};
-    const confirmations: Record<string, command.remote.Command> = {};
-    // The apply script goes on the host once, before any file; a new version of it re-runs this command only.
-    this.applyScript = new command.remote.Command(
-      `${name}-apply-script`,
-      { connection, create: installApplyScriptCommand(), triggers: [contentHash(APPLY_SCRIPT)] },
+    const anySecret = shipped.some((f) => f.secret);
+    const bundle = pulumi
+      .all(shipped.map((f) => f.content))
+      .apply((contents) => bundleText(shipped.map((f, i) => ({ ...f, content: contents[i] }))));
+    // A hash of a short secret in a known template could be brute-forced: hashes of secret content stay secret.
+    const hash = bundle.apply(contentHash);
+    const bundleHash = anySecret ? pulumi.secret(hash) : hash;
+    // By path, so the plan's diff names each changed file (`triggers[1]./etc/nftables.conf`) and its lines.
+    const listing = Object.fromEntries(
+      shipped.map((f) => {
+        const content = pulumi.output(f.content);
+        return [f.path, f.secret ? pulumi.secret(content.apply(contentHash)) : content];
+      }),
+    );
+    this.transaction = new command.remote.Command(
+      `${name}-tx`,
+      {
+        connection,
+        create: transactionCommand(),
+        stdin: anySecret ? pulumi.secret(bundle) : bundle,
+        triggers: [bundleHash, listing],
+      },
       { parent: this, dependsOn: [...(args.after ?? [])] },
     );
-    let previous: pulumi.Resource[] = [this.applyScript];
-    for (const file of shipped) {
-      const slug = pathSlug(file.path);
-      const { content, ...spec } = file;
-      const hash = pulumi.output(content).apply(contentHash);
-      // A hash of a short secret in a known template could be brute-forced: it stays secret too.
-      const trigger = file.secret ? pulumi.secret(hash) : hash;
-      const apply = new command.remote.Command(
-        `${name}-${slug}`,
-        {
-          connection,
-          create: applyCommand(spec),
-          delete: removeCommand(spec),
-          stdin: file.secret ? pulumi.secret(content) : content,
-          triggers: [trigger],
-        },
-        { parent: this, dependsOn: previous },
-      );
-      commands[file.path] = apply;
-      previous = [apply];
-      if (file.confirmWithinSeconds !== undefined) {
-        const confirm = new command.remote.Command(
-          `${name}-${slug}-confirm`,
-          { connection, create: confirmCommand(file), triggers: [trigger] },
-          { parent: this, dependsOn: [apply] },
-        );
-        confirmations[file.path] = confirm;
-        previous = [confirm];
-      }
-    }
-    this.commands = commands;
-    this.confirmations = confirmations;
+    const confirms = shipped.some((f) => f.confirmWithinSeconds !== undefined);
+    this.confirmation = confirms
+      ? new command.remote.Command(
+          `${name}-confirm`,
+          { connection, create: confirmCommand(), triggers: [bundleHash] },
+          { parent: this, dependsOn: [this.transaction] },
+        )
+      : undefined;
     this.paths = shipped.map((f) => f.path);
-    this.done = previous.length > 0 && shipped.length > 0 ? previous[0] : undefined;
+    this.done = this.confirmation ?? this.transaction;
     this.registerOutputs({
       hostName: this.hostName,
-      applyScript: this.applyScript,
+      transaction: this.transaction,
+      confirmation: this.confirmation,
       paths: this.paths,
-      commands: this.commands,
-      confirmations: this.confirmations,
       done: this.done,
     });
   }

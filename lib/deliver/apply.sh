@@ -1,30 +1,47 @@
 #!/bin/sh
-# standort: put one configuration file in place on a host so that a bad change
-# never sticks: check the staged file with the daemon's own test, keep the old
-# file, swap atomically, reload, health-check, and restore the old file (and
-# reload again) when the reload or the health check fails.
+# standort: a host's whole configuration as one transaction (after NixOS's
+# switch-to-configuration): every file of the bundle is staged and checked
+# with its daemon's own test, all are swapped in together, the daemons are
+# reloaded in the bundle's order, the health checks prove the new
+# configuration serves, and if any step fails every file goes back and the old
+# configuration is reloaded. A file that can cut off the deployer (the packet
+# filter) must be confirmed over a fresh connection, or the host rolls the
+# whole transaction back by itself, also after a reboot.
 #
-#   apply.sh --staged FILE --target PATH [--mode 0644] [--owner root:root]
-#            [--check CMD] [--reload CMD] [--health CMD]
-#            [--health-attempts 5] [--health-interval 1]
-#            [--confirm-within SECONDS] [--backup-dir DIR] [--lock FILE]
-#   apply.sh --confirm --target PATH [--backup-dir DIR] [--lock FILE]
+#   apply.sh [OPTIONS] < BUNDLE      apply the bundle read from stdin
+#   apply.sh [OPTIONS] --confirm     confirm the pending transaction
+#   apply.sh [OPTIONS] --expire ID   (watchdog) roll back pending transaction ID
+#   apply.sh [OPTIONS] --recover     (boot) finish or undo what a crash left
+#   apply.sh [OPTIONS] --status      print the state
+# OPTIONS: --state-dir DIR (/var/lib/standort/deliver), --lock FILE
+#   (/run/standort-deliver.lock), --health-attempts N (10), --health-interval S (1)
 #
-# CMD strings run with `sh -c`; the caller has already put the staged file's
-# path into --check. With --confirm-within the change must be confirmed by a
-# second run with --confirm (over a fresh connection) within SECONDS, or the
-# old file comes back by itself: a packet filter that locks out the deployer
-# cannot stay.
+# BUNDLE (written by lib/deliver/bundle.ts): the line `standort-bundle 1`, then
+# lines `<index> <field> <base64>` (fields path, mode, owner, content, check,
+# reload, health, remove, absent, confirm), then `end <files> <sha256>` where
+# the hash covers every line before it: a truncated bundle is refused.
+# `check` runs as `sh -c CHECK standort-check STAGED`; `remove` stops what a
+# file started before it goes; `absent` runs once it is gone (also when a
+# first install is rolled back), returning the daemon to its state without it.
 #
-# Exit codes: 0 applied, unchanged or confirmed; 2 usage or environment;
-# 3 refused (check failed, nothing changed); 4 rolled back (old file active
-# again); 5 rollback failed (needs an operator); 6 confirmation came too late
-# (the change was already rolled back).
+# Crash safety: a journal (overwritten in place, so no step after staging
+# needs free space or inodes) records the phase. Old files are kept as hard
+# links next to their targets and come back by rename. The next run (or
+# --recover at boot) rolls back a transaction that was cut off after staging,
+# and discards one cut off while staging.
+#
+# Exit codes: 0 applied, unchanged or confirmed; 2 usage, bad bundle or no
+# room (nothing changed); 3 refused (a check failed; nothing changed);
+# 4 rolled back (the old configuration serves again); 5 rollback failed (needs
+# an operator); 6 confirmation too late (already rolled back).
 set -u
+umask 077
 
-STAGED="" TARGET="" MODE="0644" OWNER="root:root" CHECK="" RELOAD="" HEALTH=""
-HEALTH_ATTEMPTS=5 HEALTH_INTERVAL=1 CONFIRM_WITHIN="" ACTION=apply TOKEN=""
-BACKUP_DIR=/var/lib/standort/backup LOCK=/run/standort-apply.lock
+STATE=/var/lib/standort/deliver LOCK=/run/standort-deliver.lock
+HEALTH_ATTEMPTS=10 HEALTH_INTERVAL=1 ACTION=apply TOKEN=""
+SELF=$(readlink -f "$0" 2>/dev/null || printf '%s' "$0")
+# A dropped SSH connection (HUP, or PIPE when writing to it) must not cut a transaction in half.
+trap '' HUP PIPE
 
 log() {
 	printf 'standort-apply: %s\n' "$*" >&2
@@ -34,158 +51,375 @@ die() { code=$1; shift; log "$*"; exit "$code"; }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
-		--staged) STAGED=$2; shift 2 ;;
-		--target) TARGET=$2; shift 2 ;;
-		--mode) MODE=$2; shift 2 ;;
-		--owner) OWNER=$2; shift 2 ;;
-		--check) CHECK=$2; shift 2 ;;
-		--reload) RELOAD=$2; shift 2 ;;
-		--health) HEALTH=$2; shift 2 ;;
+		--state-dir) STATE=$2; shift 2 ;;
+		--lock) LOCK=$2; shift 2 ;;
 		--health-attempts) HEALTH_ATTEMPTS=$2; shift 2 ;;
 		--health-interval) HEALTH_INTERVAL=$2; shift 2 ;;
-		--confirm-within) CONFIRM_WITHIN=$2; shift 2 ;;
-		--backup-dir) BACKUP_DIR=$2; shift 2 ;;
-		--lock) LOCK=$2; shift 2 ;;
 		--confirm) ACTION=confirm; shift ;;
 		--expire) ACTION=expire; TOKEN=$2; shift 2 ;;
+		--recover) ACTION=recover; shift ;;
+		--status) ACTION=status; shift ;;
 		*) die 2 "unknown argument: $1" ;;
 	esac
 done
-
-[ -n "$TARGET" ] || die 2 "--target is required"
-case "$TARGET" in /*) ;; *) die 2 "--target must be an absolute path: $TARGET" ;; esac
 case "$HEALTH_ATTEMPTS" in '' | *[!0-9]*) die 2 "--health-attempts must be a number" ;; esac
+case "$STATE" in /*) ;; *) die 2 "--state-dir must be an absolute path: $STATE" ;; esac
 
-# One apply at a time per host: reloads of one daemon must not interleave.
-mkdir -p "$(dirname "$LOCK")" "$BACKUP_DIR" || die 2 "cannot create $BACKUP_DIR"
-chmod 700 "$BACKUP_DIR"
-exec 9>"$LOCK"
-if command -v flock >/dev/null 2>&1; then flock -w 300 9 || die 2 "another apply has held $LOCK for 300 s"; fi
+TX="$STATE/tx"             # the transaction in progress (meta only: contents never stay here)
+CURRENT="$STATE/current"   # the meta of the committed bundle (which files, their reloads)
+LAST="$STATE/last"         # the outcome of the last transaction, read by --confirm
 
-KEY=$(printf '%s' "$TARGET" | sed 's|/|%|g')
-PREV="$BACKUP_DIR/$KEY.prev"         # the file before the last change
-NONE="$BACKUP_DIR/$KEY.none"         # marks that there was no file before
-PENDING="$BACKUP_DIR/$KEY.pending"   # a change awaiting confirmation (holds its token)
-EXPIRED="$BACKUP_DIR/$KEY.expired"   # a change rolled back for want of confirmation
+mkdir -p "$STATE" "$(dirname "$LOCK")" 2>/dev/null || die 2 "cannot create $STATE"
+chmod 700 "$STATE"
+exec 9>"$LOCK" || die 2 "cannot open the lock $LOCK"
+if command -v flock >/dev/null 2>&1; then flock -w 300 9 || die 2 "another transaction has held $LOCK for 300 s"; fi
 
-# Copies $1 next to the target and renames it over the target: readers see the old or the new file, never half of one.
-install_file() {
-	dir=$(dirname "$TARGET")
-	mkdir -p "$dir" || return 1
-	tmp="$dir/.$(basename "$TARGET").standort-new.$$"
-	if cp "$1" "$tmp" && chmod "$MODE" "$tmp" && chown "$OWNER" "$tmp" && mv -f "$tmp" "$TARGET"; then return 0; fi
-	rm -f "$tmp"
+# Overwrites a small pre-allocated file in place: needs no new block or inode on a full disk.
+put() { printf '%-62.62s\n' "$2" 1<>"$1"; }
+get() { sed -n '1s/ *$//p' "$1" 2>/dev/null; }
+# Creates a pre-allocated record; fails (nothing changed yet) when there is no room.
+record() { printf '%-62.62s\n' "$2" >"$1"; }
+
+field() { cat "$1/$2.$3" 2>/dev/null; }
+has() { [ -s "$1/$2.$3" ]; }
+# Commands never inherit the lock (a daemon a reload starts would hold it forever).
+run_cmd() { sh -c "$1" 9>&-; }
+
+# Splits bundle $1 into decoded field files $2/<index>.<field>; checks the framing and the hash.
+unpack() {
+	[ "$(sed -n 1p "$1")" = "standort-bundle 1" ] || return 1
+	set -- "$1" "$2" $(tail -n 1 "$1")
+	[ "${3:-}" = "end" ] || return 1
+	[ "$(sed '$d' "$1" | sha256sum | cut -d' ' -f1)" = "${5:-}" ] || return 1
+	mkdir -p "$2" || return 1
+	awk -v d="$2" 'NR > 1 && $1 ~ /^[0-9]+$/ && $2 ~ /^[a-z]+$/ { f = d "/" $1 "." $2; printf "%s", $3 > f; close(f) }' "$1" || return 1
+	for f in "$2"/*; do
+		[ -f "$f" ] || continue
+		base64 -d <"$f" >"$f.d" && mv -f "$f.d" "$f" || return 1
+	done
+	[ "$(ls "$2" | grep -c '\.path$')" = "$4" ] || return 1
+}
+
+# Entries of the transaction: $TX/entries lists `<k> <new index or -> <old index or ->` in bundle order.
+entries() { cat "$TX/entries" 2>/dev/null; }
+target_of() { if [ "$2" != - ]; then field "$TX/new" "$2" path; else field "$TX/old" "$3" path; fi; }
+old_link() { printf '%s/.%s.standort-old' "$(dirname "$1")" "$(basename "$1")"; }
+new_temp() { printf '%s/.%s.standort-new' "$(dirname "$1")" "$(basename "$1")"; }
+
+# Runs each distinct command of field $2 of the entries' side $1 (new|old) once, in order.
+run_each() {
+	side=$1 name=$2 seen="" failed=0
+	while read -r k i j; do
+		case "$side" in new) idx=$i ;; *) idx=$j ;; esac
+		[ "$idx" != - ] && has "$TX/$side" "$idx" "$name" || continue
+		cmd=$(field "$TX/$side" "$idx" "$name")
+		case "$seen" in *"<$cmd>"*) continue ;; esac
+		seen="$seen<$cmd>"
+		if ! output=$(run_cmd "$cmd" 2>&1); then
+			printf '%s\n' "$output" >&2
+			log "$name failed for $(target_of "$k" "$i" "$j"): $cmd"
+			failed=1
+			[ "${3:-}" = stop ] && return 1
+		fi
+	done <<-EOF
+	$(entries)
+	EOF
+	return $failed
+}
+
+# Health checks of side $1 (new|old), retried together until all pass.
+health() {
+	attempt=1
+	while :; do
+		if err=$(run_each "$1" health stop 2>&1); then return 0; fi
+		if [ "$attempt" -ge "$HEALTH_ATTEMPTS" ]; then
+			printf '%s\n' "$err" >&2
+			log "health check failed $attempt times"
+			return 1
+		fi
+		attempt=$((attempt + 1))
+		sleep "$HEALTH_INTERVAL"
+	done
+}
+
+# Puts every old file back (by rename: no room needed), removes files that are new, reloads the old configuration.
+rollback() {
+	put "$TX/journal" rolling-back
+	ok=0
+	while read -r k i j; do
+		t=$(target_of "$k" "$i" "$j")
+		rm -f "$(new_temp "$t")"
+		if [ "$j" != - ]; then
+			o=$(old_link "$t")
+			# Not swapped yet (the link and the target are one file): only the link goes.
+			if [ -e "$o" ] && [ "$o" -ef "$t" ]; then rm -f "$o" || ok=1; elif [ -e "$o" ]; then mv -f "$o" "$t" || ok=1; fi
+		elif [ -e "$t" ]; then
+			if has "$TX/new" "$i" remove; then run_cmd "$(field "$TX/new" "$i" remove)" >/dev/null 2>&1 || log "stopping for $t failed"; fi
+			rm -f "$t" || ok=1
+		fi
+	done <<-EOF
+	$(entries)
+	EOF
+	# The old files' reloads in order, then what takes away the files that are gone again.
+	run_each old reload || ok=1
+	while read -r k i j; do
+		if [ "$j" = - ] && has "$TX/new" "$i" absent; then run_cmd "$(field "$TX/new" "$i" absent)" || ok=1; fi
+	done <<-EOF
+	$(entries)
+	EOF
+	# The old configuration must be shown to serve again, as the new one had to.
+	if [ "$ok" = 0 ]; then health old || ok=1; fi
+	if [ "$ok" = 0 ]; then
+		rm -rf "$TX"
+		put "$LAST" "rolled-back $1"
+		return 0
+	fi
+	put "$TX/journal" rollback-failed
+	put "$LAST" "rollback-failed $1"
 	return 1
 }
 
-run_reload() {
-	[ -z "$RELOAD" ] && return 0
-	sh -c "$RELOAD"
+rollback_or_die() {
+	reason=$1
+	if rollback "$2"; then die 4 "rolled back: $reason; the previous configuration serves again"; fi
+	die 5 "ROLLBACK FAILED after: $reason; the host needs an operator (state in $TX)"
 }
 
-# Restores the previous file (or removes a file that did not exist) and reloads again.
-restore_previous() {
-	if [ -e "$NONE" ]; then
-		rm -f "$TARGET" || return 1
-	elif [ -f "$PREV" ]; then
-		install_file "$PREV" || return 1
-	else
-		log "no backup of $TARGET to restore"
-		return 1
-	fi
-	run_reload
+# Drops the old files and the transaction; the new bundle's meta becomes the current one.
+commit() {
+	put "$TX/journal" committing
+	while read -r k i j; do
+		t=$(target_of "$k" "$i" "$j")
+		rm -f "$(old_link "$t")"
+	done <<-EOF
+	$(entries)
+	EOF
+	rm -rf "$CURRENT" && mv "$TX/new" "$CURRENT" && rm -rf "$TX"
+	put "$LAST" "committed $1"
 }
 
-rollback() {
-	if restore_previous; then
-		die 4 "rolled back $TARGET: $1; the previous file is active again"
+# Discards a transaction cut off while staging: nothing was swapped yet.
+discard() {
+	while read -r k i j; do
+		t=$(target_of "$k" "$i" "$j")
+		rm -f "$(new_temp "$t")" "$(old_link "$t")"
+	done <<-EOF
+	$(entries)
+	EOF
+	rm -rf "$TX"
+}
+
+# Arms the watchdog that rolls transaction $2 back after $1 seconds unless confirmed. systemd-run when systemd
+# runs (the timer outlives the SSH session); otherwise a detached process. A reboot loses either: --recover re-arms.
+arm() {
+	if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
+		systemd-run --quiet --collect --unit="standort-apply-expire-$2" --on-active="$1s" \
+			/bin/sh "$SELF" --expire "$2" --state-dir "$STATE" --lock "$LOCK" >/dev/null 2>&1 && return 0
 	fi
-	die 5 "ROLLBACK FAILED for $TARGET after: $1; the host needs an operator"
+	setsid sh -c 'sleep "$1"; shift; exec sh "$@"' standort-apply-watchdog "$1" "$SELF" \
+		--expire "$2" --state-dir "$STATE" --lock "$LOCK" </dev/null >/dev/null 2>&1 9>&- &
+}
+
+# Settles what a crash, a kill or a reboot left behind. $1: why (for the log).
+settle() {
+	[ -d "$TX" ] || return 0
+	phase=$(get "$TX/journal")
+	id=$(get "$TX/id")
+	case "$phase" in
+		staging | "")
+			discard
+			log "discarded transaction $id, cut off while staging ($1); nothing had changed"
+			;;
+		pending)
+			if [ "$1" = apply ]; then
+				# This run arrived over a fresh connection: the pending change let the deployer in.
+				commit "$id"
+				log "confirmed transaction $id (a new delivery reached the host)"
+			else
+				deadline=$(get "$TX/deadline")
+				now=$(date +%s)
+				if [ "$now" -ge "${deadline:-0}" ]; then
+					rollback "$id not confirmed before a reboot" && put "$LAST" "expired $id" && log "rolled back transaction $id: not confirmed in time"
+				else
+					arm $((deadline - now)) "$id"
+					log "transaction $id awaits confirmation for $((deadline - now)) more s"
+				fi
+			fi
+			;;
+		committing) commit "$id" ;;
+		*)
+			if rollback "$id interrupted ($phase)"; then
+				log "rolled back transaction $id, cut off while $phase ($1)"
+			else
+				die 5 "ROLLBACK FAILED of transaction $id cut off while $phase; the host needs an operator"
+			fi
+			;;
+	esac
 }
 
 case "$ACTION" in
-	confirm)
-		if [ -f "$PENDING" ]; then
-			rm -f "$PENDING" "$EXPIRED"
-			log "confirmed $TARGET"
-			exit 0
-		fi
-		if [ -f "$EXPIRED" ]; then
-			rm -f "$EXPIRED"
-			die 6 "$TARGET was not confirmed in time and has been rolled back"
-		fi
-		log "nothing awaits confirmation for $TARGET"
+	status)
+		printf 'transaction: %s\nlast: %s\n' "$( [ -d "$TX" ] && echo "$(get "$TX/id") $(get "$TX/journal")" || echo none)" "$(get "$LAST")"
+		exit 0
+		;;
+	recover)
+		settle boot
 		exit 0
 		;;
 	expire)
-		# Only the change this watchdog was started for: a later change has its own token.
-		if [ -f "$PENDING" ] && [ "$(cat "$PENDING")" = "$TOKEN" ]; then
-			rm -f "$PENDING"
-			if restore_previous; then
-				: >"$EXPIRED"
-				die 4 "rolled back $TARGET: not confirmed in time"
+		if [ -d "$TX" ] && [ "$(get "$TX/journal")" = pending ] && [ "$(get "$TX/id")" = "$TOKEN" ]; then
+			if rollback "$TOKEN not confirmed"; then
+				put "$LAST" "expired $TOKEN"
+				die 4 "rolled back transaction $TOKEN: not confirmed in time"
 			fi
-			die 5 "ROLLBACK FAILED for $TARGET after a missing confirmation; the host needs an operator"
+			die 5 "ROLLBACK FAILED of transaction $TOKEN after a missing confirmation; the host needs an operator"
 		fi
+		exit 0
+		;;
+	confirm)
+		if [ -d "$TX" ] && [ "$(get "$TX/journal")" = pending ]; then
+			id=$(get "$TX/id")
+			commit "$id"
+			log "confirmed transaction $id"
+			exit 0
+		fi
+		case "$(get "$LAST")" in
+			expired* | rolled-back*) die 6 "the transaction was not confirmed in time and has been rolled back ($(get "$LAST"))" ;;
+			rollback-failed*) die 5 "the transaction's rollback failed ($(get "$LAST")); the host needs an operator" ;;
+		esac
+		log "nothing awaits confirmation"
 		exit 0
 		;;
 esac
 
-[ -n "$STAGED" ] || die 2 "--staged is required"
-[ -f "$STAGED" ] || die 2 "staged file $STAGED does not exist"
-# A staged file may hold a secret: whatever happens next, it does not stay behind.
-trap 'rm -f "$STAGED"' EXIT
-if [ -f "$PENDING" ]; then
-	die 2 "refused $TARGET: the previous change still awaits confirmation"
-fi
+# --- apply ---
+[ -f "$LAST" ] || record "$LAST" none || die 2 "no room in $STATE; nothing changed"
+settle apply
+[ -d "$TX" ] && die 5 "an earlier transaction could not be rolled back; the host needs an operator (state in $TX)"
 
-if [ -n "$CHECK" ]; then
-	if ! output=$(sh -c "$CHECK" 2>&1); then
-		printf '%s\n' "$output" >&2
-		die 3 "refused $TARGET: the staged file fails its check ($CHECK); nothing changed"
+ID="$(date +%s)-$$"
+mkdir "$TX" && record "$TX/journal" staging && record "$TX/id" "$ID" && record "$TX/deadline" 0 ||
+	{ rm -rf "$TX"; die 2 "no room in $STATE to stage a transaction; nothing changed"; }
+# Whatever happens from here until the swap, staged copies (which may hold secrets) do not stay behind.
+trap '[ "$(get "$TX/journal")" = staging ] && discard' EXIT
+trap 'exit 130' INT TERM
+
+BUNDLE="$TX/bundle"
+cat >"$BUNDLE" || die 2 "no room to receive the bundle; nothing changed"
+unpack "$BUNDLE" "$TX/new" || die 2 "the bundle is incomplete or damaged (framing, file count or hash); nothing changed"
+rm -f "$BUNDLE"
+if [ -d "$CURRENT" ]; then cp -R "$CURRENT" "$TX/old" || die 2 "no room to record the current state; nothing changed"; else mkdir "$TX/old" || die 2 "no room; nothing changed"; fi
+
+# Which files change: content, mode or owner differ, or a file of the old bundle is no longer in the new one.
+k=0
+: >"$TX/entries" || die 2 "no room; nothing changed"
+i=0
+while [ -f "$TX/new/$((i + 1)).path" ]; do
+	i=$((i + 1))
+	t=$(cat "$TX/new/$i.path")
+	case "$t" in /*) ;; *) die 2 "the bundle names a relative path: $t" ;; esac
+	j=$(grep -lxF -- "$t" "$TX"/old/*.path 2>/dev/null | head -n 1)
+	j=${j:+$(basename "$j" .path)}
+	mode=$(field "$TX/new" "$i" mode) owner=$(field "$TX/new" "$i" owner)
+	if [ -f "$t" ] && [ ! -L "$t" ] && cmp -s "$TX/new/$i.content" "$t" &&
+		[ "$(stat -c '%a %U:%G' "$t")" = "$(printf '%o' "0$mode") $owner" ]; then
+		continue
 	fi
-fi
+	k=$((k + 1))
+	printf '%s %s %s\n' "$k" "$i" "${j:--}" >>"$TX/entries" || die 2 "no room; nothing changed"
+done
+for p in "$TX"/old/*.path; do
+	[ -f "$p" ] || continue
+	t=$(cat "$p")
+	grep -qxF -- "$t" "$TX"/new/*.path 2>/dev/null && continue
+	[ -e "$t" ] || continue
+	k=$((k + 1))
+	printf '%s - %s\n' "$k" "$(basename "$p" .path)" >>"$TX/entries" || die 2 "no room; nothing changed"
+done
 
-if [ -f "$TARGET" ] && cmp -s "$STAGED" "$TARGET"; then
-	rm -f "$STAGED"
-	log "unchanged $TARGET"
+CHANGED=$k
+if [ "$CHANGED" = 0 ]; then
+	rm -f "$TX"/new/*.content
+	put "$TX/journal" committing
+	commit "$ID"
+	log "unchanged: every file is as the bundle has it"
 	exit 0
 fi
 
-if [ -e "$TARGET" ]; then
-	cp -p "$TARGET" "$PREV" || die 2 "cannot back up $TARGET to $PREV; nothing changed"
-	rm -f "$NONE"
-else
-	rm -f "$PREV"
-	: >"$NONE"
-fi
-rm -f "$EXPIRED"
+# Every changed file passes its daemon's check before anything changes.
+refused=0
+while read -r k i j; do
+	[ "$i" != - ] && has "$TX/new" "$i" check || continue
+	if ! output=$(sh -c "$(field "$TX/new" "$i" check)" standort-check "$TX/new/$i.content" 2>&1 9>&-); then
+		printf '%s\n' "$output" >&2
+		log "refused $(field "$TX/new" "$i" path): the staged file fails its check"
+		refused=1
+	fi
+done <<EOF
+$(entries)
+EOF
+[ "$refused" = 0 ] || die 3 "refused: a staged file fails its check; nothing changed"
 
-install_file "$STAGED" || die 2 "cannot install $TARGET; nothing changed"
+# Staging next to each target (same file system, so the swap is a rename); the old file stays as a hard link.
+CONFIRM=""
+while read -r k i j; do
+	t=$(target_of "$k" "$i" "$j")
+	if [ -e "$t" ]; then ln -f "$t" "$(old_link "$t")" || die 2 "cannot keep the old $t; nothing changed"; fi
+	[ "$i" = - ] && continue
+	tmp=$(new_temp "$t")
+	mkdir -p "$(dirname "$t")" && cp "$TX/new/$i.content" "$tmp" && chmod "$(field "$TX/new" "$i" mode)" "$tmp" &&
+		chown "$(field "$TX/new" "$i" owner)" "$tmp" || die 2 "cannot stage $t (no room?); nothing changed"
+	rm -f "$TX/new/$i.content"
+	if has "$TX/new" "$i" confirm; then
+		c=$(field "$TX/new" "$i" confirm)
+		if [ -z "$CONFIRM" ] || [ "$c" -lt "$CONFIRM" ]; then CONFIRM=$c; fi
+	fi
+done <<EOF
+$(entries)
+EOF
+rm -f "$TX"/new/*.content
 
-if ! run_reload; then rollback "reload failed ($RELOAD)"; fi
+# The swap: from here every failure rolls the whole transaction back, and nothing interrupts it (a reboot
+# or kill -9 leaves the journal for the next run or --recover).
+trap - EXIT
+trap '' INT TERM
+put "$TX/journal" swapping || die 2 "cannot write the journal; nothing changed"
+while read -r k i j; do
+	[ "$i" = - ] || continue
+	t=$(target_of "$k" "$i" "$j")
+	if has "$TX/old" "$j" remove; then run_cmd "$(field "$TX/old" "$j" remove)" >/dev/null 2>&1 || log "stopping for $t failed; removing it anyway"; fi
+done <<EOF
+$(entries)
+EOF
+swapped=0
+while read -r k i j; do
+	t=$(target_of "$k" "$i" "$j")
+	if [ "$i" = - ]; then rm -f "$t" || swapped=1; else mv -f "$(new_temp "$t")" "$t" || swapped=1; fi
+done <<EOF
+$(entries)
+EOF
+[ "$swapped" = 0 ] || rollback_or_die "a file could not be swapped in" "$ID"
 
-if [ -n "$HEALTH" ]; then
-	attempt=1
-	until sh -c "$HEALTH" >/dev/null 2>&1; do
-		if [ "$attempt" -ge "$HEALTH_ATTEMPTS" ]; then rollback "health check failed $attempt times ($HEALTH)"; fi
-		attempt=$((attempt + 1))
-		sleep "$HEALTH_INTERVAL"
-	done
-fi
+put "$TX/journal" reloading
+export STANDORT_TX_START
+STANDORT_TX_START=$(date +%s)
+run_each new reload stop || rollback_or_die "a reload failed" "$ID"
+while read -r k i j; do
+	if [ "$i" = - ] && has "$TX/old" "$j" absent; then run_cmd "$(field "$TX/old" "$j" absent)" || rollback_or_die "removing $(field "$TX/old" "$j" path) failed" "$ID"; fi
+done <<EOF
+$(entries)
+EOF
 
-if [ -n "$CONFIRM_WITHIN" ]; then
-	token="$$-$(date +%s)"
-	printf '%s' "$token" >"$PENDING"
-	# Detached from this session and its output, so the connection can close.
-	setsid sh -c 'sleep "$1"; shift; exec sh "$@"' standort-confirm-watchdog "$CONFIRM_WITHIN" "$0" \
-		--expire "$token" --target "$TARGET" --mode "$MODE" --owner "$OWNER" --reload "$RELOAD" \
-		--backup-dir "$BACKUP_DIR" --lock "$LOCK" </dev/null >/dev/null 2>&1 9>&- &
-	rm -f "$STAGED"
-	log "applied $TARGET; confirm within $CONFIRM_WITHIN s or it rolls back"
+put "$TX/journal" checking
+health new || rollback_or_die "the new configuration does not serve" "$ID"
+
+if [ -n "$CONFIRM" ]; then
+	put "$TX/deadline" $(($(date +%s) + CONFIRM))
+	put "$TX/journal" pending
+	arm "$CONFIRM" "$ID" || rollback_or_die "the confirmation watchdog could not be started" "$ID"
+	log "applied transaction $ID ($CHANGED files); confirm within $CONFIRM s or it rolls back"
 	exit 0
 fi
-
-rm -f "$STAGED"
-log "applied $TARGET"
+commit "$ID"
+log "applied transaction $ID ($CHANGED files)"
 exit 0

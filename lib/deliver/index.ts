@@ -1,23 +1,23 @@
 /**
- * The shell commands that deliver one rendered file to a host: install the
- * apply script, stage the content (read from stdin, so it never appears in a
- * command line or a process list), and run the apply script with the file's
- * check, reload and health check. Pure string building; the delivery
- * component runs these commands over SSH.
+ * What delivery sends to a host: the host's whole configuration as one bundle
+ * (every shipped file with its check, reload, health check and removal
+ * steps), applied as one transaction by `apply.sh` on the host, and the
+ * commands that run it. Pure string building; the delivery component runs the
+ * commands over SSH with the bundle on stdin (never in a command line).
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { FILE_PLACEHOLDER, RenderedFile } from "../render/types";
 
-/** Where the apply script lives on every host. */
+/** Where the transaction script lives on every host. */
 export const APPLY_SCRIPT_PATH = "/usr/local/lib/standort/apply.sh";
-/** Where staged files wait for their check. */
-export const STAGING_DIR = "/var/lib/standort/staging";
-/** Backups of replaced files (one `.prev` per target). */
-export const BACKUP_DIR = "/var/lib/standort/backup";
+/** apply.sh's state: the transaction in progress, the committed bundle's meta, the last outcome. */
+export const STATE_DIR = "/var/lib/standort/deliver";
+/** The boot unit that settles a transaction a reboot cut off (rolls it back or re-arms its confirmation). */
+export const RECOVER_UNIT = "standort-apply-recover.service";
 
-/** The apply script's text (`lib/deliver/apply.sh`). */
+/** The transaction script's text (`lib/deliver/apply.sh`). */
 export const APPLY_SCRIPT: string = readFileSync(join(__dirname, "apply.sh"), "utf8");
 
 const HEREDOC = "STANDORT_APPLY_SH_END";
@@ -25,6 +25,9 @@ if (APPLY_SCRIPT.includes(HEREDOC)) throw new Error(`apply.sh must not contain t
 
 /** What delivery needs of a file besides its content. */
 export type DeliverySpec = Omit<RenderedFile, "content">;
+
+/** Bundle format version; apply.sh refuses any other. */
+export const BUNDLE_HEADER = "standort-bundle 1";
 
 /** A stable, readable key for a path: `/etc/nftables.conf` → `etc-nftables-conf`. */
 export function pathSlug(path: string): string {
@@ -44,94 +47,93 @@ export function shellJoin(argv: ReadonlyArray<string>): string {
   return argv.map(shellQuote).join(" ");
 }
 
-/** SHA-256 of a file's content, hex: the delivery trigger. */
+/** SHA-256 of a text, hex. */
 export function contentHash(content: string): string {
   return createHash("sha256").update(content, "utf8").digest("hex");
 }
 
-/** The staging path of a file on the host. */
-export function stagingPath(file: Pick<RenderedFile, "path">): string {
-  return `${STAGING_DIR}/${pathSlug(file.path)}`;
-}
+const b64 = (text: string) => Buffer.from(text, "utf8").toString("base64");
 
-/** The apply script's arguments for a file staged at `staged`. */
-export function applyArguments(file: DeliverySpec, staged: string, options: { backupDir?: string; lock?: string } = {}): string[] {
-  const args = ["--staged", staged, "--target", file.path, "--mode", file.mode, "--owner", file.owner ?? "root:root"];
-  if (file.check) args.push("--check", shellJoin(file.check.command.map((w) => (w === FILE_PLACEHOLDER ? staged : w))));
-  if (file.reload) args.push("--reload", shellJoin(file.reload));
-  if (file.healthCheck) args.push("--health", shellJoin(file.healthCheck));
-  if (file.confirmWithinSeconds !== undefined) args.push("--confirm-within", String(file.confirmWithinSeconds));
-  if (options.backupDir) args.push("--backup-dir", options.backupDir);
-  if (options.lock) args.push("--lock", options.lock);
-  return args;
+/** Unit files need systemd to forget them once they are gone. */
+const UNIT_DIR = "/etc/systemd/system/";
+
+/**
+ * The bundle apply.sh reads on stdin: `standort-bundle 1`, then one line per
+ * field `<index> <field> <base64>` (index 1… in delivery order, which is the
+ * reload order), then `end <files> <sha256 of every line before>`.
+ * `check` becomes a shell command whose `"$1"` is the staged file. Only files
+ * with `delivery: "ssh"` go in. Deterministic: same files, same bytes.
+ * @throws Error when two files share a path or a path is not absolute
+ */
+export function bundleText(files: ReadonlyArray<RenderedFile>): string {
+  const shipped = files.filter((f) => f.delivery === "ssh");
+  const seen = new Set<string>();
+  const lines = [BUNDLE_HEADER];
+  shipped.forEach((file, n) => {
+    if (!file.path.startsWith("/")) throw new Error(`bundle: ${file.path} is not an absolute path`);
+    if (seen.has(file.path)) throw new Error(`bundle: ${file.path} appears twice`);
+    seen.add(file.path);
+    const index = n + 1;
+    const fields: Array<[string, string | undefined]> = [
+      ["path", file.path],
+      ["mode", file.mode],
+      ["owner", file.owner ?? "root:root"],
+      ["content", file.content],
+      ["check", file.check ? file.check.command.map((w) => (w === FILE_PLACEHOLDER ? '"$1"' : shellQuote(w))).join(" ") : undefined],
+      ["reload", file.reload ? shellJoin(file.reload) : undefined],
+      ["health", file.healthCheck ? shellJoin(file.healthCheck) : undefined],
+      ["remove", file.remove ? shellJoin(file.remove) : undefined],
+      ["absent", file.absent ? shellJoin(file.absent) : file.path.startsWith(UNIT_DIR) ? "systemctl daemon-reload" : undefined],
+      ["confirm", file.confirmWithinSeconds !== undefined ? String(file.confirmWithinSeconds) : undefined],
+    ];
+    for (const [name, value] of fields) if (value !== undefined) lines.push(`${index} ${name} ${b64(value)}`);
+  });
+  const body = lines.join("\n") + "\n";
+  return `${body}end ${shipped.length} ${contentHash(body)}\n`;
 }
 
 /**
- * The remote command that installs (or updates) the apply script on a host,
- * once per host: every file's command runs it. Atomic: a half-written script
- * never replaces a working one.
+ * The remote command of a host's transaction, its bundle arriving on stdin:
+ * installs apply.sh (atomically; this very text carries it, so script and
+ * bundle never disagree), installs and enables the boot unit that settles a
+ * transaction a reboot cut off, then runs apply.sh. Its exit code is
+ * apply.sh's: non-zero on refusal or rollback, which fails the deployment.
  */
-export function installApplyScriptCommand(): string {
+export function transactionCommand(options: { healthAttempts?: number } = {}): string {
+  const dir = APPLY_SCRIPT_PATH.replace(/\/[^/]+$/, "");
+  const unit = [
+    "[Unit]",
+    "Description=standort: settle a configuration transaction a reboot cut off",
+    "After=local-fs.target network.target nftables.service",
+    "[Service]",
+    "Type=oneshot",
+    `ExecStart=/bin/sh ${APPLY_SCRIPT_PATH} --recover`,
+    "[Install]",
+    "WantedBy=multi-user.target",
+  ].join("\n");
   return [
     "set -eu",
     "umask 022",
-    `mkdir -p ${shellQuote(APPLY_SCRIPT_PATH.replace(/\/[^/]+$/, ""))}`,
+    `mkdir -p ${dir}`,
+    `trap 'rm -f ${APPLY_SCRIPT_PATH}.new.$$' EXIT`,
     `cat > ${APPLY_SCRIPT_PATH}.new.$$ <<'${HEREDOC}'`,
     APPLY_SCRIPT.replace(/\n$/, ""),
     HEREDOC,
     `chmod 0755 ${APPLY_SCRIPT_PATH}.new.$$`,
     `mv -f ${APPLY_SCRIPT_PATH}.new.$$ ${APPLY_SCRIPT_PATH}`,
+    "trap - EXIT",
+    // Written (and systemd reloaded) only when it differs: most deliveries leave it alone.
+    "if [ -d /run/systemd/system ]; then",
+    `  u=/etc/systemd/system/${RECOVER_UNIT}`,
+    `  printf '%s\\n' ${shellQuote(unit)} > "$u.new.$$"`,
+    `  if cmp -s "$u.new.$$" "$u"; then rm -f "$u.new.$$"; else mv -f "$u.new.$$" "$u" && systemctl daemon-reload && systemctl enable --quiet ${RECOVER_UNIT}; fi`,
+    "fi",
+    `exec sh ${APPLY_SCRIPT_PATH}${options.healthAttempts !== undefined ? ` --health-attempts ${options.healthAttempts}` : ""}`,
     "",
   ].join("\n");
 }
 
-/**
- * The remote command that delivers a file whose content arrives on stdin:
- * stages stdin and runs the apply script (installed by
- * `installApplyScriptCommand`). Its exit code is the apply script's (non-zero
- * on refusal or rollback, which fails the deployment).
- */
-export function applyCommand(file: DeliverySpec): string {
-  const staged = stagingPath(file);
-  return [
-    "set -eu",
-    "umask 077",
-    `mkdir -p ${STAGING_DIR}`,
-    `cat > ${shellQuote(staged)}`,
-    `exec sh ${APPLY_SCRIPT_PATH} ${shellJoin(applyArguments(file, staged))}`,
-    "",
-  ].join("\n");
-}
-
-/**
- * Where apply.sh keeps its records of a target (`<key>.prev`, `.none`,
- * `.pending`, `.expired`): the path with every `/` turned into `%`, as
- * apply.sh computes it (`KEY=$(printf '%s' "$TARGET" | sed 's|/|%|g')`).
- */
-export function backupKey(target: string): string {
-  return `${BACKUP_DIR}/${target.replace(/\//g, "%")}`;
-}
-
-/**
- * The remote command that takes a file off a host when it is no longer
- * rendered for it (the delivering resource is deleted): stop what the file
- * started, remove it and its backup, and let the daemon forget it. A timer of
- * a job that moved to another site must not keep copying stale data from here.
- */
-export function removeCommand(file: Pick<RenderedFile, "path" | "remove" | "reload">): string {
-  // Every record apply.sh keeps of the file goes too: a backup of a removed secret file must not linger.
-  const records = ["prev", "none", "pending", "expired"].map((suffix) => shellQuote(`${backupKey(file.path)}.${suffix}`));
-  return [
-    "set -u",
-    ...(file.remove ? [`${shellJoin(file.remove)} || echo "standort: stopping for ${file.path} failed; removing it anyway" >&2`] : []),
-    `rm -f ${shellQuote(file.path)} ${records.join(" ")}`,
-    // Units are forgotten only after their file is gone.
-    ...(file.path.startsWith("/etc/systemd/system/") ? ["systemctl daemon-reload"] : []),
-    "",
-  ].join("\n");
-}
-
-/** The remote command, run over a fresh connection, that confirms a file applied with `confirmWithinSeconds`. */
-export function confirmCommand(file: Pick<RenderedFile, "path">): string {
-  return `sh ${APPLY_SCRIPT_PATH} --confirm --target ${shellQuote(file.path)}\n`;
+/** The remote command, run over a fresh connection, that confirms a pending transaction (a packet filter change). */
+export function confirmCommand(): string {
+  return `sh ${APPLY_SCRIPT_PATH} --confirm\n`;
 }

@@ -22,6 +22,12 @@ export interface RecordedResource {
   readonly secretDigests: Readonly<Record<string, string>>;
   /** Names of the resources this one explicitly depends on. */
   readonly dependsOn: ReadonlyArray<string>;
+  /**
+   * URNs of every resource this one waits for: explicit `dependsOn` (a
+   * component stands for its children) and the resources its inputs come
+   * from, as the engine receives them (`RegisterResourceRequest.dependencies`), sorted.
+   */
+  readonly dependencies: ReadonlyArray<string>;
   readonly deleteBeforeReplace: boolean;
   readonly ignoreChanges: ReadonlyArray<string>;
 }
@@ -200,6 +206,7 @@ export async function runUnderMocks(options: {
       inputs: { ...(unwireProperties(req.getProperties().toJavaScript()) as Record<string, unknown>), __read: req.getId() },
       secretDigests: {},
       dependsOn: [],
+      dependencies: [],
       deleteBeforeReplace: false,
       ignoreChanges: [],
     };
@@ -219,6 +226,7 @@ export async function runUnderMocks(options: {
       inputs: unwireProperties(req.getObject().toJavaScript(), secretDigests) as Record<string, unknown>,
       secretDigests,
       dependsOn: req.getDependenciesList().map((urn) => urn.split("::").pop() ?? urn),
+      dependencies: [...new Set(req.getDependenciesList())].sort(),
       deleteBeforeReplace: req.getDeletebeforereplace(),
       ignoreChanges: req.getIgnorechangesList(),
     };

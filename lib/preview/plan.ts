@@ -12,6 +12,10 @@ export interface PlanSnapshot {
     readonly type: string;
     readonly name: string;
     readonly parent?: string;
+    /** False for components, which the engine creates nothing for. */
+    readonly custom?: boolean;
+    /** URNs this resource waits for, as the engine receives them (explicit `dependsOn` and input sources). */
+    readonly dependencies?: ReadonlyArray<string>;
     readonly inputs: Record<string, unknown>;
     /** Digests of masked secret inputs, so a diff can say a secret changed. */
     readonly secretDigests?: Readonly<Record<string, string>>;
@@ -28,11 +32,49 @@ export function toSnapshot(run: MockRunResult): PlanSnapshot {
       type: r.type,
       name: r.name,
       ...(r.parent ? { parent: r.parent } : {}),
+      ...(r.custom ? {} : { custom: false }),
+      ...(r.dependencies.length > 0 ? { dependencies: r.dependencies } : {}),
       inputs: r.inputs,
       ...(Object.keys(r.secretDigests).length > 0 ? { secretDigests: r.secretDigests } : {}),
     })),
     outputs: run.outputs,
   };
+}
+
+/**
+ * The longest chain of resources a deployment must create one after another:
+ * the critical path through `dependencies` over the resources the engine
+ * creates (components are skipped; a dependency on one already stands for its
+ * children). Ties go to the chain whose names sort first, so the answer is stable.
+ * @returns the chain, first resource first (names)
+ */
+export function longestChain(snapshot: Pick<PlanSnapshot, "resources">): string[] {
+  const byUrn = new Map(snapshot.resources.map((r) => [r.urn, r]));
+  const memo = new Map<string, string[]>();
+  const visiting = new Set<string>();
+  const chainTo = (urn: string): string[] => {
+    const known = memo.get(urn);
+    if (known) return known;
+    if (visiting.has(urn)) throw new Error(`dependency cycle through ${urn}`);
+    visiting.add(urn);
+    const r = byUrn.get(urn)!;
+    let best: string[] = [];
+    for (const dep of [...(r.dependencies ?? [])].sort()) {
+      if (!byUrn.has(dep)) continue;
+      const c = chainTo(dep);
+      if (c.length > best.length) best = c;
+    }
+    visiting.delete(urn);
+    const chain = r.custom === false ? best : [...best, r.name];
+    memo.set(urn, chain);
+    return chain;
+  };
+  let longest: string[] = [];
+  for (const r of [...snapshot.resources].sort((a, b) => (a.urn < b.urn ? -1 : 1))) {
+    const c = chainTo(r.urn);
+    if (c.length > longest.length) longest = c;
+  }
+  return longest;
 }
 
 /** JSON with sorted keys, two-space indent and a final newline: byte-stable. */
@@ -167,6 +209,49 @@ export function diffPlans(before: PlanSnapshot, after: PlanSnapshot): PlanDiff {
     changed,
     outputs: diffValues(before.outputs, after.outputs),
   };
+}
+
+/** One file of a host's transaction that a change adds, removes or edits. */
+export interface FileChange {
+  /** The transaction resource's name, for example `vienna-cfg-vie-stor-1-tx`. */
+  readonly resource: string;
+  readonly path: string;
+  readonly kind: "added" | "removed" | "changed";
+  /** Content before and after (`[secret]` for a secret file). */
+  readonly before?: string;
+  readonly after?: string;
+}
+
+/**
+ * The files each host transaction ships, by resource name: the listing a
+ * `HostConfig` transaction carries in `triggers[1]` (path → content, a secret
+ * file as `[secret]`).
+ */
+export function transactionFiles(plan: PlanSnapshot): Map<string, Record<string, string>> {
+  const files = new Map<string, Record<string, string>>();
+  for (const r of plan.resources) {
+    const listing = (r.inputs.triggers as unknown[] | undefined)?.[1];
+    if (r.type === "command:remote:Command" && listing && typeof listing === "object" && !Array.isArray(listing))
+      files.set(r.name, listing as Record<string, string>);
+  }
+  return files;
+}
+
+/** File-level changes between two plans: what a reviewer reads in a host transaction's diff. */
+export function fileChanges(before: PlanSnapshot, after: PlanSnapshot): FileChange[] {
+  const old = transactionFiles(before);
+  const now = transactionFiles(after);
+  const changes: FileChange[] = [];
+  for (const resource of [...new Set([...old.keys(), ...now.keys()])].sort()) {
+    const a = old.get(resource) ?? {};
+    const b = now.get(resource) ?? {};
+    for (const path of [...new Set([...Object.keys(a), ...Object.keys(b)])].sort()) {
+      if (!(path in a)) changes.push({ resource, path, kind: "added", after: b[path] });
+      else if (!(path in b)) changes.push({ resource, path, kind: "removed", before: a[path] });
+      else if (a[path] !== b[path]) changes.push({ resource, path, kind: "changed", before: a[path], after: b[path] });
+    }
+  }
+  return changes;
 }
 
 export function hasChanges(diff: PlanDiff): boolean {

@@ -33,6 +33,7 @@ import { linkPrefixLength } from "./routing";
 import { renderNftablesRuleset } from "./nftables";
 import { HAPROXY_STATS_PORT } from "./policy";
 import { ed25519KeyFromSeed } from "./sshkey";
+import { nftablesAbsent, stampHaproxy, stampNftables } from "./stamp";
 import { FILE_PLACEHOLDER, FenceKeys, HostFiles, RenderedFile, RenderOptions, RenderSecrets } from "./types";
 
 export * from "./types";
@@ -77,6 +78,13 @@ export const NFTABLES_CONFIRM_SECONDS = 120;
 
 const systemdReload = (unit: string) => ["sh", "-c", `systemctl enable --quiet ${unit} && systemctl reload-or-restart ${unit}`];
 const checkWith = (...argv: string[]) => ({ command: argv });
+/**
+ * keepalived is running and logged no configuration problem since the
+ * transaction's reloads began (`STANDORT_TX_START`, set by apply.sh): on
+ * SIGHUP it keeps running with what it could parse (keepalived(8)).
+ */
+const KEEPALIVED_HEALTH =
+  'systemctl is-active --quiet keepalived && ! journalctl -q -o cat -u keepalived --since "@${STANDORT_TX_START:-0}" | grep -qiE "unknown keyword|configuration error|error in config|not a valid"';
 
 /** How each fence file is checked and reloaded: sshd checks its configuration, the sshd reload starts the unit. */
 function fenceHandling(path: string): Pick<RenderedFile, "check" | "reload" | "healthCheck"> {
@@ -159,6 +167,9 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
     );
   }
 
+  const ruleset = attempt(() => renderNftablesRuleset(model, hostName, options));
+  // The loaded table carries the file's digest: the health check proves the kernel runs this file.
+  const stampedRuleset = ruleset === undefined ? undefined : stampNftables(ruleset, "inet standort");
   add(
     {
       path: "/etc/nftables.conf",
@@ -170,10 +181,11 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
         "-c",
         `nft -f /etc/nftables.conf && systemctl enable --quiet nftables${fillsNatSource(model, hostName) ? ` && { [ ! -x ${FAILOVER_SCRIPT} ] || ${FAILOVER_SCRIPT} nat-source; }` : ""}`,
       ],
-      healthCheck: ["nft", "list", "table", "inet", "standort"],
+      healthCheck: stampedRuleset?.healthCheck,
       confirmWithinSeconds: NFTABLES_CONFIRM_SECONDS,
+      absent: ruleset === undefined ? undefined : nftablesAbsent(ruleset),
     },
-    attempt(() => renderNftablesRuleset(model, hostName, options)),
+    stampedRuleset?.content,
   );
 
   add(
@@ -189,19 +201,18 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
 
   if (h.role === "proxy") {
     const mgmt = addressIn(h, "mgmt");
+    const config = attempt(() => renderHaproxyConfig(model, hostName, options));
+    // The stats frontend answers the file's digest: only a new worker (every bind succeeded) can.
+    const stamped = config === undefined ? undefined : stampHaproxy(config, `http://${mgmt}:${HAPROXY_STATS_PORT}`);
     add(
       {
         path: "/etc/haproxy/haproxy.cfg",
         mode: "0644",
         check: checkWith("haproxy", "-c", "-q", "-f", FILE_PLACEHOLDER),
         reload: systemdReload("haproxy"),
-        healthCheck: [
-          "sh",
-          "-c",
-          `systemctl is-active --quiet haproxy && curl -fsS -o /dev/null --max-time 5 http://${mgmt}:${HAPROXY_STATS_PORT}/`,
-        ],
+        healthCheck: stamped?.healthCheck,
       },
-      attempt(() => renderHaproxyConfig(model, hostName, options)),
+      stamped?.content,
     );
   }
 
@@ -257,7 +268,9 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
           mode: "0644",
           check: checkWith("nft", "-c", "-f", FILE_PLACEHOLDER),
           reload: ["nft", "-f", DRAIN_NFT],
+          // Not stamped: the table is never recreated (it keeps what it remembers), so nft keeps its first comment.
           healthCheck: ["nft", "list", "table", "netdev", DRAIN_TABLE],
+          absent: ["sh", "-c", `nft delete table netdev ${DRAIN_TABLE} 2>/dev/null; true`],
         },
         attempt(() => renderDrainRuleset(model, hostName, options)),
       );
@@ -273,7 +286,8 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
         mode: "0644",
         check: checkWith("keepalived", "-t", "-f", FILE_PLACEHOLDER),
         reload: systemdReload("keepalived"),
-        healthCheck: ["systemctl", "is-active", "--quiet", "keepalived"],
+        // keepalived keeps running on a configuration it could not fully read: its log since the reload must be clean.
+        healthCheck: ["sh", "-c", KEEPALIVED_HEALTH],
       },
       attempt(() => renderKeepalivedConfig(model, hostName, secrets, options)),
     );

@@ -47,6 +47,13 @@ export interface RenderedFile {
    * @default nothing: the file is only removed
    */
   readonly remove?: ReadonlyArray<string>;
+  /**
+   * Run on the host once the file is gone (removed, or a first install
+   * rolled back): returns the daemon to its state without the file, for
+   * example deletes the nftables tables it defined.
+   * @default nothing (unit files under /etc/systemd/system get `systemctl daemon-reload` from delivery)
+   */
+  readonly absent?: ReadonlyArray<string>;
 }
 
 /** The files of one host, in delivery order. */
