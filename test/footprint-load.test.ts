@@ -8,7 +8,8 @@ import { loadFootprint, validateFootprint } from "../lib/footprint/load";
 import { FootprintSchema } from "../lib/footprint/schema";
 import { SITES_DIR } from "../lib/model/load";
 import { InputError } from "../lib/model/validate";
-import { example } from "./fixtures/footprint/example";
+import { example, footprintSiteNames } from "./fixtures/footprint/example";
+import { absentSiteName, knownSites, siteNamesIn } from "./helpers/sites";
 
 /** A copy of the committed site files with `footprint.yaml` replaced by `text` (or rewritten by `edit`). */
 function sitesWith(footprint: string | ((committed: string) => string), run: (dir: string) => void): void {
@@ -48,10 +49,12 @@ test("the committed footprint loads with every site it names", () => {
       ["git", "helsinki", "frankfurt", "standby"],
     ],
   );
+  // Every site file of the folder, in name order, and among them every site the footprint names.
   assert.deepEqual(
     sites.map((s) => s.name),
-    ["frankfurt", "helsinki", "karlsruhe", "vienna"],
+    siteNamesIn(),
   );
+  for (const name of footprintSiteNames(footprint)) assert.ok(siteNamesIn().includes(name), `${name} is a site`);
   assert.equal(footprint.policy.maxPrimaryShare, 0.5);
 });
 
@@ -74,17 +77,18 @@ test("schema problems are reported per field with the rule", () => {
 });
 
 test("unknown sites and policy violations come out of the loader together", () => {
+  const unknown = absentSiteName();
   sitesWith(
     (committed) =>
       committed
-        .replace("    primary: vienna\n    standby: karlsruhe\n", "    primary: vienna\n    standby: graz\n")
+        .replace("    primary: vienna\n    standby: karlsruhe\n", `    primary: vienna\n    standby: ${unknown}\n`)
         .replace(
           "- { name: data, path: /srv/groupware/data, sizeGb: 800 }",
           "- { name: data, path: /srv/groupware/data, sizeGb: 800, intervalMinutes: 20 }",
         ),
     (dir) => {
       assert.deepEqual(problemsOf(dir), [
-        "sites/footprint.yaml: services[1] (mail): standby graz is not a site: choose one of frankfurt, helsinki, karlsruhe, vienna",
+        `sites/footprint.yaml: services[1] (mail): standby ${unknown} is not a site: choose one of ${knownSites(dir)}`,
         "sites/footprint.yaml: services[0] (groupware): data.files[0].intervalMinutes 20 exceeds the 15 min its files may lag when written at frankfurt (at most 15, the RPO 15, the site's 15): set 15 or less, or remove it",
       ]);
     },
@@ -104,10 +108,9 @@ test("a site file problem is reported, and the footprint is not checked against 
     (committed) => committed,
     (dir) => {
       const vienna = join(dir, "vienna.yaml");
-      writeFileSync(vienna, readFileSync(vienna, "utf8").replace("partner: karlsruhe", "partner: graz"));
-      assert.deepEqual(problemsOf(dir), [
-        "sites/vienna.yaml: partner: graz does not exist (known sites: frankfurt, helsinki, karlsruhe, vienna)",
-      ]);
+      const unknown = absentSiteName(dir);
+      writeFileSync(vienna, readFileSync(vienna, "utf8").replace("partner: karlsruhe", `partner: ${unknown}`));
+      assert.deepEqual(problemsOf(dir), [`sites/vienna.yaml: partner: ${unknown} does not exist (known sites: ${knownSites(dir)})`]);
     },
   );
 });

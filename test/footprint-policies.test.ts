@@ -18,6 +18,7 @@ import { planTunnels } from "../lib/footprint/wireguard";
 import { Footprint, FootprintService } from "../lib/footprint/schema";
 import { SiteModel } from "../lib/model/model";
 import { example, withService, withSite } from "./fixtures/footprint/example";
+import { absentSiteName, knownSites } from "./helpers/sites";
 
 test("the example footprint passes every policy", () => {
   const { footprint, sites } = example();
@@ -83,7 +84,8 @@ test("placement: a migration may not target the primary or the standby, nor run 
 
 test("references: unknown sites and duplicate names are named with the fix", () => {
   const { footprint, sites } = example();
-  let broken = withService(footprint, "mail", (s) => ({ ...s, standby: "graz" }));
+  const unknown = absentSiteName();
+  let broken = withService(footprint, "mail", (s) => ({ ...s, standby: unknown }));
   broken = withService(broken, "tickets", (s) => ({ ...s, name: "groupware", publicName: "mail.example.com" }));
   broken = withService(broken, "webhosting", (s) => ({
     ...s,
@@ -91,7 +93,7 @@ test("references: unknown sites and duplicate names are named with the fix", () 
     data: { ...s.data, files: [...s.data.files, { name: "htdocs", path: "/srv/other", sizeGb: 1 }] },
   }));
   assert.deepEqual(referenceProblems(broken, sites), [
-    "sites/footprint.yaml: services[1] (mail): standby graz is not a site: choose one of frankfurt, helsinki, karlsruhe, vienna",
+    `sites/footprint.yaml: services[1] (mail): standby ${unknown} is not a site: choose one of ${knownSites()}`,
     "sites/footprint.yaml: services[2] (webhosting): publicName git-at.standby.example.net is a standby name of git: choose a public name outside the standby names <service>-<cc>.standby.example.net",
     "sites/footprint.yaml: services[2] (webhosting): data.files[2].name htdocs is already used by data.files[0]: give each its own name",
     "sites/footprint.yaml: services[3] (groupware): name groupware is already used by services[0]: give each service its own name",
@@ -100,10 +102,10 @@ test("references: unknown sites and duplicate names are named with the fix", () 
   // The other checks leave a service with an unknown site to the reference check.
   assert.deepEqual(
     checkFootprint(
-      withService(footprint, "mail", (s) => ({ ...s, standby: "graz" })),
+      withService(footprint, "mail", (s) => ({ ...s, standby: unknown })),
       sites,
     ),
-    ["sites/footprint.yaml: services[1] (mail): standby graz is not a site: choose one of frankfurt, helsinki, karlsruhe, vienna"],
+    [`sites/footprint.yaml: services[1] (mail): standby ${unknown} is not a site: choose one of ${knownSites()}`],
   );
 });
 

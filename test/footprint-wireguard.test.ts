@@ -11,27 +11,42 @@ import {
   wireguardPublicKey,
 } from "../lib/footprint/wireguard";
 import { formatCidr } from "../lib/net/ipv4";
-import { example } from "./fixtures/footprint/example";
+import { example, footprintSiteNames } from "./fixtures/footprint/example";
 
 test("tunnels link the partner pairs, plus one for the migration in progress", () => {
   const { footprint, sites } = example();
-  assert.deepEqual(
-    planTunnels(footprint, sites).map((t) => [t.name, t.purpose, t.ends.map((e) => e.site)]),
-    [
-      ["wg-fkb-vie", "partner", ["karlsruhe", "vienna"]],
-      ["wg-fra-hel", "partner", ["frankfurt", "helsinki"]],
-      ["wg-hel-vie", "migration", ["helsinki", "vienna"]],
-    ],
-  );
+  const tunnels = planTunnels(footprint, sites);
+  const summary = (t: (typeof tunnels)[number]) => [t.name, t.purpose, t.ends.map((e) => e.site)];
+  // One partner tunnel per pair the site files name, called after the two site codes.
+  const pairs = [...new Set(sites.map((s) => [s.name, s.partner].sort().join(" ")))].sort();
+  const partner = tunnels.filter((t) => t.purpose === "partner");
+  assert.deepEqual(partner.map((t) => t.ends.map((e) => e.site).join(" ")).sort(), pairs);
+  const codeOf = (name: string) => sites.find((s) => s.name === name)!.code;
+  for (const t of tunnels)
+    assert.equal(
+      t.name,
+      `wg-${t.ends
+        .map((e) => codeOf(e.site))
+        .sort()
+        .join("-")}`,
+    );
+  // By hand for the footprint's sites: their two partner pairs and git's migration from helsinki to vienna.
+  const named = footprintSiteNames(footprint);
+  assert.deepEqual(tunnels.filter((t) => t.ends.every((e) => named.includes(e.site))).map(summary), [
+    ["wg-fkb-vie", "partner", ["karlsruhe", "vienna"]],
+    ["wg-fra-hel", "partner", ["frankfurt", "helsinki"]],
+    ["wg-hel-vie", "migration", ["helsinki", "vienna"]],
+  ]);
+  assert.deepEqual(tunnels.filter((t) => t.purpose === "migration").map(summary), [["wg-hel-vie", "migration", ["helsinki", "vienna"]]]);
   assert.deepEqual(
     siteTunnels(footprint, sites, "vienna").map((t) => t.name),
     ["wg-fkb-vie", "wg-hel-vie"],
   );
-  // Once the migration is removed, so is its tunnel.
+  // Once the migration is removed, so is its tunnel: the partner tunnels remain.
   const settled = { ...footprint, services: footprint.services.map((s) => ({ ...s, migration: undefined })) };
   assert.deepEqual(
     planTunnels(settled, sites).map((t) => t.name),
-    ["wg-fkb-vie", "wg-fra-hel"],
+    partner.map((t) => t.name),
   );
 });
 

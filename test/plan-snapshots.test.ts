@@ -8,8 +8,10 @@ import { readFileSync } from "node:fs";
 import { planStack } from "../lib/preview/run-stack";
 import { PlanSnapshot, diffPlans, hasChanges, renderDiff, stableJson, toSnapshot } from "../lib/preview/plan";
 import { snapshotPath } from "../scripts/plan";
+import { siteNamesIn } from "./helpers/sites";
 
-for (const location of ["frankfurt", "helsinki", "karlsruhe", "vienna"]) {
+// Every location of the sites folder: a new one is held to its snapshot like the others.
+for (const location of siteNamesIn()) {
   test(`stacks/plans/${location}.json is current (npm run plan -- ${location} --update refreshes it)`, async () => {
     const committed = readFileSync(snapshotPath(location), "utf8");
     const now = toSnapshot(await planStack(location));

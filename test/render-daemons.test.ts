@@ -88,21 +88,54 @@ test("a missing tool skips the test with its name, except in CI where it fails",
   }
 });
 
-test("the four sites render 37 hosts with the files each role needs", () => {
-  assert.equal(rendered.length, 37);
-  assert.equal(byPath("/etc/nftables.conf").length, 37);
-  assert.equal(byPath("/etc/chrony/chrony.conf").length, 37);
-  assert.equal(byPath("/etc/haproxy/haproxy.cfg").length, 8, "every proxy");
-  assert.equal(byPath("/etc/keepalived/keepalived.conf").length, 24, "both members of three pairs at four sites");
-  assert.equal(byPath("/etc/keepalived/standort-failover.sh").length, 24);
+/** Every host of every site, with its site and its pair where it has one. */
+const hosts = sites.flatMap((site) => site.hosts.map((h) => ({ site, host: h, pair: site.pairs.find((p) => p.members.includes(h.name)) })));
+/** Members of a pair that run keepalived: both members, or only the active one of a dissolved pair. */
+const keepalivedHosts = hosts.filter(({ host, pair }) => pair && (!pair.dissolved || pair.active === host.name));
+const hostsOf = (list: ReadonlyArray<{ host: { name: string } }>) => list.map((h) => h.host.name).sort();
+/** Hosts of the four committed sites (frankfurt, karlsruhe, vienna, helsinki), by their site codes: the by-hand checks. */
+const COMMITTED_HOST = /^(fra|fkb|vie|hel)-/;
+const renderedOn = (path: string) =>
+  byPath(path)
+    .map((f) => f.host)
+    .sort();
+
+test("every site renders every host with the files each role needs", () => {
+  assert.deepEqual(rendered.map((h) => h.host).sort(), hostsOf(hosts));
+  assert.deepEqual(renderedOn("/etc/nftables.conf"), hostsOf(hosts));
+  assert.deepEqual(renderedOn("/etc/chrony/chrony.conf"), hostsOf(hosts));
+  assert.deepEqual(renderedOn("/etc/haproxy/haproxy.cfg"), hostsOf(hosts.filter((h) => h.host.role === "proxy")), "every proxy");
+  assert.deepEqual(renderedOn("/etc/keepalived/keepalived.conf"), hostsOf(keepalivedHosts), "both members of every pair");
+  assert.deepEqual(renderedOn("/etc/keepalived/standort-failover.sh"), hostsOf(keepalivedHosts));
   for (const path of ["/etc/standort/fence/sshd_config", "/etc/standort/fence/id_ed25519", "/usr/local/sbin/standort-fenced"])
-    assert.equal(byPath(path).length, 24, `${path}: every member of a pair that is not dissolved`);
-  assert.deepEqual(
-    byPath("/etc/bird/bird.conf").map((f) => f.host),
-    ["fra-fw-1", "fra-fw-2"],
+    assert.deepEqual(
+      renderedOn(path),
+      hostsOf(hosts.filter((h) => h.pair && !h.pair.dissolved)),
+      `${path}: every member of a pair that is not dissolved`,
+    );
+  // BIRD on the firewalls of every site that announces its own prefix by BGP.
+  const bgp = hosts.filter(
+    ({ site, host }) => host.role === "firewall" && site.public.mode === "own-prefix" && site.public.routing.kind === "bgp",
   );
-  assert.equal(byPath("/etc/standort/cloud-init.yaml").length, 10, "every Helsinki (hcloud) host");
-  assert.ok(byPath("/etc/standort/cloud-init.yaml").every((f) => f.host.startsWith("hel-") && f.file.delivery === "provision"));
+  assert.deepEqual(renderedOn("/etc/bird/bird.conf"), hostsOf(bgp));
+  // User data for every Hetzner Cloud host and no other, delivered at creation.
+  const hcloud = hosts.filter(({ site }) => site.provider.kind === "hcloud");
+  assert.deepEqual(renderedOn("/etc/standort/cloud-init.yaml"), hostsOf(hcloud), "every Hetzner Cloud host");
+  assert.ok(byPath("/etc/standort/cloud-init.yaml").every((f) => f.file.delivery === "provision"));
+  // The committed sites, by hand: 37 hosts, 8 proxies, three pairs at each of the four sites, BGP at frankfurt,
+  // Hetzner Cloud at helsinki (10 hosts).
+  const committed = (path: string) => renderedOn(path).filter((h) => COMMITTED_HOST.test(h));
+  assert.equal(rendered.filter((h) => COMMITTED_HOST.test(h.host)).length, 37);
+  assert.equal(committed("/etc/nftables.conf").length, 37);
+  assert.equal(committed("/etc/chrony/chrony.conf").length, 37);
+  assert.equal(committed("/etc/haproxy/haproxy.cfg").length, 8, "every proxy");
+  assert.equal(committed("/etc/keepalived/keepalived.conf").length, 24, "both members of three pairs at four sites");
+  assert.equal(committed("/etc/keepalived/standort-failover.sh").length, 24);
+  for (const path of ["/etc/standort/fence/sshd_config", "/etc/standort/fence/id_ed25519", "/usr/local/sbin/standort-fenced"])
+    assert.equal(committed(path).length, 24, `${path}: every member of a pair that is not dissolved`);
+  assert.deepEqual(committed("/etc/bird/bird.conf"), ["fra-fw-1", "fra-fw-2"]);
+  assert.equal(committed("/etc/standort/cloud-init.yaml").length, 10, "every Helsinki (hcloud) host");
+  assert.ok(committed("/etc/standort/cloud-init.yaml").every((h) => h.startsWith("hel-")));
 });
 
 test("nft -c accepts every host's ruleset, each in a fresh network namespace", async (t) => {
@@ -153,15 +186,29 @@ test("cloud-init schema accepts every Hetzner Cloud host's user-data", async (t)
 test("sh -n accepts every failover script and provider environment file", async (t) => {
   if (!requireTool(t, "sh")) return;
   const files = located((p) => p === "/etc/keepalived/standort-failover.sh" || p === "/etc/standort/provider.env");
-  // A failover script on every pair member (24); the provider token only where the script calls the provider:
-  // every Hetzner Cloud member (API fencing), karlsruhe's firewall and proxy pairs (they move failover IPs) and
-  // vienna's firewalls (they move the /23's next hop). Frankfurt announces by BGP and fences by command: none.
-  assert.equal(files.filter((f) => f.file.path.endsWith("standort-failover.sh")).length, 24);
+  // A failover script on every pair member running keepalived; the provider token only where the script calls the
+  // provider: every Hetzner Cloud member (API fencing), the firewall and proxy pairs of a site behind provider
+  // failover IPs (they move them) and the firewalls of a site whose own prefix is routed statically (they move the
+  // next hop). A site that announces by BGP and fences by command (frankfurt) has none.
   assert.deepEqual(
     files
-      .filter((f) => f.file.path === "/etc/standort/provider.env")
+      .filter((f) => f.file.path.endsWith("standort-failover.sh"))
       .map((f) => f.host)
       .sort(),
+    hostsOf(keepalivedHosts),
+  );
+  const envHosts = files
+    .filter((f) => f.file.path === "/etc/standort/provider.env")
+    .map((f) => f.host)
+    .sort();
+  const callsProvider = ({ site, host }: (typeof hosts)[number]) =>
+    site.provider.kind === "hcloud" ||
+    (site.public.mode === "provider-failover-ips" && (host.role === "firewall" || host.role === "proxy")) ||
+    (site.public.mode === "own-prefix" && site.public.routing.kind === "static" && host.role === "firewall");
+  assert.deepEqual(envHosts, hostsOf(keepalivedHosts.filter(callsProvider)));
+  // The committed sites, by hand: karlsruhe's firewall and proxy pairs, every Helsinki pair member, vienna's firewalls.
+  assert.deepEqual(
+    envHosts.filter((h) => COMMITTED_HOST.test(h)),
     [
       "fkb-fw-1",
       "fkb-fw-2",

@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { jsonSchemas } from "../scripts/generate-schema";
 import { SITES_DIR } from "../lib/model/load";
+import { siteNamesIn } from "./helpers/sites";
 
 test("the committed JSON Schemas match the zod schemas (run npm run schema after changing one)", () => {
   for (const [file, text] of Object.entries(jsonSchemas())) {
@@ -19,7 +20,7 @@ test("the JSON Schema closes every object, so editors flag unknown keys as the l
 });
 
 test("every site file points editors at the schema", () => {
-  for (const name of ["frankfurt", "karlsruhe", "vienna", "helsinki"]) {
+  for (const name of siteNamesIn()) {
     const first = readFileSync(join(SITES_DIR, `${name}.yaml`), "utf8").split("\n")[0];
     assert.equal(first, "# yaml-language-server: $schema=./schema/site.schema.json");
   }

@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadFootprint } from "../lib/footprint/load";
-import { parseWireGuardConfig } from "../lib/footprint/wireguard";
+import { parseWireGuardConfig, planTunnels } from "../lib/footprint/wireguard";
 import { planHostFiles } from "../lib/preview/files";
 import { writeRenderedFiles } from "../lib/render";
 import { requireTool, run, runAll } from "./helpers/tools";
@@ -92,20 +92,39 @@ test("tunnel configurations on both firewalls carry only the peer's supernet", (
   const tunnels = rendered.flatMap(({ host, files }) =>
     files.filter((f) => f.path.startsWith("/etc/wireguard/")).map((f) => ({ host, file: f })),
   );
-  assert.deepEqual([...new Set(tunnels.map((x) => `${x.host} ${x.file.path}`))].sort(), [
-    "fkb-fw-1 /etc/wireguard/wg-fkb-vie.conf",
-    "fkb-fw-2 /etc/wireguard/wg-fkb-vie.conf",
-    "fra-fw-1 /etc/wireguard/wg-fra-hel.conf",
-    "fra-fw-2 /etc/wireguard/wg-fra-hel.conf",
-    "hel-fw-1 /etc/wireguard/wg-fra-hel.conf",
-    "hel-fw-1 /etc/wireguard/wg-hel-vie.conf",
-    "hel-fw-2 /etc/wireguard/wg-fra-hel.conf",
-    "hel-fw-2 /etc/wireguard/wg-hel-vie.conf",
-    "vie-fw-1 /etc/wireguard/wg-fkb-vie.conf",
-    "vie-fw-1 /etc/wireguard/wg-hel-vie.conf",
-    "vie-fw-2 /etc/wireguard/wg-fkb-vie.conf",
-    "vie-fw-2 /etc/wireguard/wg-hel-vie.conf",
-  ]);
+  const installed = [...new Set(tunnels.map((x) => `${x.host} ${x.file.path}`))].sort();
+  // Both firewalls of each end of every planned tunnel, and nothing else.
+  assert.deepEqual(
+    installed,
+    planTunnels(footprint, sites)
+      .flatMap((t) =>
+        t.ends.flatMap((e) =>
+          sites
+            .find((s) => s.name === e.site)!
+            .hosts.filter((h) => h.role === "firewall")
+            .map((h) => `${h.name} /etc/wireguard/${t.name}.conf`),
+        ),
+      )
+      .sort(),
+  );
+  // The committed sites' firewalls, by hand: their two partner tunnels and git's migration tunnel.
+  assert.deepEqual(
+    installed.filter((line) => /^(fra|fkb|vie|hel)-/.test(line)),
+    [
+      "fkb-fw-1 /etc/wireguard/wg-fkb-vie.conf",
+      "fkb-fw-2 /etc/wireguard/wg-fkb-vie.conf",
+      "fra-fw-1 /etc/wireguard/wg-fra-hel.conf",
+      "fra-fw-2 /etc/wireguard/wg-fra-hel.conf",
+      "hel-fw-1 /etc/wireguard/wg-fra-hel.conf",
+      "hel-fw-1 /etc/wireguard/wg-hel-vie.conf",
+      "hel-fw-2 /etc/wireguard/wg-fra-hel.conf",
+      "hel-fw-2 /etc/wireguard/wg-hel-vie.conf",
+      "vie-fw-1 /etc/wireguard/wg-fkb-vie.conf",
+      "vie-fw-1 /etc/wireguard/wg-hel-vie.conf",
+      "vie-fw-2 /etc/wireguard/wg-fkb-vie.conf",
+      "vie-fw-2 /etc/wireguard/wg-hel-vie.conf",
+    ],
+  );
   const supernetOf = (code: string) => sites.find((s) => s.code === code)!.supernet;
   for (const { host, file } of tunnels) {
     const [, a, b] = /wg-([a-z]{3})-([a-z]{3})\.conf$/.exec(file.path)!;
