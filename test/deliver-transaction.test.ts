@@ -60,7 +60,8 @@ function version(
   name: string,
   options: { haproxyExtra?: string; haproxyBroken?: boolean; fault?: "changed" | "gone"; confirm?: number; only?: "nft" } = {},
 ): Version {
-  const nft = stampNftables(`${renderNftablesRuleset(vienna, "vie-proxy-1", { sites })}# revision ${name}\n`, "inet standort");
+  const nftRaw = `${renderNftablesRuleset(vienna, "vie-proxy-1", { sites })}# revision ${name}\n`;
+  const nft = stampNftables(nftRaw, "inet standort");
   let haproxyRaw = `${renderHaproxyConfig(vienna, "vie-proxy-1", { sites })}# revision ${name}\n${options.haproxyExtra ?? ""}`;
   // The test's HAProxy runs without chroot or privilege drop (no haproxy user needed) and in the foreground of its master.
   haproxyRaw = haproxyRaw
@@ -115,7 +116,7 @@ function version(
   return {
     name,
     bundle: bundleText(files),
-    nftStamp: stampText(configDigest(nft.content.replace(/^\tcomment .*\n/m, ""))),
+    nftStamp: stampText(configDigest(nftRaw)),
     haproxyStamp: stampText(configDigest(haproxyRaw)),
   };
 }
