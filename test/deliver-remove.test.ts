@@ -18,11 +18,11 @@ import { inCi, run, toolPath } from "./helpers/tools";
 const APPLY = join(__dirname, "..", "lib", "deliver", "apply.sh");
 const owner = `${execFileSync("id", ["-un"], { encoding: "utf8" }).trim()}:${execFileSync("id", ["-gn"], { encoding: "utf8" }).trim()}`;
 
-function withHost(body: (dir: string, apply: (files: RenderedFile[]) => ReturnType<typeof run>) => Promise<void>) {
+function withHost(body: (dir: string, apply: (files: RenderedFile[], extra?: string[]) => ReturnType<typeof run>) => Promise<void>) {
   return async () => {
     const dir = mkdtempSync(join(tmpdir(), "standort-remove-"));
-    const apply = (files: RenderedFile[]) =>
-      run(["sh", APPLY, "--state-dir", join(dir, "state"), "--lock", join(dir, "lock"), "--health-attempts", "1"], {
+    const apply = (files: RenderedFile[], extra: string[] = []) =>
+      run(["sh", APPLY, "--state-dir", join(dir, "state"), "--lock", join(dir, "lock"), "--health-attempts", "1", ...extra], {
         input: bundleText(files),
       });
     try {
@@ -80,6 +80,20 @@ test(
     assert.equal(result.code, 0, result.stderr);
     assert.match(result.stderr, /stopping for .*leaving\.conf failed; removing it anyway/);
     assert.ok(!existsSync(leaving.path));
+  }),
+);
+
+test(
+  "a hanging health check counts as failed after --step-timeout: the old file comes back",
+  withHost(async (dir, apply) => {
+    const conf = (content: string, extra: Partial<RenderedFile> = {}) => plain(join(dir, "app.conf"), content, extra);
+    assert.equal((await apply([conf("old\n")])).code, 0);
+    const started = Date.now();
+    const hung = await apply([conf("new\n", { healthCheck: ["sleep", "60"] })], ["--step-timeout", "1"]);
+    assert.equal(hung.code, 4, hung.stderr);
+    assert.match(hung.stderr, /rolled back: the new configuration does not serve/);
+    assert.ok(Date.now() - started < 20_000, "bounded by the step timeout, not the hung command");
+    assert.equal(readFileSync(join(dir, "app.conf"), "utf8"), "old\n");
   }),
 );
 

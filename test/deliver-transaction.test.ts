@@ -24,7 +24,7 @@ const MGMT = "10.30.2.10";
 const sites = loadSites();
 const vienna = sites.find((s) => s.name === "vienna")!;
 
-const missing = ["nft", "ip", "haproxy", "curl", "setsid", "flock", "mount"].filter((t) => !toolPath(t));
+const missing = ["nft", "ip", "haproxy", "curl", "setsid", "flock", "mount", "ps", "pkill", "timeout"].filter((t) => !toolPath(t));
 const unavailable =
   missing.length > 0
     ? `missing tools: ${missing.join(", ")}`
@@ -45,8 +45,12 @@ const HAPROXY = join(etc, "haproxy", "haproxy.cfg");
 const FAULT = join(etc, "fault.conf");
 const BLOCKED_PORT = 19999;
 
-/** A command that kills the whole transaction (its process group) with SIGKILL when the test armed `step`. */
-const killAt = (step: string) => `[ ! -e ${marks}/${step} ] || kill -KILL 0`;
+/**
+ * A command that kills the whole transaction with SIGKILL when the test armed `step`: every process of its
+ * session (the test starts each run as a session of its own; apply.sh bounds steps with timeout(1), which
+ * puts them in a process group of their own).
+ */
+const killAt = (step: string) => `[ ! -e ${marks}/${step} ] || pkill -KILL -s "$(ps -o sid= -p $$ | tr -d ' ')"`;
 
 interface Version {
   readonly name: string;

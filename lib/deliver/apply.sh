@@ -14,7 +14,8 @@
 #   apply.sh [OPTIONS] --recover     (boot) finish or undo what a crash left
 #   apply.sh [OPTIONS] --status      print the state
 # OPTIONS: --state-dir DIR (/var/lib/standort/deliver), --lock FILE
-#   (/run/standort-deliver.lock), --health-attempts N (10), --health-interval S (1)
+#   (/run/standort-deliver.lock), --health-attempts N (10), --health-interval S (1),
+#   --step-timeout S (300: longest a single check, reload, health or stop command may run)
 #
 # BUNDLE (written by lib/deliver/bundle.ts): the line `standort-bundle 1`, then
 # lines `<index> <field> <base64>` (fields path, mode, owner, content, check,
@@ -38,7 +39,7 @@ set -u
 umask 077
 
 STATE=/var/lib/standort/deliver LOCK=/run/standort-deliver.lock
-HEALTH_ATTEMPTS=10 HEALTH_INTERVAL=1 ACTION=apply TOKEN=""
+HEALTH_ATTEMPTS=10 HEALTH_INTERVAL=1 STEP_TIMEOUT=300 ACTION=apply TOKEN=""
 SELF=$(readlink -f "$0" 2>/dev/null || printf '%s' "$0")
 # A dropped SSH connection (HUP, or PIPE when writing to it) must not cut a transaction in half.
 trap '' HUP PIPE
@@ -55,6 +56,7 @@ while [ $# -gt 0 ]; do
 		--lock) LOCK=$2; shift 2 ;;
 		--health-attempts) HEALTH_ATTEMPTS=$2; shift 2 ;;
 		--health-interval) HEALTH_INTERVAL=$2; shift 2 ;;
+		--step-timeout) STEP_TIMEOUT=$2; shift 2 ;;
 		--confirm) ACTION=confirm; shift ;;
 		--expire) ACTION=expire; TOKEN=$2; shift 2 ;;
 		--recover) ACTION=recover; shift ;;
@@ -63,6 +65,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 case "$HEALTH_ATTEMPTS" in '' | *[!0-9]*) die 2 "--health-attempts must be a number" ;; esac
+case "$STEP_TIMEOUT" in '' | *[!0-9]* | 0) die 2 "--step-timeout must be a positive number of seconds" ;; esac
 case "$STATE" in /*) ;; *) die 2 "--state-dir must be an absolute path: $STATE" ;; esac
 
 TX="$STATE/tx"             # the transaction in progress (meta only: contents never stay here)
@@ -82,8 +85,12 @@ record() { printf '%-62.62s\n' "$2" >"$1"; }
 
 field() { cat "$1/$2.$3" 2>/dev/null; }
 has() { [ -s "$1/$2.$3" ]; }
-# Commands never inherit the lock (a daemon a reload starts would hold it forever).
-run_cmd() { sh -c "$1" 9>&-; }
+# Commands never inherit the lock (a daemon a reload starts would hold it forever), and none runs longer than
+# --step-timeout: a hung check, reload or health check counts as failed (timeout(1): exit 124).
+bounded() {
+	if command -v timeout >/dev/null 2>&1; then timeout -k 5 "$STEP_TIMEOUT" "$@" 9>&-; else "$@" 9>&-; fi
+}
+run_cmd() { bounded sh -c "$1"; }
 
 # Splits bundle $1 into decoded field files $2/<index>.<field>; checks the framing and the hash.
 unpack() {
@@ -350,7 +357,7 @@ fi
 refused=0
 while read -r k i j; do
 	[ "$i" != - ] && has "$TX/new" "$i" check || continue
-	if ! output=$(sh -c "$(field "$TX/new" "$i" check)" standort-check "$TX/new/$i.content" 2>&1 9>&-); then
+	if ! output=$(bounded sh -c "$(field "$TX/new" "$i" check)" standort-check "$TX/new/$i.content" 2>&1); then
 		printf '%s\n' "$output" >&2
 		log "refused $(field "$TX/new" "$i" path): the staged file fails its check"
 		refused=1
