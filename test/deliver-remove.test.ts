@@ -5,7 +5,7 @@
 import test from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { bundleText, transactionCommand } from "../lib/deliver";
@@ -94,6 +94,76 @@ test(
     assert.match(hung.stderr, /rolled back: the new configuration does not serve/);
     assert.ok(Date.now() - started < 20_000, "bounded by the step timeout, not the hung command");
     assert.equal(readFileSync(join(dir, "app.conf"), "utf8"), "old\n");
+  }),
+);
+
+test(
+  "a failed first delivery puts back the file the host already had (a distribution's own config), and removes only what was new",
+  withHost(async (dir, apply) => {
+    const existing = join(dir, "chrony.conf");
+    writeFileSync(existing, "the distribution's file\n");
+    const failing = await apply([plain(existing, "ours\n", { healthCheck: ["false"] }), plain(join(dir, "new.conf"), "new\n")]);
+    assert.equal(failing.code, 4, failing.stderr);
+    assert.equal(readFileSync(existing, "utf8"), "the distribution's file\n");
+    assert.ok(!existsSync(join(dir, "new.conf")), "a file that was not there before is gone again");
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.includes("standort")),
+      [],
+      "no old copy left",
+    );
+    // A file of the previous bundle that someone deleted by hand stays deleted when the next delivery fails.
+    assert.equal((await apply([plain(existing, "v1\n")])).code, 0);
+    rmSync(existing);
+    const again = await apply([plain(existing, "v2\n"), plain(join(dir, "bad.conf"), "x\n", { healthCheck: ["false"] })]);
+    assert.equal(again.code, 4, again.stderr);
+    assert.ok(!existsSync(existing), "the rejected version does not stay");
+  }),
+);
+
+test(
+  "a hand-made bundle with a gap in its numbering is refused; a commit cut off halfway is finished by the next run",
+  withHost(async (dir, apply) => {
+    const gap = bundleText([plain(join(dir, "a.conf"), "a\n"), plain(join(dir, "b.conf"), "b\n"), plain(join(dir, "c.conf"), "c\n")])
+      .split("\n")
+      .filter((l) => !l.startsWith("2 "))
+      .map((l) => (l.startsWith("end ") ? l.replace(/^end 3 /, "end 2 ") : l));
+    // Re-hash the body so only the numbering is wrong.
+    const body = gap.slice(0, -2).join("\n") + "\n";
+    const { createHash } = await import("node:crypto");
+    const bundle = `${body}end 2 ${createHash("sha256").update(body).digest("hex")}\n`;
+    const refused = await run(["sh", APPLY, "--state-dir", join(dir, "state"), "--lock", join(dir, "lock")], { input: bundle });
+    assert.equal(refused.code, 2, refused.stderr);
+    assert.match(refused.stderr, /numbers its files with a gap/);
+    assert.ok(!existsSync(join(dir, "a.conf")));
+
+    // A pending transaction whose commit was cut off after the meta moved: the next run completes it.
+    const confirmable = plain(join(dir, "rules.conf"), "r1\n", { confirmWithinSeconds: 60 });
+    assert.equal((await apply([confirmable])).code, 0);
+    const tx = join(dir, "state", "tx");
+    rmSync(join(dir, "state", "current"), { recursive: true, force: true });
+    execFileSync("mv", [join(tx, "new"), join(dir, "state", "current")]);
+    execFileSync("sh", ["-c", `printf '%-62.62s\\n' committing 1<> ${join(tx, "journal")}`]);
+    const next = await apply([confirmable]);
+    assert.equal(next.code, 0, next.stderr);
+    assert.ok(!existsSync(tx), "the cut-off commit was finished");
+    assert.equal(readFileSync(join(dir, "rules.conf"), "utf8"), "r1\n");
+  }),
+);
+
+test(
+  "after a reboot a pending confirmation is re-armed for at most its window, whatever the clock says",
+  withHost(async (dir, apply) => {
+    const confirmable = plain(join(dir, "rules.conf"), "r1\n", { confirmWithinSeconds: 3 });
+    assert.equal((await apply([confirmable])).code, 0);
+    const state = join(dir, "state");
+    execFileSync("pkill", ["-KILL", "-f", `standort-apply-watchdog .*${state}`]);
+    // The clock was far behind when it applied: the recorded deadline lies years ahead.
+    execFileSync("sh", ["-c", `printf '%-62.62s\\n' ${Math.floor(Date.now() / 1000) + 30_000_000} 1<> ${join(state, "tx", "deadline")}`]);
+    const recovered = await run(["sh", APPLY, "--state-dir", state, "--lock", join(dir, "lock"), "--recover"]);
+    assert.equal(recovered.code, 0, recovered.stderr);
+    assert.match(recovered.stderr, /awaits confirmation for 3 more s/);
+    for (let i = 0; i < 50 && existsSync(join(dir, "rules.conf")); i++) await new Promise((r) => setTimeout(r, 200));
+    assert.ok(!existsSync(join(dir, "rules.conf")), "rolled back when the window ran out");
   }),
 );
 

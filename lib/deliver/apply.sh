@@ -66,6 +66,7 @@ while [ $# -gt 0 ]; do
 done
 case "$HEALTH_ATTEMPTS" in '' | *[!0-9]*) die 2 "--health-attempts must be a number" ;; esac
 case "$STEP_TIMEOUT" in '' | *[!0-9]* | 0) die 2 "--step-timeout must be a positive number of seconds" ;; esac
+case "$HEALTH_INTERVAL" in '' | *[!0-9.]* | *.*.*) die 2 "--health-interval must be a number of seconds" ;; esac
 case "$STATE" in /*) ;; *) die 2 "--state-dir must be an absolute path: $STATE" ;; esac
 
 TX="$STATE/tx"             # the transaction in progress (meta only: contents never stay here)
@@ -75,7 +76,8 @@ LAST="$STATE/last"         # the outcome of the last transaction, read by --conf
 mkdir -p "$STATE" "$(dirname "$LOCK")" 2>/dev/null || die 2 "cannot create $STATE"
 chmod 700 "$STATE"
 exec 9>"$LOCK" || die 2 "cannot open the lock $LOCK"
-if command -v flock >/dev/null 2>&1; then flock -w 300 9 || die 2 "another transaction has held $LOCK for 300 s"; fi
+command -v flock >/dev/null 2>&1 || die 2 "flock(1) is missing (util-linux): transactions cannot be kept apart"
+flock -w 300 9 || die 2 "another transaction has held $LOCK for 300 s"
 
 # Overwrites a small pre-allocated file in place: needs no new block or inode on a full disk.
 put() { printf '%-62.62s\n' "$2" 1<>"$1"; }
@@ -149,28 +151,52 @@ health() {
 	done
 }
 
-# Puts every old file back (by rename: no room needed), removes files that are new, reloads the old configuration.
+# Whether the target of entry $1 existed when it was staged ($TX/had lists those entries).
+had() { grep -qx "$1" "$TX/had" 2>/dev/null; }
+
+# Puts every old file back (by rename: no room needed), removes files that did not exist before, reloads the
+# old configuration. Decided by what staging recorded, not by the previous bundle (a first delivery replaces
+# the distribution's own files), and safe to run again after a crash halfway.
 rollback() {
 	put "$TX/journal" rolling-back
 	ok=0
 	while read -r k i j; do
+		[ -n "$k" ] || continue
 		t=$(target_of "$k" "$i" "$j")
 		rm -f "$(new_temp "$t")"
-		if [ "$j" != - ]; then
-			o=$(old_link "$t")
-			# Not swapped yet (the link and the target are one file): only the link goes.
+		o=$(old_link "$t")
+		if had "$k"; then
+			# Not swapped yet (link and target are one file): only the link goes. Already restored: nothing left.
 			if [ -e "$o" ] && [ "$o" -ef "$t" ]; then rm -f "$o" || ok=1; elif [ -e "$o" ]; then mv -f "$o" "$t" || ok=1; fi
 		elif [ -e "$t" ]; then
-			if has "$TX/new" "$i" remove; then run_cmd "$(field "$TX/new" "$i" remove)" >/dev/null 2>&1 || log "stopping for $t failed"; fi
+			if [ "$i" != - ] && has "$TX/new" "$i" remove; then run_cmd "$(field "$TX/new" "$i" remove)" >/dev/null 2>&1 || log "stopping for $t failed"; fi
 			rm -f "$t" || ok=1
 		fi
 	done <<-EOF
 	$(entries)
 	EOF
-	# The old files' reloads in order, then what takes away the files that are gone again.
-	run_each old reload || ok=1
+	# keepalived's health check reads its log since the reloads began: from here, not from the failed ones.
+	sleep 1
+	STANDORT_TX_START=$(date +%s)
+	export STANDORT_TX_START
+	# Reloads in bundle order, each once: a restored file with the reload its bundle gave it (the previous
+	# bundle's, or the new one's for a distribution file), a file gone again with what forgets it.
+	seen=""
 	while read -r k i j; do
-		if [ "$j" = - ] && has "$TX/new" "$i" absent; then run_cmd "$(field "$TX/new" "$i" absent)" || ok=1; fi
+		[ -n "$k" ] || continue
+		if had "$k"; then
+			if [ "$j" != - ] && has "$TX/old" "$j" reload; then cmd=$(field "$TX/old" "$j" reload)
+			elif [ "$i" != - ] && has "$TX/new" "$i" reload; then cmd=$(field "$TX/new" "$i" reload)
+			else continue; fi
+		elif [ "$i" != - ] && has "$TX/new" "$i" absent; then cmd=$(field "$TX/new" "$i" absent)
+		else continue; fi
+		case "$seen" in *"<$cmd>"*) continue ;; esac
+		seen="$seen<$cmd>"
+		if ! output=$(run_cmd "$cmd" 2>&1); then
+			printf '%s\n' "$output" >&2
+			log "reload failed while rolling back: $cmd"
+			ok=1
+		fi
 	done <<-EOF
 	$(entries)
 	EOF
@@ -192,16 +218,19 @@ rollback_or_die() {
 	die 5 "ROLLBACK FAILED after: $reason; the host needs an operator (state in $TX)"
 }
 
-# Drops the old files and the transaction; the new bundle's meta becomes the current one.
+# Drops the old files and the transaction; the new bundle's meta becomes the current one. Safe to run again
+# after a crash halfway (the meta already moved: only the transaction is left to drop).
 commit() {
 	put "$TX/journal" committing
 	while read -r k i j; do
+		[ -n "$k" ] || continue
 		t=$(target_of "$k" "$i" "$j")
-		rm -f "$(old_link "$t")"
+		[ -z "$t" ] || rm -f "$(old_link "$t")"
 	done <<-EOF
 	$(entries)
 	EOF
-	rm -rf "$CURRENT" && mv "$TX/new" "$CURRENT" && rm -rf "$TX"
+	if [ -d "$TX/new" ]; then rm -rf "$CURRENT.old" && { [ ! -d "$CURRENT" ] || mv "$CURRENT" "$CURRENT.old"; } && mv "$TX/new" "$CURRENT" || return 1; fi
+	rm -rf "$TX" "$CURRENT.old"
 	put "$LAST" "committed $1"
 }
 
@@ -244,7 +273,10 @@ settle() {
 				log "confirmed transaction $id (a new delivery reached the host)"
 			else
 				deadline=$(get "$TX/deadline")
+				window=$(get "$TX/window")
 				now=$(date +%s)
+				# Never longer than the confirmation window itself: a clock that jumped back must not stretch it.
+				if [ "$((deadline - now))" -gt "${window:-0}" ]; then deadline=$((now + ${window:-0})); fi
 				if [ "$now" -ge "${deadline:-0}" ]; then
 					rollback "$id not confirmed before a reboot" && put "$LAST" "expired $id" && log "rolled back transaction $id: not confirmed in time"
 				else
@@ -305,7 +337,7 @@ settle apply
 [ -d "$TX" ] && die 5 "an earlier transaction could not be rolled back; the host needs an operator (state in $TX)"
 
 ID="$(date +%s)-$$"
-mkdir "$TX" && record "$TX/journal" staging && record "$TX/id" "$ID" && record "$TX/deadline" 0 ||
+mkdir "$TX" && record "$TX/journal" staging && record "$TX/id" "$ID" && record "$TX/deadline" 0 && record "$TX/window" 0 ||
 	{ rm -rf "$TX"; die 2 "no room in $STATE to stage a transaction; nothing changed"; }
 # Whatever happens from here until the swap, staged copies (which may hold secrets) do not stay behind.
 trap '[ "$(get "$TX/journal")" = staging ] && discard' EXIT
@@ -321,6 +353,7 @@ if [ -d "$CURRENT" ]; then cp -R "$CURRENT" "$TX/old" || die 2 "no room to recor
 k=0
 : >"$TX/entries" || die 2 "no room; nothing changed"
 i=0
+FILES=$(ls "$TX/new" | grep -c '\.path$')
 while [ -f "$TX/new/$((i + 1)).path" ]; do
 	i=$((i + 1))
 	t=$(cat "$TX/new/$i.path")
@@ -335,6 +368,7 @@ while [ -f "$TX/new/$((i + 1)).path" ]; do
 	k=$((k + 1))
 	printf '%s %s %s\n' "$k" "$i" "${j:--}" >>"$TX/entries" || die 2 "no room; nothing changed"
 done
+[ "$i" = "$FILES" ] || die 2 "the bundle numbers its files with a gap (file $((i + 1)) of $FILES missing); nothing changed"
 for p in "$TX"/old/*.path; do
 	[ -f "$p" ] || continue
 	t=$(cat "$p")
@@ -371,10 +405,13 @@ EOF
 CONFIRM=""
 while read -r k i j; do
 	t=$(target_of "$k" "$i" "$j")
-	if [ -e "$t" ]; then ln -f "$t" "$(old_link "$t")" || die 2 "cannot keep the old $t; nothing changed"; fi
+	if [ -e "$t" ]; then
+		ln -f "$t" "$(old_link "$t")" && echo "$k" >>"$TX/had" || die 2 "cannot keep the old $t; nothing changed"
+	fi
 	[ "$i" = - ] && continue
 	tmp=$(new_temp "$t")
-	mkdir -p "$(dirname "$t")" && cp "$TX/new/$i.content" "$tmp" && chmod "$(field "$TX/new" "$i" mode)" "$tmp" &&
+	# Parents a file needs are created readable like /etc's own (0755), not with this script's umask.
+	(umask 022 && mkdir -p "$(dirname "$t")") && cp "$TX/new/$i.content" "$tmp" && chmod "$(field "$TX/new" "$i" mode)" "$tmp" &&
 		chown "$(field "$TX/new" "$i" owner)" "$tmp" || die 2 "cannot stage $t (no room?); nothing changed"
 	rm -f "$TX/new/$i.content"
 	if has "$TX/new" "$i" confirm; then
@@ -421,8 +458,11 @@ put "$TX/journal" checking
 health new || rollback_or_die "the new configuration does not serve" "$ID"
 
 if [ -n "$CONFIRM" ]; then
-	put "$TX/deadline" $(($(date +%s) + CONFIRM))
-	put "$TX/journal" pending
+	put "$TX/deadline" $(($(date +%s) + CONFIRM)) && put "$TX/window" "$CONFIRM" ||
+		rollback_or_die "the confirmation deadline could not be recorded" "$ID"
+	# Checked: a state that cannot record the pending change (read-only after an I/O error) rolls back now.
+	put "$TX/journal" pending && [ "$(get "$TX/journal")" = pending ] ||
+		rollback_or_die "the pending confirmation could not be recorded" "$ID"
 	arm "$CONFIRM" "$ID" || rollback_or_die "the confirmation watchdog could not be started" "$ID"
 	log "applied transaction $ID ($CHANGED files); confirm within $CONFIRM s or it rolls back"
 	exit 0
