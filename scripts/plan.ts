@@ -130,7 +130,7 @@ export function planFootprint(flags: PlanFlags, out: (line: string) => void): nu
   out("```");
   if (flags.mermaid) {
     // A Markdown file with a mermaid block renders as a diagram on a pull request page.
-    writeText(flags.mermaid, `# standort footprint\n\n\`\`\`mermaid\n${mermaid}\n\`\`\`\n`);
+    writeText(flags.mermaid, `# standort footprint\n\n\`\`\`mermaid\n${mermaid}\n\`\`\`\n`, "--mermaid");
     out("");
     out(`wrote ${flags.mermaid}`);
   }
@@ -192,7 +192,8 @@ export async function planLocation(flags: PlanFlags & { location: string }, out:
 
   if (flags.files) {
     const providerEnv = stackProviderEnv(flags.location, stacksDir);
-    const written = writeRenderedFiles(resolve(flags.files), planHostFiles(model, sites, footprint, providerEnv), { clean: true });
+    const files = planHostFiles(model, sites, footprint, providerEnv);
+    const written = writable("--files", flags.files, () => writeRenderedFiles(resolve(flags.files!), files, { clean: true }));
     out("");
     out(`Host files (placeholder secrets), ${written.length} files for ${model.hosts.length} hosts, written to ${flags.files}:`);
     for (const host of model.hosts) out(`  ${host.name}: ${written.filter((w) => w.startsWith(`${host.name}/`)).length} files`);
@@ -217,7 +218,7 @@ export async function planLocation(flags: PlanFlags & { location: string }, out:
     }
   }
   if (flags.update) {
-    writeText(snapshotPath(flags.location, flags.plans), stableJson(snapshot));
+    writeText(snapshotPath(flags.location, flags.plans), stableJson(snapshot), "--update");
     out(`updated ${relativeToRoot(snapshotPath(flags.location, flags.plans))}`);
   }
   return code;
@@ -298,10 +299,23 @@ function relativeToRoot(path: string): string {
   return rel.startsWith("..") ? path : rel;
 }
 
-function writeText(path: string, text: string): void {
+/** Writes an output file; a file system that refuses (read-only, /proc, no room) is an input problem of the flag. */
+function writeText(path: string, text: string, flag = "--json"): void {
   const full = resolve(process.cwd(), path);
-  mkdirSync(dirname(full), { recursive: true });
-  writeFileSync(full, text);
+  writable(flag, path, () => {
+    mkdirSync(dirname(full), { recursive: true });
+    writeFileSync(full, text);
+  });
+}
+
+function writable<T>(flag: string, path: string, write: () => T): T {
+  try {
+    return write();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (!code) throw error;
+    throw new InputError([`plan: ${flag}: cannot write ${path} (${code}): name a folder this user can write to`]);
+  }
 }
 
 export async function main(

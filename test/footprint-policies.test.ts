@@ -18,6 +18,7 @@ import { planTunnels } from "../lib/footprint/wireguard";
 import { Footprint, FootprintService } from "../lib/footprint/schema";
 import { SiteModel } from "../lib/model/model";
 import { example, withService, withSite } from "./fixtures/footprint/example";
+import { validateFootprint } from "../lib/footprint/load";
 import { absentSiteName, knownSites } from "./helpers/sites";
 
 test("the example footprint passes every policy", () => {
@@ -316,4 +317,34 @@ test("checkFootprint reports every rule at once, in a fixed order", () => {
     "sites/footprint.yaml: services[1] (mail): data.databases[0].replication dump is periodic, not continuous: use binlog (mariadb keeps the standby current)",
     "sites/footprint.yaml: services[1] (mail): backups at vienna are kept 14 days: set storage.backups.daily to 30 or more in sites/vienna.yaml",
   ]);
+});
+
+test("file trees: a path with . or .., a system folder or one level deep is refused by the schema; trees that overlap by the policy", () => {
+  const { footprint, sites } = example();
+  const mail = footprint.services.find((s) => s.data.files.length > 0)!;
+  const paths = (path: string) =>
+    validateFootprint(
+      {
+        ...structuredClone(footprint),
+        services: footprint.services.map((s) =>
+          s.name === mail.name ? { ...structuredClone(s), data: { ...s.data, files: [{ ...s.data.files[0], path }] } } : s,
+        ),
+      },
+      sites,
+    ).problems;
+  assert.match(paths("/srv/..")[0], /data\.files\[0\]\.path: must not contain \. or \.\. segments/);
+  assert.match(paths("/srv/mail/../../etc")[0], /must not contain \. or \.\. segments/);
+  assert.match(paths("/proc/x")[0], /must be a tree of its own below a data folder such as \/srv/);
+  assert.match(paths("/srv")[0], /must be a tree of its own below a data folder such as \/srv/);
+  const other = footprint.services.find((s) => s.name !== mail.name && s.data.files.length > 0)!;
+  const overlapping = withService(footprint, other.name, (s) => ({
+    ...s,
+    data: { ...s.data, files: [{ ...s.data.files[0], path: `${mail.data.files[0].path}/inner` }] },
+  }));
+  assert.deepEqual(
+    referenceProblems(overlapping, sites).filter((p) => p.includes("overlaps")),
+    [
+      `sites/footprint.yaml: services[${overlapping.services.indexOf(overlapping.services.find((s) => s.name === other.name)!)}] (${other.name}): data.files[0].path ${mail.data.files[0].path}/inner overlaps ${mail.data.files[0].path} (${mail.name} data.files[0]): give each file tree a folder of its own`,
+    ],
+  );
 });

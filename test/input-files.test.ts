@@ -369,3 +369,12 @@ test("a location that hosts no service plans cleanly: proxies with only the heal
   // -c does not bind: the mgmt address need not exist here.
   assert.match(execFileSync(toolPath("haproxy")!, ["-c", "-f", path], { encoding: "utf8" }), /Configuration file is valid/);
 });
+
+test("an output file the file system refuses is a problem of its flag: exit 2, one line, no stack trace", async () => {
+  const result = await plan(["vienna", "--json", "/proc/standort-plan.json"]);
+  assert.equal(result.code, 2);
+  assert.deepEqual(result.err, [
+    "plan: --json: cannot write /proc/standort-plan.json (ENOENT): name a folder this user can write to",
+    "1 problem(s); nothing was planned",
+  ]);
+});

@@ -51,6 +51,7 @@ export function referenceProblems(footprint: Footprint, sites: ReadonlyArray<Sit
   const serviceNames = new Map<string, number>();
   const publicNames = new Map<string, number>();
   const countries = [...new Set(sites.map((s) => s.country.toLowerCase()))].sort();
+  const allTrees: Array<[{ path: string }, string]> = [];
   footprint.services.forEach((service, i) => {
     const ref = serviceRef(service, i);
     for (const { field, site } of siteReferences(service)) {
@@ -75,6 +76,16 @@ export function referenceProblems(footprint: Footprint, sites: ReadonlyArray<Sit
           `publicName ${service.publicName} is a standby name of ${shadowed.name}: choose a public name outside the standby names <service>-<cc>.${footprint.domain}`,
         ),
       );
+    // Trees share the storage hosts: one inside another would be copied twice and deleted by the other's --delete.
+    service.data.files.forEach((tree, j) => {
+      for (const [other, k] of allTrees) {
+        if (other.path === tree.path || other.path.startsWith(`${tree.path}/`) || tree.path.startsWith(`${other.path}/`))
+          problems.push(
+            line(ref, `data.files[${j}].path ${tree.path} overlaps ${other.path} (${k}): give each file tree a folder of its own`),
+          );
+      }
+      allTrees.push([tree, `${service.name} data.files[${j}]`]);
+    });
     for (const [field, items] of [
       ["data.databases", service.data.databases],
       ["data.files", service.data.files],

@@ -62,6 +62,25 @@ const databaseSchema = z
   })
   .describe("A database of the service, replicated continuously to the standby.");
 
+/** Top-level folders of the operating system: a replicated tree never lies there (rsync --delete would mirror them). */
+export const SYSTEM_TREES = [
+  "bin",
+  "boot",
+  "dev",
+  "etc",
+  "lib",
+  "lib32",
+  "lib64",
+  "proc",
+  "root",
+  "run",
+  "sbin",
+  "sys",
+  "tmp",
+  "usr",
+  "var",
+];
+
 const fileTreeSchema = z
   .strictObject({
     /** Name of the tree, unique within the service (used in job names). */
@@ -72,7 +91,14 @@ const fileTreeSchema = z
       .regex(
         /^(?:\/[A-Za-z0-9._-]+)+$/,
         "must be an absolute path of letters, digits, dots, dashes and underscores (for example /srv/mail/vmail)",
-      ),
+      )
+      // rsync --delete and restic take the path as it stands: `..` would reach outside the tree.
+      .refine((p) => !p.split("/").some((part) => part === "." || part === ".."), {
+        message: "must not contain . or .. segments: name the tree itself (for example /srv/mail/vmail)",
+      })
+      .refine((p) => !SYSTEM_TREES.includes(p.split("/")[1]) && p.split("/").length >= 3, {
+        message: `must be a tree of its own below a data folder such as /srv (not /, not one level deep, not under /${"{"}${SYSTEM_TREES.join(",")}${"}"})`,
+      }),
     /** Size in GB, for capacity planning and the report. */
     sizeGb: z.number().int().min(1).max(1048576),
     /**
