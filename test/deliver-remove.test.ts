@@ -98,6 +98,29 @@ test(
 );
 
 test(
+  "a transaction that hangs after changing the packet filter is stopped by its watchdog and rolled back",
+  withHost(async (dir, apply) => {
+    const rules = (content: string) => plain(join(dir, "rules.conf"), content, { confirmWithinSeconds: 1 });
+    assert.equal((await apply([rules("old\n")])).code, 0);
+    assert.equal((await run(["sh", APPLY, "--state-dir", join(dir, "state"), "--lock", join(dir, "lock"), "--confirm"])).code, 0);
+    const started = Date.now();
+    // Each attempt hangs for the 2 s step bound, 20 attempts: 40 s, unless the watchdog (1 s + 2 s) stops it.
+    const hung = await apply(
+      [rules("new\n"), plain(join(dir, "app.conf"), "x\n", { healthCheck: ["sleep", "60"] })],
+      ["--health-attempts", "20", "--step-timeout", "2"],
+    );
+    assert.notEqual(hung.code, 0, hung.stderr);
+    assert.doesNotMatch(hung.stderr, /applied transaction/);
+    for (let i = 0; i < 50 && existsSync(join(dir, "state", "tx")); i++) await new Promise((r) => setTimeout(r, 200));
+    assert.ok(Date.now() - started < 20_000, `settled after ${Date.now() - started} ms`);
+    assert.equal(readFileSync(join(dir, "rules.conf"), "utf8"), "old\n");
+    assert.ok(!existsSync(join(dir, "app.conf")));
+    const late = await run(["sh", APPLY, "--state-dir", join(dir, "state"), "--lock", join(dir, "lock"), "--confirm"]);
+    assert.equal(late.code, 6, late.stderr);
+  }),
+);
+
+test(
   "a failed first delivery puts back the file the host already had (a distribution's own config), and removes only what was new",
   withHost(async (dir, apply) => {
     const existing = join(dir, "chrony.conf");

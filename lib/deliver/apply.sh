@@ -75,6 +75,23 @@ LAST="$STATE/last"         # the outcome of the last transaction, read by --conf
 
 mkdir -p "$STATE" "$(dirname "$LOCK")" 2>/dev/null || die 2 "cannot create $STATE"
 chmod 700 "$STATE"
+# A watchdog whose transaction still runs past its deadline (a reload or health check that hangs while a new
+# packet filter may lock the deployer out) stops it first: it holds the lock the rollback needs.
+if [ "$ACTION" = expire ] && [ -d "$TX" ] && [ "$(sed -n '1s/ *$//p' "$TX/id" 2>/dev/null)" = "$TOKEN" ]; then
+	case "$(sed -n '1s/ *$//p' "$TX/journal" 2>/dev/null)" in
+		swapping | reloading | checking)
+			pid=$(sed -n '1s/ *$//p' "$TX/pid" 2>/dev/null)
+			deadline=$(sed -n '1s/ *$//p' "$TX/deadline" 2>/dev/null)
+			if [ "$(date +%s)" -ge "${deadline:-0}" ] && [ "${pid:-0}" -gt 1 ] && kill -0 "$pid" 2>/dev/null; then
+				log "transaction $TOKEN still runs past its deadline: stopping it to roll it back"
+				# Its children too (the step it hangs in), but not this watchdog, which it may have started itself.
+				kids=$(pgrep -P "$pid" 2>/dev/null)
+				kill -KILL "$pid" 2>/dev/null
+				for kid in $kids; do [ "$kid" = "$$" ] || kill -KILL "$kid" 2>/dev/null; done
+			fi
+			;;
+	esac
+fi
 exec 9>"$LOCK" || die 2 "cannot open the lock $LOCK"
 command -v flock >/dev/null 2>&1 || die 2 "flock(1) is missing (util-linux): transactions cannot be kept apart"
 flock -w 300 9 || die 2 "another transaction has held $LOCK for 300 s"
@@ -249,7 +266,7 @@ discard() {
 # runs (the timer outlives the SSH session); otherwise a detached process. A reboot loses either: --recover re-arms.
 arm() {
 	if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
-		systemd-run --quiet --collect --unit="standort-apply-expire-$2" --on-active="$1s" \
+		systemd-run --quiet --collect --unit="standort-apply-expire-$2-$1" --on-active="$1s" \
 			/bin/sh "$SELF" --expire "$2" --state-dir "$STATE" --lock "$LOCK" >/dev/null 2>&1 && return 0
 	fi
 	setsid sh -c 'sleep "$1"; shift; exec sh "$@"' standort-apply-watchdog "$1" "$SELF" \
@@ -276,7 +293,7 @@ settle() {
 				window=$(get "$TX/window")
 				now=$(date +%s)
 				# Never longer than the confirmation window itself: a clock that jumped back must not stretch it.
-				if [ "$((deadline - now))" -gt "${window:-0}" ]; then deadline=$((now + ${window:-0})); fi
+				if [ "$((deadline - now))" -gt "${window:-0}" ]; then deadline=$((now + ${window:-0})) && put "$TX/deadline" "$deadline"; fi
 				if [ "$now" -ge "${deadline:-0}" ]; then
 					rollback "$id not confirmed before a reboot" && put "$LAST" "expired $id" && log "rolled back transaction $id: not confirmed in time"
 				else
@@ -306,7 +323,9 @@ case "$ACTION" in
 		exit 0
 		;;
 	expire)
-		if [ -d "$TX" ] && [ "$(get "$TX/journal")" = pending ] && [ "$(get "$TX/id")" = "$TOKEN" ]; then
+		phase=$(get "$TX/journal")
+		case "$phase" in pending | swapping | reloading | checking) ;; *) phase="" ;; esac
+		if [ -d "$TX" ] && [ -n "$phase" ] && [ "$(get "$TX/id")" = "$TOKEN" ] && [ "$(date +%s)" -ge "$(get "$TX/deadline")" ]; then
 			if rollback "$TOKEN not confirmed"; then
 				put "$LAST" "expired $TOKEN"
 				die 4 "rolled back transaction $TOKEN: not confirmed in time"
@@ -337,7 +356,8 @@ settle apply
 [ -d "$TX" ] && die 5 "an earlier transaction could not be rolled back; the host needs an operator (state in $TX)"
 
 ID="$(date +%s)-$$"
-mkdir "$TX" && record "$TX/journal" staging && record "$TX/id" "$ID" && record "$TX/deadline" 0 && record "$TX/window" 0 ||
+mkdir "$TX" && record "$TX/journal" staging && record "$TX/id" "$ID" && record "$TX/deadline" 0 && record "$TX/window" 0 &&
+	record "$TX/pid" $$ ||
 	{ rm -rf "$TX"; die 2 "no room in $STATE to stage a transaction; nothing changed"; }
 # Whatever happens from here until the swap, staged copies (which may hold secrets) do not stay behind.
 trap '[ "$(get "$TX/journal")" = staging ] && discard' EXIT
@@ -428,6 +448,12 @@ rm -f "$TX"/new/*.content
 trap - EXIT
 trap '' INT TERM
 put "$TX/journal" swapping || die 2 "cannot write the journal; nothing changed"
+if [ -n "$CONFIRM" ]; then
+	# Armed before the packet filter changes: a transaction that hangs past its window plus one step's bound
+	# is stopped and rolled back by the watchdog, not left holding a ruleset that may lock the deployer out.
+	put "$TX/deadline" $(($(date +%s) + CONFIRM + STEP_TIMEOUT)) && put "$TX/window" "$CONFIRM" &&
+		arm $((CONFIRM + STEP_TIMEOUT)) "$ID" || rollback_or_die "the watchdog could not be armed" "$ID"
+fi
 while read -r k i j; do
 	[ "$i" = - ] || continue
 	t=$(target_of "$k" "$i" "$j")
