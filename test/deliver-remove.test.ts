@@ -28,6 +28,12 @@ function withHost(body: (dir: string, apply: (files: RenderedFile[], extra?: str
     try {
       await body(dir, apply);
     } finally {
+      // Watchdogs of this host's transactions go with it.
+      try {
+        execFileSync("pkill", ["-KILL", "-f", `standort-apply-watchdog .*${dir}/state`]);
+      } catch {
+        // none left
+      }
       rmSync(dir, { recursive: true, force: true });
     }
   };

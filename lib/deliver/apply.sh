@@ -73,6 +73,8 @@ TX="$STATE/tx"             # the transaction in progress (meta only: contents ne
 CURRENT="$STATE/current"   # the meta of the committed bundle (which files, their reloads)
 LAST="$STATE/last"         # the outcome of the last transaction, read by --confirm
 
+# A watchdog or a boot with no state has nothing to settle (and must not create one).
+case "$ACTION" in expire | recover | confirm | status) [ -d "$STATE" ] || { log "no transaction state in $STATE"; exit 0; } ;; esac
 mkdir -p "$STATE" "$(dirname "$LOCK")" 2>/dev/null || die 2 "cannot create $STATE"
 chmod 700 "$STATE"
 # A watchdog whose transaction still runs past its deadline (a reload or health check that hangs while a new
