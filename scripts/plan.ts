@@ -314,9 +314,12 @@ function writable<T>(flag: string, path: string, write: () => T): T {
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (!code) throw error;
-    throw new InputError([`plan: ${flag}: cannot write ${path} (${code}): name a folder this user can write to`]);
+    throw new OutputError([`plan: ${flag}: cannot write ${path} (${code}): name a folder this user can write to`]);
   }
 }
+
+/** An output the plan could not write: the plan itself was computed (and printed), so the trailer says so. */
+class OutputError extends InputError {}
 
 export async function main(
   argv: string[],
@@ -332,7 +335,11 @@ export async function main(
     }
     return await planLocation({ ...flags, location: flags.location! }, out);
   } catch (error) {
-    return reportInputError(error, err, (n) => `${n} problem(s); nothing was planned`);
+    return reportInputError(error, err, (n) =>
+      error instanceof OutputError
+        ? `${n} problem(s); the plan above is complete, its output was not written`
+        : `${n} problem(s); nothing was planned`,
+    );
   }
 }
 

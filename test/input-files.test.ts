@@ -375,6 +375,6 @@ test("an output file the file system refuses is a problem of its flag: exit 2, o
   assert.equal(result.code, 2);
   assert.deepEqual(result.err, [
     "plan: --json: cannot write /proc/standort-plan.json (ENOENT): name a folder this user can write to",
-    "1 problem(s); nothing was planned",
+    "1 problem(s); the plan above is complete, its output was not written",
   ]);
 });
