@@ -32,6 +32,9 @@ import {
   zonePolicy,
 } from "../lib/render";
 import { FAKE_KEY, fakeSecrets } from "./helpers/secrets";
+import { loadFootprint } from "../lib/footprint/load";
+import { planTunnels } from "../lib/footprint/wireguard";
+import { planHostFiles } from "../lib/preview/files";
 
 const sites = loadSites();
 const site = (name: string): SiteModel => sites.find((s) => s.name === name)!;
@@ -563,5 +566,29 @@ test("rendering is deterministic, and writeRenderedFiles lays out <dir>/<host>/<
   } finally {
     rmSync(a, { recursive: true, force: true });
     rmSync(b, { recursive: true, force: true });
+  }
+});
+
+test("partner traffic crosses the edge only through the partner's tunnel, both ways (never the uplink in clear)", () => {
+  const { sites: all, footprint } = loadFootprint();
+  for (const model of all) {
+    const hosts = planHostFiles(model, all, footprint);
+    const tunnels = new Map(
+      planTunnels(footprint, all)
+        .filter((t) => t.ends.some((e) => e.site === model.name))
+        .flatMap((t) => t.ends.filter((e) => e.site !== model.name).map((e) => [e.site, t.name] as const)),
+    );
+    for (const host of hosts.filter((h) => model.hosts.find((m) => m.name === h.host)!.role === "firewall")) {
+      const nft = host.files.find((f) => f.path === "/etc/nftables.conf")!.content;
+      const partnerRules = nft.split("\n").filter((l) => / comment "(partner-[a-z]+-to-|[a-z]+-to-partner-)/.test(l));
+      assert.ok(partnerRules.length > 0, `${host.host} has partner rules`);
+      for (const line of partnerRules) {
+        const site = /partner-([a-z]+)/.exec(line)![1];
+        const tunnel = tunnels.get(site);
+        assert.ok(tunnel, `${model.name} has a tunnel to ${site}`);
+        const inbound = /comment "partner-/.test(line);
+        assert.ok(line.includes(`${inbound ? "iifname" : "oifname"} "${tunnel}"`), `${host.host}: ${line.trim()}`);
+      }
+    }
   }
 });

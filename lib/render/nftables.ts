@@ -85,6 +85,9 @@ function forwardRule(model: SiteModel, rule: ZoneRule): string {
     case "site":
       parts.push("iifname @internal_ifs");
       break;
+    case "partner":
+      if (rule.from.tunnel) parts.push(`iifname "${rule.from.tunnel}"`);
+      break;
     default:
       break;
   }
@@ -100,6 +103,9 @@ function forwardRule(model: SiteModel, rule: ZoneRule): string {
     case "hosts":
     case "site":
       parts.push("oifname @internal_ifs");
+      break;
+    case "partner":
+      if (rule.to.tunnel) parts.push(`oifname "${rule.to.tunnel}"`);
       break;
     default:
       break;

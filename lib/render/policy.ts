@@ -22,8 +22,12 @@ export type Zone =
   | { readonly kind: "site" }
   /** The hosts' own addresses, whichever interface the traffic arrives on. */
   | { readonly kind: "hosts" }
-  /** The partner site's supernet (replication). */
-  | { readonly kind: "partner"; readonly site: string }
+  /**
+   * The partner site's supernet (replication), reached only through `tunnel` (the site-to-site WireGuard
+   * interface) where one is planned: with the tunnel down, partner traffic must not cross the internet in
+   * clear, and a packet claiming a partner source from anywhere else is dropped.
+   */
+  | { readonly kind: "partner"; readonly site: string; readonly tunnel?: string }
   /** A BGP peer of the edge firewall. */
   | { readonly kind: "bgp-peer"; readonly peer: string };
 
@@ -315,11 +319,13 @@ export function zonePolicy(
   // Replication with the partner site(s) and tunnel peers: storage to storage over SSH, and the databases
   // (streaming, binlog) between the virtualization hosts, both directions, only through the tunnels' supernets.
   for (const partner of partnerSites(model, sites, tunnelPeers)) {
+    const tunnel = tunnelPeers.find((t) => t.site === partner.name)?.tunnel;
+    const remote = { kind: "partner", site: partner.name, ...(tunnel ? { tunnel } : {}) } as const;
     rules.push(
       {
         name: `partner-${partner.name}-to-app-databases`,
         description: `Database replication from ${partner.name} to the databases on the virtualization hosts`,
-        from: { kind: "partner", site: partner.name },
+        from: remote,
         to: { kind: "segment", segment: "app" },
         protocol: "tcp",
         ports: [...DATABASE_PORTS],
@@ -332,7 +338,7 @@ export function zonePolicy(
         name: `app-to-partner-${partner.name}-databases`,
         description: `Database replication from the virtualization hosts to ${partner.name}`,
         from: { kind: "segment", segment: "app" },
-        to: { kind: "partner", site: partner.name },
+        to: remote,
         protocol: "tcp",
         ports: [...DATABASE_PORTS],
         sources: only(cidrOf("app")),
@@ -343,7 +349,7 @@ export function zonePolicy(
       {
         name: `partner-${partner.name}-to-data-replication`,
         description: `Replication from ${partner.name} to the storage pair`,
-        from: { kind: "partner", site: partner.name },
+        from: remote,
         to: { kind: "segment", segment: "data" },
         protocol: "tcp",
         ports: [SSH_PORT],
@@ -356,7 +362,7 @@ export function zonePolicy(
         name: `data-to-partner-${partner.name}-replication`,
         description: `Replication from the storage pair to ${partner.name}`,
         from: { kind: "segment", segment: "data" },
-        to: { kind: "partner", site: partner.name },
+        to: remote,
         protocol: "tcp",
         ports: [SSH_PORT],
         sources: only(cidrOf("data")),
