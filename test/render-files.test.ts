@@ -33,7 +33,8 @@ import {
 } from "../lib/render";
 import { FAKE_KEY, fakeSecrets } from "./helpers/secrets";
 import { loadFootprint } from "../lib/footprint/load";
-import { planTunnels } from "../lib/footprint/wireguard";
+import { knownEndpoint, planTunnels } from "../lib/footprint/wireguard";
+import { failoverMove } from "../lib/render/failover-move";
 import { planHostFiles } from "../lib/preview/files";
 
 const sites = loadSites();
@@ -589,6 +590,26 @@ test("partner traffic crosses the edge only through the partner's tunnel, both w
         const inbound = /comment "partner-/.test(line);
         assert.ok(line.includes(`${inbound ? "iifname" : "oifname"} "${tunnel}"`), `${host.host}: ${line.trim()}`);
       }
+    }
+  }
+});
+
+test("every tunnel endpoint a partner is given is an address the site's firewall master holds", () => {
+  const { sites: all, footprint } = loadFootprint();
+  for (const model of all) {
+    const endpoint = knownEndpoint(model);
+    if (endpoint === undefined) continue; // assigned by the provider's API, reported by the stack
+    const move = failoverMove(model, "firewall");
+    if (move.kind === "failover-ip") {
+      assert.equal(move.address, endpoint, `${model.name}: the firewall pair moves the NAT failover IP its partners dial`);
+      continue;
+    }
+    for (const host of planHostFiles(model, all, footprint).filter(
+      (h) => model.hosts.find((m) => m.name === h.host)!.role === "firewall",
+    )) {
+      const conf = host.files.find((f) => f.path === "/etc/keepalived/keepalived.conf")!.content;
+      const instance = conf.split(/^vrrp_instance /m).find((block) => block.includes(`${endpoint}/32 dev lo`));
+      assert.ok(instance, `${host.host}: keepalived puts ${endpoint} (the tunnels' end) on the master`);
     }
   }
 });

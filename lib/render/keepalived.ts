@@ -393,9 +393,17 @@ export function renderKeepalivedConfig(model: SiteModel, hostName: string, secre
     if (src && dst) out.push(`\tunicast_src_ip ${src}`, "\tunicast_peer {", `\t\t${dst}`, "\t}");
     else out.push("\t# Dissolved pair: no peer; this member holds the addresses alone.");
     if (vips && vipsByKeepalived) {
+      const heldPublic = heldPublicAddresses(model, p.role);
       out.push(
         "\tvirtual_ipaddress {",
         ...p.vips.map((v) => `\t\t${v.address}/${linkPrefixLength(model, v.prefixLength)} dev ${interfaceName(v.segment)}`),
+        ...(heldPublic.length > 0
+          ? [
+              "\t\t# The own prefix's NAT address, local on the master: partners' WireGuard tunnels end here (the prefix is routed",
+              "\t\t# to this member; only a local address is delivered to its tunnel listeners).",
+              ...heldPublic.map((a) => `\t\t${a}/32 dev lo`),
+            ]
+          : []),
         "\t}",
       );
     } else {
@@ -1039,4 +1047,13 @@ export function renderProviderEnv(
 export function runsKeepalived(model: SiteModel, hostName: string): boolean {
   const pair = pairOf(model, hostName);
   return pair !== undefined && (!pair.dissolved || pair.active === hostName);
+}
+
+/**
+ * Public addresses a pair's master holds on lo besides its VIPs: the firewall pair of an own-prefix site holds
+ * the prefix's NAT address, the tunnel endpoint its partners are given (`knownEndpoint` in
+ * lib/footprint/wireguard.ts). A routed prefix reaches the member, but only a local address reaches a socket.
+ */
+export function heldPublicAddresses(model: SiteModel, role: PairedRole): string[] {
+  return role === "firewall" && model.public.mode === "own-prefix" ? [model.public.natAddress] : [];
 }
