@@ -12,8 +12,6 @@ import { FILE_PLACEHOLDER, RenderedFile } from "../render/types";
 
 /** Where the transaction script lives on every host. */
 export const APPLY_SCRIPT_PATH = "/usr/local/lib/standort/apply.sh";
-/** apply.sh's state: the transaction in progress, the committed bundle's meta, the last outcome. */
-export const STATE_DIR = "/var/lib/standort/deliver";
 /** The boot unit that settles a transaction a reboot cut off (rolls it back or re-arms its confirmation). */
 export const RECOVER_UNIT = "standort-apply-recover.service";
 
@@ -23,19 +21,8 @@ export const APPLY_SCRIPT: string = readFileSync(join(__dirname, "apply.sh"), "u
 const HEREDOC = "STANDORT_APPLY_SH_END";
 if (APPLY_SCRIPT.includes(HEREDOC)) throw new Error(`apply.sh must not contain the heredoc delimiter ${HEREDOC}`);
 
-/** What delivery needs of a file besides its content. */
-export type DeliverySpec = Omit<RenderedFile, "content">;
-
 /** Bundle format version; apply.sh refuses any other. */
 export const BUNDLE_HEADER = "standort-bundle 1";
-
-/** A stable, readable key for a path: `/etc/nftables.conf` → `etc-nftables-conf`. */
-export function pathSlug(path: string): string {
-  return path
-    .toLowerCase()
-    .replace(/[^a-z0-9]+/g, "-")
-    .replace(/^-+|-+$/g, "");
-}
 
 /** Quotes one word for POSIX sh. */
 export function shellQuote(word: string): string {
