@@ -1,5 +1,6 @@
 /**
  * `npm run twin -- <location> [--scenario reachability|failover|partition|all] [--json FILE] [--files DIR]`
+ * `npm run twin -- <location> <partner> [--scenario tunnels|data|all|none] [--json FILE]` (the pair twin)
  *
  * Boots the location from the files its stack installs (or from a
  * `plan --files` folder) in Linux network namespaces, with the real daemons,
@@ -18,20 +19,43 @@ import { SiteTwin } from "./twin/site";
 import { ReachabilityReport, reachability } from "./twin/reachability";
 import { FailoverEntry, duration, failover } from "./twin/failover";
 import { PartitionEntry, partition } from "./twin/partition";
+import { PairTwin } from "./twin/pair";
+import { TunnelDownEntry, TunnelEntry, tunnelDown, tunnelsUp } from "./twin/tunnels";
 
 /** `none` boots the location and runs nothing (with --hold: to look around). */
 export const SCENARIOS = ["reachability", "failover", "partition", "all", "none"] as const;
 /** Failures the summary prints; --json holds all of them. */
 const SHOWN_FAILURES = 40;
 
-export const TwinFlagsSchema = z.strictObject({
-  location: slug,
-  scenario: z.enum(SCENARIOS).default("reachability"),
-  json: z.string().min(1).optional(),
-  files: z.string().min(1).optional(),
-  sites: z.string().min(1).optional(),
-  hold: z.boolean().default(false),
-});
+/** Scenarios of the pair twin (two partner locations joined). */
+export const PAIR_SCENARIOS = ["tunnels", "data", "all", "none"] as const;
+
+export const TwinFlagsSchema = z
+  .strictObject({
+    location: slug,
+    /** A partner location: boots both together (the pair twin). */
+    partner: slug.optional(),
+    scenario: z.enum([...new Set([...SCENARIOS, ...PAIR_SCENARIOS])]).optional(),
+    json: z.string().min(1).optional(),
+    files: z.string().min(1).optional(),
+    sites: z.string().min(1).optional(),
+    hold: z.boolean().default(false),
+  })
+  .superRefine((f, ctx) => {
+    const allowed: ReadonlyArray<string> = f.partner ? PAIR_SCENARIOS : SCENARIOS;
+    if (f.scenario !== undefined && !allowed.includes(f.scenario))
+      ctx.addIssue({
+        code: "custom",
+        path: ["scenario"],
+        message: `${f.partner ? "with a partner location" : "for one location"} the scenarios are ${allowed.join(", ")}`,
+      });
+    if (f.partner && f.files)
+      ctx.addIssue({
+        code: "custom",
+        path: ["files"],
+        message: "the pair twin renders both locations itself (give one location to boot a folder)",
+      });
+  });
 export type TwinFlags = z.infer<typeof TwinFlagsSchema>;
 
 export function parseTwinFlags(argv: string[]): TwinFlags {
@@ -46,6 +70,7 @@ export function parseTwinFlags(argv: string[]): TwinFlags {
       hold: { type: "boolean" },
     },
     TwinFlagsSchema,
+    ["location", "partner"],
   );
 }
 
@@ -79,6 +104,7 @@ export async function main(
     err("twin: needs root (it creates network namespaces and runs the daemons)");
     return 2;
   }
+  if (flags.partner) return pairMain({ ...flags, partner: flags.partner }, out, err);
   let twin: SiteTwin | undefined;
   const stop = () => {
     twin?.destroy();
@@ -87,7 +113,8 @@ export async function main(
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
   const report: { -readonly [K in keyof TwinReport]: TwinReport[K] } = { location: flags.location, started: new Date().toISOString() };
-  const wants = (s: (typeof SCENARIOS)[number]) => flags.scenario === s || flags.scenario === "all";
+  const scenario = flags.scenario ?? "reachability";
+  const wants = (s: (typeof SCENARIOS)[number]) => scenario === s || scenario === "all";
   try {
     twin = await SiteTwin.boot({
       location: flags.location,
@@ -150,6 +177,74 @@ export async function main(
     return 1;
   } finally {
     twin?.destroy();
+  }
+}
+
+/** What `--json` writes for the pair twin. */
+export interface PairReport {
+  readonly location: string;
+  readonly partner: string;
+  readonly started: string;
+  readonly tunnels?: ReadonlyArray<TunnelEntry>;
+  readonly tunnelDown?: ReadonlyArray<TunnelDownEntry>;
+}
+
+/** The pair twin: both locations booted and joined, then the tunnel and data path scenarios. */
+async function pairMain(flags: TwinFlags & { partner: string }, out: (line: string) => void, err: (line: string) => void): Promise<number> {
+  let pair: PairTwin | undefined;
+  const stop = () => {
+    pair?.destroy();
+    process.exit(130);
+  };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+  const scenario = flags.scenario ?? "all";
+  const wants = (s: (typeof PAIR_SCENARIOS)[number]) => scenario === s || scenario === "all";
+  const report: { -readonly [K in keyof PairReport]: PairReport[K] } = {
+    location: flags.location,
+    partner: flags.partner,
+    started: new Date().toISOString(),
+  };
+  const log = (l: string) => out(`  ${l}`);
+  try {
+    pair = await PairTwin.boot({
+      location: flags.location,
+      partner: flags.partner,
+      sitesDir: flags.sites ? resolve(flags.sites) : undefined,
+      log,
+    });
+    let ok = true;
+    if (wants("tunnels")) {
+      report.tunnels = await tunnelsUp(pair, log);
+      report.tunnelDown = [await tunnelDown(pair, pair.a, log), await tunnelDown(pair, pair.b, log)];
+      out(`tunnels (${pair.tunnel.plan.name}, WireGuard in userspace, the rendered files):`);
+      for (const t of report.tunnels)
+        out(
+          `  ${t.up ? "" : "FAIL "}${t.from} -> ${t.to}: ${t.up ? "up" : "down"}, carries ${t.allowedIps.join(", ") || "nothing"}, handshake ${t.handshakeAgeSeconds ?? "never"} s ago at ${t.firewall ?? "no firewall"}, replication path answered by ${t.answer}`,
+        );
+      for (const d of report.tunnelDown)
+        out(
+          `  ${d.blockedWhileDown && d.leakedPackets === 0 && d.backAfterMs !== null ? "" : "FAIL "}stopped at ${d.stoppedAt}: partner traffic ${d.blockedWhileDown ? "blocked" : "ANSWERED"}, ${d.leakedPackets} packets in clear; back ${d.backAfterMs === null ? "not within the bound" : `after ${d.backAfterMs} ms`}`,
+        );
+      ok &&=
+        report.tunnels.every((t) => t.up) &&
+        report.tunnelDown.every((d) => d.blockedWhileDown && d.leakedPackets === 0 && d.backAfterMs !== null);
+    }
+    if (flags.json) writeFileSync(resolve(flags.json), JSON.stringify(report, null, 2) + "\n");
+    if (flags.hold) {
+      out(`holding the pair twin for inspection (Ctrl-C ends it)`);
+      await new Promise<never>(() => undefined);
+    }
+    return ok ? 0 : 1;
+  } catch (error) {
+    if (error instanceof TwinInputError || error instanceof InputError) {
+      error.problems.forEach((p) => err(p));
+      return 2;
+    }
+    err(`twin: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    return 1;
+  } finally {
+    pair?.destroy();
   }
 }
 

@@ -155,7 +155,24 @@ test("twin flags are validated like every input: unknown flags and scenarios are
   };
   assert.match(refused(["vienna", "--scenario", "chaos"]), /^twin: scenario: /);
   assert.match(refused(["vienna", "--bogus"]), /^twin: --bogus: unknown flag \(known: /);
-  assert.equal(refused(["vienna", "karlsruhe"]), "twin: location: expected one location, got vienna karlsruhe");
+  // A second location is the partner of the pair twin; a third is refused, and each mode has its own scenarios.
+  assert.deepEqual(parseTwinFlags(["vienna", "karlsruhe", "--scenario", "tunnels"]), {
+    location: "vienna",
+    partner: "karlsruhe",
+    scenario: "tunnels",
+    hold: false,
+  });
+  assert.equal(
+    refused(["vienna", "karlsruhe", "graz"]),
+    "twin: expected at most 2 arguments (location, partner), got vienna karlsruhe graz",
+  );
+  assert.match(
+    refused(["vienna", "karlsruhe", "--scenario", "failover"]),
+    /^twin: scenario: with a partner location the scenarios are tunnels, data, all, none/,
+  );
+  assert.match(refused(["vienna", "--scenario", "tunnels"]), /^twin: scenario: for one location the scenarios are reachability, /);
+  assert.match(refused(["vienna", "karlsruhe", "--files", "/tmp"]), /^twin: files: the pair twin renders both locations itself/);
+  assert.match(refused(["vienna", "Karlsruhe!"]), /^twin: partner: /);
   assert.match(refused(["Vienna!"]), /^twin: location: /);
   assert.match(refused([]), /^twin: location: is required/);
 });

@@ -286,6 +286,7 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
   lines.push("}");
 
   if (isFirewall) {
+    const tunnelPorts = [...new Set((options.tunnelPeers ?? []).map((t) => t.listenPort))].sort((a, b) => a - b);
     const partnerExclusion = partners.length > 0 ? " ip daddr != @partner_supernets" : "";
     const declaredNat = model.public.mode === "provider-failover-ips" ? model.public.declared?.nat : undefined;
     // Hetzner Cloud assigns the NAT floating IP at creation: the failover script puts it into this map once it
@@ -335,6 +336,18 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
           ]
         : []),
       `\t\toifname != @internal_ifs ip saddr ${model.supernet}${partnerExclusion} ${nat}`,
+      // The tunnels' own datagrams leave from the address partners dial and accept (the endpoint), not from the
+      // member's uplink address: the peer's firewall admits tunnel packets from that endpoint only.
+      ...(tunnelPorts.length > 0
+        ? [
+            ...(runtimeNat
+              ? [
+                  `\t\toifname != @internal_ifs udp sport ${set(tunnelPorts)} snat ip to meta l4proto map @${NAT_SOURCE_MAP} comment "WireGuard from the NAT floating IP, once held"`,
+                ]
+              : []),
+            `\t\toifname != @internal_ifs udp sport ${set(tunnelPorts)} ${nat.replace(/comment ".*"$/, 'comment "WireGuard from the tunnel endpoint"')}`,
+          ]
+        : []),
       "\t}",
       "}",
     );

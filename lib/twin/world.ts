@@ -228,3 +228,25 @@ export function twinWorld(model: SiteModel, sites: ReadonlyArray<SiteModel>, tun
     ...(failoverIps ? { failoverIps } : {}),
   };
 }
+
+/**
+ * The public address space the provider routes to a site in the twin: the
+ * provider LAN's /24 and the own prefix of a pre-provisioned site, or the
+ * Hetzner Cloud pools. Another twin's `internet` sends these to this site's
+ * (pair mode joins the two `internet` namespaces like two transit networks).
+ */
+export function publicRanges(model: SiteModel, world: TwinWorld): string[] {
+  const ranges = world.provider.kind === "lan" ? [world.provider.prefix] : [HCLOUD_SERVER_POOL, HCLOUD_FLOATING_POOL];
+  if (model.public.mode === "own-prefix") ranges.push(model.public.prefix);
+  return ranges;
+}
+
+/**
+ * The address a partner's tunnel reaches this site on in the twin: the site
+ * files' endpoint, else the NAT floating IP the stand-in API assigns (what
+ * the stack's `tunnelEndpoint` output reports after a deploy).
+ */
+export function twinTunnelEndpoint(model: SiteModel, world: TwinWorld): string | undefined {
+  if (model.public.mode === "own-prefix") return model.public.natAddress;
+  return model.public.declared?.nat ?? world.failoverIps?.nat;
+}

@@ -24,6 +24,8 @@ export function parseFlags<S extends z.ZodType>(
   argv: ReadonlyArray<string>,
   options: NonNullable<ParseArgsConfig["options"]>,
   schema: S,
+  /** Names of the positional arguments, in order; the schema validates each (absent ones are undefined). */
+  positionalNames: ReadonlyArray<string> = ["location"],
 ): z.infer<S> {
   // Not strict: node's strict mode stops at the first problem, some of its messages span lines.
   const { tokens } = parseArgs({ args: [...argv], allowPositionals: true, options, strict: false, tokens: true });
@@ -53,11 +55,20 @@ export function parseFlags<S extends z.ZodType>(
       values.set(token.name, token.value);
     }
   }
-  if (positionals.length > 1) problems.push(`${command}: location: expected one location, got ${positionals.join(" ")}`);
+  if (positionals.length > positionalNames.length)
+    problems.push(
+      positionalNames.length === 1
+        ? `${command}: ${positionalNames[0]}: expected one ${positionalNames[0]}, got ${positionals.join(" ")}`
+        : `${command}: expected at most ${positionalNames.length} arguments (${positionalNames.join(", ")}), got ${positionals.join(" ")}`,
+    );
   if (problems.length > 0) throw new InputError(problems);
   // Flags are kebab-case on the command line (--expect-no-changes) and camelCase in the schema.
   const camel = [...values].map(([k, v]) => [k.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase()), v]);
-  const result = schema.safeParse({ location: positionals[0], ...Object.fromEntries(camel) }, { reportInput: true });
+  // The first is always passed (the schema says it is required); later ones only when given.
+  const named = Object.fromEntries(
+    positionalNames.flatMap((name, i) => (i === 0 || i < positionals.length ? [[name, positionals[i]]] : [])),
+  );
+  const result = schema.safeParse({ ...named, ...Object.fromEntries(camel) }, { reportInput: true });
   if (!result.success) throw new InputError(formatIssues(command, result.error.issues));
   return result.data;
 }

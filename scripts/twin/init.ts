@@ -28,7 +28,9 @@ export const SYSTEMCTL_LOG = "/run/standort-twin/systemctl.log";
  * `/usr/bin/systemctl` inside a twin machine. Records every call; answers
  * `is-active` from this init's pid files; `start|restart|stop wg-quick@<if>`
  * brings the partner tunnel's stand-in link up (adding the routes to the
- * file's AllowedIPs, as wg-quick's Table=auto does) or down.
+ * file's AllowedIPs, as wg-quick's Table=auto does) or down; where no
+ * stand-in link exists (a pair twin), a real WireGuard interface
+ * (wireguard-go, `wg setconf` of the rendered file) comes up or is deleted.
  */
 export const systemctlStandin = (requests: string) => `#!/bin/sh
 # standort twin: systemctl stand-in (no systemd runs in a twin machine).
@@ -49,10 +51,19 @@ running() { [ -f ${UNIT_DIR}/"$1".pid ] && kill -0 "$(cat ${UNIT_DIR}/"$1".pid)"
 tunnel() {
 	conf=/etc/wireguard/$2.conf
 	[ -r "$conf" ] || { echo "wg-quick@$2: $conf does not exist" >&2; return 1; }
-	ip link show "$2" >/dev/null 2>&1 || { echo "wg-quick@$2: no tunnel link $2 in the twin" >&2; return 1; }
+	if ! ip link show "$2" >/dev/null 2>&1; then
+		# No stand-in link: the peer's end is real (a pair twin). WireGuard in userspace, the rendered file
+		# given to wg setconf unchanged (it holds no wg-quick keys), then what wg-quick does: link up, routes.
+		[ "$1" = up ] || return 0
+		wireguard-go "$2" >/dev/null 2>&1 || { echo "wg-quick@$2: wireguard-go could not create $2" >&2; return 1; }
+		wg setconf "$2" "$conf" || { ip link del "$2"; return 1; }
+	fi
 	if [ "$1" = up ]; then
 		ip link set "$2" up || return 1
 		for p in $(sed -n 's/^AllowedIPs *= *//p' "$conf" | tr ',' ' '); do ip route replace "$p" dev "$2" || return 1; done
+	elif [ -e /sys/class/net/"$2"/tun_flags ]; then
+		# wg-quick down deletes the interface; wireguard-go exits with it.
+		ip link del "$2"
 	else
 		ip link set "$2" down
 	fi

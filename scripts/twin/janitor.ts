@@ -32,7 +32,8 @@ const quietly = (argv: ReadonlyArray<string>) => {
 
 /** The pid a twin namespace or folder belongs to, or undefined when the name is not a twin's. */
 export function ownerOf(nsName: string): number | undefined {
-  const m = /^tw([0-9a-z]+)-/.exec(nsName);
+  // `tw<pid base 36>-…`, or `tw<pid>_<id>-…` for each twin of a pair.
+  const m = /^tw([0-9a-z]+)(?:_[a-z])?-/.exec(nsName);
   return m ? parseInt(m[1], 36) : undefined;
 }
 

@@ -80,6 +80,15 @@ export interface TwinOptions {
   readonly filesDir?: string;
   /** Progress lines. @default silent */
   readonly log?: (line: string) => void;
+  /**
+   * Pair mode (`twin.ts` with two locations): the partner sites whose tunnel
+   * ends are real (the other twin), so no stand-in is built for them, and the
+   * tunnel files (path → content, rendered with the twin's generated keys)
+   * the firewalls boot instead of the plan's placeholders.
+   */
+  readonly joined?: { readonly sites: ReadonlyArray<string>; readonly firewallFiles: Readonly<Record<string, string>> };
+  /** Tells two twins of one process apart (namespace prefix and folder). @default "" */
+  readonly id?: string;
 }
 
 /** What runs in one host's machine. */
@@ -117,7 +126,7 @@ export class SiteTwin {
   readonly filesDir: string;
   readonly machines = new Map<string, Machine>();
   readonly hosts = new Map<string, HostRuntime>();
-  /** Namespace names start with it: `tw<pid base 36>`. */
+  /** Namespace names start with it: `tw<pid base 36>`, `tw<pid base 36>_<id>` in a pair. */
   readonly prefix: string;
   private readonly releaseMounts: () => void;
   private readonly log: (line: string) => void;
@@ -132,6 +141,9 @@ export class SiteTwin {
   readonly fileDifferences: string[] = [];
   private readonly givenFiles?: string;
   private readonly networkd = new Map<string, NetworkdConfig>();
+  /** The partners a stand-in plays (every partner, except the joined twin's site in pair mode). */
+  readonly standInPartners: TwinWorld["partners"];
+  private readonly joined?: TwinOptions["joined"];
 
   private constructor(options: TwinOptions) {
     this.log = options.log ?? (() => undefined);
@@ -148,6 +160,8 @@ export class SiteTwin {
     this.tunnelPeers = render.tunnelPeers;
     this.policy = zonePolicy(model, partnerSites(model, sites, render.tunnelPeers), render.services, render.tunnelPeers);
     this.world = twinWorld(model, sites, render.tunnelPeers);
+    this.joined = options.joined;
+    this.standInPartners = this.world.partners.filter((p) => !options.joined?.sites.includes(p.site));
     this.dir = mkdtempSync(join(tmpdir(), `${TWIN_DIR_PREFIX}${model.name}-`));
     // Whatever ends this process (a Ctrl-C its parents escalate, a SIGKILL), the janitor cleans up after it.
     writeFileSync(join(this.dir, "owner"), `${process.pid}\n`);
@@ -158,7 +172,7 @@ export class SiteTwin {
     });
     this.janitor.unref();
     this.filesDir = join(this.dir, "files");
-    this.prefix = `tw${process.pid.toString(36)}`;
+    this.prefix = `tw${process.pid.toString(36)}${options.id ? `_${options.id}` : ""}`;
     this.releaseMounts = privateMountDir(join(this.dir, "mnt"));
     process.once("exit", this.onExit);
     this.givenFiles = options.filesDir;
@@ -195,6 +209,15 @@ export class SiteTwin {
           const target = join(to, f.path);
           if (existsSync(target)) chmodSync(target, parseInt(f.mode, 8));
         }
+      }
+    }
+    // Pair mode: the tunnel files with the keys the twin generated (the stack's random keys), for both firewalls.
+    for (const host of this.model.hosts.filter((h) => h.role === "firewall")) {
+      for (const [path, content] of Object.entries(this.joined?.firewallFiles ?? {})) {
+        const target = join(this.filesDir, host.name, path);
+        if (!existsSync(target))
+          throw new Error(`twin: ${host.name}: ${path} is not a file the stack installs (pair mode replaces files only)`);
+        writeFileSync(target, content, { mode: 0o600 });
       }
     }
     // Owners as delivery installs them (root:bird for bird.conf), where the group exists here.
@@ -286,7 +309,7 @@ export class SiteTwin {
     this.material();
     const outside = ["internet", "provider", this.world.provider.kind === "lan" ? "switch" : "hnet"];
     if (this.world.provider.kind === "lan") outside.push("neighbour");
-    for (const p of this.world.partners) outside.push(`partner-${p.site}`);
+    for (const p of this.standInPartners) outside.push(`partner-${p.site}`);
     for (const name of outside) this.machineFor(name, [this.extras(name)]).create();
     this.world.hosts.forEach((host, index) => {
       this.hosts.set(host.name, { host, index, machine: this.hostMachine(host), units: new Map(), ports: new Map(), up: false });
@@ -369,7 +392,7 @@ export class SiteTwin {
       w.streamServer,
       w.apiAddress,
       ...w.allowlistClients,
-      ...w.partners.flatMap((p) => (p.endpoint ? [p.endpoint] : [])),
+      ...this.standInPartners.flatMap((p) => (p.endpoint ? [p.endpoint] : [])),
     ]) {
       this.ip("internet", "addr", "add", `${a}/32`, "dev", "lo");
     }
@@ -399,7 +422,7 @@ export class SiteTwin {
       this.ip("hnet", "addr", "add", `${w.provider.privateGateway}/32`, "dev", "lo");
       this.sysctl("hnet", "net.ipv4.ip_forward=1");
     }
-    for (const p of w.partners) {
+    for (const p of this.standInPartners) {
       const m = `partner-${p.site}`;
       for (const a of [p.addresses.data, p.addresses.app]) this.ip(m, "addr", "add", `${a}/32`, "dev", "lo");
       this.sysctl(m, "net.ipv4.conf.all.ignore_routes_with_linkdown=1");
@@ -409,7 +432,7 @@ export class SiteTwin {
     await startUnit(internet, this.standin("internet", { tcp: EGRESS.tcp, udp: EGRESS.udp, bind: w.internetClient }));
     // A server that keeps connections open and echoes: the far end of long-lived streams through the NAT.
     await startUnit(internet, this.standin("internet-streams", { echo: [STREAM_PORT], bind: w.streamServer }, "echo"));
-    for (const p of w.partners) {
+    for (const p of this.standInPartners) {
       await startUnit(this.machine(`partner-${p.site}`), this.standin(`partner-${p.site}`, { tcp: [22, ...DATABASE_PORTS] }));
     }
     this.provider = new ProviderStandIn({
@@ -556,7 +579,7 @@ export class SiteTwin {
     }
     if (rt.host.role === "firewall") {
       const member = this.model.pairs.find((p) => p.role === "firewall")!.members.indexOf(name) + 1;
-      for (const p of this.world.partners) {
+      for (const p of this.standInPartners) {
         this.veth(name, p.tunnel, `partner-${p.site}`, `f${member}`, { layer3: true });
         const pm = `partner-${p.site}`;
         this.ip(pm, "link", "set", `f${member}`, "up");
@@ -723,7 +746,9 @@ export class SiteTwin {
       }
     }
     const plain = [...tcp].filter((p) => !DAEMON_PORTS.has(p)).sort((a, b) => a - b);
-    const datagrams = [...udp].sort((a, b) => a - b);
+    // A real tunnel (pair mode) owns its listen port: wireguard-go binds it when the failover script starts it.
+    const real = new Set(this.tunnelPeers.filter((t) => this.joined?.sites.includes(t.site)).map((t) => t.listenPort));
+    const datagrams = [...udp].filter((p) => !real.has(p)).sort((a, b) => a - b);
     if (plain.length + datagrams.length + tls.length > 0) units.push(this.standin(rt.host.name, { tcp: plain, udp: datagrams, tls }));
     return units;
   }
@@ -749,7 +774,7 @@ export class SiteTwin {
     }
     if (rt.host.role === "firewall") {
       const member = this.model.pairs.find((p) => p.role === "firewall")!.members.indexOf(name) + 1;
-      for (const p of this.world.partners) quietly(["ip", "-n", this.machine(`partner-${p.site}`).ns, "link", "del", `f${member}`]);
+      for (const p of this.standInPartners) quietly(["ip", "-n", this.machine(`partner-${p.site}`).ns, "link", "del", `f${member}`]);
     }
     this.log(`${name} down (${why})`);
     this.provider?.fabricRoutes();
