@@ -20,7 +20,12 @@ import { ReachabilityReport, reachability } from "./twin/reachability";
 import { FailoverEntry, duration, failover } from "./twin/failover";
 import { PartitionEntry, partition } from "./twin/partition";
 import { PairTwin } from "./twin/pair";
-import { TunnelDownEntry, TunnelEntry, tunnelDown, tunnelsUp } from "./twin/tunnels";
+import { PairDatabases, RpoEntry } from "./twin/databases";
+import { GuardEntry, PairFiles } from "./twin/files";
+import { PromotionEntry, promotion } from "./twin/promotion";
+import { ReadOnlyEntry, readOnly } from "./twin/readonly";
+import { BackupEntry, backups } from "./twin/backups";
+import { TunnelDownEntry, TunnelEntry, tunnelDown, tunnelReady, tunnelsUp } from "./twin/tunnels";
 
 /** `none` boots the location and runs nothing (with --hold: to look around). */
 export const SCENARIOS = ["reachability", "failover", "partition", "all", "none"] as const;
@@ -187,6 +192,11 @@ export interface PairReport {
   readonly started: string;
   readonly tunnels?: ReadonlyArray<TunnelEntry>;
   readonly tunnelDown?: ReadonlyArray<TunnelDownEntry>;
+  readonly rpo?: ReadonlyArray<RpoEntry>;
+  readonly guards?: ReadonlyArray<GuardEntry>;
+  readonly promotion?: PromotionEntry;
+  readonly readOnly?: ReadonlyArray<ReadOnlyEntry>;
+  readonly backups?: ReadonlyArray<BackupEntry>;
 }
 
 /** The pair twin: both locations booted and joined, then the tunnel and data path scenarios. */
@@ -229,6 +239,63 @@ async function pairMain(flags: TwinFlags & { partner: string }, out: (line: stri
       ok &&=
         report.tunnels.every((t) => t.up) &&
         report.tunnelDown.every((d) => d.blockedWhileDown && d.leakedPackets === 0 && d.backAfterMs !== null);
+    }
+    if (wants("data")) {
+      // The data path needs the tunnel: the first handshake may still be on its way right after the boot.
+      if ((await tunnelReady(pair)) === null) throw new Error(`${pair.tunnel.plan.name} did not come up within the bound`);
+      const databases = await PairDatabases.start(pair, { sitesDir: flags.sites ? resolve(flags.sites) : undefined, log });
+      const files = await PairFiles.prepare(pair, { sitesDir: flags.sites ? resolve(flags.sites) : undefined, log });
+      report.guards = await files.guards(log);
+      out("replication guards (the rendered unit against a source that must not be copied):");
+      for (const g of report.guards) {
+        out(
+          `  ${g.refused && g.standbyKept ? "" : "FAIL "}${g.job} ${g.case}: ${g.refused ? `refused (${g.reason})` : "not refused"}, standby ${g.standbyKept ? "kept" : "CHANGED"}`,
+        );
+        ok &&= g.refused && g.standbyKept;
+      }
+      report.rpo = [...(await databases.measureRpo(log)), ...(process.env.STANDORT_TWIN_NO_LSYNCD ? [] : await files.measureRpo(log))];
+      report.backups = await backups(pair, databases, log);
+      out("backups (the rendered units: dumps as the read-only user, restic over sftp into each store):");
+      for (const b of report.backups) {
+        const good = b.ran && b.snapshots >= 1 && b.treesIncluded && b.dumpsIncluded;
+        out(
+          `  ${good ? "" : "FAIL "}${b.job} (${b.placement}, ${b.store}): ${b.ran ? "ran" : `failed: ${b.output}`}; ${b.snapshots} snapshot(s), ${b.files} files, trees ${b.treesIncluded ? "in" : "missing"}, dumps ${b.dumpsIncluded ? "in" : "missing"}`,
+        );
+        ok &&= good;
+      }
+      report.readOnly = await readOnly(pair, databases, log);
+      out("the standby answers read-only (its name through its public path; the database behind it):");
+      for (const r of report.readOnly) {
+        const good = r.landedReadOnly && r.writeRefused && r.standbyRows === r.primaryRows && r.primaryRows > 0;
+        out(
+          `  ${good ? "" : "FAIL "}${r.name} at ${r.site}: ${r.answer.split(" | ").pop()}; ${r.database} reads ${r.standbyRows}/${r.primaryRows} rows, write ${r.writeRefused ? `refused: ${r.error}` : "ACCEPTED"}`,
+        );
+        ok &&= good;
+      }
+      const p = await promotion(pair, files, log);
+      if (!p) {
+        out(
+          "promotion: no file copy between these sites runs under systemd (Kubernetes sites copy with CronJobs; the twin runs no cluster yet)",
+        );
+      } else {
+        report.promotion = p;
+        out(`promotion of ${p.service} (${p.from} -> ${p.to}) and the old primary's return, writes on both sides (files ${p.tree}):`);
+        out(
+          `  ${p.staleRefused ? "" : "FAIL "}the old primary's stale copy ${p.staleRefused ? "refused" : "RAN"}; the new primary ${p.newPrimaryKept ? "kept its data" : "CHANGED"}`,
+        );
+        out(
+          `  ${p.lost === 0 && p.newWritesCopied === p.newWrites ? "" : "FAIL "}new primary's writes copied ${p.newWritesCopied}/${p.newWrites}; old primary's unreplicated writes kept aside ${p.keptAside}/${p.unreplicatedWrites}, lost ${p.lost}`,
+        );
+        ok &&= p.staleRefused && p.newPrimaryKept && p.lost === 0 && p.newWritesCopied === p.newWrites;
+      }
+      out("recovery point (a write at the primary until readable at the standby, steady load running):");
+      for (const r of report.rpo) {
+        const met = r.seconds !== null && r.seconds <= r.targetSeconds;
+        out(
+          `  ${met ? "" : "FAIL "}${r.service}/${r.data} (${r.kind}) ${r.from} -> ${r.to}: ${r.seconds === null ? "not within the bound" : `${r.seconds} s`} (target ${r.targetSeconds} s; ${r.samples.length} writes, load ${r.loadPerSecond}/s)`,
+        );
+        ok &&= met;
+      }
     }
     if (flags.json) writeFileSync(resolve(flags.json), JSON.stringify(report, null, 2) + "\n");
     if (flags.hold) {

@@ -11,7 +11,11 @@ import { TunnelPeerOutputs } from "../components/site-tunnels";
 import { loadFootprint } from "../lib/footprint/load";
 import { siteServices } from "../lib/footprint/services";
 import { siteTunnels } from "../lib/footprint/wireguard";
-import { jobRunner } from "../lib/footprint/jobs";
+import { jobRunner, planJobs } from "../lib/footprint/jobs";
+import { credentialPeers, planCredentials } from "../lib/footprint/credentials";
+import { ReplicationCredentials } from "../components/replication-credentials";
+import type { DeliverableFile } from "../components/host-config";
+import type { RenderedFile } from "../lib/render/types";
 import { footprintHostFiles, proxiedServices } from "../lib/footprint/site-files";
 import { InputError } from "../lib/model/validate";
 import { parseStackConfig } from "../lib/model/stack-config";
@@ -69,10 +73,19 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
   const services = siteServices(footprint, sites, model.name);
   const jobs = services.flatMap((s) => s.jobs);
   const tunnels = siteTunnels(footprint, sites, model.name);
+  // Every job of the footprint: what reaches this site (copies, backups into its stores) decides what its hosts accept.
+  const allJobs = planJobs(footprint, sites);
+  const credentialsPlan = planCredentials(sites, allJobs);
+  // One StackReference per peer, for the tunnels and the credentials alike.
+  const tunnelPeerNames = [...new Set(tunnels.flatMap((t) => t.ends.map((e) => e.site)))].filter((s) => s !== model.name);
+  const peerNames = [...new Set([...tunnelPeerNames, ...credentialPeers(credentialsPlan, model.name)])].sort();
+  const references = Object.fromEntries(
+    peerNames.map((peer) => [peer, new pulumi.StackReference(`peer-${peer}`, { name: `${config.stackPrefix}/${peer}` })]),
+  );
   // Each peer's published keys and endpoint, read from its own stack.
   const peers: Record<string, TunnelPeerOutputs> = {};
-  for (const peer of [...new Set(tunnels.flatMap((t) => t.ends.map((e) => e.site)))].filter((s) => s !== model.name).sort()) {
-    const reference = new pulumi.StackReference(`peer-${peer}`, { name: `${config.stackPrefix}/${peer}` });
+  for (const peer of tunnelPeerNames.sort()) {
+    const reference = references[peer];
     const wireguard = reference.getOutput("wireguard") as pulumi.Output<
       { publicKeys?: Record<string, string>; presharedKeys?: Record<string, string> } | undefined
     >;
@@ -81,6 +94,17 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
       presharedKeys: wireguard.apply((w) => w?.presharedKeys),
       endpoint: reference.getOutput("tunnelEndpoint") as pulumi.Output<string | undefined>,
     };
+  }
+  // The job credentials this stack generates, and the files and Secrets that carry them (validated peer outputs).
+  const credentials = new ReplicationCredentials(`${model.name}-credentials`, {
+    model,
+    sites,
+    jobs: allJobs,
+    peers: Object.fromEntries(peerNames.map((peer) => [peer, references[peer].getOutput("credentials")])),
+  });
+  const hostFiles: Record<string, Array<RenderedFile | DeliverableFile>> = {};
+  for (const [host, files] of [...Object.entries(footprintHostFiles(model, jobs)), ...Object.entries(credentials.files)]) {
+    hostFiles[host] = [...(hostFiles[host] ?? []), ...files];
   }
 
   const site = new Site(
@@ -92,13 +116,21 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
       sshPublicKey: config.sshPublicKey,
       services: proxiedServices(services),
       delivery: { privateKey: secrets.requireSecret("sshPrivateKey"), providerApiToken, providerEnv: config.providerEnv },
-      hostFiles: footprintHostFiles(model, jobs),
+      hostFiles,
       tunnels: { tunnels, peers },
     },
     { providers },
   );
   if (jobRunner(model) === "kubernetes") {
-    new Replication(`${model.name}-replication`, { kubeconfig: secrets.requireSecret("kubeconfig"), jobs }, { parent: site });
+    new Replication(
+      `${model.name}-replication`,
+      {
+        kubeconfig: secrets.requireSecret("kubeconfig"),
+        jobs,
+        secrets: { names: credentials.secretNames, data: credentials.kubernetesSecrets },
+      },
+      { parent: site },
+    );
   }
 
   return {
@@ -107,6 +139,12 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
       services.map((s) => [s.service, { role: s.role, names: s.names, ...(s.migrationStep ? { migrationStep: s.migrationStep } : {}) }]),
     ),
     wireguard: { publicKeys: site.tunnels?.publicKeys ?? {}, presharedKeys: site.tunnels?.presharedKeys ?? pulumi.secret({}) },
+    // What the peers' stacks read (ReplicationCredentials): public keys in clear, the passwords their hosts need as a secret.
+    credentials: {
+      publicKeys: credentials.publicKeys,
+      secrets: credentials.publishedSecrets,
+      certificates: credentials.publishedCertificates,
+    },
     tunnelEndpoint: site.prefix.addresses.apply((a) => a.nat?.address ?? null),
     bgpSessionPasswords: pulumi.secret(
       pulumi.all(Object.fromEntries(Object.entries(site.bgpPasswords).map(([peer, p]) => [peer, p.result]))),

@@ -9,11 +9,21 @@ import {
   fileIntervalMinutes,
   kubernetesName,
   planJobs,
-  renderDatabaseReplication,
   renderSiteSystemdUnits,
   siteJobs,
   systemdCalendar,
 } from "../lib/footprint/jobs";
+import { renderDatabaseFiles } from "../lib/footprint/database-files";
+import {
+  LSYNCD_CONFIG,
+  LSYNCD_DELAY_SECONDS,
+  lsyncdRsyncOptions,
+  lsyncdRsyncWrapper,
+  renderLsyncdConfig,
+  renderLsyncdPathUnit,
+  renderLsyncdUnit,
+} from "../lib/footprint/lsyncd";
+import { footprintHostFiles } from "../lib/footprint/site-files";
 import { example, withService, withSite } from "./fixtures/footprint/example";
 
 const fileCopies = (jobs: ReturnType<typeof planJobs>) => jobs.filter((j): j is FileCopyJob => j.kind === "file-copy");
@@ -67,12 +77,14 @@ test("a cron schedule of */n never leaves a gap longer than n minutes, across th
   }
 });
 
-test("jobs run where the data is written: copies and backups at the writer, replica settings at the copy", () => {
+test("jobs run where the data is written: copies and backups at the writer, receiving ends and replica settings at the copy", () => {
   const { footprint, sites } = example();
   assert.deepEqual(
     siteJobs(footprint, sites, "vienna").map((j) => [j.key, j.kind, j.runner]),
     [
       ["git-db-forge-from-helsinki", "database-replication", "systemd"],
+      ["git-files-repositories-from-helsinki", "file-receive", "systemd"],
+      ["mail-backup-offsite-karlsruhe", "backup", "systemd"],
       ["mail-backup-vie-stor-1", "backup", "systemd"],
       ["mail-backup-vie-stor-2", "backup", "systemd"],
       ["mail-db-postfixadmin-to-karlsruhe", "database-replication", "systemd"],
@@ -80,24 +92,65 @@ test("jobs run where the data is written: copies and backups at the writer, repl
       ["mail-files-vmail-to-karlsruhe", "file-copy", "systemd"],
       ["tickets-db-tickets-from-karlsruhe", "database-replication", "systemd"],
       ["tickets-db-wiki-from-karlsruhe", "database-replication", "systemd"],
+      ["tickets-files-attachments-from-karlsruhe", "file-receive", "systemd"],
     ],
   );
+  // Every copy has its receiving end at the target, on the target's storage pair, for the same tree.
+  const all = planJobs(footprint, sites);
+  for (const copy of fileCopies(all)) {
+    const end = all.find(
+      (j) => j.kind === "file-receive" && j.service === copy.service && j.tree === copy.tree && j.site === copy.target.site,
+    );
+    assert.ok(end && end.kind === "file-receive", copy.key);
+    assert.deepEqual([end.path, end.source.site, end.tunnel], [copy.target.path, copy.site, copy.tunnel], copy.key);
+  }
   // Helsinki runs Kubernetes: its periodic jobs become CronJobs, not timers.
   const helsinki = siteJobs(footprint, sites, "helsinki");
   assert.ok(helsinki.every((j) => j.runner === "kubernetes"));
   assert.deepEqual(renderSiteSystemdUnits(helsinki), []);
 });
 
-test("backups go into both stores with the site's retention, two hours apart", () => {
+test("backups go into both stores and one off-site store at the standby site, with the site's retention, two hours apart", () => {
   const { footprint, sites } = example();
   const backups = siteJobs(footprint, sites, "karlsruhe").filter((j) => j.kind === "backup");
+  const retention = { daily: 30, weekly: 8, monthly: 12 };
   assert.deepEqual(
-    backups.map((j) => (j.kind === "backup" ? [j.store, j.retention, systemdCalendar(j), cronSchedule(j)] : [])),
+    backups.map((j) => (j.kind === "backup" ? [j.key, j.store, j.repositoryPath, j.retention, systemdCalendar(j), cronSchedule(j)] : [])),
     [
-      [{ host: "fkb-stor-1", address: "10.20.1.20" }, { daily: 30, weekly: 8, monthly: 12 }, "*-*-* 01:30:00", "30 1 * * *"],
-      [{ host: "fkb-stor-2", address: "10.20.1.21" }, { daily: 30, weekly: 8, monthly: 12 }, "*-*-* 03:30:00", "30 3 * * *"],
+      [
+        "tickets-backup-fkb-stor-1",
+        { placement: "local", site: "karlsruhe", host: "fkb-stor-1", address: "10.20.1.20" },
+        "/srv/backup/tickets",
+        retention,
+        "*-*-* 01:30:00",
+        "30 1 * * *",
+      ],
+      [
+        "tickets-backup-fkb-stor-2",
+        { placement: "local", site: "karlsruhe", host: "fkb-stor-2", address: "10.20.1.21" },
+        "/srv/backup/tickets",
+        retention,
+        "*-*-* 03:30:00",
+        "30 3 * * *",
+      ],
+      // The standby site's storage VIP, through the tunnel; the repository is named after the writing site.
+      [
+        "tickets-backup-offsite-vienna",
+        { placement: "offsite", site: "vienna", host: "vie-storage", address: "10.30.1.5" },
+        "/srv/backup/offsite/karlsruhe/tickets",
+        retention,
+        "*-*-* 05:30:00",
+        "30 5 * * *",
+      ],
     ],
   );
+  // Every writing site keeps one copy off-site, at the service's standby, and no two sites share a repository there.
+  const all = planJobs(footprint, sites).filter((j) => j.kind === "backup");
+  const offsite = all.filter((j) => j.kind === "backup" && j.store.placement === "offsite");
+  assert.equal(offsite.length, footprint.services.length);
+  for (const j of offsite) assert.ok(j.kind === "backup" && j.store.site !== j.site, j.key);
+  const repositories = all.map((j) => (j.kind === "backup" ? `${j.store.address}:${j.repositoryPath}` : ""));
+  assert.equal(new Set(repositories).size, repositories.length, "one repository per copy");
   const longer = withSite(sites, "karlsruhe", (s) => ({
     ...s,
     storage: { ...s.storage, backups: { daily: 45, weekly: 10, monthly: 24 } },
@@ -109,6 +162,13 @@ test("backups go into both stores with the site's retention, two hours apart", (
     /^ExecStartPost=\/usr\/bin\/restic forget --tag tickets --keep-daily 45 --keep-weekly 10 --keep-monthly 24 --prune$/m,
   );
   assert.match(service.content, /^Environment=RESTIC_REPOSITORY=sftp:restic@10\.20\.1\.21:\/srv\/backup\/tickets$/m);
+  assert.match(service.content, /^Environment=RESTIC_PASSWORD_FILE=\/etc\/standort\/backup\/tickets\.fkb-stor-2\.password$/m);
+  const offsiteUnit = units.find((u) => u.path === "/etc/systemd/system/standort-tickets-backup-offsite-vienna.service")!;
+  assert.match(offsiteUnit.content, /^Environment=RESTIC_REPOSITORY=sftp:restic@10\.30\.1\.5:\/srv\/backup\/offsite\/karlsruhe\/tickets$/m);
+  assert.match(
+    offsiteUnit.content,
+    /^ExecStartPost=\/usr\/bin\/restic forget --tag tickets --keep-daily 45 --keep-weekly 10 --keep-monthly 24 --prune$/m,
+  );
 });
 
 test("a file copy renders as a systemd service and timer for the storage hosts", () => {
@@ -117,6 +177,8 @@ test("a file copy renders as a systemd service and timer for the storage hosts",
   assert.deepEqual(
     units.map((u) => u.path),
     [
+      "/etc/systemd/system/standort-mail-backup-offsite-karlsruhe.service",
+      "/etc/systemd/system/standort-mail-backup-offsite-karlsruhe.timer",
       "/etc/systemd/system/standort-mail-backup-vie-stor-1.service",
       "/etc/systemd/system/standort-mail-backup-vie-stor-1.timer",
       "/etc/systemd/system/standort-mail-backup-vie-stor-2.service",
@@ -142,7 +204,8 @@ test("a file copy renders as a systemd service and timer for the storage hosts",
       "Type=oneshot",
       "Nice=10",
       "IOSchedulingClass=idle",
-      'ExecStart=/usr/bin/rsync --archive --hard-links --acls --xattrs --numeric-ids --delete --delay-updates --partial-dir=.rsync-partial --timeout=300 "--rsh=ssh -i /etc/standort/replication/id_ed25519 -o UserKnownHostsFile=/etc/standort/replication/known_hosts -o BatchMode=yes -o StrictHostKeyChecking=yes" /srv/mail/vmail/ root@10.20.1.5:/srv/mail/vmail/',
+      "StateDirectory=standort/replication",
+      'ExecStart=/usr/local/sbin/standort-replicate --job mail-files-vmail-to-karlsruhe --service mail --tree vmail --source /srv/mail/vmail --max-delete-percent 10 --max-delete-floor 20 -- /usr/bin/rsync --archive --hard-links --acls --xattrs --numeric-ids --delete --delay-updates --timeout=300 "--rsh=ssh -i /etc/standort/replication/id_ed25519 -o UserKnownHostsFile=/etc/standort/replication/known_hosts -o BatchMode=yes -o StrictHostKeyChecking=yes" /srv/mail/vmail/ root@10.20.1.5:/srv/mail/vmail/',
       "",
     ].join("\n"),
   );
@@ -175,20 +238,28 @@ test("databases replicate continuously: streaming for postgres, binlog for maria
     );
   const replica = jobs.find((j) => j.key === "groupware-db-groupware-from-frankfurt")!;
   assert.ok(replica.kind === "database-replication");
-  const text = renderDatabaseReplication(replica).content;
+  const replicaFiles = renderDatabaseFiles(replica, "pw");
+  // A PostgreSQL standby needs no statements: only its settings, and no secret among them.
+  assert.deepEqual(
+    replicaFiles.map((f) => [f.path, f.secret]),
+    [["/etc/standort/databases/groupware-db-groupware-from-frankfurt.conf", false]],
+  );
+  const text = replicaFiles[0].content;
   assert.match(
     text,
-    /^primary_conninfo = 'host=groupware\.groupware\.db\.fra\.standort\.internal port=5432 user=replicator passfile=\/etc\/standort\/databases\/pgpass sslmode=verify-full application_name=helsinki'$/m,
+    /^primary_conninfo = 'host=groupware\.groupware\.db\.fra\.standort\.internal port=5432 user=replicator passfile=\/etc\/standort\/databases\/pgpass sslmode=verify-full sslrootcert=\/etc\/standort\/databases\/tls\/ca\.crt application_name=helsinki'$/m,
   );
   assert.match(text, /^primary_slot_name = 'groupware_groupware_helsinki'$/m);
   assert.match(text, /^hot_standby = on$/m);
   const source = jobs.find((j) => j.key === "webhosting-db-sites-to-frankfurt")!;
   assert.ok(source.kind === "database-replication");
-  const sourceText = renderDatabaseReplication(source).content;
-  assert.match(sourceText, /^server_id = 41600$/m);
-  assert.match(sourceText, /^log_bin = sites-bin$/m);
-  // The replication user may connect from the peer's supernet only.
-  assert.match(sourceText, /'replicator'@'10\.10\.0\.0\/255\.255\.0\.0'/);
+  const [cnf, sql] = renderDatabaseFiles(source, "p'w");
+  assert.equal(cnf.path, "/etc/standort/databases/webhosting-db-sites-to-frankfurt.cnf");
+  assert.match(cnf.content, /^server_id = 41600$/m);
+  assert.match(cnf.content, /^log_bin = sites-bin$/m);
+  // The replication user may connect from the peer's supernet only; the password makes the statements a secret file.
+  assert.deepEqual([sql.path, sql.mode, sql.secret], ["/etc/standort/databases/webhosting-db-sites-to-frankfurt.sql", "0600", true]);
+  assert.match(sql.content, /^CREATE USER IF NOT EXISTS 'replicator'@'10\.10\.0\.0\/255\.255\.0\.0' IDENTIFIED BY 'p''w' REQUIRE SSL;$/m);
 });
 
 test("a periodic dump is never planned as replication", () => {
@@ -218,6 +289,19 @@ test("CronJob manifests carry the RPO schedule and never overlap runs", () => {
   ]);
 });
 
+test("a Kubernetes site's off-site backup is a CronJob into the standby site's store, with its own password", () => {
+  const { footprint, sites } = example();
+  const job = siteJobs(footprint, sites, "helsinki").find((j) => j.key === "git-backup-offsite-frankfurt")!;
+  assert.ok(job.kind === "backup");
+  const manifest = cronJobManifest(job, "standort-replication");
+  assert.equal(manifest.spec.schedule, `${job.at.minute} 5 * * *`);
+  const pod = (manifest.spec.jobTemplate as { spec: { template: { spec: { containers: Array<{ env: unknown[] }> } } } }).spec.template.spec;
+  assert.deepEqual(pod.containers[0].env, [
+    { name: "RESTIC_REPOSITORY", value: "sftp:restic@10.10.1.5:/srv/backup/offsite/helsinki/git" },
+    { name: "RESTIC_PASSWORD_FILE", value: "/etc/standort/backup/restic.fra-storage.password" },
+  ]);
+});
+
 test("Kubernetes names stay within 52 characters and stable", () => {
   assert.equal(kubernetesName("groupware-files-data-to-helsinki"), "groupware-files-data-to-helsinki");
   const long = "a-very-long-service-name-for-tests-files-some-tree-to-frankfurt";
@@ -231,4 +315,110 @@ test("planning is deterministic: the same inputs give the same bytes", () => {
   const first = example();
   const second = example();
   assert.equal(JSON.stringify(planJobs(first.footprint, first.sites)), JSON.stringify(planJobs(second.footprint, second.sites)));
+});
+
+test("continuous replication: one lsyncd sync per file copy of a systemd site, with the timer's rsync flags", () => {
+  const { footprint, sites } = example();
+  const jobs = planJobs(footprint, sites);
+  const copies = fileCopies(jobs).filter((j) => j.site === "vienna");
+  const vmail = copies.find((j) => j.key === "mail-files-vmail-to-karlsruhe")!;
+  // The timer's command line, translated flag by flag: named options where lsyncd has them, _extra for the rest.
+  assert.deepEqual(lsyncdRsyncOptions(vmail), {
+    flags: ["archive", "hard_links", "acls", "xattrs"],
+    timeout: 300,
+    rsh: "ssh -i /etc/standort/replication/id_ed25519 -o UserKnownHostsFile=/etc/standort/replication/known_hosts -o BatchMode=yes -o StrictHostKeyChecking=yes",
+    delete: true,
+    extra: ["--numeric-ids", "--delay-updates"],
+    source: "/srv/mail/vmail",
+    target: "root@10.20.1.5:/srv/mail/vmail/",
+  });
+  const config = renderLsyncdConfig("vienna", copies);
+  assert.equal((config.match(/^sync \{$/gm) ?? []).length, copies.length);
+  assert.ok(LSYNCD_DELAY_SECONDS > 0 && LSYNCD_DELAY_SECONDS < 60, "a few seconds, well inside the 60 s target");
+  assert.ok(
+    config.includes(
+      [
+        "sync {",
+        "\tdefault.rsync,",
+        "\tsource = '/srv/mail/vmail',",
+        "\ttarget = 'root@10.20.1.5:/srv/mail/vmail/',",
+        `\tdelay = ${LSYNCD_DELAY_SECONDS},`,
+        "\tdelete = true,",
+        "\texitcodes = exitcodes,",
+        "\trsync = {",
+        "\t\tbinary = '/usr/local/lib/standort/lsyncd/mail-files-vmail-to-karlsruhe',",
+        "\t\tarchive = true,",
+        "\t\thard_links = true,",
+        "\t\tacls = true,",
+        "\t\txattrs = true,",
+        "\t\tprotect_args = false,",
+        "\t\ttimeout = 300,",
+        "\t\trsh = 'ssh -i /etc/standort/replication/id_ed25519 -o UserKnownHostsFile=/etc/standort/replication/known_hosts -o BatchMode=yes -o StrictHostKeyChecking=yes',",
+        "\t\t_extra = { '--numeric-ids', '--delay-updates' },",
+        "\t},",
+        "}",
+      ].join("\n"),
+    ),
+    config,
+  );
+  assert.match(config, /^settings \{\n(\t--.*\n)*\tinsist = true,\n\}$/m);
+  assert.match(config, /^\t\[75\] = 'again',$/m, "a guard refusal retries");
+  assert.match(config, /^\t\[25\] = 'again',$/m, "--max-delete retries instead of ending every sync");
+  assert.match(
+    lsyncdRsyncWrapper(vmail),
+    /^exec \/usr\/local\/sbin\/standort-replicate --job mail-files-vmail-to-karlsruhe --service mail --tree vmail --source \/srv\/mail\/vmail --max-delete-percent 10 --max-delete-floor 20 --lsyncd --active-flag \/run\/standort\/storage-active -- \/usr\/bin\/rsync "\$@"$/m,
+  );
+});
+
+test("continuous replication: lsyncd's unit runs on the active storage member, started by a path unit on the flag", () => {
+  const unit = renderLsyncdUnit("vienna", ["vie-stor-1", "vie-stor-2"]);
+  const exec = unit.split("\n").filter((l) => l.startsWith("ExecStart"));
+  // Exactly this plain form: the site twin runs ExecStart lines without systemd and refuses quotes, $, % and backslashes.
+  assert.deepEqual(exec, [`ExecStart=/usr/bin/lsyncd -nodaemon ${LSYNCD_CONFIG}`]);
+  assert.doesNotMatch(exec[0], /["'\\$%]/);
+  assert.match(unit, /^ConditionPathExists=\/run\/standort\/storage-active$/m);
+  assert.match(unit, /^Restart=on-failure$/m);
+  const path = renderLsyncdPathUnit("vienna");
+  assert.match(path, /^PathExists=\/run\/standort\/storage-active$/m);
+  assert.match(path, /^Unit=standort-lsyncd\.service$/m);
+});
+
+test("continuous replication reaches the storage hosts of systemd sites that copy files, and no Kubernetes site", () => {
+  const { footprint, sites } = example();
+  const jobs = planJobs(footprint, sites);
+  const lsyncdPaths = (site: string, host: string) =>
+    (
+      footprintHostFiles(
+        sites.find((s) => s.name === site)!,
+        jobs,
+      )[host] ?? []
+    )
+      .map((f) => f.path)
+      .filter((p) => /lsyncd/.test(p));
+  const vienna = lsyncdPaths("vienna", "vie-stor-1");
+  assert.deepEqual(vienna, [
+    "/usr/local/lib/standort/lsyncd/mail-files-dkim-to-karlsruhe",
+    "/usr/local/lib/standort/lsyncd/mail-files-vmail-to-karlsruhe",
+    "/etc/lsyncd/standort.conf.lua",
+    "/etc/systemd/system/standort-lsyncd.service",
+    "/etc/systemd/system/standort-lsyncd.path",
+  ]);
+  assert.deepEqual(lsyncdPaths("vienna", "vie-stor-2"), vienna, "both members, only the active one runs it");
+  for (const site of sites.filter((s) => s.virtualization.runtime === "kubernetes")) {
+    for (const host of site.hosts) assert.deepEqual(lsyncdPaths(site.name, host.name), [], `${host.name}: CronJobs only`);
+  }
+  const files = footprintHostFiles(
+    sites.find((s) => s.name === "vienna")!,
+    jobs,
+  )["vie-stor-1"];
+  const config = files.find((f) => f.path === LSYNCD_CONFIG)!;
+  assert.deepEqual(config.check?.command, ["luac5.3", "-p", "{file}"]);
+  assert.deepEqual(config.reload, ["systemctl", "try-restart", "standort-lsyncd.service"]);
+  const path = files.find((f) => f.path.endsWith("standort-lsyncd.path"))!;
+  assert.deepEqual(path.remove, ["systemctl", "disable", "--now", "standort-lsyncd.path"]);
+  // The wrappers and the guard exist before the configuration and the units that use them.
+  const order = files.map((f) => f.path);
+  assert.ok(order.indexOf("/usr/local/sbin/standort-replicate") < order.indexOf(LSYNCD_CONFIG));
+  assert.ok(order.indexOf("/usr/local/lib/standort/lsyncd/mail-files-vmail-to-karlsruhe") < order.indexOf(LSYNCD_CONFIG));
+  assert.ok(order.indexOf(LSYNCD_CONFIG) < order.indexOf("/etc/systemd/system/standort-lsyncd.path"));
 });

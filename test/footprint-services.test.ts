@@ -47,12 +47,15 @@ test("a site runs the copies of what it writes and the replica side of what it s
   assert.deepEqual(
     karlsruhe.map((e) => [e.service, e.jobs.map((j) => j.key)]),
     [
-      ["mail", ["mail-db-postfixadmin-from-vienna"]],
+      // The standby side of mail: the replica's database settings and, per file tree, the receiving end of the copy.
+      ["mail", ["mail-db-postfixadmin-from-vienna", "mail-files-dkim-from-vienna", "mail-files-vmail-from-vienna"]],
       [
         "tickets",
         [
           "tickets-backup-fkb-stor-1",
           "tickets-backup-fkb-stor-2",
+          // The third backup leaves the site: into the standby site's (vienna's) store.
+          "tickets-backup-offsite-vienna",
           "tickets-db-tickets-to-vienna",
           "tickets-db-wiki-to-vienna",
           "tickets-files-attachments-to-vienna",
@@ -85,10 +88,15 @@ test("promoting one service changes that service's role at both sites and nothin
         assert.deepEqual(now.names, [
           { name: `${service.name}-${site.country.toLowerCase()}.standby.example.net`, reads: true, writes: false },
         ]);
-        // The old primary now receives: only replica-side database settings, no copies, no backups.
+        // The old primary now receives: only replica-side database settings and the receiving end of each
+        // file copy (from the promoted site), no copies, no backups.
         assert.deepEqual(
           now.jobs.map((j) => j.kind),
-          service.data.databases.map(() => "database-replication"),
+          [...service.data.databases.map(() => "database-replication"), ...service.data.files.map(() => "file-receive")],
+        );
+        assert.deepEqual(
+          now.jobs.flatMap((j) => (j.kind === "file-receive" ? [j.source.site] : [])),
+          service.data.files.map(() => service.standby),
         );
       } else if (site.name === service.standby) {
         assert.equal(was.role, "standby");
@@ -102,7 +110,12 @@ test("promoting one service changes that service's role at both sites and nothin
           copies.map((j) => (j.kind === "file-copy" ? j.target.site : "")),
           service.data.files.map(() => service.primary),
         );
-        assert.equal(now.jobs.filter((j) => j.kind === "backup").length, 2);
+        // Two backups into the promoted site's own stores, and the off-site one into the old primary's store.
+        assert.deepEqual(now.jobs.flatMap((j) => (j.kind === "backup" ? [`${j.store.placement}:${j.store.site}`] : [])).sort(), [
+          `local:${site.name}`,
+          `local:${site.name}`,
+          `offsite:${service.primary}`,
+        ]);
       } else {
         assert.equal(was, undefined);
         assert.equal(now, undefined);

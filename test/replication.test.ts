@@ -29,10 +29,13 @@ test("a Kubernetes site's copies and backups become CronJobs under one secret-co
     [
       ["kubernetes:batch/v1:CronJob", "hel-replication-git-backup-hel-stor-1", "hel-replication"],
       ["kubernetes:batch/v1:CronJob", "hel-replication-git-backup-hel-stor-2", "hel-replication"],
+      // The off-site backup of each service helsinki writes, into its standby's (frankfurt's) store.
+      ["kubernetes:batch/v1:CronJob", "hel-replication-git-backup-offsite-frankfurt", "hel-replication"],
       ["kubernetes:batch/v1:CronJob", "hel-replication-git-files-repositories-to-frankfurt", "hel-replication"],
       ["kubernetes:batch/v1:CronJob", "hel-replication-git-files-repositories-to-vienna", "hel-replication"],
       ["kubernetes:batch/v1:CronJob", "hel-replication-webhosting-backup-hel-stor-1", "hel-replication"],
       ["kubernetes:batch/v1:CronJob", "hel-replication-webhosting-backup-hel-stor-2", "hel-replication"],
+      ["kubernetes:batch/v1:CronJob", "hel-replication-webhosting-backup-offsite-frankfurt", "hel-replication"],
       ["kubernetes:batch/v1:CronJob", "hel-replication-webhosting-files-htdocs-to-frankfurt", "hel-replication"],
       ["kubernetes:batch/v1:CronJob", "hel-replication-webhosting-files-uploads-to-frankfurt", "hel-replication"],
       ["kubernetes:core/v1:Namespace", "hel-replication-namespace", "hel-replication"],
@@ -58,10 +61,13 @@ test("CronJob schedules derive from each service's RPO", async () => {
   assert.deepEqual(run.outputs.schedules, {
     "git-backup-hel-stor-1": "31 1 * * *",
     "git-backup-hel-stor-2": "31 3 * * *",
+    // The off-site copy starts two hours after the second local one.
+    "git-backup-offsite-frankfurt": "31 5 * * *",
     "git-files-repositories-to-frankfurt": "*/15 * * * *",
     "git-files-repositories-to-vienna": "*/15 * * * *",
     "webhosting-backup-hel-stor-1": "21 1 * * *",
     "webhosting-backup-hel-stor-2": "21 3 * * *",
+    "webhosting-backup-offsite-frankfurt": "21 5 * * *",
     "webhosting-files-htdocs-to-frankfurt": "*/10 * * * *",
     "webhosting-files-uploads-to-frankfurt": "*/10 * * * *",
   });
@@ -88,6 +94,7 @@ test("CronJobs land in the component's namespace and never run twice at once", a
 test("jobs of a systemd site are refused before any resource exists", () => {
   const { footprint, sites } = example();
   assert.throws(() => new Replication("vie-replication", { kubeconfig: "unused", jobs: siteJobs(footprint, sites, "vienna") }), {
-    message: "Replication runs Kubernetes jobs only: mail-backup-vie-stor-1 runs under systemd at vienna",
+    // The first periodic job by key: the off-site backup sorts before the local ones.
+    message: "Replication runs Kubernetes jobs only: mail-backup-offsite-karlsruhe runs under systemd at vienna",
   });
 });

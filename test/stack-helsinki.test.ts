@@ -46,17 +46,26 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
     ["hcloud:index/sshKey:SshKey", 1],
     ["hcloud:index/volume:Volume", 2],
     ["hcloud:index/volumeAttachment:VolumeAttachment", 2],
-    // Helsinki's services run on Kubernetes: replication and backups are CronJobs.
-    ["kubernetes:batch/v1:CronJob", 8],
+    // Helsinki's services run on Kubernetes: replication and backups are CronJobs. Per service it writes (git,
+    // webhosting): a backup into each of its two stores and one off-site into frankfurt's (6); a copy per file tree
+    // and target (git's repositories to frankfurt and to vienna, webhosting's htdocs and uploads to frankfurt: 4).
+    ["kubernetes:batch/v1:CronJob", 10],
     ["kubernetes:core/v1:Namespace", 1],
+    // The Secrets the CronJobs mount: each service's backup credentials, and the replication SSH key.
+    ["kubernetes:core/v1:Secret", 3],
     ["pulumi:providers:hcloud", 1],
     ["pulumi:providers:kubernetes", 1],
     // The tunnel peers' stacks (frankfurt, vienna), read for their keys and endpoints.
     ["pulumi:pulumi:StackReference", 2],
     // Two tunnel private keys, and the preshared key of wg-hel-vie (helsinki is its first end).
     ["random:index/randomBytes:RandomBytes", 3],
+    // Job credentials: a restic password per repository (2 services x 3 stores: 6), a replication password per
+    // database and target (git's forge to frankfurt and vienna, webhosting's panel and sites to frankfurt: 4), a
+    // backup dump password per database (forge, panel, sites: 3).
+    ["random:index/randomPassword:RandomPassword", 13],
     ["standort:firewall:Firewall", 1],
     ["standort:footprint:Replication", 1],
+    ["standort:footprint:ReplicationCredentials", 1],
     ["standort:footprint:SiteTunnels", 1],
     ["standort:host:Host", 10],
     ["standort:hosts:HostConfig", 10],
@@ -67,8 +76,15 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
     ["standort:site:Site", 1],
     ["standort:storage:Storage", 1],
     ["standort:virtualization:VirtualizationHosts", 1],
-    // Each pair member's two fence keys (its fence sshd's host key, its client key).
-    ["tls:index/privateKey:PrivateKey", 12],
+    // The database TLS of the site: one server certificate per virtualization host (4), each from its request,
+    // signed by the site's own CA.
+    ["tls:index/certRequest:CertRequest", 4],
+    ["tls:index/locallySignedCert:LocallySignedCert", 4],
+    // Each pair member's two fence keys (its fence sshd's host key, its client key): 12. Job credentials: the backup
+    // SSH key, a replication SSH key per target site (frankfurt, vienna), the storage pair's shared host key, the
+    // database CA's key and the four server keys: 9.
+    ["tls:index/privateKey:PrivateKey", 21],
+    ["tls:index/selfSignedCert:SelfSignedCert", 1],
   ]);
   assert.deepEqual(
     of(run, T.placementGroup).map((r) => [r.name, r.inputs.name, r.inputs.type]),

@@ -87,7 +87,11 @@ test("vienna shows the same layout on pre-provisioned hosts, without cloud resou
     ["command:remote:Command", 18],
     ["pulumi:pulumi:StackReference", 2],
     ["random:index/randomBytes:RandomBytes", 2],
+    // Job credentials for mail, the one service vienna writes: a restic password per repository (its two stores and
+    // the off-site one at karlsruhe: 3), the replication password of postfixadmin to karlsruhe, its backup dump password.
+    ["random:index/randomPassword:RandomPassword", 5],
     ["standort:firewall:Firewall", 1],
+    ["standort:footprint:ReplicationCredentials", 1],
     ["standort:footprint:SiteTunnels", 1],
     ["standort:host:Host", 9],
     ["standort:hosts:HostConfig", 9],
@@ -98,8 +102,15 @@ test("vienna shows the same layout on pre-provisioned hosts, without cloud resou
     ["standort:site:Site", 1],
     ["standort:storage:Storage", 1],
     ["standort:virtualization:VirtualizationHosts", 1],
-    // Each pair member's two fence keys (its fence sshd's host key, its client key).
-    ["tls:index/privateKey:PrivateKey", 12],
+    // The database TLS of the site: one server certificate per virtualization host (3), each from its request,
+    // signed by the site's own CA.
+    ["tls:index/certRequest:CertRequest", 3],
+    ["tls:index/locallySignedCert:LocallySignedCert", 3],
+    // Each pair member's two fence keys (its fence sshd's host key, its client key): 12. Job credentials: the backup
+    // SSH key, the replication SSH key to karlsruhe, the storage pair's shared host key, the database CA's key and the
+    // three server keys: 7.
+    ["tls:index/privateKey:PrivateKey", 19],
+    ["tls:index/selfSignedCert:SelfSignedCert", 1],
   ]);
   const byUrn = new Map(run.resources.map((r) => [r.urn, r]));
   const hosts = run.resources.filter((r) => r.type === "standort:host:Host").map((h) => [h.name, byUrn.get(h.parent!)!.name]);
@@ -262,15 +273,19 @@ test("changing the number of virtualization hosts changes only those hosts (and 
   const hel = await planStack("helsinki", { sitesDir: sitesWith("helsinki.yaml", (d) => (d.roles.virtualization.count = 5)) });
   const helDiff = diffPlans(toSnapshot(await planOf("helsinki")), toSnapshot(hel));
   const typed = (urn: string) => `${urn.split("::")[2].split("$").pop()} ${last(urn)}`;
-  // Everything added belongs to the new host: its server, attachment and component, and the delivery of its files.
+  // Everything added belongs to the new host: its server, attachment and component, the delivery of its files, and
+  // its database server certificate (key, request, certificate signed by the site's CA; no other host's changes).
   const added = helDiff.added.map(typed);
   assert.ok(
-    added.every((a) => / helsinki-(virt-5|cfg-hel-virt-5)(-|$)/.test(a)),
+    added.every((a) => / helsinki-(virt-5|cfg-hel-virt-5|credentials-db-tls-server-hel-virt-5)(-|$)/.test(a)),
     added.join("\n"),
   );
   assert.deepEqual(
     added.filter((a) => !a.startsWith("command:")),
     [
+      "tls:index/certRequest:CertRequest helsinki-credentials-db-tls-server-hel-virt-5-request",
+      "tls:index/locallySignedCert:LocallySignedCert helsinki-credentials-db-tls-server-hel-virt-5",
+      "tls:index/privateKey:PrivateKey helsinki-credentials-db-tls-server-hel-virt-5-key",
       "hcloud:index/server:Server helsinki-virt-5",
       "hcloud:index/serverNetwork:ServerNetwork helsinki-virt-5-private",
       "standort:hosts:HostConfig helsinki-cfg-hel-virt-5",
@@ -307,10 +322,18 @@ test("changing the number of virtualization hosts changes only those hosts (and 
   });
   const vieDiff = diffPlans(toSnapshot(await planOf("vienna")), toSnapshot(vie));
   assert.ok(
-    vieDiff.added.every((u) => /^vienna-(virt-4|cfg-vie-virt-4)(-|$)/.test(last(u))),
+    vieDiff.added.every((u) => /^vienna-(virt-4|cfg-vie-virt-4|credentials-db-tls-server-vie-virt-4)(-|$)/.test(last(u))),
     vieDiff.added.map(last).join("\n"),
   );
   assert.ok(vieDiff.added.map(last).includes("vienna-virt-4"));
+  assert.deepEqual(
+    vieDiff.added.map(last).filter((n) => n.startsWith("vienna-credentials-")),
+    [
+      "vienna-credentials-db-tls-server-vie-virt-4-request",
+      "vienna-credentials-db-tls-server-vie-virt-4",
+      "vienna-credentials-db-tls-server-vie-virt-4-key",
+    ],
+  );
   assert.deepEqual(vieDiff.removed, []);
   assert.deepEqual(
     fileChanges(toSnapshot(await planOf("vienna")), toSnapshot(vie))

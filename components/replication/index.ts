@@ -27,11 +27,19 @@ export interface ReplicationArgs {
   readonly namespace?: string;
   /** Container images, pinned per stack. @default DEFAULT_JOB_IMAGES */
   readonly images?: Partial<JobImages>;
+  /**
+   * The Secrets the CronJobs mount (`JOB_SECRETS`), from the stack's generated
+   * credentials (`ReplicationCredentials.secretNames` / `.kubernetesSecrets`):
+   * `names` known at preview, `data` (name → key → content) secret.
+   * @default no Secrets: the CronJobs wait for Secrets created elsewhere
+   */
+  readonly secrets?: { readonly names: ReadonlyArray<string>; readonly data: pulumi.Input<Record<string, Record<string, string>>> };
 }
 
 /**
  * Replication and backup CronJobs of one Kubernetes site: file copies to the
- * standby (schedule from the service's RPO) and backups into both stores.
+ * standby (schedule from the service's RPO) and backups into the stores, and
+ * the Secrets they mount (`JOB_SECRETS`, from `ReplicationCredentials`).
  * Children are named `<name>-<job key>`, so adding or removing a service never
  * renames another's CronJob.
  */
@@ -43,6 +51,8 @@ export class Replication extends pulumi.ComponentResource {
   public readonly cronJobs: Readonly<Record<string, kubernetes.batch.v1.CronJob>>;
   /** Cron schedule (UTC) by job key, as planned. */
   public readonly schedules: Readonly<Record<string, string>>;
+  /** The Secrets the CronJobs mount, by Secret name. */
+  public readonly secrets: Readonly<Record<string, kubernetes.core.v1.Secret>>;
 
   constructor(name: string, args: ReplicationArgs, opts?: pulumi.ComponentResourceOptions) {
     super("standort:footprint:Replication", name, {}, opts);
@@ -67,6 +77,27 @@ export class Replication extends pulumi.ComponentResource {
       { parent: this, provider: this.provider },
     );
 
+    const secrets: Record<string, kubernetes.core.v1.Secret> = {};
+    for (const secretName of [...(args.secrets?.names ?? [])].sort()) {
+      const data = pulumi.output(args.secrets!.data);
+      secrets[secretName] = new kubernetes.core.v1.Secret(
+        `${name}-secret-${secretName}`,
+        {
+          metadata: { name: secretName, namespace: this.namespace.metadata.name, labels: { "app.kubernetes.io/managed-by": "standort" } },
+          type: "Opaque",
+          // Secret as a whole: the provider stores stringData encrypted in the state and never shows it in a diff.
+          stringData: pulumi.secret(
+            data.apply((d) => {
+              const entry = d[secretName];
+              if (!entry) throw new Error(`${name}: no data for the Secret ${secretName}`);
+              return entry;
+            }),
+          ),
+        },
+        { parent: this, provider: this.provider },
+      );
+    }
+
     const cronJobs: Record<string, kubernetes.batch.v1.CronJob> = {};
     const schedules: Record<string, string> = {};
     for (const job of periodic) {
@@ -79,12 +110,20 @@ export class Replication extends pulumi.ComponentResource {
           // The pure renderer builds plain JSON in the shape of a CronJobSpec; it may not import the SDK types.
           spec: manifest.spec as unknown as kubernetes.types.input.batch.v1.CronJobSpec,
         },
-        { parent: this, provider: this.provider },
+        // A run that starts before its Secret exists fails; the first runs wait for them.
+        { parent: this, provider: this.provider, dependsOn: Object.values(secrets) },
       );
       schedules[job.key] = cronSchedule(job);
     }
     this.cronJobs = cronJobs;
     this.schedules = schedules;
-    this.registerOutputs({ provider: this.provider, namespace: this.namespace, cronJobs: this.cronJobs, schedules: this.schedules });
+    this.secrets = secrets;
+    this.registerOutputs({
+      provider: this.provider,
+      namespace: this.namespace,
+      cronJobs: this.cronJobs,
+      schedules: this.schedules,
+      secrets: this.secrets,
+    });
   }
 }

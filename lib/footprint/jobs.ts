@@ -1,10 +1,14 @@
 /**
  * Replication and backup as configuration. Per service and replication path:
- * a file copy per file tree (interval from the RPO), a continuous replication
- * setting per database (both ends), and a backup per store of the writing
- * site with the site's retention. Rendered as systemd units and timers for the
- * storage hosts of compose sites, as CronJob manifests for Kubernetes sites,
- * and as database configuration fragments. Pure: no Pulumi, no I/O.
+ * a file copy per file tree (interval from the RPO) with its receiving end, a
+ * continuous replication setting per database (both ends), and a backup per
+ * store of the writing site plus one off-site copy at the standby site, all
+ * with the writing site's retention. Rendered as systemd units and timers for
+ * the storage hosts of compose sites, as CronJob manifests for Kubernetes
+ * sites, and as database configuration fragments. File copies run through the
+ * source guard and land through the forced receive command
+ * (`./replication-guard`). Pure: no Pulumi, no I/O (the guard programs' text
+ * is read once when `./replication-guard` loads).
  */
 import { createHash } from "node:crypto";
 import { cidr } from "../net/ipv4";
@@ -12,6 +16,9 @@ import { SiteModel } from "../model/model";
 import { CONTINUOUS_METHOD, DatabaseEngine, Footprint, FootprintService, ServiceFileTree } from "./schema";
 import { PathPurpose, ServicePlacement, placeAll, siteIndex } from "./placement";
 import { tunnelName } from "./wireguard";
+import { REPLICATE_COMMAND, REPLICATE_SCRIPT, guardArguments } from "./replication-guard";
+
+export { REPLICA_RECEIVE_COMMAND } from "./replication-guard";
 
 /** Files are copied at least this often, whatever a service or site says. */
 export const MAX_FILE_INTERVAL_MINUTES = 15;
@@ -62,6 +69,20 @@ export interface FileCopyJob extends JobBase {
   readonly tunnel: string;
 }
 
+/**
+ * The receiving end of a file copy, at the copy's site: nothing runs on a
+ * schedule here, but the storage hosts must know the tree and that this site
+ * is the service's standby, or the forced receive command refuses the push.
+ */
+export interface FileReceiveJob extends JobBase {
+  readonly kind: "file-receive";
+  readonly purpose: PathPurpose;
+  readonly tree: string;
+  readonly path: string;
+  readonly source: { readonly site: string; readonly supernet: string };
+  readonly tunnel: string;
+}
+
 export interface DatabaseReplicationJob extends JobBase {
   readonly kind: "database-replication";
   readonly purpose: PathPurpose;
@@ -81,8 +102,15 @@ export interface BackupJob extends JobBase {
   readonly kind: "backup";
   /** The local storage VIP that exports the trees. */
   readonly sourceAddress: string;
-  /** The storage host holding this copy of the backups, and its data-segment address. */
-  readonly store: { readonly host: string; readonly address: string };
+  /**
+   * Where this copy of the backups is kept. `local`: one storage host of the
+   * writing site (`host`), at its data-segment address. `offsite`: the standby
+   * site's storage pair (`host` is the pair's name), at its storage VIP,
+   * reached through the site-to-site tunnel.
+   */
+  readonly store: { readonly placement: "local" | "offsite"; readonly site: string; readonly host: string; readonly address: string };
+  /** The restic repository path on the store: `/srv/backup/<service>`, off-site `/srv/backup/offsite/<writing site>/<service>`. */
+  readonly repositoryPath: string;
   readonly trees: ReadonlyArray<{ readonly name: string; readonly path: string }>;
   readonly databases: ReadonlyArray<{ readonly name: string; readonly engine: DatabaseEngine; readonly endpoint: string }>;
   readonly retention: { readonly daily: number; readonly weekly: number; readonly monthly: number };
@@ -90,12 +118,12 @@ export interface BackupJob extends JobBase {
   readonly at: { readonly hour: number; readonly minute: number };
 }
 
-export type PlannedJob = FileCopyJob | DatabaseReplicationJob | BackupJob;
-/** Jobs that run on a schedule (the database settings run continuously). */
+export type PlannedJob = FileCopyJob | FileReceiveJob | DatabaseReplicationJob | BackupJob;
+/** Jobs that run on a schedule (the database settings run continuously; a receiving end waits for pushes). */
 export type PeriodicJob = FileCopyJob | BackupJob;
 
 export function isPeriodic(job: PlannedJob): job is PeriodicJob {
-  return job.kind !== "database-replication";
+  return job.kind === "file-copy" || job.kind === "backup";
 }
 
 /** Zone the service deployments register database endpoints in, per site. */
@@ -147,6 +175,19 @@ export function planServiceJobs(placement: ServicePlacement, sites: ReadonlyMap<
     const tunnel = tunnelName(from, to);
     const fromHosts = storagePair(from)?.members ?? [];
     for (const tree of service.data.files) {
+      jobs.push({
+        kind: "file-receive",
+        key: `${service.name}-files-${tree.name}-from-${from.name}`,
+        service: service.name,
+        site: to.name,
+        runner: jobRunner(to),
+        hosts: storagePair(to)?.members ?? [],
+        purpose: path.purpose,
+        tree: tree.name,
+        path: tree.path,
+        source: { site: from.name, supernet: from.supernet },
+        tunnel,
+      });
       jobs.push({
         kind: "file-copy",
         key: `${service.name}-files-${tree.name}-to-${to.name}`,
@@ -208,27 +249,41 @@ export function planServiceJobs(placement: ServicePlacement, sites: ReadonlyMap<
   if (writer && pair) {
     // One backup per store, each into its own repository: two independent
     // copies. The stores start two hours apart so one run never blocks both.
+    // A third copy leaves the site: the standby site's storage pair keeps it,
+    // in a repository named after the writing site, so two sites backing up
+    // into each other never share one. It starts two hours after the second.
     const minute = fnv1a(service.name) % 60;
-    pair.members.forEach((host, i) => {
-      jobs.push({
-        kind: "backup",
-        key: `${service.name}-backup-${host}`,
-        service: service.name,
-        site: writer.name,
-        runner: jobRunner(writer),
-        hosts: pair.members,
-        sourceAddress: storageVip(writer),
-        store: { host, address: dataAddress(writer, host) },
-        trees: service.data.files.map((t) => ({ name: t.name, path: t.path })),
-        databases: service.data.databases.map((d) => ({
-          name: d.name,
-          engine: d.engine,
-          endpoint: databaseEndpoint(service.name, d.name, writer),
-        })),
-        retention: { ...writer.storage.backups },
-        at: { hour: 1 + 2 * i, minute },
-      });
+    const backup = (i: number, store: BackupJob["store"], repositoryPath: string, key: string): BackupJob => ({
+      kind: "backup",
+      key,
+      service: service.name,
+      site: writer.name,
+      runner: jobRunner(writer),
+      hosts: pair.members,
+      sourceAddress: storageVip(writer),
+      store,
+      repositoryPath,
+      trees: service.data.files.map((t) => ({ name: t.name, path: t.path })),
+      databases: service.data.databases.map((d) => ({
+        name: d.name,
+        engine: d.engine,
+        endpoint: databaseEndpoint(service.name, d.name, writer),
+      })),
+      retention: { ...writer.storage.backups },
+      at: { hour: 1 + 2 * i, minute },
     });
+    pair.members.forEach((host, i) => {
+      const store = { placement: "local", site: writer.name, host, address: dataAddress(writer, host) } as const;
+      jobs.push(backup(i, store, `/srv/backup/${service.name}`, `${service.name}-backup-${host}`));
+    });
+    const standby = placement.paths.find((p) => p.from === writer.name && p.purpose === "standby");
+    const partner = standby ? sites.get(standby.to) : undefined;
+    const partnerPair = partner ? storagePair(partner) : undefined;
+    if (partner && partnerPair) {
+      const store = { placement: "offsite", site: partner.name, host: partnerPair.name, address: storageVip(partner) } as const;
+      const repository = `/srv/backup/offsite/${writer.name}/${service.name}`;
+      jobs.push(backup(pair.members.length, store, repository, `${service.name}-backup-offsite-${partner.name}`));
+    }
   }
   return jobs;
 }
@@ -275,7 +330,17 @@ export const STORAGE_ACTIVE_FLAG = "/run/standort/storage-active";
 
 const HEADER = "# Generated by standort from sites/footprint.yaml and the site files: do not edit.";
 
-function rsyncArguments(job: FileCopyJob, sshDir: string, source: string): string[] {
+/**
+ * The rsync command line of one copy (rsync(1)). `--delay-updates` keeps the
+ * standby's tree whole until the end of a run (its default partial dir
+ * `.~tmp~` per folder); an explicit `--partial-dir` would be turned into a
+ * folder outside the tree by rrsync at the receiver, where rsync cannot
+ * create it ("Unable to create partial-dir ... discarding completed file").
+ * The source guard adds `--dry-run --stats` (its count) and `--max-delete`
+ * (its limit); the receiver adds `--backup --backup-dir` (kept aside). The
+ * continuous copy (`./lsyncd`) passes the same flags through lsyncd's options.
+ */
+export function rsyncArguments(job: FileCopyJob, sshDir: string, source: string): string[] {
   return [
     "--archive",
     "--hard-links",
@@ -284,7 +349,6 @@ function rsyncArguments(job: FileCopyJob, sshDir: string, source: string): strin
     "--numeric-ids",
     "--delete",
     "--delay-updates",
-    "--partial-dir=.rsync-partial",
     "--timeout=300",
     `--rsh=ssh -i ${sshDir}/id_ed25519 -o UserKnownHostsFile=${sshDir}/known_hosts -o BatchMode=yes -o StrictHostKeyChecking=yes`,
     `${source}/`,
@@ -312,7 +376,7 @@ function dumpCommand(db: BackupJob["databases"][number], file: string, settingsD
 }
 
 function resticRepository(job: BackupJob): string {
-  return `sftp:restic@${job.store.address}:/srv/backup/${job.service}`;
+  return `sftp:restic@${job.store.address}:${job.repositoryPath}`;
 }
 
 function forgetArguments(job: BackupJob): string[] {
@@ -356,19 +420,32 @@ export function renderSystemdUnits(job: PeriodicJob): RenderedFile[] {
       // Copies must not starve the services reading the same disks.
       "Nice=10",
       "IOSchedulingClass=idle",
-      execLine("ExecStart", ["rsync", ...rsyncArguments(job, REPLICATION_SSH_DIR, job.path)]),
+      // The guard's state file for the textfile collector (/var/lib/standort/replication).
+      "StateDirectory=standort/replication",
+      // rsync runs unchanged, behind the source guard: a missing, empty or foreign source, a site that is
+      // not the primary, or a run deleting too much stops here, and the standby keeps its data.
+      execLine("ExecStart", [
+        REPLICATE_COMMAND,
+        ...guardArguments(job, job.path, true),
+        "/usr/bin/rsync",
+        ...rsyncArguments(job, REPLICATION_SSH_DIR, job.path),
+      ]),
     ];
   } else {
-    description = `standort: back up ${job.service} into ${job.store.host}`;
+    description = `standort: back up ${job.service} into ${job.store.placement === "offsite" ? `${job.store.host} at ${job.store.site}` : job.store.host}`;
     const dumps = `/var/lib/standort/dumps`;
     service = [
       "[Service]",
       "Type=oneshot",
       `Environment=RESTIC_REPOSITORY=${resticRepository(job)}`,
-      `Environment=RESTIC_PASSWORD_FILE=${BACKUP_SECRETS_DIR}/${job.service}.password`,
+      // One password per repository (service and store), so each copy stands alone (named as ./credentials delivers it).
+      `Environment=RESTIC_PASSWORD_FILE=${BACKUP_SECRETS_DIR}/${job.service}.${job.store.host}.password`,
       `Environment=PGSERVICEFILE=${BACKUP_SECRETS_DIR}/pg_service.conf`,
       `Environment=PGPASSFILE=${BACKUP_SECRETS_DIR}/pgpass`,
       execLine("ExecStartPre", ["install", "-d", "-m", "0700", `${dumps}/${job.service}`]),
+      // The repository is created on the first run: `restic init` fails once it exists, which the `-` lets pass
+      // (a repository that is really unusable fails the backup itself, visibly).
+      execLine("ExecStartPre", ["restic", "init"]).replace("ExecStartPre=", "ExecStartPre=-"),
       ...job.databases.map((db) => execLine("ExecStartPre", dumpCommand(db, dumpPath(job, db.name, dumps), BACKUP_SECRETS_DIR))),
       execLine("ExecStart", [
         "restic",
@@ -426,74 +503,6 @@ export function renderSiteSystemdUnits(jobs: ReadonlyArray<PlannedJob>): Rendere
     .sort((a, b) => a.path.localeCompare(b.path));
 }
 
-/**
- * The database side of a replication path, as the configuration the service
- * deployment applies: settings for the source, or the connection of the
- * replica. Passwords stay placeholders filled in at delivery.
- */
-export function renderDatabaseReplication(job: DatabaseReplicationJob): RenderedFile {
-  const lines = [
-    HEADER,
-    `# ${job.service}/${job.database}: ${job.engine} ${job.method} replication, ${job.side} side at ${job.site}`,
-    `# ${job.side === "source" ? `${job.site} -> ${job.peer.site}` : `${job.peer.site} -> ${job.site}`} over ${job.tunnel} (${job.purpose}); continuous, no schedule.`,
-  ];
-  if (job.engine === "postgres") {
-    if (job.side === "source") {
-      lines.push(
-        "# postgresql.conf",
-        "wal_level = replica",
-        "max_wal_senders = 10",
-        "max_replication_slots = 10",
-        // The slot keeps WAL while the tunnel is down; this cap keeps a dead peer from filling the disk.
-        "max_slot_wal_keep_size = '64GB'",
-        "# pg_hba.conf: only the peer site's supernet, only over TLS",
-        `hostssl replication replicator ${job.peer.supernet} scram-sha-256`,
-        "# once, as superuser:",
-        `SELECT pg_create_physical_replication_slot('${job.slot}');`,
-      );
-    } else {
-      lines.push(
-        "# postgresql.conf of the standby, with an empty standby.signal in the data directory",
-        `primary_conninfo = 'host=${job.peer.endpoint} port=5432 user=replicator passfile=/etc/standort/databases/pgpass sslmode=verify-full application_name=${job.site}'`,
-        `primary_slot_name = '${job.slot}'`,
-        // Answers the standby name read-only while the primary lives.
-        "hot_standby = on",
-      );
-    }
-  } else if (job.side === "source") {
-    lines.push(
-      "[mariadb]",
-      `server_id = ${job.serverId}`,
-      `log_bin = ${job.database}-bin`,
-      "binlog_format = ROW",
-      "log_slave_updates = ON",
-      "gtid_strict_mode = ON",
-      "-- once, as root: the replication user may connect from the peer supernet only",
-      `-- CREATE USER 'replicator'@'${job.peer.supernet.replace(/\/\d+$/, "")}/${netmask(job.peer.supernet)}' IDENTIFIED BY '\${REPLICATION_PASSWORD}' REQUIRE SSL;`,
-      `-- GRANT REPLICATION SLAVE ON *.* TO 'replicator'@'${job.peer.supernet.replace(/\/\d+$/, "")}/${netmask(job.peer.supernet)}';`,
-    );
-  } else {
-    lines.push(
-      "[mariadb]",
-      `server_id = ${job.serverId}`,
-      // Answers the standby name read-only while the primary lives.
-      "read_only = ON",
-      `relay_log = ${job.database}-relay`,
-      "gtid_strict_mode = ON",
-      "-- once, as root (the password placeholder is filled in at delivery):",
-      `CHANGE MASTER '${job.slot}' TO MASTER_HOST='${job.peer.endpoint}', MASTER_PORT=3306, MASTER_USER='replicator', MASTER_PASSWORD='\${REPLICATION_PASSWORD}', MASTER_SSL=1, MASTER_USE_GTID=slave_pos;`,
-      `START SLAVE '${job.slot}';`,
-    );
-  }
-  return { path: `/etc/standort/databases/${job.key}.conf`, content: `${lines.join("\n")}\n` };
-}
-
-function netmask(prefix: string): string {
-  const length = cidr(prefix).length;
-  const mask = length === 0 ? 0 : (0xffffffff << (32 - length)) >>> 0;
-  return [24, 16, 8, 0].map((s) => (mask >>> s) & 255).join(".");
-}
-
 /** Container images the CronJobs run; pin them by digest in the stack configuration. */
 export interface JobImages {
   readonly rsync: string;
@@ -543,7 +552,19 @@ export function cronJobManifest(job: PeriodicJob, namespace: string, images: Job
         {
           name: "copy",
           image: images.rsync,
-          command: ["rsync", ...rsyncArguments(job, "/etc/standort/replication", "/source")],
+          // The same source guard as the storage hosts' units, its text inline (no file to mount). Without a role
+          // file in the pod it skips the role check: the CronJob exists only while this site is the primary, and
+          // the receiver still refuses a push while it is not the standby. Its state file dies with the pod; a
+          // refusal shows as the failed Job (kube-state-metrics' kube_job_status_failed) and in the pod's log.
+          command: [
+            "sh",
+            "-c",
+            REPLICATE_SCRIPT,
+            "standort-replicate",
+            ...guardArguments(job, "/source", false),
+            "rsync",
+            ...rsyncArguments(job, "/etc/standort/replication", "/source"),
+          ],
           volumeMounts: [
             { name: "source", mountPath: "/source", readOnly: true },
             { name: "ssh", mountPath: "/etc/standort/replication", readOnly: true },
@@ -564,7 +585,7 @@ export function cronJobManifest(job: PeriodicJob, namespace: string, images: Job
     ];
     const env = [
       { name: "RESTIC_REPOSITORY", value: resticRepository(job) },
-      { name: "RESTIC_PASSWORD_FILE", value: `${secrets}/restic.password` },
+      { name: "RESTIC_PASSWORD_FILE", value: `${secrets}/restic.${job.store.host}.password` },
     ];
     podSpec = {
       restartPolicy: "Never",
@@ -579,6 +600,14 @@ export function cronJobManifest(job: PeriodicJob, namespace: string, images: Job
           ],
           volumeMounts: mounts,
         })),
+        {
+          // The repository is created on the first run; a later run finds it (restic cat config) and goes on.
+          name: "init",
+          image: images.restic,
+          command: ["sh", "-c", "restic cat config >/dev/null 2>&1 || restic init"],
+          env,
+          volumeMounts: mounts,
+        },
         {
           name: "backup",
           image: images.restic,

@@ -294,10 +294,17 @@ export function backupProblems(
     const stores = [
       ...new Set(
         jobs
-          .filter((j) => j.kind === "backup" && j.service === service.name && j.site === site.name)
+          .filter((j) => j.kind === "backup" && j.service === service.name && j.site === site.name && j.store.placement === "local")
           .map((j) => (j.kind === "backup" ? j.store.host : "")),
       ),
     ].sort();
+    // One copy leaves the site: a fire or a provider's outage at the writer must not take every backup with it.
+    const offsite = jobs.some(
+      (j) => j.kind === "backup" && j.service === service.name && j.site === site.name && j.store.placement === "offsite",
+    );
+    if (!offsite && placement.paths.some((p) => index.has(p.to))) {
+      problems.push(line(ref, `backups at ${site.name} never leave the site: back up one copy into the standby site's store`));
+    }
     const missing = pair.members.filter((m) => !stores.includes(m));
     if (missing.length > 0) {
       problems.push(

@@ -9,6 +9,8 @@ import { Footprint } from "../footprint/schema";
 import { siteServices } from "../footprint/services";
 import { siteTunnels, tunnelPeers } from "../footprint/wireguard";
 import { footprintHostFiles, proxiedServices } from "../footprint/site-files";
+import { planJobs } from "../footprint/jobs";
+import { derivedCredentialValues, placeholderCredentialValues, planCredentials, renderCredentialFiles } from "../footprint/credentials";
 import { PLACEHOLDER_SSH_KEY, placeholderSecrets, renderHostFiles } from "../render";
 import { HostFiles, ProxiedService, RenderOptions, RenderedFile, TunnelPeer } from "../render/types";
 
@@ -43,6 +45,11 @@ export function planHostFiles(
   sites: ReadonlyArray<SiteModel>,
   footprint: Footprint,
   providerEnv?: Readonly<Record<string, string>>,
+  /**
+   * `twin.derivedCredentials`: render the job credentials with working values derived from this seed instead of
+   * placeholders (`derivedCredentialValues`), the same at every site: for the pair twin, never deployed.
+   */
+  twin: { readonly derivedCredentials?: string } = {},
 ): HostFiles[] {
   const services = siteServices(footprint, sites, model.name);
   const extra = footprintHostFiles(
@@ -58,12 +65,21 @@ export function planHostFiles(
     secret: true,
     delivery: "ssh",
   }));
+  // Job credentials (keys, known_hosts, authorized_keys, passwords) with placeholders that name each secret.
+  const jobs = planJobs(footprint, sites);
+  const credentialPlan = planCredentials(sites, jobs);
+  const values =
+    twin.derivedCredentials === undefined
+      ? placeholderCredentialValues(credentialPlan)
+      : derivedCredentialValues(credentialPlan, twin.derivedCredentials);
+  const credentials = renderCredentialFiles(model, sites, jobs, values).hostFiles;
   const options = siteRenderOptions(model, sites, footprint, providerEnv);
   return model.hosts.map((host) => ({
     host: host.name,
     files: [
       ...renderHostFiles(model, host.name, placeholderSecrets(model), options),
       ...(extra[host.name] ?? []),
+      ...(credentials[host.name] ?? []),
       ...(host.role === "firewall" ? tunnels : []),
     ],
   }));

@@ -7,6 +7,7 @@
 import { createHash } from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
 import { ed25519KeyFromSeed } from "../render/sshkey";
+import { derivedCertificate, derivedEcdsaKey } from "../footprint/credentials";
 
 /** One registration as the engine would receive it. */
 export interface RecordedResource {
@@ -84,6 +85,18 @@ export type MockState = (name: string, inputs: Record<string, unknown>) => Recor
 /** Resource packages the mocks know; a registration from any other package fails the run. */
 export const MOCKED_PACKAGES = ["hcloud", "random", "tls", "command", "kubernetes", "pulumi", "standort"] as const;
 
+/** A mock's input as a plain string: secrets arrive wrapped (`{ [SIG_KEY]: SIG_SECRET, value }`). */
+function plainText(value: unknown): string {
+  const v =
+    value && typeof value === "object" && (value as Record<string, unknown>)[SIG_KEY] === SIG_SECRET
+      ? (value as { value: unknown }).value
+      : value;
+  return typeof v === "string" ? v : v === undefined || v === null ? "" : JSON.stringify(v);
+}
+
+/** What each mocked certificate request asked for, by its (mock) PEM: the signing mock reads it back. */
+const MOCK_CERT_REQUESTS = new Map<string, Record<string, unknown>>();
+
 const COMPUTED: Record<string, MockState> = {
   // Generated values honour the requested length (renderers check it) and derive from the name (byte-stable plans).
   "random:index/randomPassword:RandomPassword": (name, inputs) => ({ result: mockText(name, Number(inputs.length ?? 16)) }),
@@ -91,10 +104,41 @@ const COMPUTED: Record<string, MockState> = {
     const bytes = mockBytes(name, Number(inputs.length ?? 32));
     return { base64: bytes.toString("base64"), hex: bytes.toString("hex") };
   },
-  // A working Ed25519 key derived from the name, in the formats tls.PrivateKey reports.
-  "tls:index/privateKey:PrivateKey": (name) => {
+  // A working key derived from the name, in the formats tls.PrivateKey reports: Ed25519 (OpenSSH) or ECDSA P-256 (PEM).
+  "tls:index/privateKey:PrivateKey": (name, inputs) => {
+    if (inputs.algorithm === "ECDSA") {
+      const key = derivedEcdsaKey(`mock:${name}`);
+      return { privateKeyPem: key.privateKeyPem, publicKeyPem: key.publicKeyPem };
+    }
     const key = ed25519KeyFromSeed(`mock:${name}`);
     return { privateKeyOpenssh: key.privateKeyOpenssh, publicKeyOpenssh: key.publicKeyOpenssh };
+  },
+  // Working certificates (ECDSA-SHA256) from the inputs; a request is only a handle to what it asked for.
+  "tls:index/selfSignedCert:SelfSignedCert": (_name, inputs) => ({
+    certPem: derivedCertificate({
+      subjectKeyPem: plainText(inputs.privateKeyPem),
+      commonName: String((inputs.subject as { commonName?: string } | undefined)?.commonName ?? ""),
+      dnsNames: inputs.dnsNames as string[] | undefined,
+      ca: inputs.isCaCertificate === true,
+    }),
+  }),
+  "tls:index/certRequest:CertRequest": (name, inputs) => {
+    const certRequestPem = `-----BEGIN CERTIFICATE REQUEST-----\n(mock request ${name})\n-----END CERTIFICATE REQUEST-----\n`;
+    MOCK_CERT_REQUESTS.set(certRequestPem, inputs);
+    return { certRequestPem };
+  },
+  "tls:index/locallySignedCert:LocallySignedCert": (_name, inputs) => {
+    const request = MOCK_CERT_REQUESTS.get(plainText(inputs.certRequestPem));
+    if (!request) return {};
+    return {
+      certPem: derivedCertificate({
+        subjectKeyPem: plainText(request.privateKeyPem),
+        commonName: String((request.subject as { commonName?: string } | undefined)?.commonName ?? ""),
+        dnsNames: request.dnsNames as string[] | undefined,
+        ca: inputs.isCaCertificate === true,
+        issuer: { privateKeyPem: plainText(inputs.caPrivateKeyPem), certPem: plainText(inputs.caCertPem) },
+      }),
+    };
   },
   "hcloud:index/server:Server": (name) => ({ ipv4Address: "198.19.250.10", status: "running", name }),
   "hcloud:index/floatingIp:FloatingIp": () => ({ ipAddress: "198.19.251.10" }),

@@ -66,11 +66,15 @@ export function packagesFor(model: SiteModel, role: Role): string[] {
     ],
     proxy: [...paired, "haproxy"],
     // The storage hosts run the replication (rsync over ssh) and backup (restic) timers.
-    storage: [...paired, "nfs-kernel-server", "openssh-client", "restic", "rsync"],
+    // lsyncd the continuous copy (its lua5.3 checks the configuration), the clients the backup dumps run.
+    storage: [...paired, "lsyncd", "mariadb-client", "nfs-kernel-server", "openssh-client", "postgresql-client", "restic", "rsync"],
     virtualization: model.virtualization.runtime === "compose" ? ["docker-compose", "docker.io"] : ["containerd"],
   };
   return [...new Set([...common, ...byRole[role]])].sort();
 }
+
+/** Where the stores keep the restic repositories (`sftp:restic@<store>:/srv/backup/…`, lib/footprint/jobs). */
+const BACKUP_ROOT = "/srv/backup";
 
 /**
  * Renders `#cloud-config` user-data for a Hetzner Cloud host from the host's
@@ -100,6 +104,8 @@ export function renderCloudInit(
   // Each reload once, in file order: kernel settings, interfaces, packet filter, daemons.
   // The archive first (written after the packages, so a package's default config never overwrites a file).
   const runcmd: string[][] = [["sh", FIRST_BOOT_ARCHIVE]];
+  // The restic repositories' folder belongs to the backup user (sftp writes there as restic).
+  if (host!.role === "storage") runcmd.push(["install", "-d", "-o", "restic", "-g", "restic", "-m", "0700", BACKUP_ROOT]);
   const seen = new Set<string>();
   for (const file of shipped) {
     if (!file.reload) continue;
@@ -112,7 +118,13 @@ export function renderCloudInit(
     preserve_hostname: false,
     disable_root: false,
     ssh_pwauth: false,
-    users: [{ name: "root", ssh_authorized_keys: [...keys] }],
+    users: [
+      { name: "root", ssh_authorized_keys: [...keys] },
+      // The stores' sftp-only backup user (its keys come with the credentials); no password, not a locked one.
+      ...(host!.role === "storage"
+        ? [{ name: "restic", system: true, homedir: BACKUP_ROOT, shell: "/usr/sbin/nologin", lock_passwd: false, no_create_home: true }]
+        : []),
+    ],
     package_update: true,
     packages: packagesFor(model, host!.role),
     // One compressed archive (cloud-init's `encoding: gz+b64`, cc_write_files) that runcmd unpacks: the

@@ -979,6 +979,14 @@ export const TUNNEL_CONFIG_GLOB = "/etc/wireguard/wg-*.conf";
  * answering with the same key would steal the peer's endpoint.
  */
 export function roleHooks(role: PairedRole): { up: string[]; down: string[] } {
+  if (role === "storage") {
+    // The continuous copy runs on the active member only: a fresh start (new inotify watches, a full first pass)
+    // when it becomes active, stopped at once when it is not (the guard would end it at its next copy anyway).
+    const unit = "standort-lsyncd.service";
+    const lsyncd = (verb: string) =>
+      `if [ -e /etc/systemd/system/${unit} ]; then systemctl ${verb} ${unit} || log "${verb} of ${unit} failed"; fi`;
+    return { up: [lsyncd("restart")], down: [lsyncd("stop")] };
+  }
   if (role !== "firewall") return { up: [], down: [] };
   const each = (verb: string) =>
     `for conf in ${TUNNEL_CONFIG_GLOB}; do [ -e "$conf" ] || continue; systemctl ${verb} "wg-quick@$(basename "$conf" .conf)" || log "${verb} of $(basename "$conf" .conf) failed"; done`;

@@ -107,6 +107,8 @@ export class PairTwin {
     const endpoints = Object.fromEntries([a, b].map((m) => [m.name, twinTunnelEndpoint(m, worlds[m.name])]));
     const tunnel = pairTunnel(a, b, sites, footprint, endpoints);
     const path = `/etc/wireguard/${tunnel.plan.name}.conf`;
+    // One seed for both sites: each credential has one value, as if both stacks had run and read each other.
+    const credentialSeed = randomBytes(16).toString("hex");
     let first: SiteTwin | undefined;
     let second: SiteTwin | undefined;
     try {
@@ -114,14 +116,14 @@ export class PairTwin {
         location: a.name,
         sitesDir: options.sitesDir,
         id: "a",
-        joined: { sites: [b.name], firewallFiles: { [path]: tunnel.files[a.name] } },
+        joined: { sites: [b.name], firewallFiles: { [path]: tunnel.files[a.name] }, credentialSeed },
         log: (l) => log(`${a.name}: ${l}`),
       });
       second = await SiteTwin.boot({
         location: b.name,
         sitesDir: options.sitesDir,
         id: "b",
-        joined: { sites: [a.name], firewallFiles: { [path]: tunnel.files[b.name] } },
+        joined: { sites: [a.name], firewallFiles: { [path]: tunnel.files[b.name] }, credentialSeed },
         log: (l) => log(`${b.name}: ${l}`),
       });
       const pair = new PairTwin(first, second, tunnel);

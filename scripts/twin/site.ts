@@ -66,6 +66,8 @@ import { ProviderEffect, ProviderStandIn } from "./provider";
 import { linkAddresses } from "./holders";
 
 const TSX = ["node", "--import", "tsx"];
+/** Where the jobs on a storage host record their state (the replication guards' files for monitoring). */
+const JOB_STATE_DIR = "/var/lib/standort";
 const HERE = __dirname;
 /** The Netcup stand-in's name inside the twin (the operator's command posts to it). */
 const NETCUP_API = "api.netcup.twin";
@@ -86,7 +88,12 @@ export interface TwinOptions {
    * tunnel files (path → content, rendered with the twin's generated keys)
    * the firewalls boot instead of the plan's placeholders.
    */
-  readonly joined?: { readonly sites: ReadonlyArray<string>; readonly firewallFiles: Readonly<Record<string, string>> };
+  readonly joined?: {
+    readonly sites: ReadonlyArray<string>;
+    readonly firewallFiles: Readonly<Record<string, string>>;
+    /** The job credentials (keys, known_hosts, passwords) derived from this seed, the same at both sites. */
+    readonly credentialSeed: string;
+  };
   /** Tells two twins of one process apart (namespace prefix and folder). @default "" */
   readonly id?: string;
 }
@@ -107,6 +114,10 @@ interface HostRuntime {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+function readdirIfAny(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir).sort() : [];
+}
 
 function filesUnder(dir: string): string[] {
   if (!existsSync(dir)) return [];
@@ -194,7 +205,13 @@ export class SiteTwin {
 
   /** Files: the stack's render (placeholder secrets), or a given `--files` folder laid over it. */
   private writeFiles(given?: string): void {
-    const rendered: HostFiles[] = planHostFiles(this.model, this.sites, this.footprint, this.providerEnv);
+    const rendered: HostFiles[] = planHostFiles(
+      this.model,
+      this.sites,
+      this.footprint,
+      this.providerEnv,
+      this.joined ? { derivedCredentials: this.joined.credentialSeed } : {},
+    );
     writeRenderedFiles(this.filesDir, rendered, { clean: true });
     if (given) {
       for (const host of this.model.hosts) {
@@ -245,6 +262,55 @@ export class SiteTwin {
       }
     }
     if (refused.length > 0) throw new TwinInputError(refused);
+  }
+
+  /** The footprint the twin booted. */
+  get bootedFootprint(): Footprint {
+    return this.footprint;
+  }
+
+  /** Every host's files as the stack renders them for `footprint` (a footprint edit), with the twin's credentials. */
+  renderFor(footprint: Footprint): HostFiles[] {
+    return planHostFiles(
+      this.model,
+      this.sites,
+      footprint,
+      this.providerEnv,
+      this.joined ? { derivedCredentials: this.joined.credentialSeed } : {},
+    );
+  }
+
+  /**
+   * Delivers a host's new file set as one transaction leaves it (the
+   * transaction itself is proven by the delivery tests): changed and new
+   * files written, files that left the set removed. Daemons are not
+   * reloaded: the twin runs the job units itself. Returns the changed paths.
+   */
+  async deliver(host: string, files: ReadonlyArray<{ path: string; content: string; mode: string }>): Promise<string[]> {
+    const rt = this.hosts.get(host);
+    if (!rt?.up) throw new Error(`${host} is not running`);
+    const root = join(this.filesDir, host);
+    const before = new Set(filesUnder(root).map((f) => `/${f}`));
+    const changed: string[] = [];
+    for (const f of files) {
+      if (this.file(host, f.path) === f.content) {
+        before.delete(f.path);
+        continue;
+      }
+      await rt.machine.run(["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"', "deliver", f.path, f.mode], {
+        input: f.content,
+      });
+      mkdirSync(dirname(join(root, f.path)), { recursive: true });
+      writeFileSync(join(root, f.path), f.content, { mode: parseInt(f.mode, 8) });
+      before.delete(f.path);
+      changed.push(f.path);
+    }
+    for (const path of before) {
+      await rt.machine.run(["rm", "-f", path]);
+      rmSync(join(root, path), { force: true });
+      changed.push(path);
+    }
+    return changed.sort();
   }
 
   /** Reads one rendered file of a host (as the twin booted it). */
@@ -330,11 +396,16 @@ export class SiteTwin {
     // Rendered programs outside /etc (the fence's forced command), and the operator's move command, per directory.
     const programs = new Map<string, string>();
     const local = join(this.dir, "local", host.name);
-    for (const dir of ["/usr/local/sbin", "/usr/local/bin"]) {
+    // Under /usr/local/lib only the rendered program folders (`/usr/local/lib/standort`): the folder itself holds
+    // this machine's own software (node's modules among them).
+    const libDirs = readdirIfAny(join(this.filesDir, host.name, "usr/local/lib")).map((d) => `/usr/local/lib/${d}`);
+    for (const dir of ["/usr/local/sbin", "/usr/local/bin", ...libDirs]) {
       const rendered = join(this.filesDir, host.name, dir.slice(1));
       if (existsSync(rendered)) {
         mkdirSync(join(local, dir), { recursive: true });
         cpSync(rendered, join(local, dir), { recursive: true });
+        // A bind needs its mount point on this machine's file system (an empty folder where none is).
+        mkdirSync(dir, { recursive: true });
         programs.set(dir, join(local, dir));
       }
     }
@@ -361,6 +432,18 @@ export class SiteTwin {
       programs.set(dirname(move), dir);
     }
     for (const [target, source] of programs) binds.push({ source, target });
+    // A storage host's disks: its own /srv (the trees, the backups) and its own job state, kept across a crash.
+    if (host.role === "storage") {
+      for (const [target, name] of [
+        ["/srv", "srv"],
+        [JOB_STATE_DIR, "state"],
+      ]) {
+        const source = join(this.dir, name, host.name);
+        mkdirSync(source, { recursive: true });
+        mkdirSync(target, { recursive: true });
+        binds.push({ source, target });
+      }
+    }
     return this.machineFor(host.name, [join(this.filesDir, host.name, "etc"), this.extras(host.name)], binds);
   }
 
@@ -701,6 +784,9 @@ export class SiteTwin {
     writeFileSync(
       path,
       [
+        // Pair mode: the rendered drop-ins take part, first as Debian's sshd_config includes them (the storage pair's
+        // host key and the replication and backup logins), so the partner's jobs log in as they will on the hosts.
+        ...(this.joined ? ["Include /etc/ssh/sshd_config.d/*.conf"] : []),
         "Port 22",
         "ListenAddress 0.0.0.0",
         `HostKey ${join(this.dir, "ssh", "host_ed25519")}`,
@@ -710,6 +796,8 @@ export class SiteTwin {
         "PasswordAuthentication no",
         "KbdInteractiveAuthentication no",
         "PermitRootLogin prohibit-password",
+        // As Debian's sshd_config has it: the sftp subsystem (restic's sftp backend asks for it).
+        "Subsystem sftp /usr/lib/openssh/sftp-server",
         `AuthorizedKeysFile ${join(this.dir, "ssh", "authorized_keys")}`,
         // The banner names the host, so a probe knows whose sshd answered.
         `VersionAddendum ${name}`,
@@ -736,6 +824,8 @@ export class SiteTwin {
       // The NFS server (nfs-server.service) until the storage issue brings the real one.
       units.push(this.standin(rt.host.name, { tcp: [2049] }, "nfs-server"));
     }
+    // Pair mode: the databases replicated between the two sites run for real on the virtualization hosts.
+    if (role === "virtualization" && this.joined) for (const p of DATABASE_PORTS) tcp.delete(p);
     const tls: string[] = [];
     if (role === "virtualization") {
       for (const [mode, port] of [
@@ -807,6 +897,16 @@ export class SiteTwin {
     const definition = rt?.unitDefinitions?.find((u) => u.name === unit);
     if (!rt?.up || !definition) throw new Error(`${name} has no unit ${unit}`);
     rt.units.set(unit, (await startUnit(rt.machine, definition)).process);
+  }
+
+  /**
+   * Starts a unit the host's files do not define (a workload the service deployment would start, such as a
+   * database server) and keeps it with the host's units: a crash kills it, `stopUnit` stops it.
+   */
+  async runUnit(name: string, unit: Unit, timeoutMs?: number): Promise<void> {
+    const rt = this.hosts.get(name);
+    if (!rt?.up) throw new Error(`${name} is not running`);
+    rt.units.set(unit.name, (await startUnit(rt.machine, unit, timeoutMs)).process);
   }
 
   /** The lines a host logged to syslog (the failover script's `logger` lines among them). */

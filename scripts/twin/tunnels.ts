@@ -93,6 +93,11 @@ async function untilAnswered(from: SiteTwin, to: SiteTwin, boundMs = TUNNEL_UP_B
   return null;
 }
 
+/** Waits until the replication path crosses the tunnel (both firewalls' failover scripts have started it); ms, or null past the bound. */
+export async function tunnelReady(pair: PairTwin): Promise<number | null> {
+  return untilAnswered(pair.a, pair.b);
+}
+
 /** Both directions of the pair's tunnel: up, handshake, AllowedIPs, the replication path answered. */
 export async function tunnelsUp(pair: PairTwin, log: (line: string) => void = () => undefined): Promise<TunnelEntry[]> {
   const name = pair.tunnel.plan.name;

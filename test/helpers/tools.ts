@@ -11,7 +11,7 @@ import { delimiter, join } from "node:path";
 import type { TestContext } from "node:test";
 
 /** Where system tools live even when PATH lacks the sbin directories. */
-const EXTRA_DIRS = ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin"];
+const EXTRA_DIRS = ["/usr/local/sbin", "/usr/sbin", "/sbin", "/usr/local/bin", "/usr/bin", "/bin", "/usr/lib/postgresql/15/bin"];
 
 /** The absolute path of an executable, or undefined when it is not installed. */
 export function toolPath(name: string): string | undefined {
