@@ -272,7 +272,7 @@ async function pairMain(flags: TwinFlags & { partner: string }, out: (line: stri
         );
         ok &&= good;
       }
-      const p = await promotion(pair, files, log);
+      const p = await promotion(pair, files, log, databases);
       if (!p) {
         out(
           "promotion: no file copy between these sites runs under systemd (Kubernetes sites copy with CronJobs; the twin runs no cluster yet)",
@@ -286,7 +286,17 @@ async function pairMain(flags: TwinFlags & { partner: string }, out: (line: stri
         out(
           `  ${p.lost === 0 && p.newWritesCopied === p.newWrites ? "" : "FAIL "}new primary's writes copied ${p.newWritesCopied}/${p.newWrites}; old primary's unreplicated writes kept aside ${p.keptAside}/${p.unreplicatedWrites}, lost ${p.lost}`,
         );
-        ok &&= p.staleRefused && p.newPrimaryKept && p.lost === 0 && p.newWritesCopied === p.newWrites;
+        for (const d of p.databases) {
+          out(
+            `  ${d.newPrimaryKept && d.lost === 0 ? "" : "FAIL "}${d.engine} ${d.database}: the new primary kept its ${d.newWrites} writes and took none of the old primary's; the old primary's ${d.unreplicatedWrites} unreplicated rows kept in place ${d.keptInPlace}, lost ${d.lost}`,
+          );
+        }
+        ok &&=
+          p.staleRefused &&
+          p.newPrimaryKept &&
+          p.lost === 0 &&
+          p.newWritesCopied === p.newWrites &&
+          p.databases.every((d) => d.newPrimaryKept);
       }
       out("recovery point (a write at the primary until readable at the standby, steady load running):");
       for (const r of report.rpo) {

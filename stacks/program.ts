@@ -56,7 +56,8 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     providers.hcloud = new hcloud.Provider("hcloud", { token: secrets.requireSecret("hcloudToken") });
     providerApiToken ??= secrets.requireSecret("hcloudToken");
   }
-  if (jobRunner(model) === "kubernetes" && config.kubeconfig === undefined) throw missing("kubeconfig", "where jobs run on Kubernetes");
+  if (jobRunner(model, "backup") === "kubernetes" && config.kubeconfig === undefined)
+    throw missing("kubeconfig", "where backups run on Kubernetes");
   // A takeover that must move an address through the provider fails at run time without these: refuse now.
   const moves = model.pairs.map((p) => failoverMove(model, p.role));
   if (model.provider.kind !== "hcloud" && moves.some((m) => m.kind === "failover-ip") && config.providerApiToken === undefined) {
@@ -121,7 +122,7 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     },
     { providers },
   );
-  if (jobRunner(model) === "kubernetes") {
+  if (jobRunner(model, "backup") === "kubernetes") {
     new Replication(
       `${model.name}-replication`,
       {

@@ -304,15 +304,15 @@ test("the peer pattern: files wait with a comment until the peer's stack has pub
   );
 });
 
-test("a Kubernetes site (helsinki): the CronJobs' Secrets carry the job keys; storage hosts get only what they accept", async () => {
+test("a Kubernetes site (helsinki): the backup CronJobs' Secrets carry the backup keys; the storage hosts the replication keys", async () => {
   const { captured: run } = await credentialsOf("helsinki", { frankfurt: undefined, vienna: undefined });
   // The backup Secrets carry the site's database CA, which the mock runtime does not issue: their data is unknown
   // there (as at a first preview), so the contents come from the pure render with working values.
   assert.ok(run.secrets === (UNKNOWN as unknown) || typeof run.secrets === "object");
   const derived = renderCredentialFiles(site("helsinki"), sites, jobs, derivedCredentialValues(credentials, "test"));
   const captured = { ...run, secrets: derived.kubernetesSecrets as Record<string, Record<string, string>> };
-  assert.deepEqual(captured.secretNames, [JOB_SECRETS.backup("git"), JOB_SECRETS.backup("webhosting"), JOB_SECRETS.replicationSsh]);
-  assert.deepEqual(Object.keys(captured.secrets[JOB_SECRETS.replicationSsh]).sort(), ["id_ed25519", "id_ed25519-vienna", "known_hosts"]);
+  // No replication Secret: the copies run on the storage hosts, which hold their keys.
+  assert.deepEqual(captured.secretNames, [JOB_SECRETS.backup("git"), JOB_SECRETS.backup("webhosting")]);
   assert.deepEqual(Object.keys(captured.secrets[JOB_SECRETS.backup("git")]).sort(), [
     "database-ca.crt",
     "id_ed25519",
@@ -324,10 +324,8 @@ test("a Kubernetes site (helsinki): the CronJobs' Secrets carry the job keys; st
     "restic.hel-stor-2.password",
   ]);
   assert.ok(JOB_SECRETS.backup("webhosting") in captured.secrets && "sites.cnf" in captured.secrets[JOB_SECRETS.backup("webhosting")]);
-  // One key per replication path: the partner's and the migration target's differ.
-  const ssh = captured.secrets[JOB_SECRETS.replicationSsh];
-  assert.notEqual(ssh.id_ed25519, ssh["id_ed25519-vienna"]);
-  // The private job keys stay in the cluster: the storage hosts hold only the pair's host key and what they accept.
+  // The replication keys (one per path: the partner's and the migration target's differ) and the targets' pinned host
+  // keys are on both storage hosts, where the copies run; the backup key stays in the cluster.
   const to = receivers(captured.files);
   for (const [path, hosts] of Object.entries(to)) {
     const roles = [...new Set(hosts.map(roleOf))];
@@ -335,9 +333,19 @@ test("a Kubernetes site (helsinki): the CronJobs' Secrets carry the job keys; st
     else assert.deepEqual([roles, hosts], [["storage"], ["hel-stor-1", "hel-stor-2"]], path);
   }
   assert.deepEqual(
-    Object.keys(to).filter((p) => /\/(replication|backup)\/id_ed25519/.test(p)),
-    [],
+    Object.keys(to).filter((p) => /\/(replication|backup)\/(id_ed25519|known_hosts)/.test(p)),
+    ["/etc/standort/replication/id_ed25519", "/etc/standort/replication/id_ed25519-vienna", "/etc/standort/replication/known_hosts"],
   );
+  const onStorage = (path: string) => derived.hostFiles["hel-stor-1"].find((f) => f.path === path)!;
+  assert.equal(onStorage("/etc/standort/replication/id_ed25519").secret, true);
+  assert.equal(onStorage("/etc/standort/replication/id_ed25519-vienna").secret, true);
+  assert.notEqual(
+    onStorage("/etc/standort/replication/id_ed25519").content,
+    onStorage("/etc/standort/replication/id_ed25519-vienna").content,
+  );
+  // frankfurt's and vienna's storage VIPs, each with its pair's host key.
+  assert.match(onStorage("/etc/standort/replication/known_hosts").content, /^10\.10\.1\.5 ssh-ed25519 /m);
+  assert.match(onStorage("/etc/standort/replication/known_hosts").content, /^10\.30\.1\.5 ssh-ed25519 /m);
   assert.ok("/etc/standort/replication/authorized_keys" in to, "frankfurt copies groupware into helsinki");
   assert.ok("/etc/standort/sshd/restic_authorized_keys" in to, "helsinki's and frankfurt's backups land here");
 });
@@ -360,7 +368,7 @@ test("no generated value appears in clear in the plan's resources or outputs", a
   const helsinki = await planStack("helsinki");
   assert.deepEqual(
     helsinki.resources.filter((r) => r.type === "kubernetes:core/v1:Secret").map((r) => (r.inputs.metadata as { name: string }).name),
-    [JOB_SECRETS.backup("git"), JOB_SECRETS.backup("webhosting"), JOB_SECRETS.replicationSsh],
+    [JOB_SECRETS.backup("git"), JOB_SECRETS.backup("webhosting")],
   );
 });
 

@@ -104,10 +104,21 @@ test("jobs run where the data is written: copies and backups at the writer, rece
     assert.ok(end && end.kind === "file-receive", copy.key);
     assert.deepEqual([end.path, end.source.site, end.tunnel], [copy.target.path, copy.site, copy.tunnel], copy.key);
   }
-  // Helsinki runs Kubernetes: its periodic jobs become CronJobs, not timers.
+  // Helsinki runs Kubernetes: its backups (and database settings) are Kubernetes', its file copies and receiving ends
+  // run on its storage hosts like everywhere, so its timers are the four copies' and no backup's.
   const helsinki = siteJobs(footprint, sites, "helsinki");
-  assert.ok(helsinki.every((j) => j.runner === "kubernetes"));
-  assert.deepEqual(renderSiteSystemdUnits(helsinki), []);
+  for (const j of helsinki) {
+    assert.equal(j.runner, j.kind === "file-copy" || j.kind === "file-receive" ? "systemd" : "kubernetes", j.key);
+  }
+  assert.deepEqual(
+    renderSiteSystemdUnits(helsinki).map((f) => f.path),
+    [
+      "git-files-repositories-to-frankfurt",
+      "git-files-repositories-to-vienna",
+      "webhosting-files-htdocs-to-frankfurt",
+      "webhosting-files-uploads-to-frankfurt",
+    ].flatMap((key) => [`/etc/systemd/system/standort-${key}.service`, `/etc/systemd/system/standort-${key}.timer`]),
+  );
 });
 
 test("backups go into both stores and one off-site store at the standby site, with the site's retention, two hours apart", () => {
@@ -274,19 +285,20 @@ test("a periodic dump is never planned as replication", () => {
   );
 });
 
-test("CronJob manifests carry the RPO schedule and never overlap runs", () => {
+test("CronJob manifests carry the backup's schedule and never overlap runs", () => {
   const { footprint, sites } = example();
-  const job = siteJobs(footprint, sites, "helsinki").find((j) => j.key === "webhosting-files-uploads-to-frankfurt")!;
-  assert.ok(job.kind === "file-copy");
+  const job = siteJobs(footprint, sites, "helsinki").find((j) => j.key === "webhosting-backup-hel-stor-1")!;
+  assert.ok(job.kind === "backup");
   const manifest = cronJobManifest(job, "standort-replication");
-  assert.equal(manifest.metadata.name, "webhosting-files-uploads-to-frankfurt");
-  assert.equal(manifest.spec.schedule, "*/10 * * * *");
+  assert.equal(manifest.metadata.name, "webhosting-backup-hel-stor-1");
+  assert.equal(manifest.spec.schedule, `${job.at.minute} 1 * * *`);
   assert.equal(manifest.spec.concurrencyPolicy, "Forbid");
-  const pod = (manifest.spec.jobTemplate as { spec: { template: { spec: { volumes: unknown[] } } } }).spec.template.spec;
-  assert.deepEqual(pod.volumes, [
-    { name: "source", nfs: { server: "10.40.2.5", path: "/srv/web/uploads", readOnly: true } },
-    { name: "ssh", secret: { secretName: "standort-replication-ssh", defaultMode: 0o400 } },
-  ]);
+  const pod = (manifest.spec.jobTemplate as { spec: { template: { spec: { volumes: Array<{ name: string }> } } } }).spec.template.spec;
+  // No file copy mounts the replication key any more: the backup's own Secret and its trees over NFS.
+  assert.deepEqual(
+    pod.volumes.map((v) => v.name),
+    ["dumps", "secrets", "tree-htdocs", "tree-uploads"],
+  );
 });
 
 test("a Kubernetes site's off-site backup is a CronJob into the standby site's store, with its own password", () => {
@@ -317,7 +329,7 @@ test("planning is deterministic: the same inputs give the same bytes", () => {
   assert.equal(JSON.stringify(planJobs(first.footprint, first.sites)), JSON.stringify(planJobs(second.footprint, second.sites)));
 });
 
-test("continuous replication: one lsyncd sync per file copy of a systemd site, with the timer's rsync flags", () => {
+test("continuous replication: one lsyncd sync per file copy of a site, with the timer's rsync flags", () => {
   const { footprint, sites } = example();
   const jobs = planJobs(footprint, sites);
   const copies = fileCopies(jobs).filter((j) => j.site === "vienna");
@@ -383,7 +395,7 @@ test("continuous replication: lsyncd's unit runs on the active storage member, s
   assert.match(path, /^Unit=standort-lsyncd\.service$/m);
 });
 
-test("continuous replication reaches the storage hosts of systemd sites that copy files, and no Kubernetes site", () => {
+test("continuous replication reaches the storage hosts of every site that copies files, Kubernetes sites too", () => {
   const { footprint, sites } = example();
   const jobs = planJobs(footprint, sites);
   const lsyncdPaths = (site: string, host: string) =>
@@ -404,8 +416,20 @@ test("continuous replication reaches the storage hosts of systemd sites that cop
     "/etc/systemd/system/standort-lsyncd.path",
   ]);
   assert.deepEqual(lsyncdPaths("vienna", "vie-stor-2"), vienna, "both members, only the active one runs it");
+  // Helsinki (Kubernetes) copies four trees: its storage hosts run lsyncd for them, its cluster nodes nothing.
+  const helsinki = [
+    "/usr/local/lib/standort/lsyncd/git-files-repositories-to-frankfurt",
+    "/usr/local/lib/standort/lsyncd/git-files-repositories-to-vienna",
+    "/usr/local/lib/standort/lsyncd/webhosting-files-htdocs-to-frankfurt",
+    "/usr/local/lib/standort/lsyncd/webhosting-files-uploads-to-frankfurt",
+    "/etc/lsyncd/standort.conf.lua",
+    "/etc/systemd/system/standort-lsyncd.service",
+    "/etc/systemd/system/standort-lsyncd.path",
+  ];
+  assert.deepEqual(lsyncdPaths("helsinki", "hel-stor-1"), helsinki);
+  assert.deepEqual(lsyncdPaths("helsinki", "hel-stor-2"), helsinki);
   for (const site of sites.filter((s) => s.virtualization.runtime === "kubernetes")) {
-    for (const host of site.hosts) assert.deepEqual(lsyncdPaths(site.name, host.name), [], `${host.name}: CronJobs only`);
+    for (const host of site.hosts.filter((h) => h.role !== "storage")) assert.deepEqual(lsyncdPaths(site.name, host.name), [], host.name);
   }
   const files = footprintHostFiles(
     sites.find((s) => s.name === "vienna")!,

@@ -137,7 +137,7 @@ function replicationMachineryFile(change: FileChange, scope: Scope): boolean {
  * Resources of the same machinery, in the stacks of the service's sites: the credentials whose only users are
  * the service's paths (a site's backup key exists while it writes; a replication key per source and target site
  * while copies go that way), a database server certificate request whose names change only by the service's
- * endpoints, and the Kubernetes Secret that carries the site's replication keys when one of them comes or goes.
+ * endpoints. (The replication keys are storage host files at every site, `replicationMachineryFile`.)
  */
 function replicationMachineryResource(urn: string, diff: PlanDiff, before: PlanSnapshot, after: PlanSnapshot, scope: Scope): boolean {
   const stack = after.stack;
@@ -158,10 +158,6 @@ function replicationMachineryResource(urn: string, diff: PlanDiff, before: PlanS
       );
     }
     return false;
-  }
-  if (type.endsWith("$kubernetes:core/v1:Secret") && name === `${stack}-replication-secret-standort-replication-ssh`) {
-    const keyCameOrWent = [...diff.added, ...diff.removed].some((u) => last(u).startsWith(`${stack}-credentials-replication-ssh-`));
-    return keyCameOrWent && changes !== undefined && changes.every((c) => c.path === "inputs.stringData");
   }
   return false;
 }

@@ -33,7 +33,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
-import { FileCopyJob, STORAGE_ACTIVE_FLAG, cronJobManifest, planJobs, renderSystemdUnits } from "../lib/footprint/jobs";
+import { FileCopyJob, STORAGE_ACTIVE_FLAG, planJobs, renderSystemdUnits } from "../lib/footprint/jobs";
 import { LSYNCD_CONFIG, LSYNCD_DELAY_SECONDS, LSYNCD_UNIT, lsyncdRsyncBinary } from "../lib/footprint/lsyncd";
 import {
   MAX_DELETE_FLOOR,
@@ -306,10 +306,27 @@ test("both ends get the guard files: vienna sends mail (primary), karlsruhe rece
   // The guard files come before the units, so a timer never starts before its program exists.
   const order = senderFiles.map((f) => f.path);
   assert.ok(order.indexOf("/usr/local/sbin/standort-replicate") < order.findIndex((p) => p.endsWith(".timer")));
-  // Every storage host of the two ends gets the same files, Kubernetes sites (helsinki) the receiving side too.
+  // Every storage host of the two ends gets the same files, and a Kubernetes site (helsinki) both sides too: its
+  // copies run on its storage hosts like a compose site's.
   assert.deepEqual(footprintHostFiles(model("vienna"), jobs)["vie-stor-2"], senderFiles);
-  const helsinki = footprintHostFiles(model("helsinki"), jobs)["hel-stor-1"].map((f) => f.path);
-  assert.ok(helsinki.includes(REPLICA_RECEIVE_COMMAND) && !helsinki.includes("/usr/local/sbin/standort-replicate"), helsinki.join(", "));
+  const helsinki = footprintHostFiles(model("helsinki"), jobs)["hel-stor-1"];
+  assert.deepEqual(paths(helsinki), [
+    "/usr/local/sbin/standort-replica-receive",
+    "/usr/local/sbin/standort-replicate",
+    "/etc/standort/replication/trees",
+    "/etc/standort/replication/roles/git",
+    "/etc/standort/replication/roles/groupware",
+    "/etc/standort/replication/roles/webhosting",
+    "/usr/local/lib/standort/lsyncd/git-files-repositories-to-frankfurt",
+    "/usr/local/lib/standort/lsyncd/git-files-repositories-to-vienna",
+    "/usr/local/lib/standort/lsyncd/webhosting-files-htdocs-to-frankfurt",
+    "/usr/local/lib/standort/lsyncd/webhosting-files-uploads-to-frankfurt",
+    "/etc/lsyncd/standort.conf.lua",
+  ]);
+  assert.equal(content(helsinki, "/etc/standort/replication/roles/webhosting"), "primary\n");
+  assert.equal(content(helsinki, "/etc/standort/replication/roles/groupware"), "standby\n");
+  assert.equal(content(helsinki, "/usr/local/sbin/standort-replicate"), REPLICATE_SCRIPT);
+  assert.deepEqual(footprintHostFiles(model("helsinki"), jobs)["hel-stor-2"], helsinki);
 });
 
 test("sh -n accepts both programs and refuses a broken one (the check delivery runs is real)", (t) => {
@@ -474,29 +491,20 @@ test("a receiver whose role is primary (an old primary coming back with its time
   }
 });
 
-test("the CronJob of a Kubernetes site runs the same guard around the same rsync flags", () => {
+test("a Kubernetes site's copies run the same guard around the same rsync flags on its storage hosts, role check included", () => {
   const copy = jobs.find((j): j is FileCopyJob => j.kind === "file-copy" && j.key === "webhosting-files-uploads-to-frankfurt")!;
-  const pod = (cronJobManifest(copy, "standort-replication").spec.jobTemplate as any).spec.template.spec;
-  const command: string[] = pod.containers[0].command;
-  assert.deepEqual(command.slice(0, 4), ["sh", "-c", REPLICATE_SCRIPT, "standort-replicate"]);
-  const dash = command.indexOf("--");
-  assert.deepEqual(command.slice(4, dash), [
-    "--job",
-    "webhosting-files-uploads-to-frankfurt",
-    "--service",
-    "webhosting",
-    "--tree",
-    "uploads",
-    "--source",
-    "/source",
-    "--max-delete-percent",
-    "10",
-    "--max-delete-floor",
-    "20",
-    "--no-role-check",
-  ]);
-  assert.equal(command[dash + 1], "rsync");
-  assert.deepEqual(command.slice(-2), ["/source/", "root@10.10.1.5:/srv/web/uploads/"]);
+  assert.equal(copy.runner, "systemd");
+  const exec = renderSystemdUnits(copy)
+    .find((f) => f.path.endsWith(".service"))!
+    .content.split("\n")
+    .find((l) => l.startsWith("ExecStart="))!;
+  assert.ok(
+    exec.startsWith(
+      "ExecStart=/usr/local/sbin/standort-replicate --job webhosting-files-uploads-to-frankfurt --service webhosting --tree uploads --source /srv/web/uploads --max-delete-percent 10 --max-delete-floor 20 -- /usr/bin/rsync ",
+    ),
+    exec,
+  );
+  assert.ok(exec.endsWith(" /srv/web/uploads/ root@10.10.1.5:/srv/web/uploads/"), exec);
 });
 
 /** Runs the forced command at karlsruhe as sshd would for `command` (SSH_ORIGINAL_COMMAND). */

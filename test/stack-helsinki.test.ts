@@ -46,13 +46,14 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
     ["hcloud:index/sshKey:SshKey", 1],
     ["hcloud:index/volume:Volume", 2],
     ["hcloud:index/volumeAttachment:VolumeAttachment", 2],
-    // Helsinki's services run on Kubernetes: replication and backups are CronJobs. Per service it writes (git,
-    // webhosting): a backup into each of its two stores and one off-site into frankfurt's (6); a copy per file tree
-    // and target (git's repositories to frankfurt and to vienna, webhosting's htdocs and uploads to frankfurt: 4).
-    ["kubernetes:batch/v1:CronJob", 10],
+    // Helsinki's services run on Kubernetes: its backups are CronJobs. Per service it writes (git, webhosting): a
+    // backup into each of its two stores and one off-site into frankfurt's (6). Its file copies (git's repositories
+    // to frankfurt and to vienna, webhosting's htdocs and uploads to frankfurt) run on its storage hosts, as timers
+    // and lsyncd delivered with their host files, not as CronJobs.
+    ["kubernetes:batch/v1:CronJob", 6],
     ["kubernetes:core/v1:Namespace", 1],
-    // The Secrets the CronJobs mount: each service's backup credentials, and the replication SSH key.
-    ["kubernetes:core/v1:Secret", 3],
+    // The Secrets the CronJobs mount: each service's backup credentials (the replication SSH key is a storage host file).
+    ["kubernetes:core/v1:Secret", 2],
     ["pulumi:providers:hcloud", 1],
     ["pulumi:providers:kubernetes", 1],
     // The tunnel peers' stacks (frankfurt, vienna), read for their keys and endpoints.

@@ -109,7 +109,7 @@ test("vienna and karlsruhe as a pair twin: tunnel, data path, recovery point, pr
   });
 
   await t.test("promotion and the old primary's return lose nothing", async () => {
-    const r = await promotion(p, files);
+    const r = await promotion(p, files, undefined, databases);
     t.diagnostic(JSON.stringify(r));
     assert.ok(r, "vienna and karlsruhe copy files under systemd: there is a copy to promote");
     assert.equal(r.staleRefused, true, "the old primary's stale copy is refused");
@@ -117,6 +117,9 @@ test("vienna and karlsruhe as a pair twin: tunnel, data path, recovery point, pr
     assert.equal(r.newWritesCopied, r.newWrites);
     assert.equal(r.keptAside, r.unreplicatedWrites, "every unreplicated write of the old primary is kept aside");
     assert.equal(r.lost, 0);
+    // Its databases: promoted at the new primary, which keeps its writes and takes none of the returned old primary's.
+    assert.ok(r.databases.length >= 1, "the promoted service has a database");
+    for (const d of r.databases) assert.deepEqual([d.newPrimaryKept, d.keptInPlace, d.lost], [true, d.unreplicatedWrites, 0], d.database);
   });
 
   p.destroy();

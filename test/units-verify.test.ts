@@ -26,10 +26,24 @@ const units = rendered.flatMap(({ host, files }) =>
 /** The replication and backup jobs' units: every unit but the pair members' fence sshd. */
 const jobUnits = units.filter((u) => u.file.path !== "/etc/systemd/system/standort-fence.service");
 
-test("every site whose jobs run under systemd gets units on both storage hosts", () => {
+test("every site that copies files gets units on both storage hosts", () => {
   const withUnits = [...new Set(jobUnits.map((u) => u.host))].sort();
-  // frankfurt and helsinki run Kubernetes (CronJobs); karlsruhe and vienna run compose (timers).
-  assert.deepEqual(withUnits, ["fkb-stor-1", "fkb-stor-2", "vie-stor-1", "vie-stor-2"]);
+  // Every site copies files, and file copies run on the storage hosts everywhere: frankfurt and helsinki (Kubernetes,
+  // backups as CronJobs) have the copies' timers and lsyncd; karlsruhe and vienna (compose) the backups' timers too.
+  assert.deepEqual(withUnits, [
+    "fkb-stor-1",
+    "fkb-stor-2",
+    "fra-stor-1",
+    "fra-stor-2",
+    "hel-stor-1",
+    "hel-stor-2",
+    "vie-stor-1",
+    "vie-stor-2",
+  ]);
+  for (const host of ["fra-stor-1", "hel-stor-1"]) {
+    const paths = jobUnits.filter((u) => u.host === host).map((u) => u.file.path);
+    assert.ok(paths.length > 0 && paths.every((p) => !/-backup-/.test(p)), `${host}: copies only, ${paths.join(", ")}`);
+  }
   for (const u of jobUnits.filter((x) => x.file.path.endsWith(".timer"))) {
     const service = u.file.path.replace(/\.timer$/, ".service");
     assert.ok(

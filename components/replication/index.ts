@@ -1,14 +1,6 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as kubernetes from "@pulumi/kubernetes";
-import {
-  DEFAULT_JOB_IMAGES,
-  JobImages,
-  PeriodicJob,
-  PlannedJob,
-  cronJobManifest,
-  cronSchedule,
-  isPeriodic,
-} from "../../lib/footprint/jobs";
+import { BackupJob, DEFAULT_JOB_IMAGES, JobImages, PlannedJob, cronJobManifest, cronSchedule, isPeriodic } from "../../lib/footprint/jobs";
 
 export interface ReplicationArgs {
   /**
@@ -19,8 +11,9 @@ export interface ReplicationArgs {
   readonly kubeconfig: pulumi.Input<string>;
   /**
    * The jobs the site runs (`siteJobs` or the `jobs` of `siteServices`). Every
-   * periodic one becomes a CronJob; database replication is continuous and is
-   * applied by the service deployment, so it is skipped here.
+   * backup becomes a CronJob; file copies run on the storage hosts (their
+   * units come with the host files) and database replication is continuous
+   * and applied by the service deployment, so both are skipped here.
    */
   readonly jobs: ReadonlyArray<PlannedJob>;
   /** Namespace the CronJobs live in; the component creates it. @default "standort-replication" */
@@ -28,7 +21,7 @@ export interface ReplicationArgs {
   /** Container images, pinned per stack. @default DEFAULT_JOB_IMAGES */
   readonly images?: Partial<JobImages>;
   /**
-   * The Secrets the CronJobs mount (`JOB_SECRETS`), from the stack's generated
+   * The Secrets the backup CronJobs mount (`JOB_SECRETS`), from the stack's generated
    * credentials (`ReplicationCredentials.secretNames` / `.kubernetesSecrets`):
    * `names` known at preview, `data` (name → key → content) secret.
    * @default no Secrets: the CronJobs wait for Secrets created elsewhere
@@ -37,9 +30,9 @@ export interface ReplicationArgs {
 }
 
 /**
- * Replication and backup CronJobs of one Kubernetes site: file copies to the
- * standby (schedule from the service's RPO) and backups into the stores, and
- * the Secrets they mount (`JOB_SECRETS`, from `ReplicationCredentials`).
+ * Backup CronJobs of one Kubernetes site: backups into the stores, and the
+ * Secrets they mount (`JOB_SECRETS`, from `ReplicationCredentials`). Its file
+ * copies run on the storage hosts as at every site (`jobRunner`).
  * Children are named `<name>-<job key>`, so adding or removing a service never
  * renames another's CronJob.
  */
@@ -56,11 +49,12 @@ export class Replication extends pulumi.ComponentResource {
 
   constructor(name: string, args: ReplicationArgs, opts?: pulumi.ComponentResourceOptions) {
     super("standort:footprint:Replication", name, {}, opts);
-    const periodic: PeriodicJob[] = args.jobs.filter(isPeriodic).sort((a, b) => a.key.localeCompare(b.key));
-    // Both are programming errors of the caller, caught before any resource exists.
-    const elsewhere = periodic.find((j) => j.runner !== "kubernetes");
-    if (elsewhere)
-      throw new Error(`Replication runs Kubernetes jobs only: ${elsewhere.key} runs under ${elsewhere.runner} at ${elsewhere.site}`);
+    // Both are programming errors of the caller, caught before any resource exists: a backup not run by Kubernetes
+    // (another site's jobs), or a file copy that is (jobRunner never plans one).
+    const misplaced = args.jobs.filter(isPeriodic).find((j) => j.runner !== (j.kind === "backup" ? "kubernetes" : "systemd"));
+    if (misplaced)
+      throw new Error(`Replication runs Kubernetes backups only: ${misplaced.key} runs under ${misplaced.runner} at ${misplaced.site}`);
+    const periodic = args.jobs.filter((j): j is BackupJob => j.kind === "backup").sort((a, b) => a.key.localeCompare(b.key));
     const keys = new Set<string>();
     for (const job of periodic) {
       if (keys.has(job.key)) throw new Error(`Replication: job key ${job.key} appears twice`);

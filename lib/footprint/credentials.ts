@@ -35,6 +35,7 @@ import {
   REPLICATION_SSH_DIR,
   REPLICA_RECEIVE_COMMAND,
   jobRunner,
+  replicationKeyFile,
 } from "./jobs";
 import { DATABASE_TLS, REPLICATION_USER, renderDatabaseFiles } from "./database-files";
 
@@ -209,16 +210,7 @@ function databasePath(job: DatabaseReplicationJob): { from: string; to: string }
   return job.side === "source" ? { from: job.site, to: job.peer.site } : { from: job.peer.site, to: job.site };
 }
 
-/**
- * The file name of a source's private replication key for one target, under
- * `REPLICATION_SSH_DIR` (and the key in the `JOB_SECRETS.replicationSsh`
- * Secret): `id_ed25519` for the partner, `id_ed25519-<target>` for any other
- * target (a migration). Each path has its own key, so a target authorises
- * exactly the source that copies to it.
- */
-export function replicationKeyFile(source: SiteModel, target: string): string {
-  return target === source.partner ? "id_ed25519" : `id_ed25519-${target}`;
-}
+export { replicationKeyFile } from "./jobs";
 
 /** The repository password file of one backup: one password per service and store, so each copy stands alone. */
 export function resticPasswordFile(job: Pick<BackupJob, "service" | "store">): string {
@@ -267,7 +259,7 @@ export function databasePeersOf(siteName: string, jobs: ReadonlyArray<PlannedJob
  * nodes (CronJobs, Kubernetes), as CIDRs.
  */
 export function dumpClientNetworks(site: SiteModel): string[] {
-  if (jobRunner(site) === "kubernetes") {
+  if (jobRunner(site, "backup") === "kubernetes") {
     const app = site.segments.find((s) => s.name === "app");
     if (!app) throw new Error(`credentials: ${site.name} has no app segment`);
     return [app.cidr];
@@ -575,11 +567,11 @@ const SSHD_DROPIN_CHECK = [
 
 /**
  * Renders every credential file of `model`'s hosts and the Secrets of its
- * CronJobs from `values`. `jobs` are all jobs of the footprint.
+ * backup CronJobs from `values`. `jobs` are all jobs of the footprint.
  *
  * - Replication source (file copies from here): the private key per target
  *   (`replicationKeyFile`) and `known_hosts` (`<target VIP> <target pair host key>`),
- *   on the storage hosts (systemd) or in `JOB_SECRETS.replicationSsh` (Kubernetes).
+ *   on the storage hosts, at every site (file copies always run there).
  * - Replication target / backup store: on those storage hosts the pair's host
  *   key, root's `authorized_keys` (`restrict,from="<source supernet>",command="…receive"`),
  *   the restic user's keys (`restrict,from="<writer supernet>",command="internal-sftp -d /srv/backup"`)
@@ -642,7 +634,8 @@ export function renderCredentialFiles(
   };
   const waitLine = (from: string, id: string, then: string) =>
     `# Waiting for ${from}: its stack has not published ${id} yet. Deploy ${from}, then ${site} again; ${then} appears then.`;
-  const runner = jobRunner(model);
+  // Backups only: file copies run on the storage hosts at every site.
+  const runner = jobRunner(model, "backup");
   const storage = hostsOf(model, "storage");
   const virtualization = hostsOf(model, "virtualization");
 
@@ -664,13 +657,8 @@ export function renderCredentialFiles(
         return key ? `${storageVip(siteByName(sites, target))} ${key}` : waitLine(target, id, `the line of ${target}`);
       }),
     ].join("\n");
-    if (runner === "systemd") {
-      for (const k of keyFiles) put(storage, secretFile(`${REPLICATION_SSH_DIR}/${k.name}`, k.content));
-      put(storage, publicFile(`${REPLICATION_SSH_DIR}/known_hosts`, knownHosts));
-    } else {
-      for (const k of keyFiles) putSecret(JOB_SECRETS.replicationSsh, k.name, k.content);
-      putSecret(JOB_SECRETS.replicationSsh, "known_hosts", knownHosts);
-    }
+    for (const k of keyFiles) put(storage, secretFile(`${REPLICATION_SSH_DIR}/${k.name}`, k.content));
+    put(storage, publicFile(`${REPLICATION_SSH_DIR}/known_hosts`, knownHosts));
   }
 
   // Replication target and backup store: what the storage pair's sshd accepts.

@@ -3,9 +3,11 @@
  * a file copy per file tree (interval from the RPO) with its receiving end, a
  * continuous replication setting per database (both ends), and a backup per
  * store of the writing site plus one off-site copy at the standby site, all
- * with the writing site's retention. Rendered as systemd units and timers for
- * the storage hosts of compose sites, as CronJob manifests for Kubernetes
- * sites, and as database configuration fragments. File copies run through the
+ * with the writing site's retention. File copies run as systemd units and
+ * timers on the storage hosts of every site, where the trees live (beside the
+ * continuous copy, `./lsyncd`); backups the same on compose sites and as
+ * CronJob manifests on Kubernetes sites; database replication as configuration
+ * fragments. File copies run through the
  * source guard and land through the forced receive command
  * (`./replication-guard`). Pure: no Pulumi, no I/O (the guard programs' text
  * is read once when `./replication-guard` loads).
@@ -16,7 +18,7 @@ import { SiteModel } from "../model/model";
 import { CONTINUOUS_METHOD, DatabaseEngine, Footprint, FootprintService, ServiceFileTree } from "./schema";
 import { PathPurpose, ServicePlacement, placeAll, siteIndex } from "./placement";
 import { tunnelName } from "./wireguard";
-import { REPLICATE_COMMAND, REPLICATE_SCRIPT, guardArguments } from "./replication-guard";
+import { REPLICATE_COMMAND, guardArguments } from "./replication-guard";
 
 export { REPLICA_RECEIVE_COMMAND } from "./replication-guard";
 
@@ -40,8 +42,16 @@ export function treeIntervalMinutes(service: FootprintService, tree: ServiceFile
 
 export type JobRunner = "systemd" | "kubernetes";
 
-/** Kubernetes sites run periodic jobs as CronJobs; every other site as timers on its storage hosts. */
-export function jobRunner(site: SiteModel): JobRunner {
+/**
+ * What runs a job of `kind` at `site`. File copies and their receiving ends run
+ * on the storage hosts at every site: the trees live there, the continuous copy
+ * (lsyncd) needs inotify on the exporting host (a pod on an NFS client never
+ * sees other clients' writes), and a CronJob could copy no more often than its
+ * interval. Backups (and the database settings) follow the site's runtime:
+ * CronJobs at Kubernetes sites, timers on the storage hosts elsewhere.
+ */
+export function jobRunner(site: SiteModel, kind: PlannedJob["kind"]): JobRunner {
+  if (kind === "file-copy" || kind === "file-receive") return "systemd";
   return site.virtualization.runtime === "kubernetes" ? "kubernetes" : "systemd";
 }
 
@@ -67,6 +77,8 @@ export interface FileCopyJob extends JobBase {
   readonly target: { readonly site: string; readonly address: string; readonly path: string };
   readonly intervalMinutes: number;
   readonly tunnel: string;
+  /** The SSH key of this path in `REPLICATION_SSH_DIR` (`replicationKeyFile`): each path has its own. */
+  readonly keyFile: string;
 }
 
 /**
@@ -164,6 +176,15 @@ function fnv1a(text: string): number {
   return hash;
 }
 
+/**
+ * The file name of a replication path's SSH private key on the source: `id_ed25519` for the partner,
+ * `id_ed25519-<target>` for another target (a migration). Each path has its own key, so a target
+ * authorises exactly the source that copies to it.
+ */
+export function replicationKeyFile(source: SiteModel, target: string): string {
+  return target === source.partner ? "id_ed25519" : `id_ed25519-${target}`;
+}
+
 /** Plans the jobs of one placed service. Paths to unknown sites are skipped (the reference check names them). */
 export function planServiceJobs(placement: ServicePlacement, sites: ReadonlyMap<string, SiteModel>): PlannedJob[] {
   const { service } = placement;
@@ -180,7 +201,7 @@ export function planServiceJobs(placement: ServicePlacement, sites: ReadonlyMap<
         key: `${service.name}-files-${tree.name}-from-${from.name}`,
         service: service.name,
         site: to.name,
-        runner: jobRunner(to),
+        runner: jobRunner(to, "file-receive"),
         hosts: storagePair(to)?.members ?? [],
         purpose: path.purpose,
         tree: tree.name,
@@ -193,7 +214,7 @@ export function planServiceJobs(placement: ServicePlacement, sites: ReadonlyMap<
         key: `${service.name}-files-${tree.name}-to-${to.name}`,
         service: service.name,
         site: from.name,
-        runner: jobRunner(from),
+        runner: jobRunner(from, "file-copy"),
         hosts: fromHosts,
         purpose: path.purpose,
         tree: tree.name,
@@ -203,6 +224,7 @@ export function planServiceJobs(placement: ServicePlacement, sites: ReadonlyMap<
         target: { site: to.name, address: storageVip(to), path: tree.path },
         intervalMinutes: treeIntervalMinutes(service, tree, from),
         tunnel,
+        keyFile: replicationKeyFile(from, to.name),
       });
     }
     for (const db of service.data.databases) {
@@ -222,7 +244,7 @@ export function planServiceJobs(placement: ServicePlacement, sites: ReadonlyMap<
         ...common,
         key: `${service.name}-db-${db.name}-to-${to.name}`,
         site: from.name,
-        runner: jobRunner(from),
+        runner: jobRunner(from, "database-replication"),
         hosts: [],
         side: "source",
         peer: end(to),
@@ -234,7 +256,7 @@ export function planServiceJobs(placement: ServicePlacement, sites: ReadonlyMap<
         ...common,
         key: `${service.name}-db-${db.name}-from-${from.name}`,
         site: to.name,
-        runner: jobRunner(to),
+        runner: jobRunner(to, "database-replication"),
         hosts: [],
         side: "replica",
         peer: end(from),
@@ -258,7 +280,7 @@ export function planServiceJobs(placement: ServicePlacement, sites: ReadonlyMap<
       key,
       service: service.name,
       site: writer.name,
-      runner: jobRunner(writer),
+      runner: jobRunner(writer, "backup"),
       hosts: pair.members,
       sourceAddress: storageVip(writer),
       store,
@@ -350,7 +372,7 @@ export function rsyncArguments(job: FileCopyJob, sshDir: string, source: string)
     "--delete",
     "--delay-updates",
     "--timeout=300",
-    `--rsh=ssh -i ${sshDir}/id_ed25519 -o UserKnownHostsFile=${sshDir}/known_hosts -o BatchMode=yes -o StrictHostKeyChecking=yes`,
+    `--rsh=ssh -i ${sshDir}/${job.keyFile} -o UserKnownHostsFile=${sshDir}/known_hosts -o BatchMode=yes -o StrictHostKeyChecking=yes`,
     `${source}/`,
     `root@${job.target.address}:${job.target.path}/`,
   ];
@@ -426,7 +448,7 @@ export function renderSystemdUnits(job: PeriodicJob): RenderedFile[] {
       // not the primary, or a run deleting too much stops here, and the standby keeps its data.
       execLine("ExecStart", [
         REPLICATE_COMMAND,
-        ...guardArguments(job, job.path, true),
+        ...guardArguments(job, job.path),
         "/usr/bin/rsync",
         ...rsyncArguments(job, REPLICATION_SSH_DIR, job.path),
       ]),
@@ -503,24 +525,21 @@ export function renderSiteSystemdUnits(jobs: ReadonlyArray<PlannedJob>): Rendere
     .sort((a, b) => a.path.localeCompare(b.path));
 }
 
-/** Container images the CronJobs run; pin them by digest in the stack configuration. */
+/** Container images the backup CronJobs run; pin them by digest in the stack configuration. */
 export interface JobImages {
-  readonly rsync: string;
   readonly restic: string;
   readonly postgres: string;
   readonly mariadb: string;
 }
 
 export const DEFAULT_JOB_IMAGES: JobImages = {
-  rsync: "docker.io/instrumentisto/rsync-ssh:alpine",
   restic: "docker.io/restic/restic:0.17.3",
   postgres: "docker.io/library/postgres:16-alpine",
   mariadb: "docker.io/library/mariadb:11.4",
 };
 
-/** Kubernetes secrets the CronJobs mount: referenced by name, created by the stack from its secrets. */
+/** Kubernetes secrets the backup CronJobs mount: referenced by name, created by the stack from its secrets. */
 export const JOB_SECRETS = {
-  replicationSsh: "standort-replication-ssh",
   backup: (service: string) => `standort-backup-${service}`,
 } as const;
 
@@ -531,106 +550,76 @@ export function kubernetesName(key: string): string {
   return `${key.slice(0, 43).replace(/-+$/, "")}-${hash}`;
 }
 
-/** A plain CronJob manifest (metadata and spec) for one periodic job of a Kubernetes site. */
+/** A plain CronJob manifest (metadata and spec) for one backup of a Kubernetes site. */
 export interface CronJobManifest {
   readonly metadata: { readonly name: string; readonly namespace: string; readonly labels: Readonly<Record<string, string>> };
   readonly spec: Record<string, unknown>;
 }
 
-/** The CronJob of one periodic job: same schedule as its timer would have, never two runs at once. */
-export function cronJobManifest(job: PeriodicJob, namespace: string, images: JobImages = DEFAULT_JOB_IMAGES): CronJobManifest {
+/**
+ * The CronJob of one backup of a Kubernetes site: same schedule as its timer
+ * would have, never two runs at once. File copies never run as CronJobs
+ * (`jobRunner`): they run on the storage hosts at every site.
+ */
+export function cronJobManifest(job: BackupJob, namespace: string, images: JobImages = DEFAULT_JOB_IMAGES): CronJobManifest {
   const labels = {
     "app.kubernetes.io/managed-by": "standort",
     "standort/service": job.service,
     "standort/job-kind": job.kind,
   };
-  let podSpec: Record<string, unknown>;
-  if (job.kind === "file-copy") {
-    podSpec = {
-      restartPolicy: "Never",
-      containers: [
-        {
-          name: "copy",
-          image: images.rsync,
-          // The same source guard as the storage hosts' units, its text inline (no file to mount). Without a role
-          // file in the pod it skips the role check: the CronJob exists only while this site is the primary, and
-          // the receiver still refuses a push while it is not the standby. Its state file dies with the pod; a
-          // refusal shows as the failed Job (kube-state-metrics' kube_job_status_failed) and in the pod's log.
-          command: [
-            "sh",
-            "-c",
-            REPLICATE_SCRIPT,
-            "standort-replicate",
-            ...guardArguments(job, "/source", false),
-            "rsync",
-            ...rsyncArguments(job, "/etc/standort/replication", "/source"),
-          ],
-          volumeMounts: [
-            { name: "source", mountPath: "/source", readOnly: true },
-            { name: "ssh", mountPath: "/etc/standort/replication", readOnly: true },
-          ],
-        },
-      ],
-      volumes: [
-        { name: "source", nfs: { server: job.sourceAddress, path: job.path, readOnly: true } },
-        { name: "ssh", secret: { secretName: JOB_SECRETS.replicationSsh, defaultMode: 0o400 } },
-      ],
-    };
-  } else {
-    const dumps = "/dumps";
-    const secrets = "/etc/standort/backup";
-    const mounts = [
-      { name: "dumps", mountPath: dumps },
-      { name: "secrets", mountPath: secrets, readOnly: true },
-    ];
-    const env = [
-      { name: "RESTIC_REPOSITORY", value: resticRepository(job) },
-      { name: "RESTIC_PASSWORD_FILE", value: `${secrets}/restic.${job.store.host}.password` },
-    ];
-    podSpec = {
-      restartPolicy: "Never",
-      initContainers: [
-        ...job.databases.map((db) => ({
-          name: `dump-${db.name.replace(/_/g, "-")}`,
-          image: db.engine === "postgres" ? images.postgres : images.mariadb,
-          command: dumpCommand(db, `${dumps}/${db.name}.dump`, secrets),
-          env: [
-            { name: "PGSERVICEFILE", value: `${secrets}/pg_service.conf` },
-            { name: "PGPASSFILE", value: `${secrets}/pgpass` },
-          ],
-          volumeMounts: mounts,
-        })),
-        {
-          // The repository is created on the first run; a later run finds it (restic cat config) and goes on.
-          name: "init",
-          image: images.restic,
-          command: ["sh", "-c", "restic cat config >/dev/null 2>&1 || restic init"],
-          env,
-          volumeMounts: mounts,
-        },
-        {
-          name: "backup",
-          image: images.restic,
-          command: ["restic", "backup", "--tag", "standort", "--tag", job.service, ...job.trees.map((t) => `/data/${t.name}`), dumps],
-          env,
-          volumeMounts: [...mounts, ...job.trees.map((t) => ({ name: `tree-${t.name}`, mountPath: `/data/${t.name}`, readOnly: true }))],
-        },
-      ],
-      containers: [{ name: "forget", image: images.restic, command: ["restic", ...forgetArguments(job)], env, volumeMounts: mounts }],
-      volumes: [
-        { name: "dumps", emptyDir: {} },
-        { name: "secrets", secret: { secretName: JOB_SECRETS.backup(job.service), defaultMode: 0o400 } },
-        ...job.trees.map((t) => ({ name: `tree-${t.name}`, nfs: { server: job.sourceAddress, path: t.path, readOnly: true } })),
-      ],
-    };
-  }
+  const dumps = "/dumps";
+  const secrets = "/etc/standort/backup";
+  const mounts = [
+    { name: "dumps", mountPath: dumps },
+    { name: "secrets", mountPath: secrets, readOnly: true },
+  ];
+  const env = [
+    { name: "RESTIC_REPOSITORY", value: resticRepository(job) },
+    { name: "RESTIC_PASSWORD_FILE", value: `${secrets}/restic.${job.store.host}.password` },
+  ];
+  const podSpec: Record<string, unknown> = {
+    restartPolicy: "Never",
+    initContainers: [
+      ...job.databases.map((db) => ({
+        name: `dump-${db.name.replace(/_/g, "-")}`,
+        image: db.engine === "postgres" ? images.postgres : images.mariadb,
+        command: dumpCommand(db, `${dumps}/${db.name}.dump`, secrets),
+        env: [
+          { name: "PGSERVICEFILE", value: `${secrets}/pg_service.conf` },
+          { name: "PGPASSFILE", value: `${secrets}/pgpass` },
+        ],
+        volumeMounts: mounts,
+      })),
+      {
+        // The repository is created on the first run; a later run finds it (restic cat config) and goes on.
+        name: "init",
+        image: images.restic,
+        command: ["sh", "-c", "restic cat config >/dev/null 2>&1 || restic init"],
+        env,
+        volumeMounts: mounts,
+      },
+      {
+        name: "backup",
+        image: images.restic,
+        command: ["restic", "backup", "--tag", "standort", "--tag", job.service, ...job.trees.map((t) => `/data/${t.name}`), dumps],
+        env,
+        volumeMounts: [...mounts, ...job.trees.map((t) => ({ name: `tree-${t.name}`, mountPath: `/data/${t.name}`, readOnly: true }))],
+      },
+    ],
+    containers: [{ name: "forget", image: images.restic, command: ["restic", ...forgetArguments(job)], env, volumeMounts: mounts }],
+    volumes: [
+      { name: "dumps", emptyDir: {} },
+      { name: "secrets", secret: { secretName: JOB_SECRETS.backup(job.service), defaultMode: 0o400 } },
+      ...job.trees.map((t) => ({ name: `tree-${t.name}`, nfs: { server: job.sourceAddress, path: t.path, readOnly: true } })),
+    ],
+  };
   return {
     metadata: { name: kubernetesName(job.key), namespace, labels },
     spec: {
       schedule: cronSchedule(job),
       timeZone: "Etc/UTC",
       concurrencyPolicy: "Forbid",
-      // A copy that cannot start within a minute waits for the next slot instead of piling up.
+      // A run that cannot start within a minute waits for the next slot instead of piling up.
       startingDeadlineSeconds: 60,
       successfulJobsHistoryLimit: 1,
       failedJobsHistoryLimit: 3,

@@ -1,5 +1,5 @@
 /**
- * Continuous file replication on the storage hosts of systemd sites, beside
+ * Continuous file replication on the storage hosts of every site, beside
  * the timers (which stay as the periodic full pass that also catches what a
  * continuous sync missed): one lsyncd (Debian's lsyncd 2.2.3, lsyncd(1)) with
  * one `sync { default.rsync }` per file copy the site runs. lsyncd watches the
@@ -54,7 +54,7 @@ export function lsyncdRsyncBinary(job: FileCopyJob): string {
 
 /** The source guard's arguments under lsyncd: the copy's, in lsyncd mode, on the active member only. */
 export function lsyncdGuardArguments(job: FileCopyJob): string[] {
-  return guardArguments(job, job.path, true, { lsyncd: true, activeFlag: STORAGE_ACTIVE_FLAG });
+  return guardArguments(job, job.path, { lsyncd: true, activeFlag: STORAGE_ACTIVE_FLAG });
 }
 
 function shellWord(word: string): string {
@@ -235,7 +235,7 @@ export function renderLsyncdPathUnit(site: string): string {
 }
 
 /**
- * The lsyncd files of a systemd site's storage hosts, in delivery order: the
+ * The lsyncd files of a site's storage hosts, in delivery order: the
  * wrappers, the configuration (checked with `luac5.3 -p`: lsyncd 2.2.3 has no
  * configuration test of its own, and Debian's lsyncd depends on lua5.3, whose
  * compiler checks the syntax; lsyncd's own checks of the keys run when it

@@ -3,11 +3,11 @@
 # job's rsync command line unchanged, but only when the source is what it
 # should be and the copy would not destroy the standby, and it records every
 # run for monitoring. Installed as /usr/local/sbin/standort-replicate on the
-# storage hosts; a Kubernetes site runs the same text in the CronJob's pod.
+# storage hosts of every site (timers and lsyncd run it).
 #
 #   standort-replicate --job KEY --service NAME --tree NAME --source DIR
 #                      [--max-delete-percent P] [--max-delete-floor N]
-#                      [--no-role-check] [--lsyncd] [--active-flag FILE]
+#                      [--lsyncd] [--active-flag FILE]
 #                      -- RSYNC [RSYNC-ARGS...]
 #
 # Refuses (exit 1, one line `standort-replicate: KEY: refused: REASON` on
@@ -63,10 +63,10 @@ set -u
 
 etc=${STANDORT_REPLICATION_ETC:-/etc/standort/replication}
 state=${STANDORT_REPLICATION_STATE:-/var/lib/standort/replication}
-job= service= tree= source= percent=10 floor=20 role_check=yes lsyncd=no active_flag=
+job= service= tree= source= percent=10 floor=20 lsyncd=no active_flag=
 
 usage() {
-	echo "usage: standort-replicate --job KEY --service NAME --tree NAME --source DIR [--max-delete-percent P] [--max-delete-floor N] [--no-role-check] [--lsyncd] [--active-flag FILE] -- RSYNC [ARGS...]" >&2
+	echo "usage: standort-replicate --job KEY --service NAME --tree NAME --source DIR [--max-delete-percent P] [--max-delete-floor N] [--lsyncd] [--active-flag FILE] -- RSYNC [ARGS...]" >&2
 	exit 2
 }
 
@@ -83,7 +83,6 @@ while [ $# -gt 0 ]; do
 	--source) value $#; source=$2; shift 2 ;;
 	--max-delete-percent) value $#; percent=$2; shift 2 ;;
 	--max-delete-floor) value $#; floor=$2; shift 2 ;;
-	--no-role-check) role_check=no; shift ;;
 	--lsyncd) lsyncd=yes; shift ;;
 	--active-flag) value $#; active_flag=$2; shift 2 ;;
 	--) shift; break ;;
@@ -196,10 +195,8 @@ marker=$(head -n 1 "$source/.standort-tree")
 [ "$marker" = "$service/$tree" ] || refuse "source $source is marked '$marker', not $service/$tree"
 
 # 2. This site writes the service.
-if [ "$role_check" = yes ]; then
-	role=$(head -n 1 "$etc/roles/$service" 2>/dev/null)
-	[ "$role" = primary ] || refuse "this site is ${role:-no} $service site (${etc}/roles/$service), not its primary"
-fi
+role=$(head -n 1 "$etc/roles/$service" 2>/dev/null)
+[ "$role" = primary ] || refuse "this site is ${role:-no} $service site (${etc}/roles/$service), not its primary"
 
 # 3. The copy would not delete more than the set share of the standby.
 # Exit 24 (files vanished while rsync listed them) is a live tree's normal state, not a failure (rsync(1), EXIT VALUES).

@@ -56,9 +56,8 @@ export function treeMarker(service: string, tree: string): string {
 
 /**
  * The source guard's arguments for one copy, up to and including `--`; the
- * rsync command line follows unchanged. `roleCheck: false` where no role file
- * exists (a Kubernetes pod: the CronJob exists only while its site is the
- * primary, and the receiver's role check still applies). `lsyncd`: the guard
+ * rsync command line follows unchanged; the guard always checks the site's
+ * role file (every copy runs on the storage hosts). `lsyncd`: the guard
  * is lsyncd's rsync (`./lsyncd`): `--lsyncd` (a refusal asks lsyncd to retry,
  * a batch's path list on stdin reaches both runs) and `--active-flag` (it
  * ends lsyncd on a member that is no longer the active one).
@@ -66,7 +65,6 @@ export function treeMarker(service: string, tree: string): string {
 export function guardArguments(
   job: FileCopyJob,
   source: string,
-  roleCheck: boolean,
   lsyncd?: { readonly lsyncd: true; readonly activeFlag: string },
 ): string[] {
   return [
@@ -82,7 +80,6 @@ export function guardArguments(
     String(MAX_DELETE_PERCENT),
     "--max-delete-floor",
     String(MAX_DELETE_FLOOR),
-    ...(roleCheck ? [] : ["--no-role-check"]),
     ...(lsyncd ? ["--lsyncd", "--active-flag", lsyncd.activeFlag] : []),
     "--",
   ];

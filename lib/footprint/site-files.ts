@@ -7,7 +7,7 @@
  */
 import { SiteModel } from "../model/model";
 import { FILE_PLACEHOLDER, ProxiedService, RenderedFile } from "../render/types";
-import { DatabaseReplicationJob, FileCopyJob, PlannedJob, jobRunner, renderSiteSystemdUnits } from "./jobs";
+import { DatabaseReplicationJob, FileCopyJob, PlannedJob, renderSiteSystemdUnits } from "./jobs";
 import { lsyncdFiles } from "./lsyncd";
 import { renderDatabaseFiles, replicationPasswordPlaceholder } from "./database-files";
 import {
@@ -50,7 +50,7 @@ const SYSTEMD_DIR = "/etc/systemd/system";
 /**
  * The guard files of a site's storage hosts, in delivery order: the receive
  * command and the tree list wherever the site sends or receives files, the
- * source guard where its copies run under systemd, and one role file per
+ * source guard wherever it sends them, and one role file per
  * service with files (`primary` where the site sends them, `standby` where it
  * receives them). The role files are what a promotion changes first: the new
  * primary's file turns to `primary` with the same delivery that installs its
@@ -85,7 +85,7 @@ export function replicationGuardFiles(model: SiteModel, jobs: ReadonlyArray<Plan
   const sends = ends.some((e) => e.kind === "file-copy");
   return [
     program(REPLICA_RECEIVE_COMMAND, REPLICA_RECEIVE_SCRIPT),
-    ...(sends && jobRunner(model) === "systemd" ? [program(REPLICATE_COMMAND, REPLICATE_SCRIPT)] : []),
+    ...(sends ? [program(REPLICATE_COMMAND, REPLICATE_SCRIPT)] : []),
     plain(
       REPLICATION_TREES_FILE,
       `${[
@@ -101,39 +101,37 @@ export function replicationGuardFiles(model: SiteModel, jobs: ReadonlyArray<Plan
 
 /**
  * The files the footprint adds per host name: the replication guard files
- * (`replicationGuardFiles`), the systemd units of the periodic jobs and the
- * continuous file replication (`lsyncdFiles`) on both storage hosts (where
- * the site runs its jobs under systemd; a Kubernetes site runs its copies as
- * CronJobs instead, but receives through the same forced command), and the database replication settings on every
+ * (`replicationGuardFiles`), the systemd units of the jobs run under systemd
+ * (file copies at every site, backups where the site is not Kubernetes, whose
+ * backups are CronJobs) and the continuous file replication (`lsyncdFiles`)
+ * on both storage hosts, and the database replication settings on every
  * virtualization host, where the databases run.
  */
 export function footprintHostFiles(model: SiteModel, jobs: ReadonlyArray<PlannedJob>): Record<string, RenderedFile[]> {
   const files: Record<string, RenderedFile[]> = {};
   const own = jobs.filter((j) => j.site === model.name);
-  const units: RenderedFile[] =
-    jobRunner(model) === "systemd"
-      ? renderSiteSystemdUnits(own).map((unit) => {
-          const name = unit.path.slice(SYSTEMD_DIR.length + 1);
-          // A timer is enabled and started; its service only needs systemd to know it.
-          const timer = name.endsWith(".timer");
-          const reload = timer
-            ? ["sh", "-c", `systemctl daemon-reload && systemctl enable --now --quiet ${name}`]
-            : ["systemctl", "daemon-reload"];
-          // A job that moved away (promotion, migration) must stop here, or it would copy stale data over the new primary.
-          const remove = timer ? ["systemctl", "disable", "--now", name] : ["systemctl", "stop", name];
-          return { path: unit.path, content: unit.content, mode: "0644", secret: false, delivery: "ssh" as const, reload, remove };
-        })
-      : [];
+  // renderSiteSystemdUnits keeps the jobs whose runner is systemd: every file copy, and backups off Kubernetes.
+  const units: RenderedFile[] = renderSiteSystemdUnits(own).map((unit) => {
+    const name = unit.path.slice(SYSTEMD_DIR.length + 1);
+    // A timer is enabled and started; its service only needs systemd to know it.
+    const timer = name.endsWith(".timer");
+    const reload = timer
+      ? ["sh", "-c", `systemctl daemon-reload && systemctl enable --now --quiet ${name}`]
+      : ["systemctl", "daemon-reload"];
+    // A job that moved away (promotion, migration) must stop here, or it would copy stale data over the new primary.
+    const remove = timer ? ["systemctl", "disable", "--now", name] : ["systemctl", "stop", name];
+    return { path: unit.path, content: unit.content, mode: "0644", secret: false, delivery: "ssh" as const, reload, remove };
+  });
   // The settings (and pg_hba lines) of each database replication path; its SQL carries the password and comes with the
   // credentials (`renderCredentialFiles`), so only the files without a secret are rendered here.
   const databases: RenderedFile[] = own
     .filter((j): j is DatabaseReplicationJob => j.kind === "database-replication")
     .flatMap((job) => renderDatabaseFiles(job, replicationPasswordPlaceholder(job)).filter((f) => !f.secret))
     .sort((a, b) => a.path.localeCompare(b.path));
-  // Continuous replication (lsyncd) beside the timers, on the storage hosts of systemd sites that copy files.
-  const copies = own.filter((j): j is FileCopyJob => j.kind === "file-copy" && j.runner === "systemd");
+  // Continuous replication (lsyncd) beside the timers, on the storage hosts of every site that copies files.
+  const copies = own.filter((j): j is FileCopyJob => j.kind === "file-copy");
   const storagePair = model.pairs.find((p) => p.role === "storage");
-  const continuous = jobRunner(model) === "systemd" ? lsyncdFiles(model.name, storagePair?.members ?? [], copies) : [];
+  const continuous = lsyncdFiles(model.name, storagePair?.members ?? [], copies);
   // The guards before the units: a timer enabled before its program exists would fail its first run.
   const storage = [...replicationGuardFiles(model, own), ...units, ...continuous];
   for (const host of model.hosts) {

@@ -348,7 +348,33 @@ export class PairDatabases {
     };
   }
 
-  private table(i: DatabaseInstance): string {
+  /** Writes one marked row at an instance (as the service's superuser over its socket). */
+  async write(i: DatabaseInstance, marker: string): Promise<void> {
+    await this.sql(i, `INSERT INTO ${this.table(i)} (marker) VALUES ('${marker}')`);
+  }
+
+  /** The markers starting with `prefix` an instance holds. */
+  async markers(i: DatabaseInstance, prefix: string): Promise<string[]> {
+    const out = await this.sql(i, `SELECT marker FROM ${this.table(i)} WHERE marker LIKE '${prefix}%' ORDER BY marker`);
+    return out.split("\n").filter(Boolean);
+  }
+
+  /**
+   * Promotes a standby as the service deployment does once the promoted
+   * footprint is delivered: PostgreSQL leaves recovery (`pg_promote`, waiting
+   * for it), MariaDB stops and forgets its connection to the old source and
+   * takes writes (`read_only` off, as the promoted side's option file has it).
+   */
+  async promote(standby: DatabaseInstance): Promise<void> {
+    if (standby.engine === "postgres") {
+      await this.sql(standby, "SELECT pg_promote(true, 60)");
+    } else {
+      const slot = standby.jobs[0].slot;
+      await this.sql(standby, `STOP SLAVE '${slot}'; RESET SLAVE '${slot}' ALL; SET GLOBAL read_only = OFF`);
+    }
+  }
+
+  table(i: DatabaseInstance): string {
     return i.engine === "postgres" ? "standort_rpo" : `${i.database}.standort_rpo`;
   }
 

@@ -21,6 +21,7 @@ import { KEPT_ASIDE_DIR } from "../../lib/footprint/replication-guard";
 import type { PairTwin } from "./pair";
 import type { SiteTwin } from "./site";
 import { PairFiles, activeStorage, must, runServiceUnit } from "./files";
+import type { PairDatabases } from "./databases";
 
 export interface PromotionEntry {
   readonly service: string;
@@ -38,7 +39,22 @@ export interface PromotionEntry {
   /** The old primary's writes that never replicated, and how many of them were kept aside (not in the tree any more). */
   readonly unreplicatedWrites: number;
   readonly keptAside: number;
-  /** Unreplicated writes found neither in the tree nor kept aside. */
+  /** Unreplicated writes found neither in the tree nor kept aside (files), or nowhere (databases). */
+  readonly lost: number;
+  /** The service's databases, promoted at the new primary (`pg_promote`, MariaDB's connection reset). */
+  readonly databases: ReadonlyArray<DatabasePromotion>;
+}
+
+/** One database through the promotion and the old primary's return. */
+export interface DatabasePromotion {
+  readonly database: string;
+  readonly engine: "postgres" | "mariadb";
+  /** The new primary took its writes after the promotion and holds none of the old primary's later rows. */
+  readonly newPrimaryKept: boolean;
+  readonly newWrites: number;
+  /** Rows the old primary took while cut off: they stay in its database (not discarded), reported here. */
+  readonly unreplicatedWrites: number;
+  readonly keptInPlace: number;
   readonly lost: number;
 }
 
@@ -80,6 +96,7 @@ export async function promotion(
   pair: PairTwin,
   files: PairFiles,
   log: (line: string) => void = () => undefined,
+  databases?: PairDatabases,
 ): Promise<PromotionEntry | undefined> {
   const job: FileCopyJob | undefined = files.jobs[0];
   // Kubernetes sites copy files with CronJobs: without a cluster in the twin (the platform issue) there is no copy to promote.
@@ -96,6 +113,15 @@ export async function promotion(
   const oldWrites = ["unreplicated-0", "unreplicated-1", "unreplicated-2", "seed-40"];
   await must(old, oldStorage, oldWrites.map((f) => `head -c 3000 /dev/urandom > ${job.path}/${f}`).join("\n"));
   const oldOnly = new Map([...(await digests(old, oldStorage, job.path))].filter(([p]) => oldWrites.includes(p)));
+  // The service's databases: the old primary takes rows that never replicate, too.
+  const dbs = (databases?.instances ?? [])
+    .filter((i) => i.service === job.service && i.role === "primary" && i.site === old.model.name)
+    .map((primary) => ({
+      primary,
+      standby: databases!.instances.find((x) => x.role === "standby" && x.jobs.some((j) => j.slot === primary.jobs[0].slot))!,
+    }))
+    .filter((d) => d.standby !== undefined);
+  for (const { primary } of dbs) for (let n = 0; n < 3; n++) await databases!.write(primary, `unreplicated-db-${n}`);
   log(`promotion ${job.service}: ${old.model.name} cut off (${tunnel} stopped); ${oldOnly.size} writes there never replicate`);
 
   // 2. The footprint edit: the standby is promoted; its storage hosts get their new files; it writes.
@@ -105,6 +131,10 @@ export async function promotion(
   const newWrites = ["after-promotion-0", "after-promotion-1", "after-promotion-2", "after-promotion-3", "after-promotion-4"];
   await must(next, nextStorage, newWrites.map((f) => `head -c 3000 /dev/urandom > ${job.target.path}/${f}`).join("\n"));
   const nextBefore = await digests(next, nextStorage, job.target.path);
+  for (const { standby } of dbs) {
+    await databases!.promote(standby);
+    for (let n = 0; n < 5; n++) await databases!.write(standby, `after-promotion-db-${n}`);
+  }
 
   // 3. The old primary returns with its old configuration; its timer fires.
   for (const fw of oldFw) if (old.isUp(fw)) await old.machine(fw).exec(["systemctl", "start", `wg-quick@${tunnel}`]);
@@ -114,6 +144,28 @@ export async function promotion(
   log(
     `promotion ${job.service}: ${old.model.name} back with its old files; its stale copy ${stale.code !== 0 ? "refused" : "RAN"} (${stale.output.trim().split("\n").pop()}), the new primary ${newPrimaryKept ? "unchanged" : "CHANGED"}`,
   );
+
+  // Nothing flows from the returned old primary into a promoted database: a standby pulls, and this one no longer does.
+  await new Promise((r) => setTimeout(r, 3_000));
+  const dbResults: DatabasePromotion[] = [];
+  for (const { primary, standby } of dbs) {
+    const atNext = await databases!.markers(standby, "");
+    const atOld = await databases!.markers(primary, "unreplicated-db-");
+    const mine = atNext.filter((m) => m.startsWith("after-promotion-db-")).length;
+    const theirs = atNext.filter((m) => m.startsWith("unreplicated-db-")).length;
+    dbResults.push({
+      database: primary.database,
+      engine: primary.engine,
+      newPrimaryKept: mine === 5 && theirs === 0,
+      newWrites: mine,
+      unreplicatedWrites: 3,
+      keptInPlace: atOld.length,
+      lost: 3 - atOld.length,
+    });
+    log(
+      `promotion ${job.service}: ${primary.engine} ${primary.database}: the new primary holds its ${mine}/5 writes and ${theirs} of the old primary's; the old primary keeps its ${atOld.length}/3 unreplicated rows in place`,
+    );
+  }
 
   // 4. The old primary gets its new files (standby now); the new primary's copy runs.
   const changedOld = await deliverStorage(old, edited);
@@ -142,6 +194,7 @@ export async function promotion(
     newWritesCopied,
     unreplicatedWrites: oldOnly.size,
     keptAside,
-    lost,
+    lost: lost + dbResults.reduce((n, d) => n + d.lost, 0),
+    databases: dbResults,
   };
 }
