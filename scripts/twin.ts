@@ -174,15 +174,20 @@ export async function main(
     }
     return ok ? 0 : 1;
   } catch (error) {
-    if (error instanceof TwinInputError || error instanceof InputError) {
-      error.problems.forEach((p) => err(p));
-      return 2;
-    }
-    err(`twin: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    return 1;
+    return failed(error, err);
   } finally {
     twin?.destroy();
   }
+}
+
+/** The exit code of a twin run that threw: 2 for input the twin refuses (each problem a line), else 1 with the stack. */
+function failed(error: unknown, err: (line: string) => void): number {
+  if (error instanceof TwinInputError || error instanceof InputError) {
+    error.problems.forEach((p) => err(p));
+    return 2;
+  }
+  err(`twin: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+  return 1;
 }
 
 /** What `--json` writes for the pair twin. */
@@ -314,12 +319,7 @@ async function pairMain(flags: TwinFlags & { partner: string }, out: (line: stri
     }
     return ok ? 0 : 1;
   } catch (error) {
-    if (error instanceof TwinInputError || error instanceof InputError) {
-      error.problems.forEach((p) => err(p));
-      return 2;
-    }
-    err(`twin: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
-    return 1;
+    return failed(error, err);
   } finally {
     pair?.destroy();
   }
