@@ -259,7 +259,7 @@ async function pairMain(flags: TwinFlags & { partner: string }, out: (line: stri
         ok &&= g.refused && g.standbyKept;
       }
       report.rpo = [...(await databases.measureRpo(log)), ...(process.env.STANDORT_TWIN_NO_LSYNCD ? [] : await files.measureRpo(log))];
-      report.backups = await backups(pair, databases, log);
+      report.backups = await backups(pair, databases, log, flags.sites ? resolve(flags.sites) : undefined);
       out("backups (the rendered units: dumps as the read-only user, restic over sftp into each store):");
       for (const b of report.backups) {
         const good = b.ran && b.snapshots >= 1 && b.treesIncluded && b.dumpsIncluded;
@@ -319,6 +319,8 @@ async function pairMain(flags: TwinFlags & { partner: string }, out: (line: stri
     }
     return ok ? 0 : 1;
   } catch (error) {
+    // What ran before the failure is still worth reading.
+    if (flags.json) writeFileSync(resolve(flags.json), JSON.stringify({ ...report, error: String(error) }, null, 2) + "\n");
     return failed(error, err);
   } finally {
     pair?.destroy();

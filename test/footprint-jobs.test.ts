@@ -345,12 +345,14 @@ test("continuous replication: one lsyncd sync per file copy of a site, with the 
     target: "root@10.20.1.5:/srv/mail/vmail/",
   });
   const config = renderLsyncdConfig("vienna", copies);
-  assert.equal((config.match(/^sync \{$/gm) ?? []).length, copies.length);
+  // Each sync only where its tree is there and marked: a missing tree must not end lsyncd for every other one.
+  assert.equal((config.match(/^if marked\('[^']+'\) then sync \{$/gm) ?? []).length, copies.length);
+  assert.match(config, /^local function marked\(tree\)\n\tlocal f = io\.open\(tree \.\. "\/\.standort-tree", "r"\)$/m);
   assert.ok(LSYNCD_DELAY_SECONDS > 0 && LSYNCD_DELAY_SECONDS < 60, "a few seconds, well inside the 60 s target");
   assert.ok(
     config.includes(
       [
-        "sync {",
+        "if marked('/srv/mail/vmail') then sync {",
         "\tdefault.rsync,",
         "\tsource = '/srv/mail/vmail',",
         "\ttarget = 'root@10.20.1.5:/srv/mail/vmail/',",
@@ -368,7 +370,7 @@ test("continuous replication: one lsyncd sync per file copy of a site, with the 
         "\t\trsh = 'ssh -i /etc/standort/replication/id_ed25519 -o UserKnownHostsFile=/etc/standort/replication/known_hosts -o BatchMode=yes -o StrictHostKeyChecking=yes',",
         "\t\t_extra = { '--numeric-ids', '--delay-updates' },",
         "\t},",
-        "}",
+        "} end",
       ].join("\n"),
     ),
     config,

@@ -336,6 +336,10 @@ test("file trees: a path with . or .., a system folder or one level deep is refu
   assert.match(paths("/srv/mail/../../etc")[0], /must not contain \. or \.\. segments/);
   assert.match(paths("/proc/x")[0], /must be a tree of its own below a data folder such as \/srv/);
   assert.match(paths("/srv")[0], /must be a tree of its own below a data folder such as \/srv/);
+  // The stores' restic repositories live under /srv/backup: a copy with --delete must never run through them.
+  assert.match(paths("/srv/backup")[0], /data\.files\[0\]\.path: must not be at or under \/srv\/backup, where the storage hosts keep/);
+  assert.match(paths("/srv/backup/offsite")[0], /must not be at or under \/srv\/backup/);
+  assert.deepEqual(paths("/srv/backups-of-mail"), [], "a sibling folder of the same prefix is a tree of its own");
   const other = footprint.services.find((s) => s.name !== mail.name && s.data.files.length > 0)!;
   const overlapping = withService(footprint, other.name, (s) => ({
     ...s,

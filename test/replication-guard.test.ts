@@ -545,6 +545,16 @@ test("the forced command takes only rsync pushes into the trees it lists: no she
       ["rsync --server -logDtpre.iLsfxCIvu --delete . /srv/mail/vmail/../dkim/", /refused: \/srv\/mail\/vmail\/\.\.\/dkim is not a tree/],
       // A read (pull) of the standby's data: rrsync -wo refuses it.
       ["rsync --server --sender -logDtpre.iLsfxCIvu . /srv/mail/vmail/", /reading from write-only server is not allowed/],
+      // rsync writes into its first destination: naming an admitted tree last must not open another folder.
+      [
+        "rsync --server -logDtpre.iLsfxCIvu --delete . /srv/mail/other /srv/mail/vmail",
+        /refused: a push names exactly one destination: \/srv\/mail\/other \/srv\/mail\/vmail/,
+      ],
+      // Only options before the source dot.
+      [
+        "rsync --server -logDtpre.iLsfxCIvu /srv/mail/other . /srv/mail/vmail",
+        /refused: only options before the source dot, got \/srv\/mail\/other/,
+      ],
     ];
     for (const [command, expected] of cases) {
       const { code, stderr } = runReceive(h, command);

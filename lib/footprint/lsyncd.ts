@@ -159,13 +159,21 @@ export function renderLsyncdConfig(site: string, copies: ReadonlyArray<FileCopyJ
     "local exitcodes = {",
     ...LSYNCD_EXIT_CODES.map(([code, rc]) => `\t[${code}] = ${lua(rc)},`),
     "}",
+    "",
+    "-- lsyncd ends when any sync's source is missing, which would stop every tree's copy: a tree that is not there",
+    "-- (or not marked) yet is left to its timer, whose guard reports it; lsyncd takes it up at its next start.",
+    "local function marked(tree)",
+    '\tlocal f = io.open(tree .. "/.standort-tree", "r")',
+    "\tif f then f:close() return true end",
+    "\treturn false",
+    "end",
   ];
   for (const job of [...copies].sort((a, b) => a.key.localeCompare(b.key))) {
     const o = lsyncdRsyncOptions(job);
     lines.push(
       "",
       `-- ${job.key}: ${job.service}/${job.tree} to ${job.target.site} (full pass: standort-${job.key}.timer, every ${job.intervalMinutes} min)`,
-      "sync {",
+      `if marked(${lua(o.source)}) then sync {`,
       "\tdefault.rsync,",
       `\tsource = ${lua(o.source)},`,
       `\ttarget = ${lua(o.target)},`,
@@ -181,7 +189,7 @@ export function renderLsyncdConfig(site: string, copies: ReadonlyArray<FileCopyJ
       ...(o.rsh !== undefined ? [`\t\trsh = ${lua(o.rsh)},`] : []),
       `\t\t_extra = { ${o.extra.map(lua).join(", ")} },`,
       "\t},",
-      "}",
+      "} end",
     );
   }
   return `${lines.join("\n")}\n`;

@@ -78,8 +78,19 @@ case $command in
 *) refuse "not an rsync push: ${command:-no command}" ;;
 esac
 
-# The destination is the last word: `rsync --server OPTIONS . DEST`.
-dest=${command##* }
+# `rsync --server OPTIONS . DEST`: options only before the dot, exactly one destination after it. rsync writes
+# into its first destination, so a second word would let a push name an admitted tree last and write elsewhere.
+options=${command%% . *}
+dest=${command#* . }
+case $dest in
+"" | *" "* | *"	"*) refuse "a push names exactly one destination: ${dest:-none}" ;;
+esac
+for word in ${options#rsync --server}; do
+	case $word in
+	-*) ;;
+	*) refuse "only options before the source dot, got $word" ;;
+	esac
+done
 dest=${dest%/}
 while read -r s t p; do
 	[ "$p" = "$dest" ] || continue

@@ -63,6 +63,9 @@ const databaseSchema = z
   .describe("A database of the service, replicated continuously to the standby.");
 
 /** Top-level folders of the operating system: a replicated tree never lies there (rsync --delete would mirror them). */
+/** Where the storage hosts keep the restic repositories (`sftp:restic@<store>:/srv/backup/…`). */
+export const BACKUP_ROOT = "/srv/backup";
+
 export const SYSTEM_TREES = [
   "bin",
   "boot",
@@ -98,6 +101,10 @@ const fileTreeSchema = z
       })
       .refine((p) => !SYSTEM_TREES.includes(p.split("/")[1]) && p.split("/").length >= 3, {
         message: `must be a tree of its own below a data folder such as /srv (not /, not one level deep, not under /${"{"}${SYSTEM_TREES.join(",")}${"}"})`,
+      })
+      // The stores keep the restic repositories there: a copy with --delete would run through them.
+      .refine((p) => p !== BACKUP_ROOT && !p.startsWith(`${BACKUP_ROOT}/`), {
+        message: `must not be at or under ${BACKUP_ROOT}, where the storage hosts keep the backup repositories`,
       }),
     /** Size in GB, for capacity planning and the report. */
     sizeGb: z.number().int().min(1).max(1048576),

@@ -67,7 +67,18 @@ export function packagesFor(model: SiteModel, role: Role): string[] {
     proxy: [...paired, "haproxy"],
     // The storage hosts run the replication (rsync over ssh) and backup (restic) timers.
     // lsyncd the continuous copy (its lua5.3 checks the configuration), the clients the backup dumps run.
-    storage: [...paired, "lsyncd", "mariadb-client", "nfs-kernel-server", "openssh-client", "postgresql-client", "restic", "rsync"],
+    // python3 runs rrsync, the forced receive command's confinement (rsync only suggests it).
+    storage: [
+      ...paired,
+      "lsyncd",
+      "mariadb-client",
+      "nfs-kernel-server",
+      "openssh-client",
+      "postgresql-client",
+      "python3",
+      "restic",
+      "rsync",
+    ],
     virtualization: model.virtualization.runtime === "compose" ? ["docker-compose", "docker.io"] : ["containerd"],
   };
   return [...new Set([...common, ...byRole[role]])].sort();

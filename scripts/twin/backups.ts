@@ -35,11 +35,17 @@ export interface BackupEntry {
 }
 
 /** The backup jobs of the first service written at a site of the pair that runs its jobs under systemd. */
-export function pairBackupJobs(pair: PairTwin, sitesDir?: string): BackupJob[] {
+export function pairBackupJobs(pair: PairTwin, running: ReadonlySet<string>, sitesDir?: string): BackupJob[] {
   const { sites, footprint } = loadFootprint(sitesDir);
   const names = new Set([pair.a.model.name, pair.b.model.name]);
+  // A service whose databases run in this pair (their endpoints are up), so its dumps have a server to read.
   const jobs = planJobs(footprint, sites).filter(
-    (j): j is BackupJob => j.kind === "backup" && j.runner === "systemd" && names.has(j.site) && names.has(j.store.site),
+    (j): j is BackupJob =>
+      j.kind === "backup" &&
+      j.runner === "systemd" &&
+      names.has(j.site) &&
+      names.has(j.store.site) &&
+      j.databases.every((d) => running.has(d.endpoint)),
   );
   const first = jobs[0]?.service;
   return jobs.filter((j) => j.service === first);
@@ -50,8 +56,10 @@ export async function backups(
   pair: PairTwin,
   databases: PairDatabases,
   log: (line: string) => void = () => undefined,
+  sitesDir?: string,
 ): Promise<BackupEntry[]> {
-  const jobs = pairBackupJobs(pair);
+  const running = new Set(databases.instances.filter((i) => i.role === "primary").map((i) => i.endpoint));
+  const jobs = pairBackupJobs(pair, running, sitesDir);
   if (jobs.length === 0) return [];
   const writer = pair.twin(jobs[0].site);
   // The storage hosts' bootstrap: the sftp-only restic user owning the repositories' folder.

@@ -98,7 +98,9 @@ export async function promotion(
   log: (line: string) => void = () => undefined,
   databases?: PairDatabases,
 ): Promise<PromotionEntry | undefined> {
-  const job: FileCopyJob | undefined = files.jobs[0];
+  // A service in the middle of a migration moves by its steps, not by a promotion (the plan refuses that edit).
+  const migrating = new Set(pair.a.bootedFootprint.services.filter((x) => x.migration !== undefined).map((x) => x.name));
+  const job: FileCopyJob | undefined = files.jobs.find((j) => !migrating.has(j.service));
   // Kubernetes sites copy files with CronJobs: without a cluster in the twin (the platform issue) there is no copy to promote.
   if (!job) return undefined;
   const old = pair.twin(job.site);
