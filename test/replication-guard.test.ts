@@ -45,6 +45,7 @@ import {
 } from "../lib/footprint/replication-guard";
 import { footprintHostFiles } from "../lib/footprint/site-files";
 import { FILE_PLACEHOLDER, RenderedFile } from "../lib/render/types";
+import { systemdWords } from "../lib/twin/systemd-unit";
 import { example, withService } from "./fixtures/footprint/example";
 import { inCi, requireTool } from "./helpers/tools";
 
@@ -56,29 +57,6 @@ const model = (name: string) => sites.find((s) => s.name === name)!;
 const senderFiles = footprintHostFiles(model("vienna"), jobs)["vie-stor-1"];
 const receiverFiles = footprintHostFiles(model("karlsruhe"), jobs)["fkb-stor-1"];
 const unit = renderSystemdUnits(job).find((f) => f.path.endsWith(".service"))!;
-
-/** The words of one systemd command line (systemd.service(5), "COMMAND LINES"): blanks split, double quotes group, backslash escapes. */
-function systemdWords(line: string): string[] {
-  const words: string[] = [];
-  let i = 0;
-  while (i < line.length) {
-    while (line[i] === " ") i++;
-    if (i >= line.length) break;
-    let word = "";
-    if (line[i] === '"') {
-      i++;
-      while (i < line.length && line[i] !== '"') {
-        if (line[i] === "\\") i++;
-        word += line[i++];
-      }
-      i++;
-    } else {
-      while (i < line.length && line[i] !== " ") word += line[i++];
-    }
-    words.push(word);
-  }
-  return words;
-}
 
 /** The argv of the unit's ExecStart= (only one: the unit is a oneshot with a single command). */
 function execStart(content: string): string[] {
