@@ -1,5 +1,6 @@
 /**
- * `npm run twin -- <location> [--scenario reachability|failover|partition|all] [--json FILE] [--files DIR]`
+ * `npm run twin -- <location> [--scenario reachability|workloads|failover|partition|storage|all] [--json FILE] [--files DIR]`
+ *   (without --scenario: reachability and workloads)
  * `npm run twin -- <location> <partner> [--scenario tunnels|data|all|none] [--json FILE]` (the pair twin)
  *
  * Boots the location from the files its stack installs (or from a
@@ -19,6 +20,8 @@ import { SiteTwin } from "./twin/site";
 import { ReachabilityReport, reachability } from "./twin/reachability";
 import { FailoverEntry, duration, failover } from "./twin/failover";
 import { PartitionEntry, partition } from "./twin/partition";
+import { StorageTakeover, storageTakeover } from "./twin/storage";
+import { PublishedProbe, WorkloadDataEntry, WorkloadEntry, workloadsScenario } from "./twin/workloads";
 import { PairTwin } from "./twin/pair";
 import { PairDatabases, RpoEntry } from "./twin/databases";
 import { GuardEntry, PairFiles } from "./twin/files";
@@ -28,7 +31,7 @@ import { BackupEntry, backups } from "./twin/backups";
 import { TunnelDownEntry, TunnelEntry, tunnelDown, tunnelReady, tunnelsUp } from "./twin/tunnels";
 
 /** `none` boots the location and runs nothing (with --hold: to look around). */
-export const SCENARIOS = ["reachability", "failover", "partition", "all", "none"] as const;
+export const SCENARIOS = ["reachability", "workloads", "failover", "partition", "storage", "all", "none"] as const;
 /** Failures the summary prints; --json holds all of them. */
 const SHOWN_FAILURES = 40;
 
@@ -88,6 +91,14 @@ export interface TwinReport {
   readonly reachability?: ReachabilityReport;
   readonly failover?: ReadonlyArray<FailoverEntry>;
   readonly partition?: ReadonlyArray<PartitionEntry>;
+  /** A file written through the NFS export before the active store crashed, read back after the takeover. */
+  readonly storage?: StorageTakeover;
+  /** Every instance through every virtualization host's ingress and through the public path (compose sites). */
+  readonly workloads?: ReadonlyArray<WorkloadEntry>;
+  /** Files written through an instance onto the storage export and read back through another host. */
+  readonly workloadData?: ReadonlyArray<WorkloadDataEntry>;
+  /** Published container ports probed from other segments (named probes); each must be blocked. */
+  readonly published?: ReadonlyArray<PublishedProbe>;
 }
 
 export async function main(
@@ -119,7 +130,9 @@ export async function main(
   process.once("SIGTERM", stop);
   const report: { -readonly [K in keyof TwinReport]: TwinReport[K] } = { location: flags.location, started: new Date().toISOString() };
   const scenario = flags.scenario ?? "reachability";
-  const wants = (s: (typeof SCENARIOS)[number]) => scenario === s || scenario === "all";
+  // Without --scenario: the reachability probes and the workloads behind the ingress.
+  const wants = (s: (typeof SCENARIOS)[number]) =>
+    scenario === s || scenario === "all" || (flags.scenario === undefined && s === "workloads");
   try {
     twin = await SiteTwin.boot({
       location: flags.location,
@@ -144,6 +157,33 @@ export async function main(
       if (r.failures.length > SHOWN_FAILURES) out(`  … and ${r.failures.length - SHOWN_FAILURES} more failures (all in --json)`);
       ok &&= r.failures.length === 0;
     }
+    if (wants("workloads")) {
+      if (twin.model.virtualization.runtime !== "compose") {
+        out(
+          `workloads: ${twin.model.name} runs Kubernetes: no cluster runs here (no kubelet, no registry); its ingress ports keep their stand-ins`,
+        );
+      } else {
+        const w = await workloadsScenario(twin, (l) => out(`  ${l}`));
+        report.workloads = w.workloads;
+        report.workloadData = w.data;
+        report.published = w.published;
+        const passed = w.workloads.filter((x) => x.ok).length;
+        out(
+          `workloads: ${passed}/${w.workloads.length} answered in their mode through the real ingress (each host, and the public path) (${w.ms} ms)`,
+        );
+        for (const x of w.workloads.filter((y) => !y.ok).slice(0, SHOWN_FAILURES))
+          out(`  FAIL ${x.service} ${x.mode} ${x.name} via ${x.path} ${x.host}: ${x.answer}`);
+        for (const d of w.data)
+          out(
+            `  ${d.ok ? "" : "FAIL "}data ${d.service}/${d.tree}: written via ${d.writtenVia} ${d.write}${d.readVia ? `, read via ${d.readVia} ${d.read}${d.sameContent ? " (same bytes)" : ""}` : ""}${d.readOnlyWrite !== undefined ? `, read-only instance refused the write (${d.readOnlyWrite})` : ""}`,
+          );
+        const blocked = w.published.filter((p) => p.blocked && p.control).length;
+        out(`  published ports outside the policy: ${blocked}/${w.published.length} blocked (and reachable from the host itself)`);
+        for (const p of w.published.filter((x) => !x.blocked || !x.control))
+          out(`  FAIL ${p.id}: ${p.blocked ? "blocked" : "reached"}, host itself ${p.control ? "reaches it" : "does not"}`);
+        ok &&= passed === w.workloads.length && w.data.every((d) => d.ok) && blocked === w.published.length;
+      }
+    }
     // Partitions before crashes: a provider that limits how often an address moves (Netcup) would otherwise
     // still hold the crash scenario's moves against the partitions.
     if (wants("partition")) {
@@ -165,6 +205,14 @@ export async function main(
       }
       // A figure may be poor; a pair that does not fail over at all is a failure.
       ok &&= report.failover.every((f) => f.takeoverMs !== null);
+    }
+    if (wants("storage")) {
+      const s = await storageTakeover(twin);
+      report.storage = s;
+      out(
+        `storage (a file written over NFS, the active store crashed): ${s.readBack ? "" : "FAIL "}${s.crashed} crashed, ${s.tookOver ?? "nobody"} took over; ${s.tree}/${s.file} ${s.readBack ? `read back after ${s.seconds} s` : "not read back"} (the export answered after ${s.exportSeconds ?? "never"} s; the rest is NFSv4's grace period)`,
+      );
+      ok &&= s.readBack;
     }
     if (flags.json) writeFileSync(resolve(flags.json), JSON.stringify(report, null, 2) + "\n");
     if (flags.hold) {

@@ -7,6 +7,9 @@ import * as pulumi from "@pulumi/pulumi";
 import * as hcloud from "@pulumi/hcloud";
 import { Site, siteOutputs } from "../components/site";
 import { Replication } from "../components/replication";
+import * as kubernetes from "@pulumi/kubernetes";
+import { ClusterCredentials, kubernetesDeliverables } from "../components/kubernetes-credentials";
+import { Workloads } from "../components/kubernetes-workloads";
 import { TunnelPeerOutputs } from "../components/site-tunnels";
 import { loadFootprint } from "../lib/footprint/load";
 import { siteServices } from "../lib/footprint/services";
@@ -16,7 +19,8 @@ import { credentialPeers, planCredentials } from "../lib/footprint/credentials";
 import { ReplicationCredentials } from "../components/replication-credentials";
 import type { DeliverableFile } from "../components/host-config";
 import type { RenderedFile } from "../lib/render/types";
-import { footprintHostFiles, proxiedServices } from "../lib/footprint/site-files";
+import { footprintHostFiles, proxiedServices, workloadHostFiles } from "../lib/footprint/site-files";
+import { serviceSecretNames, workloadInstances } from "../lib/footprint/workloads";
 import { InputError } from "../lib/model/validate";
 import { parseStackConfig } from "../lib/model/stack-config";
 import { failoverMove, requiredProviderEnv } from "../lib/render/keepalived";
@@ -73,6 +77,16 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
 
   const services = siteServices(footprint, sites, model.name);
   const jobs = services.flatMap((s) => s.jobs);
+  // Every secret the site's instances read must be in the configuration: a container started without it fails later.
+  const unset = workloadInstances(footprint, services).flatMap((i) =>
+    serviceSecretNames(i.workload)
+      .filter((name) => config.serviceSecrets?.[i.service]?.[name] === undefined)
+      .map((name) => `${i.service}.${name}`),
+  );
+  if (unset.length > 0)
+    throw new InputError([
+      `${stackFile}: standort:serviceSecrets: ${[...new Set(unset)].join(", ")} must be set: ${model.name} runs these services (pulumi config set --secret standort:serviceSecrets '{"<service>": {"<secret>": "…"}}')`,
+    ]);
   const tunnels = siteTunnels(footprint, sites, model.name);
   // Every job of the footprint: what reaches this site (copies, backups into its stores) decides what its hosts accept.
   const allJobs = planJobs(footprint, sites);
@@ -104,7 +118,40 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     peers: Object.fromEntries(peerNames.map((peer) => [peer, references[peer].getOutput("credentials")])),
   });
   const hostFiles: Record<string, Array<RenderedFile | DeliverableFile>> = {};
-  for (const [host, files] of [...Object.entries(footprintHostFiles(model, jobs)), ...Object.entries(credentials.files)]) {
+  // The services' secret env files: rendered with a marker per value, then filled from the secret configuration.
+  const serviceSecrets = secrets.getSecret("serviceSecrets");
+  const workloads = Object.entries(
+    workloadHostFiles(model, footprint, services, (service, name) => `@@standort-secret ${service} ${name}@@`),
+  ).map(
+    ([host, files]) =>
+      [
+        host,
+        files.map((f): RenderedFile | DeliverableFile =>
+          f.secret
+            ? {
+                ...f,
+                content: pulumi.secret(serviceSecrets).apply((text) => {
+                  const values = JSON.parse(text ?? "{}") as Record<string, Record<string, string>>;
+                  return f.content.replace(
+                    /@@standort-secret ([a-z0-9-]+) ([a-z0-9-]+)@@/g,
+                    (_m, service: string, name: string) => values[service][name],
+                  );
+                }),
+              }
+            : f,
+        ),
+      ] as const,
+  );
+  // Kubernetes sites: the cluster's bootstrap secrets (token, certificate key, CA), generated here, and each
+  // virtualization host's kubeadm files, bootstrap unit and static pods (lib/kubernetes).
+  const cluster = model.virtualization.runtime === "kubernetes" ? new ClusterCredentials(`${model.name}-kubernetes`, { model }) : undefined;
+  const clusterFiles = cluster ? Object.entries(kubernetesDeliverables(model, sites, cluster.values)) : [];
+  for (const [host, files] of [
+    ...Object.entries(footprintHostFiles(model, jobs)),
+    ...workloads,
+    ...Object.entries(credentials.files),
+    ...clusterFiles,
+  ]) {
     hostFiles[host] = [...(hostFiles[host] ?? []), ...files];
   }
 
@@ -122,6 +169,25 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     },
     { providers },
   );
+  if (model.virtualization.runtime === "kubernetes") {
+    // The services as Deployments behind the two ingress classes, plus the CNI and the ingress controllers.
+    const provider = new kubernetes.Provider(
+      `${model.name}-kubernetes-provider`,
+      { kubeconfig: pulumi.secret(secrets.requireSecret("kubeconfig")) },
+      { parent: site },
+    );
+    new Workloads(
+      `${model.name}-workloads`,
+      {
+        model,
+        services,
+        footprint,
+        serviceSecrets: pulumi.secret(serviceSecrets).apply((text) => JSON.parse(text ?? "{}") as Record<string, Record<string, string>>),
+        provider,
+      },
+      { parent: site },
+    );
+  }
   if (jobRunner(model, "backup") === "kubernetes") {
     new Replication(
       `${model.name}-replication`,

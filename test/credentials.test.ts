@@ -368,7 +368,8 @@ test("no generated value appears in clear in the plan's resources or outputs", a
   const helsinki = await planStack("helsinki");
   assert.deepEqual(
     helsinki.resources.filter((r) => r.type === "kubernetes:core/v1:Secret").map((r) => (r.inputs.metadata as { name: string }).name),
-    [JOB_SECRETS.backup("git"), JOB_SECRETS.backup("webhosting")],
+    // The backups' credentials, and each service's own secrets for its containers (standort:serviceSecrets).
+    [JOB_SECRETS.backup("git"), JOB_SECRETS.backup("webhosting"), "git-secrets", "groupware-secrets", "webhosting-secrets"],
   );
 });
 
@@ -446,7 +447,10 @@ test("sshd accepts the storage drop-in (its own check), and it changes root's an
     keys: ".ssh/authorized_keys /etc/standort/replication/authorized_keys",
     force: "none",
   });
-  assert.deepEqual(await effective("restic"), { keys: "/etc/standort/sshd/restic_authorized_keys", force: "internal-sftp -d /srv/backup" });
+  assert.deepEqual(await effective("restic"), {
+    keys: "/etc/standort/sshd/restic_authorized_keys",
+    force: "internal-sftp -d /var/lib/standort/backup",
+  });
   assert.deepEqual(await effective("operator"), { keys: ".ssh/authorized_keys .ssh/authorized_keys2", force: "none" });
 });
 

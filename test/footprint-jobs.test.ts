@@ -131,7 +131,7 @@ test("backups go into both stores and one off-site store at the standby site, wi
       [
         "tickets-backup-fkb-stor-1",
         { placement: "local", site: "karlsruhe", host: "fkb-stor-1", address: "10.20.1.20" },
-        "/srv/backup/tickets",
+        "/var/lib/standort/backup/tickets",
         retention,
         "*-*-* 01:30:00",
         "30 1 * * *",
@@ -139,7 +139,7 @@ test("backups go into both stores and one off-site store at the standby site, wi
       [
         "tickets-backup-fkb-stor-2",
         { placement: "local", site: "karlsruhe", host: "fkb-stor-2", address: "10.20.1.21" },
-        "/srv/backup/tickets",
+        "/var/lib/standort/backup/tickets",
         retention,
         "*-*-* 03:30:00",
         "30 3 * * *",
@@ -172,7 +172,7 @@ test("backups go into both stores and one off-site store at the standby site, wi
     service.content,
     /^ExecStartPost=\/usr\/bin\/restic forget --tag tickets --keep-daily 45 --keep-weekly 10 --keep-monthly 24 --prune$/m,
   );
-  assert.match(service.content, /^Environment=RESTIC_REPOSITORY=sftp:restic@10\.20\.1\.21:\/srv\/backup\/tickets$/m);
+  assert.match(service.content, /^Environment=RESTIC_REPOSITORY=sftp:restic@10\.20\.1\.21:\/var\/lib\/standort\/backup\/tickets$/m);
   assert.match(service.content, /^Environment=RESTIC_PASSWORD_FILE=\/etc\/standort\/backup\/tickets\.fkb-stor-2\.password$/m);
   const offsiteUnit = units.find((u) => u.path === "/etc/systemd/system/standort-tickets-backup-offsite-vienna.service")!;
   assert.match(offsiteUnit.content, /^Environment=RESTIC_REPOSITORY=sftp:restic@10\.30\.1\.5:\/srv\/backup\/offsite\/karlsruhe\/tickets$/m);

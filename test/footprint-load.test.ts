@@ -127,6 +127,10 @@ test("validateFootprint applies the schema's defaults", () => {
           primary: "vienna",
           standby: "karlsruhe",
           recovery: { rpoMinutes: 15, rtoMinutes: 60 },
+          workload: {
+            containers: [{ name: "app", image: `registry.example.net/wiki/app:1.0@sha256:${"a".repeat(64)}`, port: 8080 }],
+            readOnly: { environment: { READ_ONLY: "1" } },
+          },
         },
       ],
     },
@@ -138,6 +142,9 @@ test("validateFootprint applies the schema's defaults", () => {
   ]);
   assert.equal(result.footprint!.services[0].mode, "standby");
   assert.deepEqual(result.footprint!.services[0].data, { databases: [], files: [] });
+  const container = result.footprint!.services[0].workload.containers[0];
+  assert.deepEqual([container.environment, container.secrets, container.volumes, container.publish], [{}, {}, [], []]);
+  assert.equal(result.footprint!.services[0].workload.replicas, 2);
   assert.equal(result.footprint!.policy.maxPrimaryShare, 0.5);
 });
 

@@ -181,7 +181,12 @@ function unexplained(diff: PlanDiff, before: PlanSnapshot, after: PlanSnapshot, 
   const files = fileChanges(before, after)
     .filter((c) => {
       if (c.path.includes(`-${service}-`) || c.path.includes(`/${service}-`)) return false;
-      if (c.path === "/etc/haproxy/haproxy.cfg") return false;
+      // The service's own instances, and the files that list every service of the site (proxy and ingress
+      // routing, the ingress's fallback certificate names, the storage exports).
+      if (c.path.startsWith(`/etc/standort/compose/${service}/`) || c.path.startsWith(`/etc/standort/compose/${service}-ro/`)) return false;
+      if (c.path === `/etc/standort/secrets/${service}.env`) return false;
+      if (c.path === "/etc/haproxy/haproxy.cfg" || c.path === "/usr/local/sbin/standort-ingress-cert") return false;
+      if (c.path === "/etc/ganesha/ganesha.conf") return false;
       if (c.path === "/etc/nftables.conf" && onlyPortLines(c)) return false;
       if (replicationMachineryFile(c, scope)) return false;
       return true;

@@ -104,7 +104,11 @@ test("every site renders every host with the files each role needs", () => {
   assert.deepEqual(rendered.map((h) => h.host).sort(), hostsOf(hosts));
   assert.deepEqual(renderedOn("/etc/nftables.conf"), hostsOf(hosts));
   assert.deepEqual(renderedOn("/etc/chrony/chrony.conf"), hostsOf(hosts));
-  assert.deepEqual(renderedOn("/etc/haproxy/haproxy.cfg"), hostsOf(hosts.filter((h) => h.host.role === "proxy")), "every proxy");
+  // HAProxy: the proxy pairs, and the ingress of every virtualization host where Compose runs the workloads.
+  const haproxyHosts = hosts.filter(
+    ({ site, host }) => host.role === "proxy" || (host.role === "virtualization" && site.virtualization.runtime === "compose"),
+  );
+  assert.deepEqual(renderedOn("/etc/haproxy/haproxy.cfg"), hostsOf(haproxyHosts), "every proxy and every compose ingress");
   assert.deepEqual(renderedOn("/etc/keepalived/keepalived.conf"), hostsOf(keepalivedHosts), "both members of every pair");
   assert.deepEqual(renderedOn("/etc/keepalived/standort-failover.sh"), hostsOf(keepalivedHosts));
   for (const path of ["/etc/standort/fence/sshd_config", "/etc/standort/fence/id_ed25519", "/usr/local/sbin/standort-fenced"])
@@ -128,7 +132,11 @@ test("every site renders every host with the files each role needs", () => {
   assert.equal(rendered.filter((h) => COMMITTED_HOST.test(h.host)).length, 37);
   assert.equal(committed("/etc/nftables.conf").length, 37);
   assert.equal(committed("/etc/chrony/chrony.conf").length, 37);
-  assert.equal(committed("/etc/haproxy/haproxy.cfg").length, 8, "every proxy");
+  assert.equal(
+    committed("/etc/haproxy/haproxy.cfg").length,
+    13,
+    "every proxy (8) and the ingress of vienna's 3 and karlsruhe's 2 virtualization hosts",
+  );
   assert.equal(committed("/etc/keepalived/keepalived.conf").length, 24, "both members of three pairs at four sites");
   assert.equal(committed("/etc/keepalived/standort-failover.sh").length, 24);
   for (const path of ["/etc/standort/fence/sshd_config", "/etc/standort/fence/id_ed25519", "/usr/local/sbin/standort-fenced"])

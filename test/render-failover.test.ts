@@ -34,7 +34,8 @@ const stub = (name: string, body: string) => {
   writeFileSync(join(STUBS, name), `#!/bin/sh\n${body}\n`);
   chmodSync(join(STUBS, name), 0o755);
 };
-for (const name of ["ip", "logger", "nft", "systemctl"]) {
+// drbdadm, mount and umount: the storage pair's role hooks promote, mount and release the data volume.
+for (const name of ["ip", "logger", "nft", "systemctl", "drbdadm", "mount", "umount"]) {
   const variable = `STUB_${name.toUpperCase()}_EXIT`;
   stub(name, `echo "${name} $*" >> "$CALLS"\nexit "\${${variable}:-0}"`);
 }
@@ -357,6 +358,15 @@ test("the serving member carries the active flag; the firewall's tunnels follow 
   const storage = await runScript(vienna, "vie-stor-1", "master");
   assert.equal(storage.code, 0, storage.logs.join("\n"));
   assert.ok(existsSync(join(storage.runDir, STORAGE_ACTIVE_FLAG.replace("/run/standort/", ""))));
+  // The flag only once the data volume is promoted, mounted and exported.
+  assert.deepEqual(
+    storage.calls.filter((c) => /^(drbdadm|mount|systemctl)/.test(c)),
+    ["drbdadm primary standort-data", "mount /dev/drbd0 /srv", "systemctl start nfs-ganesha"],
+  );
+  const refused = await runScript(vienna, "vie-stor-1", "master", { env: { STUB_DRBDADM_EXIT: "11" } });
+  assert.equal(refused.code, 1);
+  assert.ok(!existsSync(join(refused.runDir, "storage-active")), "no flag where promotion was refused");
+  assert.ok(existsSync(join(refused.runDir, "storage-failed")), "the nfs_running check fails: the peer takes over");
   // Tunnels start on the new master and stop on the member that steps down; other pairs have none.
   const firewallScript = renderFailoverScript(vienna, "vie-fw-1", secrets(vienna));
   const hook = (verb: string) =>

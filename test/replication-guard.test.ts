@@ -273,6 +273,7 @@ test("both ends get the guard files: vienna sends mail (primary), karlsruhe rece
     "/usr/local/lib/standort/lsyncd/mail-files-dkim-to-karlsruhe",
     "/usr/local/lib/standort/lsyncd/mail-files-vmail-to-karlsruhe",
     "/etc/lsyncd/standort.conf.lua",
+    "/etc/ganesha/ganesha.conf",
   ]);
   const content = (files: ReadonlyArray<RenderedFile>, path: string) => files.find((f) => f.path === path)?.content;
   assert.equal(content(senderFiles, "/etc/standort/replication/roles/mail"), "primary\n");
@@ -300,6 +301,7 @@ test("both ends get the guard files: vienna sends mail (primary), karlsruhe rece
     "/usr/local/lib/standort/lsyncd/webhosting-files-htdocs-to-frankfurt",
     "/usr/local/lib/standort/lsyncd/webhosting-files-uploads-to-frankfurt",
     "/etc/lsyncd/standort.conf.lua",
+    "/etc/ganesha/ganesha.conf",
   ]);
   assert.equal(content(helsinki, "/etc/standort/replication/roles/webhosting"), "primary\n");
   assert.equal(content(helsinki, "/etc/standort/replication/roles/groupware"), "standby\n");

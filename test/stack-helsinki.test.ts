@@ -37,6 +37,12 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
     ["hcloud:index/firewall:Firewall", 4],
     ["hcloud:index/floatingIp:FloatingIp", 2],
     ["hcloud:index/floatingIpAssignment:FloatingIpAssignment", 2],
+    // The Kubernetes API address: Hetzner's network answers ARP itself, so a load balancer in the app subnet holds it,
+    // in front of the three control-plane nodes.
+    ["hcloud:index/loadBalancer:LoadBalancer", 1],
+    ["hcloud:index/loadBalancerNetwork:LoadBalancerNetwork", 1],
+    ["hcloud:index/loadBalancerService:LoadBalancerService", 1],
+    ["hcloud:index/loadBalancerTarget:LoadBalancerTarget", 3],
     ["hcloud:index/network:Network", 1],
     ["hcloud:index/networkRoute:NetworkRoute", 1],
     ["hcloud:index/networkSubnet:NetworkSubnet", 7],
@@ -50,26 +56,45 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
     // backup into each of its two stores and one off-site into frankfurt's (6). Its file copies (git's repositories
     // to frankfurt and to vienna, webhosting's htdocs and uploads to frankfurt) run on its storage hosts, as timers
     // and lsyncd delivered with their host files, not as CronJobs.
+    // The cluster's own pieces: flannel and the two ingress controllers (read-write 8443, read-only 8444) as
+    // DaemonSets, flannel's ConfigMap, their ServiceAccounts, ClusterRoles and bindings, the two IngressClasses.
+    ["kubernetes:apps/v1:DaemonSet", 3],
+    // Helsinki's instances: webhosting and git read-write, groupware read-only; a Service and an Ingress each.
+    ["kubernetes:apps/v1:Deployment", 3],
     ["kubernetes:batch/v1:CronJob", 6],
-    ["kubernetes:core/v1:Namespace", 1],
-    // The Secrets the CronJobs mount: each service's backup credentials (the replication SSH key is a storage host file).
-    ["kubernetes:core/v1:Secret", 2],
+    ["kubernetes:core/v1:ConfigMap", 1],
+    // The backups' namespace, a namespace per service (3), flannel's and the ingress controllers'.
+    ["kubernetes:core/v1:Namespace", 6],
+    // The Secrets the CronJobs mount (each service's backup credentials; the replication SSH key is a storage host
+    // file), and each service's secrets for its containers (3).
+    ["kubernetes:core/v1:Secret", 5],
+    ["kubernetes:core/v1:Service", 3],
+    ["kubernetes:core/v1:ServiceAccount", 2],
+    ["kubernetes:networking.k8s.io/v1:Ingress", 3],
+    ["kubernetes:networking.k8s.io/v1:IngressClass", 2],
+    ["kubernetes:rbac.authorization.k8s.io/v1:ClusterRole", 2],
+    ["kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding", 2],
     ["pulumi:providers:hcloud", 1],
-    ["pulumi:providers:kubernetes", 1],
+    // The backups' provider and the workloads' provider, both from the kubeconfig secret.
+    ["pulumi:providers:kubernetes", 2],
     // The tunnel peers' stacks (frankfurt, vienna), read for their keys and endpoints.
     ["pulumi:pulumi:StackReference", 2],
-    // Two tunnel private keys, and the preshared key of wg-hel-vie (helsinki is its first end).
-    ["random:index/randomBytes:RandomBytes", 3],
+    // Two tunnel private keys, the preshared key of wg-hel-vie (helsinki is its first end), the cluster's certificate key.
+    ["random:index/randomBytes:RandomBytes", 4],
     // Job credentials: a restic password per repository (2 services x 3 stores: 6), a replication password per
     // database and target (git's forge to frankfurt and vienna, webhosting's panel and sites to frankfurt: 4), a
     // backup dump password per database (forge, panel, sites: 3).
     ["random:index/randomPassword:RandomPassword", 13],
+    // The cluster's bootstrap token (its id and its secret part).
+    ["random:index/randomString:RandomString", 2],
     ["standort:firewall:Firewall", 1],
     ["standort:footprint:Replication", 1],
     ["standort:footprint:ReplicationCredentials", 1],
     ["standort:footprint:SiteTunnels", 1],
     ["standort:host:Host", 10],
     ["standort:hosts:HostConfig", 10],
+    ["standort:kubernetes:ClusterCredentials", 1],
+    ["standort:kubernetes:Workloads", 1],
     ["standort:network:NetworkSegments", 1],
     ["standort:pair:FailoverPair", 3],
     ["standort:prefix:RoutedPrefix", 1],
@@ -83,10 +108,20 @@ test("helsinki registers exactly the standard layout on Hetzner Cloud", async ()
     ["tls:index/locallySignedCert:LocallySignedCert", 4],
     // Each pair member's two fence keys (its fence sshd's host key, its client key): 12. Job credentials: the backup
     // SSH key, a replication SSH key per target site (frankfurt, vienna), the storage pair's shared host key, the
-    // database CA's key and the four server keys: 9.
-    ["tls:index/privateKey:PrivateKey", 21],
-    ["tls:index/selfSignedCert:SelfSignedCert", 1],
+    // database CA's key and the four server keys: 9. The cluster CA's key: 1.
+    ["tls:index/privateKey:PrivateKey", 22],
+    // The database CA and the cluster CA.
+    ["tls:index/selfSignedCert:SelfSignedCert", 2],
   ]);
+  // The API address: the load balancer takes the address apiVip gives, only inside the network, on 6443.
+  const lbNetwork = of(run, "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork")[0];
+  assert.deepEqual([lbNetwork.inputs.ip, lbNetwork.inputs.enablePublicInterface], ["10.40.4.6", false]);
+  const lbService = of(run, "hcloud:index/loadBalancerService:LoadBalancerService")[0];
+  assert.deepEqual([lbService.inputs.listenPort, lbService.inputs.destinationPort, lbService.inputs.protocol], [6443, 6443, "tcp"]);
+  assert.deepEqual(
+    of(run, "hcloud:index/loadBalancerTarget:LoadBalancerTarget").map((t) => [t.name, t.inputs.usePrivateIp]),
+    ["hel-virt-1", "hel-virt-2", "hel-virt-3"].map((h) => [`helsinki-virt-kubernetes-api-${h}`, true]),
+  );
   assert.deepEqual(
     of(run, T.placementGroup).map((r) => [r.name, r.inputs.name, r.inputs.type]),
     [

@@ -35,7 +35,8 @@ const rule = (from: string, to: string, protocol: "tcp" | "udp" | "icmp", port?:
 test("the evaluator reads the policy for concrete flows, the public proxy address translated to the VIP", () => {
   assert.equal(rule("internet client", "public proxy address", "tcp", 443), "internet-to-proxy-web");
   assert.equal(rule("internet client", "public proxy address", "tcp", 22), undefined);
-  assert.equal(rule("vie-virt-1 app", "vie-stor-1 data", "tcp", 2049), "app-to-data-nfs");
+  assert.equal(rule("vie-virt-1 app", "storage VIP data", "tcp", 2049), "app-to-data-nfs");
+  assert.equal(rule("vie-virt-1 app", "vie-stor-1 data", "tcp", 2049), undefined, "NFS only through the storage VIP");
   assert.equal(rule("vie-proxy-1 dmz", "vie-stor-1 data", "tcp", 2049), undefined, "NFS only from app");
   assert.equal(rule("karlsruhe data", "vie-virt-1 app", "tcp", 5432), "partner-karlsruhe-to-app-databases");
   assert.equal(rule("karlsruhe data", "vie-virt-1 app", "tcp", 22), undefined);
@@ -49,7 +50,7 @@ test("the evaluator reads the policy for concrete flows, the public proxy addres
   assert.equal(rule("vie-proxy-1 mgmt", "vie-virt-1 app", "tcp", 22), undefined);
   // Without the rule, the same flow is denied: the verdict comes from the data.
   const without = vienna.policy.filter((r) => r.name !== "app-to-data-nfs");
-  assert.equal(rule("vie-virt-1 app", "vie-stor-1 data", "tcp", 2049, without), undefined);
+  assert.equal(rule("vie-virt-1 app", "storage VIP data", "tcp", 2049, without), undefined);
 });
 
 test("probes are derived from the policy: every rule is exercised, denied pairs are probed, and the derivation is stable", () => {

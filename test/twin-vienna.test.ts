@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { SiteTwin } from "../scripts/twin/site";
 import { reachability, settle } from "../scripts/twin/reachability";
 import { failover } from "../scripts/twin/failover";
+import { workloadsScenario } from "../scripts/twin/workloads";
 import { HolderMonitor } from "../scripts/twin/holders";
 import { FENCE_GRACE_SECONDS } from "../lib/render/keepalived";
 import { assertNothingLeft, requireTwin } from "./helpers/twin";
@@ -30,6 +31,37 @@ test("vienna as a twin", { timeout: 300_000 }, async (t) => {
     assert.equal(r.allowed.passed, r.allowed.tried);
     assert.equal(r.denied.blocked, r.denied.tried);
     assert.equal(r.checks.passed, r.checks.tried);
+  });
+
+  await t.test("workloads: every instance answers in its mode through the real ingress; published ports keep to the policy", async () => {
+    const w = await workloadsScenario(tw);
+    t.diagnostic(
+      `${w.workloads.filter((x) => x.ok).length}/${w.workloads.length} answered, ${w.published.filter((p) => p.blocked).length}/${w.published.length} published probes blocked (${w.ms} ms)`,
+    );
+    // vienna: mail read-write, tickets (standby) and git (reads switched) read-only, at each of 3 hosts and by the public path.
+    assert.deepEqual([...new Set(w.workloads.map((x) => `${x.service}:${x.mode}`))].sort(), ["git:ro", "mail:rw", "tickets:ro"]);
+    assert.equal(w.workloads.length, 3 * 3 + 3);
+    assert.deepEqual(
+      w.workloads.filter((x) => !x.ok),
+      [],
+    );
+    for (const x of w.workloads.filter((y) => y.path === "ingress"))
+      assert.match(x.answer, new RegExp(`^HTTP/1\\.1 200 OK \\| ${x.host} ${x.mode} `));
+    // Data: mail's file lands on the export through one host and is read through another; read-only instances refuse.
+    assert.deepEqual(
+      w.data.map((d) => [d.service, d.write, d.read, d.sameContent, d.readOnlyWrite ?? null]),
+      [
+        ["mail", 201, 200, true, null],
+        ["git", 403, 0, false, 403],
+        ["tickets", 403, 0, false, 403],
+      ],
+    );
+    // mail/sieve publishes 4190 on every host; no zone rule sends it: blocked from dmz, data and the same segment.
+    assert.equal(w.published.length, 9);
+    assert.deepEqual(
+      w.published.filter((p) => !p.blocked || !p.control).map((p) => p.id),
+      [],
+    );
   });
 
   await t.test("a planned handover of the proxies under 800 clients loses nothing, and neither does the handback", async () => {

@@ -23,8 +23,12 @@ const units = rendered.flatMap(({ host, files }) =>
   files.filter((f) => /^\/etc\/systemd\/system\/standort-.*\.(service|timer|path)$/.test(f.path)).map((f) => ({ host, file: f })),
 );
 
-/** The replication and backup jobs' units: every unit but the pair members' fence sshd. */
-const jobUnits = units.filter((u) => u.file.path !== "/etc/systemd/system/standort-fence.service");
+/**
+ * The replication and backup jobs' units: every unit but the platform's own (the pair members' fence sshd, the
+ * storage pair's first-boot unit, the Compose projects' template, the Kubernetes bootstrap).
+ */
+const PLATFORM_UNITS = /^\/etc\/systemd\/system\/standort-(fence|data-volume|compose@|kubernetes-bootstrap)\.?service$/;
+const jobUnits = units.filter((u) => !PLATFORM_UNITS.test(u.file.path));
 
 test("every site that copies files gets units on both storage hosts", () => {
   const withUnits = [...new Set(jobUnits.map((u) => u.host))].sort();
@@ -65,14 +69,16 @@ function complaints(stderr: string): string[] {
   // rsync, restic, lsyncd and the database dump tools live on the storage hosts, not on the test machine (all under
   // /usr/bin). So does the source guard every file copy runs rsync through: /usr/local/sbin/standort-replicate is a
   // program the stack renders and delivers to the storage hosts (lib/footprint/replicate.sh), never installed here.
-  // Only that exact path is excused: any other /usr/local program a unit names is still reported.
+  // So is the storage hosts' first-boot program of the data volume (/usr/local/sbin/standort-data-volume,
+  // lib/render/storage.ts), delivered with its unit.
+  // Only those exact paths are excused: any other /usr/local program a unit names is still reported.
   return stderr
     .split("\n")
     .filter(
       (l) =>
         l.trim() !== "" &&
         !/Command \/usr\/bin\/\S+ is not executable: No such file or directory/.test(l) &&
-        !/Command \/usr\/local\/sbin\/standort-replicate is not executable: No such file or directory/.test(l),
+        !/Command \/usr\/local\/sbin\/standort-(replicate|data-volume) is not executable: No such file or directory/.test(l),
     );
 }
 

@@ -28,6 +28,8 @@ export const HCLOUD_NETWORK_ZONE: Record<string, string> = {
 export const HCLOUD_SPREAD_GROUP_LIMIT = 10;
 /** Firewalls a Hetzner Cloud server can be attached to at most. */
 export const HCLOUD_FIREWALLS_PER_SERVER = 5;
+/** The smallest Hetzner load balancer type: one internal TCP service needs no more (docs.hetzner.com/cloud/load-balancers/overview). */
+export const HCLOUD_INTERNAL_LB_TYPE = "lb11";
 /** Rules one Hetzner Cloud firewall holds at most. */
 export const HCLOUD_RULES_PER_FIREWALL = 500;
 /** The gateway of every Hetzner Cloud server's public interface (owned by the provider facts in lib/model/providers). */
@@ -43,6 +45,24 @@ export interface SegmentCarrier {
   readonly routes: Readonly<Record<string, hcloud.NetworkRoute>>;
   /** Plain statements about how the provider carries the segments, printed with the plan. */
   readonly notes: ReadonlyArray<string>;
+}
+
+/** An internal TCP service address for a group of hosts (`createInternalAddress`). */
+export interface InternalAddressRequest {
+  /** Stable key of the service (`kubernetes-api`): names the provider's resources. */
+  readonly key: string;
+  readonly segment: string;
+  readonly address: string;
+  readonly port: number;
+  readonly segments: SegmentCarrier;
+  readonly targets: ReadonlyArray<{ readonly host: string; readonly machine: Machine }>;
+}
+
+/** What holds an internal service address. */
+export interface InternalAddress {
+  /** Plain statement for the plan: who holds the address and how it follows the hosts. */
+  readonly note: string;
+  readonly loadBalancer?: hcloud.LoadBalancer;
 }
 
 /** Site-wide access material the provider installs on the hosts it creates. */
@@ -135,6 +155,17 @@ export interface Provisioning {
   createFailoverAddress(name: string, model: SiteModel, purpose: string, holder: Machine, parent: pulumi.Resource): FailoverAddress;
   /** One store's disk on `machine`. */
   createStoreDisk(name: string, model: SiteModel, host: HostModel, machine: Machine, sizeGb: number, parent: pulumi.Resource): StoreDisk;
+  /**
+   * An internal service address in front of `targets` (the Kubernetes API of the control plane), where the
+   * provider's network does not let hosts move an address themselves (gratuitous ARP): the provider's load
+   * balancer holds `address` in the segment's subnet. Undefined where the hosts hold it (kube-vip, ARP).
+   */
+  createInternalAddress(
+    name: string,
+    model: SiteModel,
+    request: InternalAddressRequest,
+    parent: pulumi.Resource,
+  ): InternalAddress | undefined;
   /** Provider firewalls in front of the public interfaces, one per role; none where the provider has none. */
   createCloudFirewalls(
     name: string,
@@ -341,6 +372,56 @@ export class HcloudProvisioning implements Provisioning {
     };
   }
 
+  // Hetzner's network answers ARP itself, so no host can claim an address by ARP (kube-vip's mode): a load balancer
+  // attached to the segment's subnet holds it and checks the targets (Load Balancers: docs.hetzner.com/cloud/load-balancers).
+  createInternalAddress(name: string, model: SiteModel, request: InternalAddressRequest, parent: pulumi.Resource): InternalAddress {
+    const subnet = request.segments.subnets[request.segment];
+    if (!subnet) throw new Error(`${name}: no subnet for segment ${request.segment}`);
+    const loadBalancer = new hcloud.LoadBalancer(
+      `${name}-${request.key}`,
+      {
+        name: `${model.name}-${request.key}`,
+        loadBalancerType: HCLOUD_INTERNAL_LB_TYPE,
+        location: this.location,
+        labels: siteLabels(model),
+      },
+      { parent },
+    );
+    const attachment = new hcloud.LoadBalancerNetwork(
+      `${name}-${request.key}-network`,
+      { loadBalancerId: loadBalancer.id.apply(Number), subnetId: subnet.id, ip: request.address, enablePublicInterface: false },
+      { parent },
+    );
+    new hcloud.LoadBalancerService(
+      `${name}-${request.key}-service`,
+      {
+        loadBalancerId: loadBalancer.id,
+        protocol: "tcp",
+        listenPort: request.port,
+        destinationPort: request.port,
+        healthCheck: { protocol: "tcp", port: request.port, interval: 5, timeout: 3, retries: 2 },
+      },
+      { parent, dependsOn: [attachment] },
+    );
+    for (const target of request.targets) {
+      if (!target.machine.server) throw new Error(`${name}: ${target.host} was not created through the API`);
+      new hcloud.LoadBalancerTarget(
+        `${name}-${request.key}-${target.host}`,
+        {
+          type: "server",
+          loadBalancerId: loadBalancer.id.apply(Number),
+          serverId: target.machine.server.id.apply(Number),
+          usePrivateIp: true,
+        },
+        { parent, dependsOn: [attachment] },
+      );
+    }
+    return {
+      loadBalancer,
+      note: `${request.address}:${request.port} (${request.key}) is held by a Hetzner load balancer in the ${request.segment} subnet, in front of ${request.targets.map((t) => t.host).join(", ")}`,
+    };
+  }
+
   createStoreDisk(name: string, model: SiteModel, host: HostModel, machine: Machine, sizeGb: number, parent: pulumi.Resource): StoreDisk {
     if (!machine.server) throw new Error(`${name}: a volume needs a Hetzner Cloud server`);
     const volume = new hcloud.Volume(
@@ -455,6 +536,11 @@ export class PreprovisionedProvisioning implements Provisioning {
       address: pulumi.output<string | undefined>(undefined),
       how: `ordered from ${this.providerName} (not created through an API); the member that becomes active re-routes it through the provider's API`,
     };
+  }
+
+  // The hosts share a layer-2 segment here: they hold the address themselves (kube-vip announces it by ARP).
+  createInternalAddress(): undefined {
+    return undefined;
   }
 
   createStoreDisk(_name: string, _model: SiteModel, host: HostModel, _machine: Machine, sizeGb: number): StoreDisk {

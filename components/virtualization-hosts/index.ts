@@ -8,7 +8,9 @@ import { HostModel, SegmentPlan, SiteModel } from "../../lib/model/model";
 import { Role } from "../../lib/model/schema";
 import { Host, HostContext, createRoleHosts } from "../host";
 import { Bootstrap, bootstrapFor } from "../host/bootstrap";
-import { Placement } from "../provisioning";
+import { InternalAddress, Placement } from "../provisioning";
+import { apiVip, apiVipMechanism, controlPlaneNodes } from "../../lib/kubernetes/network";
+import { KUBERNETES_PORTS } from "../../lib/kubernetes/constants";
 
 /** The segments a role's hosts join at a site: those that list the role as a member. */
 export function roleSegments(model: SiteModel, role: Role): string[] {
@@ -33,6 +35,8 @@ export class VirtualizationHosts extends pulumi.ComponentResource {
   public readonly bootstrap: Bootstrap;
   /** The hosts as the model plans them (backends of the proxy tier). */
   public readonly planned: ReadonlyArray<HostModel>;
+  /** Kubernetes sites where the provider holds the API address (a load balancer); undefined where kube-vip does. */
+  public readonly apiAddress?: InternalAddress;
 
   constructor(name: string, args: VirtualizationHostsArgs, opts?: pulumi.ComponentResourceOptions) {
     super("standort:virtualization:VirtualizationHosts", name, {}, opts);
@@ -44,6 +48,21 @@ export class VirtualizationHosts extends pulumi.ComponentResource {
     this.segments = roleSegments(model, "virtualization");
     this.bootstrap = bootstrapFor("virtualization", model);
     this.planned = model.hosts.filter((h) => h.role === "virtualization");
+    if (this.runtime === "kubernetes" && apiVipMechanism(model) === "provider-load-balancer") {
+      this.apiAddress = args.context.provisioning.createInternalAddress(
+        name,
+        model,
+        {
+          key: "kubernetes-api",
+          segment: "app",
+          address: apiVip(model),
+          port: KUBERNETES_PORTS.apiServer,
+          segments: args.context.segments,
+          targets: controlPlaneNodes(model).map((h) => ({ host: h.name, machine: this.hosts[h.name] })),
+        },
+        this,
+      );
+    }
     this.registerOutputs({
       hosts: this.hosts,
       placements: this.placements,

@@ -38,6 +38,7 @@ import {
   replicationKeyFile,
 } from "./jobs";
 import { DATABASE_TLS, REPLICATION_USER, renderDatabaseFiles } from "./database-files";
+import { LOCAL_BACKUP_ROOT } from "./schema";
 
 /** Where the storage pair's shared sshd host key and the restic user's authorized keys live on the storage hosts. */
 export const STORAGE_SSHD_DIR = "/etc/standort/sshd";
@@ -574,7 +575,7 @@ const SSHD_DROPIN_CHECK = [
  *   on the storage hosts, at every site (file copies always run there).
  * - Replication target / backup store: on those storage hosts the pair's host
  *   key, root's `authorized_keys` (`restrict,from="<source supernet>",command="…receive"`),
- *   the restic user's keys (`restrict,from="<writer supernet>",command="internal-sftp -d /srv/backup"`)
+ *   the restic user's keys (`restrict,from="<writer supernet>",command="internal-sftp -d /var/lib/standort/backup"`)
  *   and the sshd drop-in that uses them.
  * - Backup writer: the backup key, `known_hosts` of the stores, the ssh client
  *   drop-in, a restic password per store, `pg_service.conf`, `pgpass` and
@@ -701,7 +702,7 @@ export function renderCredentialFiles(
       const key = publicOf(id, writer, `${RESTIC_AUTHORIZED_KEYS} (${writer})`);
       const from = siteByName(sites, writer).supernet;
       return key
-        ? `restrict,from="${from}",command="internal-sftp -d /srv/backup" ${key} ${writer}-backup`
+        ? `restrict,from="${from}",command="internal-sftp -d ${LOCAL_BACKUP_ROOT}" ${key} ${writer}-backup`
         : waitLine(writer, id, `the key of ${writer}`);
     });
     put(
@@ -735,7 +736,7 @@ export function renderCredentialFiles(
         "# restic may only speak sftp; its keys are the writing sites' backup keys.",
         "Match User restic",
         `  AuthorizedKeysFile ${RESTIC_AUTHORIZED_KEYS}`,
-        "  ForceCommand internal-sftp -d /srv/backup",
+        `  ForceCommand internal-sftp -d ${LOCAL_BACKUP_ROOT}`,
         "  PasswordAuthentication no",
         "  DisableForwarding yes",
         "  PermitTTY no",

@@ -15,7 +15,7 @@
 import { createHash } from "node:crypto";
 import { cidr } from "../net/ipv4";
 import { SiteModel } from "../model/model";
-import { CONTINUOUS_METHOD, DatabaseEngine, Footprint, FootprintService, ServiceFileTree } from "./schema";
+import { BACKUP_ROOT, CONTINUOUS_METHOD, DatabaseEngine, Footprint, FootprintService, LOCAL_BACKUP_ROOT, ServiceFileTree } from "./schema";
 import { PathPurpose, ServicePlacement, placeAll, siteIndex } from "./placement";
 import { tunnelName } from "./wireguard";
 import { REPLICATE_COMMAND, guardArguments } from "./replication-guard";
@@ -121,7 +121,7 @@ export interface BackupJob extends JobBase {
    * reached through the site-to-site tunnel.
    */
   readonly store: { readonly placement: "local" | "offsite"; readonly site: string; readonly host: string; readonly address: string };
-  /** The restic repository path on the store: `/srv/backup/<service>`, off-site `/srv/backup/offsite/<writing site>/<service>`. */
+  /** The restic repository path on the store: `/var/lib/standort/backup/<service>` (each member's own disk), off-site `/srv/backup/offsite/<writing site>/<service>` (the partner's replicated volume). */
   readonly repositoryPath: string;
   readonly trees: ReadonlyArray<{ readonly name: string; readonly path: string }>;
   readonly databases: ReadonlyArray<{ readonly name: string; readonly engine: DatabaseEngine; readonly endpoint: string }>;
@@ -154,7 +154,8 @@ export function databaseServerId(site: SiteModel): number {
   return cidr(site.supernet).network >>> 12;
 }
 
-function storageVip(site: SiteModel): string {
+/** The storage pair's service address (data segment): what NFS clients, replication and backups reach. */
+export function storageVip(site: SiteModel): string {
   return site.pairs.find((p) => p.role === "storage")?.vips[0]?.address ?? "";
 }
 
@@ -296,14 +297,14 @@ export function planServiceJobs(placement: ServicePlacement, sites: ReadonlyMap<
     });
     pair.members.forEach((host, i) => {
       const store = { placement: "local", site: writer.name, host, address: dataAddress(writer, host) } as const;
-      jobs.push(backup(i, store, `/srv/backup/${service.name}`, `${service.name}-backup-${host}`));
+      jobs.push(backup(i, store, `${LOCAL_BACKUP_ROOT}/${service.name}`, `${service.name}-backup-${host}`));
     });
     const standby = placement.paths.find((p) => p.from === writer.name && p.purpose === "standby");
     const partner = standby ? sites.get(standby.to) : undefined;
     const partnerPair = partner ? storagePair(partner) : undefined;
     if (partner && partnerPair) {
       const store = { placement: "offsite", site: partner.name, host: partnerPair.name, address: storageVip(partner) } as const;
-      const repository = `/srv/backup/offsite/${writer.name}/${service.name}`;
+      const repository = `${BACKUP_ROOT}/offsite/${writer.name}/${service.name}`;
       jobs.push(backup(pair.members.length, store, repository, `${service.name}-backup-offsite-${partner.name}`));
     }
   }

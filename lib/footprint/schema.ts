@@ -11,6 +11,8 @@
  */
 import { z } from "zod";
 import { slug } from "../model/schema";
+import { DATABASE_PORTS, FENCE_SSH_PORT, HAPROXY_STATS_PORT, INGRESS_PORTS, KUBERNETES_API_PORT } from "../render/policy";
+import { KUBERNETES_PORTS } from "../kubernetes/constants";
 
 /** A DNS host name in lower case: labels of letters, digits and dashes, at least two labels. */
 export const hostname = z
@@ -63,8 +65,16 @@ const databaseSchema = z
   .describe("A database of the service, replicated continuously to the standby.");
 
 /** Top-level folders of the operating system: a replicated tree never lies there (rsync --delete would mirror them). */
-/** Where the storage hosts keep the restic repositories (`sftp:restic@<store>:/srv/backup/…`). */
+/**
+ * Where the storage pair keeps the off-site repositories its partner writes (`sftp:restic@<storage VIP>:/srv/backup/offsite/…`):
+ * on the replicated data volume, so the copy follows the storage VIP across a takeover.
+ */
 export const BACKUP_ROOT = "/srv/backup";
+/**
+ * Where each storage host keeps the site's own repositories (`sftp:restic@<member>:/var/lib/standort/backup/<service>`):
+ * on the member's own disk, outside the replicated volume, so the two local copies stay independent of each other.
+ */
+export const LOCAL_BACKUP_ROOT = "/var/lib/standort/backup";
 
 export const SYSTEM_TREES = [
   "bin",
@@ -136,6 +146,161 @@ const migrationSchema = z
   })
   .describe("Moving a service between sites: run old and new in parallel and switch step by step.");
 
+/**
+ * A container image pinned by digest (`<registry>/<repository>[:tag]@sha256:<64 hex>`): a tag alone can
+ * move under a running site, so the same footprint would start other code on the next pull. Grammar:
+ * the OCI distribution reference (github.com/distribution/reference, `reference.go`), lower-case names.
+ */
+export const pinnedImage = z
+  .string()
+  .max(512)
+  .regex(
+    /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]{1,5})?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?@sha256:[a-f0-9]{64}$/,
+    "must be an image pinned by digest: <registry>/<repository>[:tag]@sha256:<64 hex digits>",
+  );
+
+/** An environment variable's name (POSIX: letters, digits, underscores, not starting with a digit). */
+export const environmentName = z
+  .string()
+  .regex(
+    /^[A-Za-z_][A-Za-z0-9_]{0,127}$/,
+    "must be an environment variable name (letters, digits, underscores; not starting with a digit)",
+  );
+
+/** A secret's name: the key under `standort:serviceSecrets.<service>` in the stack configuration. */
+export const secretName = z
+  .string()
+  .regex(/^[a-z][a-z0-9-]{0,62}$/, "must be lower-case letters, digits and dashes (1–63 characters, starting with a letter)");
+
+/** Environment variables by name; values are plain text (secrets go in `secrets`). */
+const environmentSchema = z.record(
+  environmentName,
+  z
+    .string()
+    .max(4096)
+    .regex(/^[^\n\r\0]*$/, "must be one line"),
+);
+
+/** Host ports a workload may publish: unprivileged, below the instances' loopback ports (`UPSTREAM_PORT_BASE`). */
+export const PUBLISHED_PORT_RANGE = { min: 1024, max: 19999 } as const;
+
+/**
+ * Ports the virtualization hosts' own services hold (the ingress, the databases, the fence's sshd, the
+ * HAProxy stats, the Kubernetes API and kubelet): a container publishing one would take it from them.
+ */
+export const HOST_SERVICE_PORTS: ReadonlyArray<number> = [
+  INGRESS_PORTS.readWrite,
+  INGRESS_PORTS.readOnly,
+  ...DATABASE_PORTS,
+  FENCE_SSH_PORT,
+  HAPROXY_STATS_PORT,
+  KUBERNETES_API_PORT,
+  KUBERNETES_PORTS.kubelet,
+];
+
+const containerSchema = z
+  .strictObject({
+    /** Container name, unique within the service (`<service>-<name>` on the host). */
+    name: slug,
+    /** The image, pinned by digest. */
+    image: pinnedImage,
+    /** The container's command (argv), if not the image's default. */
+    command: z.array(z.string().min(1).max(4096)).min(1).optional(),
+    /** The port the container serves HTTP on: the ingress sends the service's requests there. Exactly one container of a service has it. */
+    port: z.number().int().min(1).max(65535).optional(),
+    /** @default {} */
+    environment: environmentSchema.default({}),
+    /**
+     * Environment variables filled from secrets: variable → secret name, resolved from the stack
+     * configuration `standort:serviceSecrets` (`{"<service>": {"<secret>": "…"}}`, set with --secret).
+     * @default {}
+     */
+    secrets: z.record(environmentName, secretName).default({}),
+    /**
+     * File trees of the service (`data.files[].name`) mounted from the storage pair's export; mounted
+     * read-only in the read-only instance.
+     * @default []
+     */
+    volumes: z
+      .array(
+        z.strictObject({
+          /** A file tree of this service (`data.files[].name`). */
+          tree: slug,
+          /** Where the tree appears in the container. */
+          mount: z.string().regex(/^(?:\/[A-Za-z0-9._-]+)+$/, "must be an absolute path of letters, digits, dots, dashes and underscores"),
+        }),
+      )
+      .default([]),
+    /**
+     * Ports published on the virtualization hosts' addresses, for clients that do not speak HTTPS
+     * through the proxies. Reachable only where the zone policy sends that port to the virtualization
+     * hosts; otherwise the host's forward filter drops it (a port published for nobody is unreachable).
+     * @default []
+     */
+    publish: z
+      .array(
+        z.strictObject({
+          /** Port inside the container. */
+          port: z.number().int().min(1).max(65535),
+          /** Port on the host, unique across the footprint, in the published range, not one of the host's own services. */
+          hostPort: z
+            .number()
+            .int()
+            .min(PUBLISHED_PORT_RANGE.min)
+            .max(PUBLISHED_PORT_RANGE.max)
+            .refine((p) => !HOST_SERVICE_PORTS.includes(p), {
+              message: `must not be a port of the host's own services (${HOST_SERVICE_PORTS.join(", ")})`,
+            }),
+          /** @default tcp */
+          protocol: z.enum(["tcp", "udp"]).default("tcp"),
+        }),
+      )
+      .default([]),
+  })
+  .describe("A container of the service's workload.");
+
+const workloadSchema = z
+  .strictObject({
+    /** The containers that make up one instance of the service; one of them has `port`. */
+    containers: z.array(containerSchema).min(1).max(16),
+    /**
+     * How the read-only instance is started (the standby's names, and the public name while the
+     * primary is out): these variables are set on top of each container's environment, and its
+     * volumes are mounted read-only. Must set at least one variable: an application that cannot be
+     * told to refuse writes is not fit to answer from a replica.
+     */
+    readOnly: z.strictObject({ environment: environmentSchema.refine((e) => Object.keys(e).length > 0, "must set at least one variable") }),
+    /**
+     * Instances per mode on Kubernetes sites; compose sites run one per virtualization host.
+     * @default 2
+     */
+    replicas: z.number().int().min(1).max(32).default(2),
+  })
+  .superRefine((w, ctx) => {
+    const serving = w.containers.filter((c) => c.port !== undefined);
+    if (serving.length !== 1)
+      ctx.addIssue({
+        code: "custom",
+        path: ["containers"],
+        message: `exactly one container must have a port (the ingress's upstream); ${serving.length} have one`,
+      });
+    const names = new Set<string>();
+    w.containers.forEach((c, i) => {
+      if (names.has(c.name)) ctx.addIssue({ code: "custom", path: ["containers", i, "name"], message: `${c.name} is used twice` });
+      names.add(c.name);
+      for (const key of Object.keys(c.secrets))
+        if (key in c.environment)
+          ctx.addIssue({
+            code: "custom",
+            path: ["containers", i, "secrets", key],
+            message: `${key} is also set in environment: set it in one place`,
+          });
+    });
+  })
+  .describe(
+    "What runs for a service: its containers, pinned images, ports, environment, secrets, volumes, and how its read-only instance starts.",
+  );
+
 const serviceSchema = z
   .strictObject({
     /** Instance name, unique in the footprint; also the first label of the standby name `<name>-<cc>.<domain>`. */
@@ -170,6 +335,21 @@ const serviceSchema = z
     }),
     /** A move of the service to another site, in progress. */
     migration: migrationSchema.optional(),
+    /** What runs: containers on the site's virtualization hosts (compose or Kubernetes, as the site says). */
+    workload: workloadSchema,
+  })
+  .superRefine((s, ctx) => {
+    const trees = new Set(s.data.files.map((f) => f.name));
+    s.workload.containers.forEach((c, i) =>
+      c.volumes.forEach((v, j) => {
+        if (!trees.has(v.tree))
+          ctx.addIssue({
+            code: "custom",
+            path: ["workload", "containers", i, "volumes", j, "tree"],
+            message: `${v.tree} is not a file tree of ${s.name} (data.files: ${[...trees].join(", ") || "none"})`,
+          });
+      }),
+    );
   })
   .describe("A hosted service: where it runs, where it stands by, what data it holds.");
 
@@ -192,6 +372,25 @@ export const FootprintSchema = z
     /** The hosted services. */
     services: z.array(serviceSchema).min(1),
   })
+  .superRefine((f, ctx) => {
+    // Compose sites publish on every virtualization host: a host port belongs to one service in the whole footprint.
+    const taken = new Map<string, string>();
+    f.services.forEach((s, i) =>
+      s.workload.containers.forEach((c, j) =>
+        c.publish.forEach((p, k) => {
+          const key = `${p.protocol}/${p.hostPort}`;
+          const owner = taken.get(key);
+          if (owner)
+            ctx.addIssue({
+              code: "custom",
+              path: ["services", i, "workload", "containers", j, "publish", k, "hostPort"],
+              message: `${key} is already published by ${owner}`,
+            });
+          else taken.set(key, `${s.name}/${c.name}`);
+        }),
+      ),
+    );
+  })
   .describe("The geo-redundant footprint: hosted services spread across providers, sites and countries.");
 
 export type FootprintInput = z.input<typeof FootprintSchema>;
@@ -200,3 +399,5 @@ export type FootprintService = Footprint["services"][number];
 export type ServiceDatabase = FootprintService["data"]["databases"][number];
 export type ServiceFileTree = FootprintService["data"]["files"][number];
 export type ServiceMigration = NonNullable<FootprintService["migration"]>;
+export type ServiceWorkload = FootprintService["workload"];
+export type WorkloadContainer = ServiceWorkload["containers"][number];

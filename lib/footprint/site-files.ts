@@ -6,9 +6,11 @@
  * Pure: site services in, rendered files out.
  */
 import { SiteModel } from "../model/model";
+import { INGRESS_PORTS } from "../render/policy";
 import { FILE_PLACEHOLDER, ProxiedService, RenderedFile } from "../render/types";
 import { DatabaseReplicationJob, FileCopyJob, PlannedJob, renderSiteSystemdUnits } from "./jobs";
 import { lsyncdFiles } from "./lsyncd";
+import { nfsExportFile } from "./nfs-exports";
 import { renderDatabaseFiles, replicationPasswordPlaceholder } from "./database-files";
 import {
   REPLICATE_COMMAND,
@@ -20,14 +22,12 @@ import {
   ReplicationRole,
 } from "./replication-guard";
 import { SiteService } from "./services";
+import type { Footprint } from "./schema";
+import { composeHostFiles, serviceSecretFiles, workloadInstances } from "./workloads";
+import { ingressFiles } from "./ingress";
 
-/**
- * Ports of the ingress on the virtualization hosts: read-write traffic on one,
- * read-only traffic on the other (the application instance behind it runs
- * with writes disabled). A standby answers its names on the read-only port
- * until it is promoted, which moves them to the read-write port.
- */
-export const INGRESS_PORTS = { readWrite: 8443, readOnly: 8444 } as const;
+/** The ingress ports (lib/render/policy, where every port constant lives). */
+export { INGRESS_PORTS };
 
 /**
  * The proxy's services for a site: one backend per service and access mode,
@@ -104,8 +104,9 @@ export function replicationGuardFiles(model: SiteModel, jobs: ReadonlyArray<Plan
  * (`replicationGuardFiles`), the systemd units of the jobs run under systemd
  * (file copies at every site, backups where the site is not Kubernetes, whose
  * backups are CronJobs) and the continuous file replication (`lsyncdFiles`)
- * on both storage hosts, and the database replication settings on every
- * virtualization host, where the databases run.
+ * on both storage hosts, the NFS exports of the trees the site holds
+ * (`nfsExportFile`) on both storage hosts, and the database replication
+ * settings on every virtualization host, where the databases run.
  */
 export function footprintHostFiles(model: SiteModel, jobs: ReadonlyArray<PlannedJob>): Record<string, RenderedFile[]> {
   const files: Record<string, RenderedFile[]> = {};
@@ -135,8 +136,34 @@ export function footprintHostFiles(model: SiteModel, jobs: ReadonlyArray<Planned
   // The guards before the units: a timer enabled before its program exists would fail its first run.
   const storage = [...replicationGuardFiles(model, own), ...units, ...continuous];
   for (const host of model.hosts) {
-    if (host.role === "storage" && storage.length > 0) files[host.name] = storage;
+    // The NFS exports on every storage host (the failover script starts the server on the active member only).
+    if (host.role === "storage") files[host.name] = [...storage, nfsExportFile(model, host.name, own)];
     if (host.role === "virtualization" && databases.length > 0) files[host.name] = databases;
+  }
+  return files;
+}
+
+/**
+ * The workload files per virtualization host of a compose site: the
+ * services' secret environment files (`valueOf` gives each secret's value, or
+ * a placeholder in the plan), the Compose projects and their unit, and the
+ * ingress. Kubernetes sites get none here: the cluster runs their workloads.
+ */
+export function workloadHostFiles(
+  model: SiteModel,
+  footprint: Footprint,
+  services: ReadonlyArray<SiteService>,
+  valueOf: (service: string, secret: string) => string,
+): Record<string, RenderedFile[]> {
+  if (model.virtualization.runtime !== "compose") return {};
+  const instances = workloadInstances(footprint, services);
+  const files: Record<string, RenderedFile[]> = {};
+  for (const host of model.hosts.filter((h) => h.role === "virtualization")) {
+    files[host.name] = [
+      ...serviceSecretFiles(model, instances, valueOf),
+      ...composeHostFiles(model, footprint, instances),
+      ...ingressFiles(model, host.name, instances),
+    ];
   }
   return files;
 }

@@ -458,6 +458,18 @@ export type SiteFileInput = z.input<typeof SiteFileSchema>;
 export type SiteFile = z.infer<typeof SiteFileSchema>;
 export type PreprovisionedHost = z.infer<typeof hostSchema>;
 
+/** A configuration value holding JSON (the engine's flat form keeps structured values as text), parsed. */
+function jsonText(message: string) {
+  return z.string().transform((text, ctx) => {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      ctx.addIssue({ code: "custom", message });
+      return z.NEVER;
+    }
+  });
+}
+
 /**
  * Stack configuration (`stacks/Pulumi.<stack>.yaml`, namespace `standort`).
  * Secrets arrive through `pulumi config set --secret` and stay Pulumi secrets.
@@ -488,21 +500,33 @@ export const StackConfigSchema = z.strictObject({
    * move command of a provider without an API).
    * @default {}
    */
-  providerEnv: z
-    .string()
-    .transform((text, ctx) => {
-      try {
-        return JSON.parse(text) as unknown;
-      } catch {
-        ctx.addIssue({ code: "custom", message: "must be a mapping of variable names to strings" });
-        return z.NEVER;
-      }
-    })
+  providerEnv: jsonText("must be a mapping of variable names to strings")
     .pipe(
       z.record(
         z.string().regex(/^[A-Z][A-Z0-9_]*$/, "variable names are upper-case letters, digits and _"),
         // The values land single-quoted in a shell file on the hosts.
         z.string().regex(/^[^'\n\r]*$/, "values may not hold a single quote or a line break"),
+      ),
+    )
+    .optional(),
+  /**
+   * Values of the services' secrets, as a JSON mapping `{"<service>": {"<secret>": "<value>"}}`
+   * (the names the footprint's `workload.containers[].secrets` use). Every site that runs a
+   * service needs its secrets, with the same values at the primary and the standby. Secret.
+   * @default {}
+   */
+  serviceSecrets: jsonText("must be a JSON mapping of services to mappings of secret names to values")
+    .pipe(
+      z.record(
+        slug,
+        z.record(
+          z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, "secret names are lower-case letters, digits and dashes"),
+          // One line each: they land in an env file (VAR=value per line).
+          z
+            .string()
+            .min(1)
+            .regex(/^[^\n\r\0]*$/, "values may not hold a line break"),
+        ),
       ),
     )
     .optional(),

@@ -8,11 +8,13 @@ import { SiteModel } from "../model/model";
 import { Footprint } from "../footprint/schema";
 import { siteServices } from "../footprint/services";
 import { siteTunnels, tunnelPeers } from "../footprint/wireguard";
-import { footprintHostFiles, proxiedServices } from "../footprint/site-files";
+import { footprintHostFiles, proxiedServices, workloadHostFiles } from "../footprint/site-files";
+import { serviceSecretPlaceholder } from "../footprint/workloads";
 import { planJobs } from "../footprint/jobs";
 import { derivedCredentialValues, placeholderCredentialValues, planCredentials, renderCredentialFiles } from "../footprint/credentials";
 import { PLACEHOLDER_SSH_KEY, placeholderSecrets, renderHostFiles } from "../render";
 import { HostFiles, ProxiedService, RenderOptions, RenderedFile, TunnelPeer } from "../render/types";
+import { kubernetesHostFiles, placeholderBootstrapValues } from "../kubernetes";
 
 /**
  * The render options a site's stack passes its renderers (the same for the
@@ -74,12 +76,20 @@ export function planHostFiles(
       : derivedCredentialValues(credentialPlan, twin.derivedCredentials);
   const credentials = renderCredentialFiles(model, sites, jobs, values).hostFiles;
   const options = siteRenderOptions(model, sites, footprint, providerEnv);
+  // Service secrets: placeholders naming their stack configuration key; the twin's derived ones are plain words.
+  const workloads = workloadHostFiles(model, footprint, services, (service, secret) =>
+    twin.derivedCredentials === undefined ? serviceSecretPlaceholder(service, secret) : `twin-${service}-${secret}`,
+  );
+  // Kubernetes sites: kubeadm files, bootstrap unit, static pods, with a working placeholder token, key and CA.
+  const cluster = kubernetesHostFiles(model, sites, placeholderBootstrapValues(model));
   return model.hosts.map((host) => ({
     host: host.name,
     files: [
       ...renderHostFiles(model, host.name, placeholderSecrets(model), options),
       ...(extra[host.name] ?? []),
+      ...(workloads[host.name] ?? []),
       ...(credentials[host.name] ?? []),
+      ...(cluster[host.name] ?? []),
       ...(host.role === "firewall" ? tunnels : []),
     ],
   }));

@@ -100,6 +100,11 @@ const MOCK_CERT_REQUESTS = new Map<string, Record<string, unknown>>();
 const COMPUTED: Record<string, MockState> = {
   // Generated values honour the requested length (renderers check it) and derive from the name (byte-stable plans).
   "random:index/randomPassword:RandomPassword": (name, inputs) => ({ result: mockText(name, Number(inputs.length ?? 16)) }),
+  // RandomString honours its alphabet (lower, upper, numeric; special characters are never asked for here).
+  "random:index/randomString:RandomString": (name, inputs) => {
+    const alphabet = `${inputs.lower === false ? "" : "abcdefghijklmnopqrstuvwxyz"}${inputs.upper === false ? "" : "ABCDEFGHIJKLMNOPQRSTUVWXYZ"}${inputs.numeric === false ? "" : "0123456789"}`;
+    return { result: [...mockBytes(name, Number(inputs.length ?? 16))].map((b) => alphabet[b % alphabet.length]).join("") };
+  },
   "random:index/randomBytes:RandomBytes": (name, inputs) => {
     const bytes = mockBytes(name, Number(inputs.length ?? 32));
     return { base64: bytes.toString("base64"), hex: bytes.toString("hex") };

@@ -11,10 +11,29 @@ import { CONFIG_NAMESPACE, SECRET_CONFIG_KEYS, parseStackConfig } from "../model
 import { InputError } from "../model/validate";
 import { PLACEHOLDER_SSH_KEY } from "../render";
 import { locationStack } from "../../stacks/program";
+import { loadFootprint } from "../footprint/load";
+import { serviceSecretNames } from "../footprint/workloads";
 import { MockRunResult, runUnderMocks } from "./harness";
 
 export const STACKS_DIR = join(REPOSITORY_ROOT, "stacks");
 export const OFFLINE_PLACEHOLDER = "offline-plan-placeholder";
+
+/** The key of the services' secrets: a JSON mapping, so its offline stand-in must be one. */
+const SERVICE_SECRETS_KEY = `${CONFIG_NAMESPACE}:serviceSecrets`;
+const offlinePlaceholder = (key: string) => (key === SERVICE_SECRETS_KEY ? "{}" : OFFLINE_PLACEHOLDER);
+
+/**
+ * Every service secret of the footprint with the offline placeholder as its value: the plan renders every
+ * secret file with it (the values are secrets the offline plan cannot decrypt).
+ */
+function offlineServiceSecrets(sitesDir?: string): string {
+  const { footprint } = loadFootprint(sitesDir);
+  return JSON.stringify(
+    Object.fromEntries(
+      footprint.services.map((s) => [s.name, Object.fromEntries(serviceSecretNames(s.workload).map((n) => [n, OFFLINE_PLACEHOLDER]))]),
+    ),
+  );
+}
 
 /** A Pulumi configuration key: `<namespace>:<name>`. */
 const CONFIG_KEY = /^[^:\s]+:\S+$/;
@@ -47,7 +66,7 @@ export function readStackConfig(stack: string, stacksDir: string = STACKS_DIR): 
     } else if (value && typeof value === "object" && "secure" in value) {
       if (typeof value.secure !== "string" || value.secure === "")
         problems.push(`${display}: ${key}: secure must hold the ciphertext pulumi config set --secret ${key} writes`);
-      config[key] = OFFLINE_PLACEHOLDER;
+      config[key] = offlinePlaceholder(key);
       secretKeys.push(key);
     } else {
       config[key] = typeof value === "string" ? value : JSON.stringify(value);
@@ -57,7 +76,7 @@ export function readStackConfig(stack: string, stacksDir: string = STACKS_DIR): 
   for (const key of SECRET_CONFIG_KEYS) {
     const full = `${CONFIG_NAMESPACE}:${key}`;
     if (!(full in config)) {
-      config[full] = OFFLINE_PLACEHOLDER;
+      config[full] = offlinePlaceholder(full);
       secretKeys.push(full);
     }
   }
@@ -81,6 +100,7 @@ export async function planStack(
   options: { sitesDir?: string; stacksDir?: string; onRegister?: (type: string, name: string) => void } = {},
 ): Promise<MockRunResult> {
   const { config, secretKeys } = readStackConfig(stack, options.stacksDir);
+  config[SERVICE_SECRETS_KEY] = offlineServiceSecrets(options.sitesDir);
   return runUnderMocks({
     stack,
     config,

@@ -6,6 +6,7 @@
  * from the metadata service by any process on the server for its lifetime.
  * Delivery over SSH ships them (and every later change) right after creation.
  */
+import { KUBERNETES_APT_REPOSITORY, KUBERNETES_PACKAGE_VERSION } from "../kubernetes/constants";
 import { gzipSync } from "node:zlib";
 import { Document } from "yaml";
 import { z } from "zod";
@@ -68,24 +69,59 @@ export function packagesFor(model: SiteModel, role: Role): string[] {
     // The storage hosts run the replication (rsync over ssh) and backup (restic) timers.
     // lsyncd the continuous copy (its lua5.3 checks the configuration), the clients the backup dumps run.
     // python3 runs rrsync, the forced receive command's confinement (rsync only suggests it).
+    // DRBD replicates the data volume; nfs-ganesha (VFS) exports it: the userspace server everywhere, because the
+    // twin can run it where no kernel NFS server exists, and one server kind means the twin boots what runs here.
     storage: [
       ...paired,
+      "drbd-utils",
       "lsyncd",
       "mariadb-client",
-      "nfs-kernel-server",
+      "nfs-ganesha",
+      "nfs-ganesha-vfs",
       "openssh-client",
       "postgresql-client",
       "python3",
       "restic",
       "rsync",
     ],
-    virtualization: model.virtualization.runtime === "compose" ? ["docker-compose", "docker.io"] : ["containerd"],
+    // Compose: the engine and Compose, the ingress (HAProxy, openssl for its fallback certificate), the NFS
+    // client the volumes mount with. Kubernetes: the runtime, kubeadm, kubelet and kubectl pinned from pkgs.k8s.io
+    // (`kubernetesAptSource`), the NFS client kubelet mounts with, and what kube-proxy and kubeadm's preflight need.
+    virtualization:
+      model.virtualization.runtime === "compose"
+        ? ["docker-compose", "docker.io", "haproxy", "nfs-common", "openssl"]
+        : ["conntrack", "containerd", "iptables", "nfs-common", ...KUBERNETES_PACKAGES.map((p) => `${p}=${KUBERNETES_PACKAGE_VERSION}`)],
   };
   return [...new Set([...common, ...byRole[role]])].sort();
 }
 
-/** Where the stores keep the restic repositories (`sftp:restic@<store>:/srv/backup/…`, lib/footprint/jobs). */
-const BACKUP_ROOT = "/srv/backup";
+/** The Kubernetes packages, pinned to one release and held (kubeadm upgrades are a deliberate operation). */
+export const KUBERNETES_PACKAGES = ["kubeadm", "kubectl", "kubelet"] as const;
+
+/**
+ * The pkgs.k8s.io repository of the pinned minor release as a cloud-init apt source (cc_apt_configure): the
+ * key by its fingerprint (the "isv:kubernetes" signing key pkgs.k8s.io publishes as `Release.key`), fetched from
+ * a keyserver and bound to this source only (`signed-by`).
+ */
+export const KUBERNETES_APT_KEY_FINGERPRINT = "DE15B14486CD377B9E876E1A234654DA9A296436";
+function kubernetesAptSource(): Record<string, unknown> {
+  return {
+    sources: {
+      kubernetes: {
+        source: `deb [signed-by=$KEY_FILE] ${KUBERNETES_APT_REPOSITORY} /`,
+        keyid: KUBERNETES_APT_KEY_FINGERPRINT,
+        keyserver: "keyserver.ubuntu.com",
+      },
+    },
+  };
+}
+
+/**
+ * Where each store keeps its own site's restic repositories, on its own disk (`LOCAL_BACKUP_ROOT` of
+ * lib/footprint/schema: the render layer does not import the footprint); the partner's off-site copies live on
+ * the replicated volume, whose folder the storage pair's failover script creates when it mounts it.
+ */
+const LOCAL_BACKUP_ROOT = "/var/lib/standort/backup";
 
 /**
  * Renders `#cloud-config` user-data for a Hetzner Cloud host from the host's
@@ -116,7 +152,9 @@ export function renderCloudInit(
   // The archive first (written after the packages, so a package's default config never overwrites a file).
   const runcmd: string[][] = [["sh", FIRST_BOOT_ARCHIVE]];
   // The restic repositories' folder belongs to the backup user (sftp writes there as restic).
-  if (host!.role === "storage") runcmd.push(["install", "-d", "-o", "restic", "-g", "restic", "-m", "0700", BACKUP_ROOT]);
+  if (host!.role === "storage") runcmd.push(["install", "-d", "-o", "restic", "-g", "restic", "-m", "0700", LOCAL_BACKUP_ROOT]);
+  const kubernetes = host!.role === "virtualization" && model.virtualization.runtime === "kubernetes";
+  if (kubernetes) runcmd.push(["apt-mark", "hold", ...KUBERNETES_PACKAGES]);
   const seen = new Set<string>();
   for (const file of shipped) {
     if (!file.reload) continue;
@@ -133,10 +171,20 @@ export function renderCloudInit(
       { name: "root", ssh_authorized_keys: [...keys] },
       // The stores' sftp-only backup user (its keys come with the credentials); no password, not a locked one.
       ...(host!.role === "storage"
-        ? [{ name: "restic", system: true, homedir: BACKUP_ROOT, shell: "/usr/sbin/nologin", lock_passwd: false, no_create_home: true }]
+        ? [
+            {
+              name: "restic",
+              system: true,
+              homedir: LOCAL_BACKUP_ROOT,
+              shell: "/usr/sbin/nologin",
+              lock_passwd: false,
+              no_create_home: true,
+            },
+          ]
         : []),
     ],
     package_update: true,
+    ...(kubernetes ? { apt: kubernetesAptSource() } : {}),
     packages: packagesFor(model, host!.role),
     // One compressed archive (cloud-init's `encoding: gz+b64`, cc_write_files) that runcmd unpacks: the
     // firewalls carry two networkd files per segment, and one plain write_files entry each would reach

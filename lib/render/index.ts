@@ -34,6 +34,21 @@ import { renderNftablesRuleset } from "./nftables";
 import { HAPROXY_STATS_PORT } from "./policy";
 import { ed25519KeyFromSeed } from "./sshkey";
 import { nftablesAbsent, stampHaproxy, stampNftables } from "./stamp";
+import {
+  DATA_VOLUME_SCRIPT,
+  DATA_VOLUME_UDEV_RULE,
+  DATA_VOLUME_UNIT,
+  DATA_VOLUME_UNIT_FILE,
+  DRBD_RESOURCE,
+  DRBD_RESOURCE_FILE,
+  SPLIT_BRAIN_SCRIPT,
+  holdsDataVolume,
+  renderDataVolumeScript,
+  renderDataVolumeUdevRule,
+  renderDataVolumeUnit,
+  renderDrbdResource,
+  renderSplitBrainScript,
+} from "./storage";
 import { FILE_PLACEHOLDER, FenceKeys, HostFiles, RenderedFile, RenderOptions, RenderSecrets } from "./types";
 
 export * from "./types";
@@ -60,6 +75,16 @@ export { renderDrainRuleset, drainsConnections, DRAIN_NFT } from "./drain";
 export { renderChronyConfig } from "./chrony";
 export { renderCloudInit, packagesFor, HCLOUD_USER_DATA_LIMIT } from "./cloudinit";
 export { renderNetworkdFiles, renderSysctlConfig } from "./networkd";
+export {
+  renderDrbdResource,
+  renderDataVolumeScript,
+  renderDataVolumeUnit,
+  renderSplitBrainScript,
+  holdsDataVolume,
+  DRBD_RESOURCE,
+  DRBD_RESOURCE_FILE,
+} from "./storage";
+export { renderGaneshaConfig, ganeshaCheckCommand, GANESHA_CONF } from "./ganesha";
 
 /** Where the cloud-init user-data of an API-provisioned host appears in a plan directory (never shipped over SSH). */
 export const CLOUD_INIT_PATH = "/etc/standort/cloud-init.yaml";
@@ -242,6 +267,53 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
         healthCheck: ["conntrackd", "-C", CONNTRACKD_CONF, "-s", "runtime"],
       },
       attempt(() => renderConntrackdConfig(model, hostName, options)),
+    );
+  }
+
+  // The storage pair's data volume (DRBD), before keepalived, whose failover script promotes and mounts it.
+  if (holdsDataVolume(model, hostName)) {
+    if (model.provider.kind === "hcloud") {
+      add(
+        {
+          path: DATA_VOLUME_UDEV_RULE,
+          mode: "0644",
+          // The link appears for the attached volume at once, not only at the next boot.
+          reload: ["sh", "-c", "udevadm control --reload && udevadm trigger --subsystem-match=block --action=change && udevadm settle"],
+        },
+        renderDataVolumeUdevRule(model),
+      );
+    }
+    add(
+      {
+        path: DRBD_RESOURCE_FILE,
+        mode: "0644",
+        // drbdadm reads the file on its own and validates every keyword; a host name it does not know is fine.
+        check: checkWith("drbdadm", "-c", FILE_PLACEHOLDER, "dump", "all"),
+        // A resource that is up takes the changes; one that is not yet up is the first-boot unit's to bring up.
+        reload: ["sh", "-c", `if drbdadm status ${DRBD_RESOURCE} >/dev/null 2>&1; then drbdadm adjust ${DRBD_RESOURCE}; fi`],
+      },
+      attempt(() => renderDrbdResource(model, hostName, options)),
+    );
+    add(
+      { path: DATA_VOLUME_SCRIPT, mode: "0755", check: checkWith("sh", "-n", FILE_PLACEHOLDER) },
+      attempt(() => renderDataVolumeScript(model, hostName, options)),
+    );
+    add(
+      {
+        path: DATA_VOLUME_UNIT_FILE,
+        mode: "0644",
+        // --no-block: the first member waits for its peer, whose delivery may come after this one.
+        reload: [
+          "sh",
+          "-c",
+          `systemctl daemon-reload && systemctl enable --quiet ${DATA_VOLUME_UNIT} && systemctl start --no-block ${DATA_VOLUME_UNIT}`,
+        ],
+      },
+      attempt(() => renderDataVolumeUnit(model, hostName, options)),
+    );
+    add(
+      { path: SPLIT_BRAIN_SCRIPT, mode: "0755", check: checkWith("sh", "-n", FILE_PLACEHOLDER) },
+      attempt(() => renderSplitBrainScript(model, hostName, options)),
     );
   }
 

@@ -24,6 +24,7 @@ import { drainFunctions, drainsConnections } from "./drain";
 import { FENCED_LINE, FENCE_CLIENT_KEY, FENCE_KNOWN_HOSTS } from "./fence";
 import { NAT_SOURCE_MAP } from "./nftables";
 import { FENCE_SSH_PORT } from "./policy";
+import { DATA_ROOT, DRBD_DEVICE, DRBD_RESOURCE, NFS_SERVER_UNIT } from "./storage";
 import { linkPrefixLength } from "./routing";
 import type { RenderOptions, RenderSecrets } from "./types";
 
@@ -85,6 +86,15 @@ export const MOVE_TRIES = 240;
 
 /** Largest offset (seconds) from the site's time sources at which a member keeps its full priority. */
 export const CLOCK_BOUND_SECONDS = 0.5;
+/**
+ * How often, and how far apart (seconds), the member that takes the storage
+ * role tries `drbdadm primary`: the old primary may still be stepping down (a
+ * handover, a return), and DRBD refuses a second primary while they are
+ * connected. 40 × 0.25 s: 10 s, well inside keepalived's view of a takeover.
+ */
+export const DRBD_PROMOTE_TRIES = 40;
+export const DRBD_PROMOTE_RETRY_SECONDS = 0.25;
+
 /** Priority a member loses while its clock is out of step: 150 − 60 < 100, so the peer in step wins. */
 export const CLOCK_PENALTY = -60;
 /** Seconds a member that could not fence a peer that still answers stays in FAULT before it tries again. */
@@ -116,7 +126,9 @@ function trackedServices(model: SiteModel, role: PairedRole): Array<{ name: stri
     case "proxy":
       return [{ name: "haproxy_running", script: "/usr/bin/systemctl is-active --quiet haproxy" }];
     case "storage":
-      return [{ name: "nfs_running", script: "/usr/bin/systemctl is-active --quiet nfs-server" }];
+      // The NFS server runs on the active member only: the check fails where this member serves and ganesha is
+      // down, or where taking the role failed (promote, mount, start), never on the member that stands by.
+      return [{ name: "nfs_running", script: `/bin/sh ${FAILOVER_SCRIPT} nfs-check` }];
     case "firewall":
       return [
         { name: "ruleset_loaded", script: "/usr/sbin/nft list table inet standort" },
@@ -673,6 +685,14 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     `MOVE_TRIES=${MOVE_TRIES}`,
     "# Present only on the member that serves: jobs and tunnels that must run once per pair check it.",
     `ACTIVE_FLAG=$RUN_DIR/${p.role}-active`,
+    ...(p.role === "storage"
+      ? [
+          "# Present while this member serves NFS (keepalived's nfs_running check), and after taking the role failed.",
+          "NFS_SERVING=$RUN_DIR/nfs-serving",
+          "STORAGE_FAILED=$RUN_DIR/storage-failed",
+          `DRBD_PROMOTE_TRIES=${DRBD_PROMOTE_TRIES}`,
+        ]
+      : []),
     `PROVIDER_ENV_FILE=\${STANDORT_PROVIDER_ENV:-${PROVIDER_ENV}}`,
     "",
     'log() { logger -t standort-failover -p daemon.notice -- "$PAIR: $*"; echo "$PAIR: $*" >&2; }',
@@ -826,6 +846,34 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
           '\thandover-clear) rm -f "$HANDOVER_FILE"; log "handover cleared"; exit 0 ;;',
         ]
       : []),
+    ...(p.role === "storage"
+      ? [
+          "\t# keepalived's check of the NFS server: running wherever this member serves, and taking the role did not fail.",
+          "\tnfs-check)",
+          '\t\t[ ! -e "$STORAGE_FAILED" ] || exit 1',
+          `\t\t[ ! -e "$NFS_SERVING" ] || systemctl is-active --quiet ${NFS_SERVER_UNIT}`,
+          "\t\texit $?",
+          "\t\t;;",
+        ]
+      : []),
+    ...(p.role === "storage" && peer
+      ? [
+          "\t# DRBD's fence-peer handler (fencing resource-and-stonith): a primary that lost its peer, or a member promoted",
+          "\t# without one, keeps I/O frozen until this exits 7 (the peer is fenced, drbd.conf(5)). The pair's own fence;",
+          "\t# a peer silent on every address counts as down, as in the takeover. A cut heartbeat link (DRBD's path) thus",
+          "\t# costs the member that stands by: it is powered off while the serving member keeps writing.",
+          "\tdrbd-fence-peer)",
+          '\t\tif ! answers "$PEER_HEARTBEAT" "${PEER_MGMT:-}" "$PEER_PUBLIC"; then',
+          '\t\t\tlog "drbd: $PEER answers on none of its addresses: treating it as down"',
+          "\t\t\texit 7",
+          "\t\tfi",
+          "\t\tpeer_alive=yes",
+          '\t\tif fence_peer; then log "drbd: fenced $PEER"; exit 7; fi',
+          '\t\tlog "drbd: could not fence $PEER, which still answers: the data volume stays frozen"',
+          "\t\texit 1",
+          "\t\t;;",
+        ]
+      : []),
     "\t# keepalived's check that this member is not stepping back after a fence that failed.",
     "\tfence-check)",
     '\t\tif [ -f "$FENCE_FAILED" ] && [ $(($(date +%s) - $(stat -c %Y "$FENCE_FAILED"))) -lt "$STEP_BACK_SECONDS" ]; then exit 1; fi',
@@ -913,7 +961,8 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     '\tsleep "$MOVE_RETRY_SECONDS"',
     "done",
     '[ "$moves" -eq 1 ] || log "moved the failover address to $SELF after ${moves} tries"',
-    'touch "$ACTIVE_FLAG"',
+    // The storage hooks set the flag themselves, once the data is mounted and served.
+    ...(p.role === "storage" ? [] : ['touch "$ACTIVE_FLAG"']),
     ...roleHooks(p.role).up,
     'log "$SELF is master"',
     "",
@@ -976,7 +1025,13 @@ export const TUNNEL_CONFIG_GLOB = "/etc/wireguard/wg-*.conf";
  * What else follows the active member: the firewall pair's site-to-site
  * tunnels run where the tunnel endpoint (the NAT address) is, so they start on
  * the new master and stop on the member that steps down; a second member
- * answering with the same key would steal the peer's endpoint.
+ * answering with the same key would steal the peer's endpoint. The storage
+ * pair's data volume (DRBD, `lib/render/storage.ts`) is promoted, mounted on
+ * `DATA_ROOT` and exported (nfs-ganesha) on the new master, after the fence,
+ * and only then is the member flagged active (lsyncd follows the flag); the
+ * member that steps down stops lsyncd and NFS, unmounts and demotes. A step
+ * that fails marks `storage-failed`: keepalived's `nfs_running` check then
+ * moves the role to the peer.
  */
 export function roleHooks(role: PairedRole): { up: string[]; down: string[] } {
   if (role === "storage") {
@@ -985,7 +1040,44 @@ export function roleHooks(role: PairedRole): { up: string[]; down: string[] } {
     const unit = "standort-lsyncd.service";
     const lsyncd = (verb: string) =>
       `if [ -e /etc/systemd/system/${unit} ]; then systemctl ${verb} ${unit} || log "${verb} of ${unit} failed"; fi`;
-    return { up: [lsyncd("restart")], down: [lsyncd("stop")] };
+    const failed = (what: string) => [`\tlog "${what}: not serving"`, '\ttouch "$STORAGE_FAILED"', "\texit 1"];
+    return {
+      // After the fence (the passive member fenced its peer above): the one consistent copy is promoted, mounted
+      // and exported here only. The old primary may still be stepping down (a handover): promotion is retried.
+      up: [
+        "tries=0",
+        `until drbdadm primary ${DRBD_RESOURCE}; do`,
+        "\ttries=$((tries + 1))",
+        '\tif [ "$(cat "$STATE_FILE" 2>/dev/null)" != "master $$" ]; then',
+        `\t\tlog "no longer master: not promoting ${DRBD_RESOURCE}"`,
+        "\t\texit 0",
+        "\tfi",
+        '\tif [ "$tries" -ge "$DRBD_PROMOTE_TRIES" ]; then',
+        ...failed(`drbdadm primary ${DRBD_RESOURCE} refused \${tries} times`).map((l) => `\t${l}`),
+        "\tfi",
+        `\tsleep ${DRBD_PROMOTE_RETRY_SECONDS}`,
+        "done",
+        `if ! mount ${DRBD_DEVICE} ${DATA_ROOT} && ! grep -qs "^${DRBD_DEVICE} ${DATA_ROOT} " /proc/mounts; then`,
+        ...failed(`mounting ${DRBD_DEVICE} on ${DATA_ROOT} failed`),
+        "fi",
+        // The partner's off-site backups live on the replicated volume (restic writes there as its sftp user).
+        `install -d -o restic -g restic -m 0700 ${DATA_ROOT}/backup ${DATA_ROOT}/backup/offsite || log "creating the off-site backup folder failed"`,
+        `if ! systemctl start ${NFS_SERVER_UNIT}; then`,
+        ...failed(`starting ${NFS_SERVER_UNIT} failed`),
+        "fi",
+        'touch "$NFS_SERVING" "$ACTIVE_FLAG"',
+        lsyncd("restart"),
+      ],
+      // The reverse, after the flag is gone: nothing may write to the device once it is secondary.
+      down: [
+        lsyncd("stop"),
+        'rm -f "$NFS_SERVING"',
+        `systemctl stop ${NFS_SERVER_UNIT} || log "stopping ${NFS_SERVER_UNIT} failed"`,
+        `umount ${DRBD_DEVICE} 2>/dev/null || ! grep -qs "^${DRBD_DEVICE} " /proc/mounts || log "unmounting ${DRBD_DEVICE} failed: it stays primary"`,
+        `drbdadm secondary ${DRBD_RESOURCE} 2>/dev/null || ! drbdadm role ${DRBD_RESOURCE} 2>/dev/null | grep -q '^Primary' || log "drbdadm secondary ${DRBD_RESOURCE} failed"`,
+        'rm -f "$STORAGE_FAILED"',
+      ],
+    };
   }
   if (role !== "firewall") return { up: [], down: [] };
   const each = (verb: string) =>

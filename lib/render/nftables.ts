@@ -266,8 +266,26 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
   const inputRules = policy.filter(mine).flatMap((r) => inputRule(r, h, otherHosts) ?? []);
   lines.push(...inputRules.map((r) => `\t\t${r}`), ...dropTail("input"), "\t}");
 
-  // Virtualization hosts have no forward chain: their container runtime owns forwarding.
-  if (h.role !== "virtualization") {
+  if (h.role === "virtualization") {
+    // The container runtime forwards for its containers with its own chains (docker's, the CNI's), which this file
+    // never flushes. This chain only holds published ports to the zone policy: a connection from a segment that the
+    // runtime translated (DNAT) to a container passes only where a zone rule sends its original port to this role.
+    const published = policy
+      .filter((r) => mine(r) && (r.protocol === "tcp" || r.protocol === "udp") && r.ports.length > 0)
+      .map(
+        (r) =>
+          `\t\tiifname @internal_ifs ct status dnat ${[...sourceClause(r), `meta l4proto ${r.protocol}`, `ct original proto-dst ${set(r.ports)}`, accept(r)].join(" ")}`,
+      );
+    lines.push(
+      "",
+      "\tchain forward {",
+      "\t\ttype filter hook forward priority filter; policy accept;",
+      "\t\tct state established,related accept",
+      ...published,
+      '\t\tiifname @internal_ifs ct status dnat counter drop comment "published container port outside the zone policy"',
+      "\t}",
+    );
+  } else {
     lines.push(
       "",
       "\tchain forward {",

@@ -75,7 +75,21 @@ export const FENCE_SSH_PORT = 2201;
  */
 export const CONNTRACK_SYNC_PORT = 3780;
 export const BGP_PORT = 179;
+/**
+ * DRBD's replication between the storage pair members: one TCP port per
+ * resource (drbd.conf(5) `address`; its examples count up from 7788), and a
+ * site has one resource (`DRBD_RESOURCE`, lib/render/storage.ts).
+ */
+export const DRBD_PORT = 7789;
 export const KUBERNETES_API_PORT = 6443;
+/**
+ * Ports of the ingress on the virtualization hosts: read-write traffic on one,
+ * read-only traffic on the other (the application instance behind it runs
+ * with writes disabled). A standby answers its names on the read-only port
+ * until it is promoted, which moves them to the read-write port.
+ */
+export const INGRESS_PORTS = { readWrite: 8443, readOnly: 8444 } as const;
+
 /** The ports customers reach the proxies on: HTTP (redirected to HTTPS) and HTTPS. */
 export const WEB_PORTS = [80, 443] as const;
 /** What internal hosts may reach on the internet: DNS, HTTP(S) for packages and APIs, NTP. */
@@ -135,6 +149,7 @@ export function zonePolicy(
   const allRoles: Role[] = [...ROLES];
   const ownPrefix = model.public.mode === "own-prefix";
   const proxyVip = model.pairs.find((p) => p.role === "proxy")?.vips.find((v) => v.segment === "dmz")?.address;
+  const storageVip = model.pairs.find((p) => p.role === "storage")?.vips.find((v) => v.segment === "data")?.address;
   // A failover IP the site file declares: web traffic is accepted on it only, not on the proxies' own addresses.
   const declaredProxy = model.public.mode === "provider-failover-ips" ? model.public.declared?.proxy : undefined;
   const servicePorts = [...new Set(services.map((s) => s.port))].sort((a, b) => a - b);
@@ -238,13 +253,14 @@ export function zonePolicy(
     },
     {
       name: "app-to-data-nfs",
-      description: "NFS from the app segment to the storage pair",
+      description: "NFS from the app segment to the storage pair's VIP (only the member that serves runs the NFS server)",
       from: { kind: "segment", segment: "app" },
       to: { kind: "segment", segment: "data" },
       protocol: "tcp",
       ports: [NFS_PORT],
       sources: only(cidrOf("app")),
-      destinations: only(cidrOf("data")),
+      // The VIP only: the export follows the active member, and the members' own addresses serve no NFS.
+      destinations: storageVip ? [host32(storageVip)] : only(cidrOf("data")),
       targets: ["storage"],
       forwarded: true,
     },
@@ -442,6 +458,21 @@ export function zonePolicy(
         targets: [pair.role],
         forwarded: false,
         provedBy: "conntrack-sync",
+      });
+    // The storage pair replicates its data volume (DRBD, protocol C) on its heartbeat link, between the two
+    // members only: a link no other host is on, so replication never competes with the NFS clients on data.
+    if (pair.role === "storage" && !pair.dissolved)
+      rules.push({
+        name: `${pair.heartbeatSegment}-drbd`,
+        description: "DRBD replication of the data volume between the storage pair members",
+        from: zone,
+        to: zone,
+        protocol: "tcp",
+        ports: [DRBD_PORT],
+        sources: members,
+        destinations: members,
+        targets: [pair.role],
+        forwarded: false,
       });
     // A dissolved pair has no peer to hear or to fence.
     if (!pair.dissolved)

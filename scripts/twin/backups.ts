@@ -6,10 +6,11 @@
  * stores the trees and dumps with restic over sftp as `restic@<store>`.
  *
  * What the twin does that the host bootstrap and the service deployment
- * would: the `restic` user and `/srv/backup` on the storage hosts, the dump
+ * would: the `restic` user and `/var/lib/standort/backup` on the storage hosts, the dump
  * user created at the primary (the rendered `.backup.sql`, and `.backup.hba`
  * for PostgreSQL), and the database endpoint names on the storage hosts.
  */
+import { LOCAL_BACKUP_ROOT } from "../../lib/footprint/schema";
 import { loadFootprint } from "../../lib/footprint/load";
 import { BackupJob, planJobs } from "../../lib/footprint/jobs";
 import type { PairTwin } from "./pair";
@@ -70,8 +71,8 @@ export async function backups(
         h.name,
         [
           // No password (`*`), not a locked one (`!`): sshd refuses every login of a locked account without PAM.
-          "id restic >/dev/null 2>&1 || useradd --system --home-dir /srv/backup --shell /usr/sbin/nologin --password '*' restic",
-          "install -d -o restic -g restic -m 0700 /srv/backup",
+          `id restic >/dev/null 2>&1 || useradd --system --home-dir ${LOCAL_BACKUP_ROOT} --shell /usr/sbin/nologin --password '*' restic`,
+          `install -d -o restic -g restic -m 0700 ${LOCAL_BACKUP_ROOT}`,
           ...jobs
             .filter((j) => j.store.site === twin.model.name)
             .map((j) => `install -d -o restic -g restic -m 0700 ${j.repositoryPath.replace(/\/[^/]+$/, "")}`),

@@ -16,9 +16,14 @@
  *   node --import tsx scripts/twin/load.ts --target ADDRESS --port 443 --sni NAME --source ADDRESS
  *     --clients 800 --period-ms 1000 --timeout-ms 2000 --duration-ms 30000 --out FILE [--mode https|banner]
  *
- * `banner` (the storage path, where no HTTPS runs): each request is a new TCP
- * connection that must bring a line within the timeout, as a client mounting
- * the storage address sees it answer.
+ * `banner` (a stand-in's port): each request is a new TCP connection that must
+ * bring a line within the timeout.
+ *
+ * `nfs` (the storage path): each request is a new TCP connection to the NFS
+ * port carrying an RPC NULL call of NFSv4 (program 100003, version 4,
+ * procedure 0; RFC 5531 with TCP record marking, RFC 7530 section 16.1) that
+ * must be answered MSG_ACCEPTED/SUCCESS within the timeout, as a client that
+ * mounts the storage address sees the server answer.
  *
  * `stream` (long-lived connections through the firewall's NAT): each client opens one TCP connection and
  * keeps it for the whole run, sending a line each period and waiting for its echo; it never reconnects. A
@@ -49,7 +54,8 @@ const { values } = parseArgs({
   },
 });
 const mode = values.mode;
-if (mode !== "https" && mode !== "banner" && mode !== "stream") throw new Error(`--mode ${mode}: https, banner or stream`);
+if (mode !== "https" && mode !== "banner" && mode !== "stream" && mode !== "nfs")
+  throw new Error(`--mode ${mode}: https, banner, nfs or stream`);
 const target = values.target!;
 const port = Number(values.port);
 const sni = values.sni ?? "";
@@ -104,6 +110,57 @@ function open(): Promise<TLSSocket | undefined> {
       resolve(undefined);
     });
     raw.on("error", () => undefined);
+  });
+}
+
+/** ONC RPC (RFC 5531) constants of the NFSv4 NULL call. */
+const RPC = {
+  call: 0,
+  reply: 1,
+  version: 2,
+  nfsProgram: 100003,
+  nfsVersion: 4,
+  nullProcedure: 0,
+  accepted: 0,
+  success: 0,
+  lastFragment: 0x80000000,
+} as const;
+let nextXid = (process.pid * 7919) >>> 0;
+
+/** One NFS request: a new connection, an NFSv4 NULL call, and its accepted, successful reply. */
+function nfsNull(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const xid = (nextXid = (nextXid + 1) >>> 0);
+    const call = Buffer.alloc(44);
+    // Record mark (last fragment, 40 bytes), then xid, CALL, RPC version 2, program, version, procedure,
+    // credential AUTH_NONE (flavor 0, length 0) and verifier AUTH_NONE.
+    [RPC.lastFragment | 40, xid, RPC.call, RPC.version, RPC.nfsProgram, RPC.nfsVersion, RPC.nullProcedure, 0, 0, 0, 0].forEach((v, i) =>
+      call.writeUInt32BE(v >>> 0, i * 4),
+    );
+    let data = Buffer.alloc(0);
+    const socket = tcpConnect({ host: target, port, localAddress: values.source }, () => socket.write(call));
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => finish(false), timeout);
+    socket.on("data", (chunk: Buffer) => {
+      data = Buffer.concat([data, chunk]);
+      if (data.length < 24) return;
+      // Reply: record mark, xid, REPLY, MSG_ACCEPTED, verifier (flavor, length, body), accept_stat.
+      const verifier = data.readUInt32BE(20);
+      const at = 24 + Math.ceil(verifier / 4) * 4;
+      if (data.length < at + 4) return;
+      finish(
+        data.readUInt32BE(4) === xid &&
+          data.readUInt32BE(8) === RPC.reply &&
+          data.readUInt32BE(12) === RPC.accepted &&
+          data.readUInt32BE(at) === RPC.success,
+      );
+    });
+    socket.on("error", () => finish(false));
+    socket.on("close", () => finish(false));
   });
 }
 
@@ -205,12 +262,12 @@ async function client(index: number, started: () => void): Promise<void> {
     if (Date.now() >= until) break;
     const begin = Date.now();
     next = begin + period;
-    if (mode === "banner") {
+    if (mode === "banner" || mode === "nfs") {
       if (first) {
         first = false;
         started();
       }
-      const ok = await banner();
+      const ok = mode === "nfs" ? await nfsNull() : await banner();
       records.push([begin, Date.now(), ok ? 1 : 0]);
       continue;
     }

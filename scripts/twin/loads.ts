@@ -40,7 +40,7 @@ interface Target {
   readonly source: string;
   readonly address: string;
   readonly port: number;
-  readonly mode: "https" | "banner" | "stream";
+  readonly mode: "https" | "banner" | "nfs" | "stream";
   readonly sni?: string;
   readonly clients: number;
   readonly what: string;
@@ -96,7 +96,8 @@ export function loadTarget(twin: SiteTwin, pair: PairModel, clients?: number): T
       source,
       address,
       port: NFS_PORT,
-      mode: "banner",
+      // The real NFS server (nfs-ganesha) answers RPC, not a line: each request is an NFSv4 NULL call.
+      mode: "nfs",
       clients: n,
       what: `${n} clients on ${virt.name} to ${address}:${NFS_PORT}`,
     };

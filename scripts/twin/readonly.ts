@@ -33,7 +33,8 @@ export interface ReadOnlyEntry {
   readonly error: string;
 }
 
-function publicProxy(twin: SiteTwin): string | undefined {
+/** The site's public proxy address (its own prefix's, or the proxy failover IP), where customers connect. */
+export function publicProxy(twin: SiteTwin): string | undefined {
   const m = twin.model;
   return (
     publicWebDnat(m)?.address ??

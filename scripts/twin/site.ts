@@ -25,6 +25,9 @@
  *   both firewalls by a link named like the tunnel interface, up only while
  *   the firewall's failover script has started the tunnel (`systemctl`
  *   stand-in, `init.ts`).
+ * - storage: the real nfs-ganesha, started by the failover script through the
+ *   storage machines' own `systemctl`, on a DRBD stand-in (`storage.ts`: no
+ *   kernel module here) with one backing folder per site.
  */
 import { ChildProcess, execFileSync, spawn } from "node:child_process";
 import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
@@ -43,9 +46,11 @@ import { FENCE_UNIT, FENCE_UNIT_FILE } from "../../lib/render/fence";
 import {
   BGP_PORT,
   DATABASE_PORTS,
+  DRBD_PORT,
   EGRESS,
   FENCE_SSH_PORT,
   HAPROXY_STATS_PORT,
+  NFS_PORT,
   SSH_PORT,
   WEB_PORTS,
   ZoneRule,
@@ -64,6 +69,10 @@ import { TwinTls, makeTls } from "./tls";
 import { ipIn, sysctlIn, veth } from "./links";
 import { ProviderEffect, ProviderStandIn } from "./provider";
 import { linkAddresses } from "./holders";
+import { drbdFolders, drbdadmStandin, mountStandin, prepareStorage, resetMember, storageSystemctl, umountStandin } from "./storage";
+import { GANESHA_CONF } from "../../lib/render/ganesha";
+import { INGRESS_CERT_SCRIPT, INGRESS_DROP_IN } from "../../lib/footprint/ingress";
+import { COMPOSE_PROJECT_FILE, TwinWorkloads } from "./workloads";
 
 const TSX = ["node", "--import", "tsx"];
 /** Where the jobs on a storage host record their state (the replication guards' files for monitoring). */
@@ -141,9 +150,12 @@ export class SiteTwin {
   readonly prefix: string;
   private readonly releaseMounts: () => void;
   private readonly log: (line: string) => void;
+  /** The container engines of the virtualization hosts (compose sites): the rendered projects, run for real. */
+  readonly workloads: TwinWorkloads;
   private destroyed = false;
   private readonly onExit = () => this.destroy();
-  private readonly footprint: Footprint;
+  /** The footprint the site was rendered from. */
+  readonly footprint: Footprint;
   private readonly providerEnv?: Readonly<Record<string, string>>;
   private tls?: TwinTls;
   private provider?: ProviderStandIn;
@@ -183,6 +195,7 @@ export class SiteTwin {
     });
     this.janitor.unref();
     this.filesDir = join(this.dir, "files");
+    this.workloads = new TwinWorkloads(this.log);
     this.prefix = `tw${process.pid.toString(36)}${options.id ? `_${options.id}` : ""}`;
     this.releaseMounts = privateMountDir(join(this.dir, "mnt"));
     process.once("exit", this.onExit);
@@ -319,6 +332,11 @@ export class SiteTwin {
     return existsSync(p) ? readFileSync(p, "utf8") : undefined;
   }
 
+  /** The paths of a host's rendered files, sorted. */
+  paths(host: string): string[] {
+    return filesUnder(join(this.filesDir, host)).map((f) => `/${f}`);
+  }
+
   private ns(name: string): string {
     return `${this.prefix}-${name}`;
   }
@@ -373,6 +391,8 @@ export class SiteTwin {
     const t0 = performance.now();
     this.writeFiles(this.givenFiles);
     this.material();
+    const stores = this.model.hosts.filter((h) => h.role === "storage");
+    if (stores.length > 0) prepareStorage(this.dir, this.model.name, this.file(stores[0].name, GANESHA_CONF));
     const outside = ["internet", "provider", this.world.provider.kind === "lan" ? "switch" : "hnet"];
     if (this.world.provider.kind === "lan") outside.push("neighbour");
     for (const p of this.standInPartners) outside.push(`partner-${p.site}`);
@@ -392,7 +412,9 @@ export class SiteTwin {
   }
 
   private hostMachine(host: TwinHost): Machine {
-    const binds = [{ source: join(this.dir, "bin", "systemctl"), target: "/usr/bin/systemctl" }];
+    // A storage host's systemctl runs the real NFS server (nfs-ganesha) and hands the rest to the common stand-in.
+    const systemctl = host.role === "storage" ? this.storageSystemctl() : join(this.dir, "bin", "systemctl");
+    const binds = [{ source: systemctl, target: "/usr/bin/systemctl" }];
     // Rendered programs outside /etc (the fence's forced command), and the operator's move command, per directory.
     const programs = new Map<string, string>();
     const local = join(this.dir, "local", host.name);
@@ -408,6 +430,17 @@ export class SiteTwin {
         mkdirSync(dir, { recursive: true });
         programs.set(dir, join(local, dir));
       }
+    }
+    // DRBD has no kernel module here: stand-ins for drbdadm, and for mount/umount of its device, first on the PATH.
+    if (host.role === "storage") {
+      const { backing, state } = drbdFolders(this.dir, this.model.name);
+      const sbin = join(local, "usr/local/sbin");
+      mkdirSync(sbin, { recursive: true });
+      writeFileSync(join(sbin, "drbdadm"), drbdadmStandin(state), { mode: 0o755 });
+      writeFileSync(join(sbin, "mount"), mountStandin(state, backing), { mode: 0o755 });
+      writeFileSync(join(sbin, "umount"), umountStandin(state), { mode: 0o755 });
+      mkdirSync("/usr/local/sbin", { recursive: true });
+      programs.set("/usr/local/sbin", sbin);
     }
     const move = this.providerEnv?.FAILOVER_MOVE_COMMAND;
     if (move && (host.role === "firewall" || host.role === "proxy")) {
@@ -445,6 +478,21 @@ export class SiteTwin {
       }
     }
     return this.machineFor(host.name, [join(this.filesDir, host.name, "etc"), this.extras(host.name)], binds);
+  }
+
+  /** The storage machines' systemctl (`storageSystemctl`), written once. */
+  private storageSystemctl(): string {
+    const path = join(this.dir, "bin", "systemctl-storage");
+    if (!existsSync(path)) {
+      mkdirSync(join(this.dir, "ganesha"), { recursive: true });
+      writeFileSync(path, storageSystemctl(join(this.dir, "bin", "systemctl"), join(this.dir, "ganesha")), { mode: 0o755 });
+    }
+    return path;
+  }
+
+  /** Where a storage host's nfs-ganesha logs (`<twin>/ganesha/<host>.log`). */
+  ganeshaLog(host: string): string {
+    return join(this.dir, "ganesha", `${host}.log`);
   }
 
   /** Creates a veth pair between two machines (`a:nameA` ↔ `b:nameB`). */
@@ -748,6 +796,8 @@ export class SiteTwin {
   async bootHost(name: string): Promise<void> {
     const rt = this.hosts.get(name)!;
     const t0 = performance.now();
+    // DRBD comes up Secondary at boot, with nothing mounted.
+    if (rt.host.role === "storage") resetMember(this.dir, this.model.name, name);
     rt.machine.create();
     this.cable(rt);
     await this.providerImage(rt);
@@ -767,15 +817,37 @@ export class SiteTwin {
     if (fence !== undefined) units.push(UNITS.fromUnitFile(FENCE_UNIT, fence));
     // conntrackd before keepalived: the failover script commits its cache on a takeover.
     if (this.file(name, CONNTRACKD_CONF) !== undefined) units.push(UNITS.conntrackd());
-    if (this.file(name, "/etc/keepalived/keepalived.conf") !== undefined) units.push(UNITS.keepalived());
+    if (this.file(name, "/etc/keepalived/keepalived.conf") !== undefined) units.push(this.keepalived(rt));
     rt.unitDefinitions = units;
+    // The ingress's drop-in runs its certificate program before HAProxy starts (ExecStartPre).
+    if (this.file(name, INGRESS_DROP_IN) !== undefined) await m.run([INGRESS_CERT_SCRIPT]);
     for (const unit of units) {
       const started = await startUnit(m, unit);
       rt.units.set(unit.name, started.process);
     }
+    // The compose projects, as their units (standort-compose@<project>) start them once the network is up.
+    const projects = this.paths(name)
+      .map((path) => ({ path, match: COMPOSE_PROJECT_FILE.exec(path) }))
+      .filter((p) => p.match !== null)
+      .map((p) => ({ project: p.match![1], content: this.file(name, p.path)! }));
+    if (projects.length > 0) await this.workloads.start(name, m, projects);
     rt.up = true;
     this.provider?.fabricRoutes();
     this.log(`${name} booted (${Math.round(performance.now() - t0)} ms)`);
+  }
+
+  /**
+   * keepalived as Debian starts it; on a storage member only once its DRBD peer answers or 20 s passed, as the
+   * rendered first-boot unit (standort-data-volume, before keepalived) waits for the peer on every boot: promoted
+   * without a peer, DRBD would fence one that is only slower to boot.
+   */
+  private keepalived(rt: HostRuntime): Unit {
+    const unit = UNITS.keepalived();
+    const pair = this.model.pairs.find((p) => p.role === "storage" && p.members.includes(rt.host.name) && !p.dissolved);
+    if (!pair) return unit;
+    const peer = pair.heartbeat[pair.members.find((m) => m !== rt.host.name)!];
+    const wait = `i=0; until timeout 1 bash -c 'exec 3<>/dev/tcp/${peer}/${DRBD_PORT}' 2>/dev/null || [ $i -ge 20 ]; do sleep 1; i=$((i + 1)); done`;
+    return { ...unit, prepare: [...(unit.prepare ?? []), wait] };
   }
 
   /** sshd's configuration for a host: the twin's host key, every address, the host's name in the banner. */
@@ -820,13 +892,16 @@ export class SiteTwin {
       if (r.protocol === "any") tcp.add(ANY_PROTOCOL_PROBE_PORT);
     }
     const units: Unit[] = [];
-    if (role === "storage" && tcp.delete(2049)) {
-      // The NFS server (nfs-server.service) until the storage issue brings the real one.
-      units.push(this.standin(rt.host.name, { tcp: [2049] }, "nfs-server"));
-    }
+    // The NFS server is the real nfs-ganesha, which the failover script starts on the active member only.
+    if (role === "storage") tcp.delete(NFS_PORT);
     // Pair mode: the databases replicated between the two sites run for real on the virtualization hosts.
     if (role === "virtualization" && this.joined) for (const p of DATABASE_PORTS) tcp.delete(p);
     const tls: string[] = [];
+    // A compose site's virtualization host runs the real ingress (HAProxy from its rendered file) on the ingress ports.
+    if (role === "virtualization" && this.file(rt.host.name, INGRESS_DROP_IN) !== undefined) {
+      tcp.delete(INGRESS_PORTS.readWrite);
+      tcp.delete(INGRESS_PORTS.readOnly);
+    }
     if (role === "virtualization") {
       for (const [mode, port] of [
         ["rw", INGRESS_PORTS.readWrite],
@@ -852,6 +927,7 @@ export class SiteTwin {
     if (!rt || !rt.up) return;
     rt.up = false;
     rt.networked = false;
+    this.workloads.crashed(name);
     rt.machine.destroy();
     rt.units.clear();
     // The kernel removes a deleted namespace's links in the background: take the far ends away now, so the
@@ -1077,6 +1153,7 @@ export class SiteTwin {
     this.destroyed = true;
     process.removeListener("exit", this.onExit);
     this.provider?.stop();
+    this.workloads.destroy();
     const all = [...this.machines.values(), ...[...this.hosts.values()].map((rt) => rt.machine)];
     for (const m of all) {
       try {

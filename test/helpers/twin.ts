@@ -30,6 +30,11 @@ export const TWIN_TOOLS = [
   "curl",
   "jq",
   "logger",
+  // The storage hosts: the real NFS server, and what the DRBD stand-in and systemctl run (scripts/twin/storage.ts).
+  "ganesha.nfsd",
+  "ss",
+  "bash",
+  "timeout",
 ] as const;
 
 /** True when the twin can run here; otherwise fails the test in CI and skips it elsewhere. */
