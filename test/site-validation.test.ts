@@ -589,3 +589,36 @@ test("through the plan CLI: a broken address exits 2 with one line per problem a
     "2 problem(s); nothing was planned",
   ]);
 });
+
+test("a pre-provisioned store's data disk is a whole disk or a stable link; Hetzner Cloud stores refuse one", () => {
+  const storage = (d: ReturnType<typeof siteDocuments>, site: string) => {
+    const roles = documentOf(d, site).roles;
+    roles.storage ??= {};
+    return roles.storage;
+  };
+  assert.deepEqual(
+    problemsAfter((d) => (storage(d, "vienna").dataDisk = "/dev/vdb1; mkfs")),
+    [
+      "sites/vienna.yaml: roles.storage.dataDisk: must be a whole disk (/dev/vdb, /dev/sdb) or a stable link under /dev/disk/by-id, by-path, by-uuid or by-label",
+    ],
+  );
+  assert.deepEqual(
+    problemsAfter((d) => (storage(d, "helsinki").dataDisk = "/dev/sdb")),
+    [
+      "sites/helsinki.yaml: roles.storage.dataDisk: a Hetzner Cloud store's data disk is its volume, named by the rendered udev rule: remove the field",
+    ],
+  );
+  // The named disk is the one DRBD replicates (and the first boot checks before it formats anything).
+  const docs = siteDocuments();
+  storage(docs, "vienna").dataDisk = "/dev/disk/by-id/virtio-data";
+  const sites = validateSites(docs).sites;
+  const { footprint } = loadFootprint();
+  const files = planHostFiles(
+    sites.find((s) => s.name === "vienna")!,
+    sites,
+    footprint,
+  ).find((h) => h.host === "vie-stor-1")!.files;
+  const resource = files.find((f) => f.path.startsWith("/etc/drbd.d/"))!;
+  assert.match(resource.content, /disk +\/dev\/disk\/by-id\/virtio-data;/);
+  assert.doesNotMatch(resource.content, /\/dev\/vdb/);
+});

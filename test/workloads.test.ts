@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
-import { loadFootprint } from "../lib/footprint/load";
+import { loadFootprint, validateFootprint } from "../lib/footprint/load";
 import { FootprintSchema } from "../lib/footprint/schema";
 import { siteServices } from "../lib/footprint/services";
 import { COMPOSE_DIR, SECRETS_DIR, UPSTREAM_PORT_BASE, workloadInstances } from "../lib/footprint/workloads";
@@ -216,4 +216,20 @@ test("the stack refuses to run a service whose secrets are not configured, and s
   for (const secret of ["mail-db-Secret-1", "mail-session-Secret-2", "tickets-Secret-3", "git-Secret-4", "git-Secret-5"])
     assert.ok(!everything.includes(secret), `${secret} appears only masked`);
   assert.ok(everything.includes("/etc/standort/secrets/mail.env"), "the env file is delivered");
+});
+
+test("a service that publishes ports runs only on compose sites: the footprint names the Kubernetes site that would run it", () => {
+  const raw = parse(readFileSync("sites/footprint.yaml", "utf8"));
+  const groupware = raw.services.find((s: { name: string }) => s.name === "groupware");
+  groupware.workload.containers[0].publish = [{ port: 143, hostPort: 1143 }];
+  const problems = validateFootprint(raw, sites).problems;
+  assert.deepEqual(
+    problems.filter((p) => /publish/.test(p)),
+    ["primary frankfurt runs Kubernetes", "standby helsinki runs Kubernetes"].map(
+      (where) =>
+        `sites/footprint.yaml: services[0] (groupware): workload: app publish ports, but ${where}, which publishes none on its hosts: serve the service from compose sites or drop publish`,
+    ),
+  );
+  // mail publishes 4190 between two compose sites: no problem.
+  assert.deepEqual(validateFootprint(parse(readFileSync("sites/footprint.yaml", "utf8")), sites).problems, []);
 });

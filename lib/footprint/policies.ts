@@ -427,8 +427,35 @@ export interface CheckInputs {
 }
 
 /**
+ * Workloads against the sites that run them: a container that publishes ports
+ * runs only where Compose runs it (the Kubernetes runtime publishes nothing on
+ * the hosts; its ingress controllers are the only host listeners). Every site
+ * a service may run at counts: primary, standby, migration target and the
+ * standby after the move.
+ */
+export function workloadProblems(footprint: Footprint, sites: ReadonlyArray<SiteModel>): string[] {
+  const index = siteIndex(sites);
+  const problems: string[] = [];
+  footprint.services.forEach((service, i) => {
+    if (!resolvable(service, index)) return;
+    const publishing = service.workload.containers.filter((c) => c.publish.length > 0).map((c) => c.name);
+    if (publishing.length === 0) return;
+    for (const { field, site } of siteReferences(service)) {
+      if (index.get(site)!.virtualization.runtime !== "kubernetes") continue;
+      problems.push(
+        line(
+          serviceRef(service, i),
+          `workload: ${publishing.join(", ")} publish ports, but ${field} ${site} runs Kubernetes, which publishes none on its hosts: serve the service from compose sites or drop publish`,
+        ),
+      );
+    }
+  });
+  return problems;
+}
+
+/**
  * Every policy, in a fixed order: references, placement, concentration,
- * replication, backups, tunnels, pairs. Services with unknown sites are only
+ * replication, backups, tunnels, pairs, workloads. Services with unknown sites are only
  * reported by the reference check.
  */
 export function checkFootprint(footprint: Footprint, sites: ReadonlyArray<SiteModel>, inputs: CheckInputs = {}): string[] {
@@ -440,5 +467,6 @@ export function checkFootprint(footprint: Footprint, sites: ReadonlyArray<SiteMo
     ...backupProblems(footprint, sites, inputs.jobs),
     ...tunnelProblems(footprint, sites, inputs.tunnels),
     ...pairProblems(footprint, sites),
+    ...workloadProblems(footprint, sites),
   ];
 }

@@ -152,7 +152,7 @@ export interface SiteModel {
   readonly pairs: ReadonlyArray<PairModel>;
   readonly public: PublicPlan;
   readonly virtualization: SiteFile["roles"]["virtualization"];
-  readonly storage: SiteFile["storage"] & { readonly capacityGb: number };
+  readonly storage: SiteFile["storage"] & { readonly capacityGb: number; readonly dataDisk?: string };
   readonly management: SiteFile["management"];
   readonly time: SiteFile["time"];
 }
@@ -545,7 +545,11 @@ export function buildSiteModel(file: string, site: SiteFile): { model?: SiteMode
       pairs,
       public: publicPlan,
       virtualization: site.roles.virtualization,
-      storage: { ...site.storage, capacityGb: site.roles.storage.capacityGb },
+      storage: {
+        ...site.storage,
+        capacityGb: site.roles.storage.capacityGb,
+        ...(site.roles.storage.dataDisk ? { dataDisk: site.roles.storage.dataDisk } : {}),
+      },
       management: site.management,
       time: site.time,
     },

@@ -370,9 +370,23 @@ export const SiteFileSchema = z
           .prefault({}),
         /** Storage capacity per store in GB. @default 2000 */
         storage: z
-          .strictObject({ capacityGb: z.number().int().min(10).max(10240).default(2000) })
+          .strictObject({
+            capacityGb: z.number().int().min(10).max(10240).default(2000),
+            /**
+             * The block device DRBD replicates on each store of a pre-provisioned site (the provider's extra
+             * disk). Hetzner Cloud sites name their volume themselves and refuse it.
+             * @default /dev/vdb (the second virtio disk of Netcup's and IONOS's KVM servers)
+             */
+            dataDisk: z
+              .string()
+              .regex(
+                /^\/dev\/(?:[a-z]+[0-9]*|disk\/by-(?:id|path|uuid|label)\/[A-Za-z0-9:._-]+)$/,
+                "must be a whole disk (/dev/vdb, /dev/sdb) or a stable link under /dev/disk/by-id, by-path, by-uuid or by-label",
+              )
+              .optional(),
+          })
           .prefault({})
-          .describe("Storage capacity per store in GB. Default: 2000"),
+          .describe("Storage capacity per store in GB (default 2000), and the data disk of pre-provisioned stores."),
       })
       .prefault({}),
     /** Active member and dissolve setting of each pair. @default member 1 active, not dissolved */

@@ -133,6 +133,11 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: 
   for (const { file, site } of parsed) {
     const base = /([^/]+)\.ya?ml$/.exec(file)?.[1];
     if (base !== undefined && base !== site.name) problems.push(`${file}: name: ${site.name} must equal the file name (${base})`);
+    if (site.provider.kind === "hcloud" && site.roles.storage.dataDisk !== undefined) {
+      problems.push(
+        `${file}: roles.storage.dataDisk: a Hetzner Cloud store's data disk is its volume, named by the rendered udev rule: remove the field`,
+      );
+    }
     for (const key of ["name", "code"] as const) {
       const other = seen[key].get(site[key]);
       if (other) problems.push(`${file}: ${key}: ${site[key]} is already used by ${other}`);

@@ -48,10 +48,10 @@ export const DATA_VOLUME_UDEV_RULE = "/etc/udev/rules.d/61-standort-data-volume.
 export const HCLOUD_VOLUME_SERIAL_PREFIX = "0HC_Volume_";
 /**
  * The data disk of a pre-provisioned store: the second virtio disk, as
- * Netcup's and IONOS's KVM servers present an extra disk. The site file has
- * no field for it yet (a change of the site schema); the first-boot script
- * refuses a disk that is missing or holds a filesystem, so a wrong guess stops
- * there and never formats anything.
+ * Netcup's and IONOS's KVM servers present an extra disk, unless the site file
+ * names another (`roles.storage.dataDisk`). The first-boot script refuses a
+ * disk that is missing or holds a filesystem, so a wrong one stops there and
+ * never formats anything.
  */
 export const PREPROVISIONED_DATA_DISK = "/dev/vdb";
 /**
@@ -79,7 +79,7 @@ export const DATA_FILESYSTEM_LABEL = "standort-data";
 
 /** The block device under DRBD on a storage host, by provider (see `HCLOUD_VOLUME_LINK`, `PREPROVISIONED_DATA_DISK`). */
 export function dataDisk(model: SiteModel): string {
-  return model.provider.kind === "hcloud" ? HCLOUD_VOLUME_LINK : PREPROVISIONED_DATA_DISK;
+  return model.provider.kind === "hcloud" ? HCLOUD_VOLUME_LINK : (model.storage.dataDisk ?? PREPROVISIONED_DATA_DISK);
 }
 
 /** The storage pair of the host, or a problem. */

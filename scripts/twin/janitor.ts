@@ -20,6 +20,8 @@ import { parseArgs } from "node:util";
 
 /** The folders twins make under the temporary directory. */
 export const TWIN_DIR_PREFIX = "standort-twin-";
+/** The container engines' folders of a twin (short: podman refuses a run root longer than 50 characters). */
+export const ENGINES_DIR_PREFIX = "stw-";
 
 const alive = (pid: number) => existsSync(`/proc/${pid}`);
 const quietly = (argv: ReadonlyArray<string>) => {
@@ -72,7 +74,7 @@ export function reap(options: { owner?: number; tmp?: string } = {}): string[] {
     quietly(["ip", "netns", "del", ns]);
   }
   const folders = readdirSync(tmp)
-    .filter((f) => f.startsWith(TWIN_DIR_PREFIX))
+    .filter((f) => f.startsWith(TWIN_DIR_PREFIX) || f.startsWith(ENGINES_DIR_PREFIX))
     .map((f) => join(tmp, f))
     .filter((dir) => {
       try {

@@ -16,13 +16,15 @@
  *   same segment, where only the host's own forward filter stands between
  *   (named probes), while the host itself reaches it (the container is there).
  */
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { siteServices } from "../../lib/footprint/services";
 import { WorkloadInstance, workloadInstances } from "../../lib/footprint/workloads";
 import { ingressPort } from "../../lib/footprint/ingress";
 import { WEB_PORTS } from "../../lib/render/policy";
 import { publicProxy } from "./readonly";
+import { ENGINES_DIR_PREFIX } from "./janitor";
 import { ContainerHost, StartedContainer, buildTwinImage } from "./containers";
 import type { Machine } from "./machine";
 import type { SiteTwin } from "./site";
@@ -50,7 +52,7 @@ export class TwinWorkloads {
       name: host,
       ns: machine.ns,
       mountFile: machine.mountFile,
-      dir: join((this.base ??= mkdtempSync("/tmp/stw-")), host),
+      dir: join(this.folder(), host),
       image: await this.image,
       log: this.log,
     });
@@ -60,6 +62,15 @@ export class TwinWorkloads {
     for (const p of projects) started.push(...(await engine.up(p.project, p.content, { twinHost: host })));
     this.log(`${host}: ${projects.length} project(s) up (${started.length} containers)`);
     return started;
+  }
+
+  /** The engines' folder, made on first use and marked with this process as its owner (the janitor reaps it). */
+  private folder(): string {
+    if (!this.base) {
+      this.base = mkdtempSync(join(tmpdir(), ENGINES_DIR_PREFIX));
+      writeFileSync(join(this.base, "owner"), `${process.pid}\n`);
+    }
+    return this.base;
   }
 
   /** The host died: its engine and containers are gone with it. */
