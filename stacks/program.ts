@@ -60,8 +60,13 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     providers.hcloud = new hcloud.Provider("hcloud", { token: secrets.requireSecret("hcloudToken") });
     providerApiToken ??= secrets.requireSecret("hcloudToken");
   }
-  if (jobRunner(model, "backup") === "kubernetes" && config.kubeconfig === undefined)
-    throw missing("kubeconfig", "where backups run on Kubernetes");
+  // A Kubernetes site's first run forms the cluster (its nodes' files): what runs inside it (the workloads, the backup
+  // CronJobs) waits until standort:kubeconfig holds the new cluster's admin.conf, and the run says so.
+  const clusterPending = model.virtualization.runtime === "kubernetes" && config.kubeconfig === undefined;
+  if (clusterPending)
+    void pulumi.log.warn(
+      `${model.name}: standort:kubeconfig is not set: this run forms the cluster only; set it from the first virtualization host's /etc/kubernetes/admin.conf (pulumi config set --secret standort:kubeconfig) and run again for the workloads and the backup CronJobs`,
+    );
   // A takeover that must move an address through the provider fails at run time without these: refuse now.
   const moves = model.pairs.map((p) => failoverMove(model, p.role));
   if (model.provider.kind !== "hcloud" && moves.some((m) => m.kind === "failover-ip") && config.providerApiToken === undefined) {
@@ -118,8 +123,9 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     peers: Object.fromEntries(peerNames.map((peer) => [peer, references[peer].getOutput("credentials")])),
   });
   const hostFiles: Record<string, Array<RenderedFile | DeliverableFile>> = {};
-  // The services' secret env files: rendered with a marker per value, then filled from the secret configuration.
-  const serviceSecrets = secrets.getSecret("serviceSecrets");
+  // The services' secret env files: rendered with a marker per value, then filled from the validated configuration
+  // (a secret: the engine holds the key as one).
+  const serviceSecrets = pulumi.secret(config.serviceSecrets ?? {});
   const workloads = Object.entries(
     workloadHostFiles(model, footprint, services, (service, name) => `@@standort-secret ${service} ${name}@@`),
   ).map(
@@ -130,13 +136,12 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
           f.secret
             ? {
                 ...f,
-                content: pulumi.secret(serviceSecrets).apply((text) => {
-                  const values = JSON.parse(text ?? "{}") as Record<string, Record<string, string>>;
-                  return f.content.replace(
+                content: serviceSecrets.apply((values) =>
+                  f.content.replace(
                     /@@standort-secret ([a-z0-9-]+) ([a-z0-9-]+)@@/g,
                     (_m, service: string, name: string) => values[service][name],
-                  );
-                }),
+                  ),
+                ),
               }
             : f,
         ),
@@ -169,7 +174,7 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     },
     { providers },
   );
-  if (model.virtualization.runtime === "kubernetes") {
+  if (model.virtualization.runtime === "kubernetes" && !clusterPending) {
     // The services as Deployments behind the two ingress classes, plus the CNI and the ingress controllers.
     const provider = new kubernetes.Provider(
       `${model.name}-kubernetes-provider`,
@@ -182,13 +187,13 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
         model,
         services,
         footprint,
-        serviceSecrets: pulumi.secret(serviceSecrets).apply((text) => JSON.parse(text ?? "{}") as Record<string, Record<string, string>>),
+        serviceSecrets,
         provider,
       },
       { parent: site },
     );
   }
-  if (jobRunner(model, "backup") === "kubernetes") {
+  if (jobRunner(model, "backup") === "kubernetes" && !clusterPending) {
     new Replication(
       `${model.name}-replication`,
       {
@@ -212,6 +217,8 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
       secrets: credentials.publishedSecrets,
       certificates: credentials.publishedCertificates,
     },
+    // A Kubernetes site whose cluster resources wait for standort:kubeconfig (its first run).
+    ...(clusterPending ? { clusterPending: "set standort:kubeconfig from the cluster's admin.conf and run again" } : {}),
     tunnelEndpoint: site.prefix.addresses.apply((a) => a.nat?.address ?? null),
     bgpSessionPasswords: pulumi.secret(
       pulumi.all(Object.fromEntries(Object.entries(site.bgpPasswords).map(([peer, p]) => [peer, p.result]))),

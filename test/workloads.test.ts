@@ -233,3 +233,42 @@ test("a service that publishes ports runs only on compose sites: the footprint n
   // mail publishes 4190 between two compose sites: no problem.
   assert.deepEqual(validateFootprint(parse(readFileSync("sites/footprint.yaml", "utf8")), sites).problems, []);
 });
+
+test("a Kubernetes site's first run forms the cluster and leaves what runs inside it until its kubeconfig is set", async () => {
+  const { config, secretKeys } = readStackConfig("helsinki");
+  const secrets = {
+    git: { "database-password": "a", "secret-key": "b" },
+    webhosting: { "database-password": "c" },
+    groupware: { "database-password": "d" },
+  };
+  const run = (withKubeconfig: boolean) =>
+    runUnderMocks({
+      stack: "helsinki",
+      config: Object.fromEntries(
+        Object.entries({ ...config, "standort:serviceSecrets": JSON.stringify(secrets) }).filter(
+          ([k]) => withKubeconfig || k !== "standort:kubeconfig",
+        ),
+      ),
+      secretKeys: [...secretKeys, "standort:serviceSecrets"],
+      program: () => locationStack(),
+    });
+  const count = (r: Awaited<ReturnType<typeof run>>, type: string) => r.resources.filter((x) => x.type === type).length;
+  const first = await run(false);
+  assert.equal(first.outputs.clusterPending, "set standort:kubeconfig from the cluster's admin.conf and run again");
+  assert.equal(count(first, "standort:kubernetes:ClusterCredentials"), 1, "the cluster's secrets are made on the first run");
+  assert.ok(
+    first.resources.some((r) => r.name === "helsinki-cfg-hel-virt-1-tx"),
+    "the nodes get their kubeadm files",
+  );
+  for (const type of [
+    "standort:kubernetes:Workloads",
+    "kubernetes:apps/v1:Deployment",
+    "kubernetes:batch/v1:CronJob",
+    "pulumi:providers:kubernetes",
+  ])
+    assert.equal(count(first, type), 0, `${type} waits for the kubeconfig`);
+  const second = await run(true);
+  assert.equal(second.outputs.clusterPending, undefined);
+  assert.equal(count(second, "kubernetes:apps/v1:Deployment"), 3);
+  assert.equal(count(second, "kubernetes:batch/v1:CronJob"), 6);
+});

@@ -104,11 +104,6 @@ export function secretsFile(service: string): string {
   return `${SECRETS_DIR}/${service}.env`;
 }
 
-/** The volume name of a file tree in a project (Compose volume keys: letters, digits, `_.-`). */
-function volumeName(tree: string): string {
-  return tree;
-}
-
 /**
  * The Compose file of an instance. The serving container publishes its port
  * on loopback only (the ingress on the same host is its one client); the
@@ -136,14 +131,14 @@ export function renderComposeProject(model: SiteModel, instance: WorkloadInstanc
       ...(Object.keys(c.secrets).length > 0 ? { env_file: [secretsFile(instance.service)] } : {}),
       ...(ports.length > 0 ? { ports } : {}),
       ...(c.volumes.length > 0
-        ? { volumes: c.volumes.map((v) => ({ type: "volume", source: volumeName(v.tree), target: v.mount, read_only: readOnly })) }
+        ? { volumes: c.volumes.map((v) => ({ type: "volume", source: v.tree, target: v.mount, read_only: readOnly })) }
         : {}),
     };
   }
   const volumes: Record<string, unknown> = {};
   for (const tree of [...trees].sort()) {
     const path = service.data.files.find((f) => f.name === tree)!.path;
-    volumes[volumeName(tree)] = {
+    volumes[tree] = {
       driver: "local",
       driver_opts: { type: "nfs", o: `addr=${server},${NFS_MOUNT_OPTIONS},${readOnly ? "ro" : "rw"}`, device: `:${path}` },
     };
