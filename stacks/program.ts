@@ -88,6 +88,16 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
       .filter((name) => config.serviceSecrets?.[i.service]?.[name] === undefined)
       .map((name) => `${i.service}.${name}`),
   );
+  // A value for a service or secret the footprint does not know is a typo that would leave the real one unset.
+  const known = new Map(footprint.services.map((s) => [s.name, new Set(serviceSecretNames(s.workload))]));
+  const unknown = Object.entries(config.serviceSecrets ?? {}).flatMap(([service, values]) =>
+    !known.has(service)
+      ? [`${service} is not a service of the footprint`]
+      : Object.keys(values)
+          .filter((name) => !known.get(service)!.has(name))
+          .map((name) => `${service}.${name} is not a secret ${service}'s containers read`),
+  );
+  if (unknown.length > 0) throw new InputError(unknown.map((u) => `${stackFile}: standort:serviceSecrets: ${u}`));
   if (unset.length > 0)
     throw new InputError([
       `${stackFile}: standort:serviceSecrets: ${[...new Set(unset)].join(", ")} must be set: ${model.name} runs these services (pulumi config set --secret standort:serviceSecrets '{"<service>": {"<secret>": "…"}}')`,

@@ -184,7 +184,7 @@ function unexplained(diff: PlanDiff, before: PlanSnapshot, after: PlanSnapshot, 
       // The service's own instances, and the files that list every service of the site (proxy and ingress
       // routing, the ingress's fallback certificate names, the storage exports).
       if (c.path.startsWith(`/etc/standort/compose/${service}/`) || c.path.startsWith(`/etc/standort/compose/${service}-ro/`)) return false;
-      if (c.path === `/etc/standort/secrets/${service}.env`) return false;
+      if (c.path.startsWith(`/etc/standort/secrets/${service}/`)) return false;
       if (c.path === "/etc/haproxy/haproxy.cfg" || c.path === "/usr/local/sbin/standort-ingress-cert") return false;
       if (c.path === "/etc/ganesha/ganesha.conf") return false;
       if (c.path === "/etc/nftables.conf" && onlyPortLines(c)) return false;

@@ -361,7 +361,7 @@ test("the serving member carries the active flag; the firewall's tunnels follow 
   // The flag only once the data volume is promoted, mounted and exported.
   assert.deepEqual(
     storage.calls.filter((c) => /^(drbdadm|mount|systemctl)/.test(c)),
-    ["drbdadm primary standort-data", "mount /dev/drbd0 /srv", "systemctl start nfs-ganesha"],
+    ["drbdadm primary standort-data", "mount /dev/drbd0 /srv", "systemctl restart nfs-ganesha"],
   );
   const refused = await runScript(vienna, "vie-stor-1", "master", { env: { STUB_DRBDADM_EXIT: "11" } });
   assert.equal(refused.code, 1);

@@ -405,7 +405,7 @@ test("the storage pair promotes, mounts and serves only after the fence, and ste
     const fence = at("elif fence_peer; then");
     const promote = at(`until drbdadm primary ${DRBD_RESOURCE}; do`);
     const mount = at(`mount ${DRBD_DEVICE} /srv`);
-    const nfs = at("systemctl start nfs-ganesha");
+    const nfs = at("systemctl restart nfs-ganesha");
     const flag = at('touch "$NFS_SERVING" "$ACTIVE_FLAG"');
     const lsyncd = at("systemctl restart standort-lsyncd.service");
     assert.ok(fence < promote && promote < mount && mount < nfs && nfs < flag && flag < lsyncd, `${model.name}: up order`);

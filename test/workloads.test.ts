@@ -95,11 +95,39 @@ test("the read-only instance mounts its trees read-only and answers only through
   assert.deepEqual(mail.services.sieve.ports, ["4190:4190/tcp"]);
   // Secrets: only in the service's env file, which is secret and names where its values come from.
   for (const f of vienna.filter((x) => x.path.startsWith(`${COMPOSE_DIR}/`))) assert.doesNotMatch(f.content, /serviceSecrets|PASSWORD=/);
-  const env = vienna.find((f) => f.path === `${SECRETS_DIR}/mail.env`)!;
+  // Each container reads only its own secrets: webmail's file holds its two, sieve (no secrets) gets none.
+  assert.deepEqual(mail.services.webmail.env_file, [`${SECRETS_DIR}/mail/webmail.env`]);
+  assert.equal(mail.services.sieve.env_file, undefined);
+  assert.equal(vienna.filter((f) => f.path.startsWith(`${SECRETS_DIR}/mail/`)).length, 1);
+  const env = vienna.find((f) => f.path === `${SECRETS_DIR}/mail/webmail.env`)!;
   assert.equal(env.secret, true);
   assert.equal(env.mode, "0600");
   assert.match(env.content, /^ROUNDCUBEMAIL_DB_PASSWORD=\(secret from standort:serviceSecrets\.mail\.database-password\)$/m);
   assert.match(env.content, /^ROUNDCUBEMAIL_DES_KEY=\(secret from standort:serviceSecrets\.mail\.session-key\)$/m);
+});
+
+test("a dollar sign in an environment value or a command reaches the container as written (Compose interpolation escaped)", (t) => {
+  const raw = parse(readFileSync("sites/footprint.yaml", "utf8"));
+  const webmail = raw.services.find((s: { name: string }) => s.name === "mail").workload.containers[0];
+  webmail.environment.AB = "pa$$word ${HOME} $x";
+  webmail.command = ["sh", "-c", "echo $HOME"];
+  const mutated = validateFootprint(raw, sites).footprint!;
+  const file = planHostFiles(site("vienna"), sites, mutated)
+    .find((h) => h.host === "vie-virt-1")!
+    .files.find((f) => f.path === `${COMPOSE_DIR}/mail/compose.yaml`)!;
+  assert.equal(parse(file.content).services.webmail.environment.AB, "pa$$$$word $${HOME} $$x");
+  if (!requireTool(t, "docker-compose", "sh")) return;
+  // docker-compose interpolates the file before it reaches the engine: nothing of this shell's environment gets in
+  // (`config` prints the result, keeping `$$` escaped, which the container receives as one `$`).
+  const local = join(dir, "dollar.yaml");
+  writeFileSync(local, file.content.replaceAll(SECRETS_DIR, dir));
+  execFileSync("sh", ["-c", `mkdir -p "${dir}/mail" && : > "${dir}/mail/webmail.env"`]);
+  const resolved = parse(
+    execFileSync("docker-compose", ["-f", local, "config"], { encoding: "utf8", env: { ...process.env, HOME: "/nowhere", x: "leak" } }),
+  );
+  assert.equal(resolved.services.webmail.environment.AB, "pa$$$$word $${HOME} $$x");
+  assert.deepEqual(resolved.services.webmail.command, ["sh", "-c", "echo $$HOME"]);
+  assert.doesNotMatch(JSON.stringify(resolved), /nowhere|leak/);
 });
 
 test("every rendered Compose project passes docker-compose config, and a broken one is rejected", (t) => {
@@ -152,6 +180,17 @@ test("the ingress listens on 8443 and 8444, routes each name by SNI to its insta
     script.content,
     /subjectAltName=DNS:vie-virt-2,DNS:git\.example\.com,DNS:mail\.example\.com,DNS:tickets-at\.standby\.example\.net/,
   );
+  // The drop-in replaces the packaged reload list, so the certificates are in place before HAProxy reloads them.
+  const dropIn = vienna.find((f) => f.path === "/etc/systemd/system/haproxy.service.d/standort-ingress.conf")!;
+  assert.deepEqual(
+    dropIn.content.split("\n").filter((l) => l.startsWith("ExecReload=")),
+    [
+      "ExecReload=",
+      "ExecReload=/usr/local/sbin/standort-ingress-cert",
+      "ExecReload=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS",
+      "ExecReload=/bin/kill -USR2 $MAINPID",
+    ],
+  );
 });
 
 test("the footprint refuses workloads that are not pinned, not served, or not backed by the service's trees", () => {
@@ -185,6 +224,31 @@ test("the footprint refuses workloads that are not pinned, not served, or not ba
     /secrets\.ROUNDCUBEMAIL_DES_KEY: .* also set in environment/,
   );
   assert.match(problems((s) => (s.workload.containers[1].publish[0].hostPort = 8443)).join("\n"), /hostPort/);
+  // A read-only variable that would replace a secret, the platform's own variables, a folder mounted twice, the kernel's trees.
+  assert.match(
+    problems((s) => (s.workload.readOnly.environment.ROUNDCUBEMAIL_DB_PASSWORD = "x")).join("\n"),
+    /readOnly\.environment\.ROUNDCUBEMAIL_DB_PASSWORD: ROUNDCUBEMAIL_DB_PASSWORD is filled from secret database-password in container webmail/,
+  );
+  assert.match(
+    problems((s) => (s.workload.readOnly.environment.STANDORT_ACCESS = "read-write")).join("\n"),
+    /readOnly\.environment\.STANDORT_ACCESS: STANDORT_\* variables are set by the platform/,
+  );
+  assert.match(
+    problems((s) => (s.workload.containers[0].environment.STANDORT_SERVICE = "x")).join("\n"),
+    /containers\.0\.environment\.STANDORT_SERVICE: STANDORT_\*/,
+  );
+  assert.match(
+    problems((s) => (s.workload.containers[1].volumes[1].mount = "/var/vmail")).join("\n"),
+    /containers\.1\.volumes\.1\.mount: \/var\/vmail is mounted twice in sieve/,
+  );
+  assert.match(
+    problems((s) => (s.workload.containers[1].volumes[1].mount = "/proc/x")).join("\n"),
+    /volumes\.1\.mount: must not be at or under \/\{proc,sys,dev,run\}/,
+  );
+  assert.match(
+    problems((s) => (s.workload.containers[1].volumes[1].mount = "/etc/../proc")).join("\n"),
+    /volumes\.1\.mount: must not contain \. or \.\. segments/,
+  );
   const twice = structuredClone(raw);
   twice.services.find((s: { name: string }) => s.name === "tickets").workload.containers[0].publish = [{ port: 4190, hostPort: 4190 }];
   const result = FootprintSchema.safeParse(twice);
@@ -205,6 +269,12 @@ test("the stack refuses to run a service whose secrets are not configured, and s
       secretKeys: [...secretKeys, "standort:serviceSecrets"],
       program: () => locationStack(),
     });
+  // A value for a service or secret the footprint does not know is named, not ignored.
+  await assert.rejects(run({ ...values, mial: { "database-password": "x" }, tickets: { "database-pasword": "y" } }), (error: Error) => {
+    assert.match(error.message, /standort:serviceSecrets: mial is not a service of the footprint/);
+    assert.match(error.message, /standort:serviceSecrets: tickets\.database-pasword is not a secret tickets's containers read/);
+    return true;
+  });
   // git (read-only here, migrating) needs its two secrets as well.
   await assert.rejects(run(values), (error: Error) => {
     assert.match(error.message, /standort:serviceSecrets: git\.database-password, git\.secret-key must be set: vienna runs these services/);
@@ -215,7 +285,7 @@ test("the stack refuses to run a service whose secrets are not configured, and s
   const everything = JSON.stringify(result);
   for (const secret of ["mail-db-Secret-1", "mail-session-Secret-2", "tickets-Secret-3", "git-Secret-4", "git-Secret-5"])
     assert.ok(!everything.includes(secret), `${secret} appears only masked`);
-  assert.ok(everything.includes("/etc/standort/secrets/mail.env"), "the env file is delivered");
+  assert.ok(everything.includes("/etc/standort/secrets/mail/webmail.env"), "the env file is delivered");
 });
 
 test("a service that publishes ports runs only on compose sites: the footprint names the Kubernetes site that would run it", () => {

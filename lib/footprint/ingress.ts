@@ -119,24 +119,33 @@ export function renderIngressCertScript(hostName: string, names: ReadonlyArray<s
     "# Any bundle of the operator's: use it, and drop the fallback (SNI would otherwise still pick it for a name it covers).",
     `if ls "$dir"/*.pem 2>/dev/null | grep -qv '/00-standort-fallback.pem$'; then rm -f ${INGRESS_FALLBACK_PEM}; exit 0; fi`,
     `[ -s ${INGRESS_FALLBACK_PEM} ] && exit 0`,
-    "tmp=$(mktemp -d)",
+    // Assembled beside the directory (same filesystem, outside what HAProxy loads), then moved in at once.
+    `tmp=$(mktemp -d ${INGRESS_CERT_DIR}.XXXXXX)`,
     "trap 'rm -rf \"$tmp\"' EXIT",
     `openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days ${FALLBACK_CERT_DAYS} -subj "/CN=${hostName}" -addext "subjectAltName=${san}" -keyout "$tmp/key" -out "$tmp/cert" 2>/dev/null`,
     "umask 077",
-    `cat "$tmp/cert" "$tmp/key" > ${INGRESS_FALLBACK_PEM}.new`,
-    `chgrp haproxy ${INGRESS_FALLBACK_PEM}.new && chmod 0640 ${INGRESS_FALLBACK_PEM}.new`,
-    `mv ${INGRESS_FALLBACK_PEM}.new ${INGRESS_FALLBACK_PEM}`,
+    'cat "$tmp/cert" "$tmp/key" > "$tmp/bundle"',
+    'chgrp haproxy "$tmp/bundle" && chmod 0640 "$tmp/bundle"',
+    `mv "$tmp/bundle" ${INGRESS_FALLBACK_PEM}`,
     "",
   ].join("\n");
 }
 
-/** The drop-in that runs the fallback program before HAProxy starts or reloads. */
+/**
+ * The drop-in that runs the fallback program before HAProxy starts or reloads. A drop-in's
+ * `ExecReload=` adds to the packaged unit's list (systemd.unit(5)), which would run the program after
+ * HAProxy had reloaded the old set of certificates: the list is emptied first and given again in order,
+ * as Debian's haproxy.service has it (check the file, then USR2 to the master).
+ */
 export function renderIngressDropIn(): string {
   return [
     "# standort: the ingress needs a certificate before HAProxy can bind its TLS frontends.",
     "[Service]",
     `ExecStartPre=${INGRESS_CERT_SCRIPT}`,
+    "ExecReload=",
     `ExecReload=${INGRESS_CERT_SCRIPT}`,
+    "ExecReload=/usr/sbin/haproxy -Ws -f $CONFIG -c -q $EXTRAOPTS",
+    "ExecReload=/bin/kill -USR2 $MAINPID",
     "",
   ].join("\n");
 }

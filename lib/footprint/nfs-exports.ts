@@ -5,6 +5,7 @@
  * application segment (`lib/render/ganesha.ts`). Pure: jobs in, one rendered
  * file out.
  */
+import { STORAGE_ACTIVE_FLAG } from "./jobs";
 import type { SiteModel } from "../model/model";
 import { ExportedTree, GANESHA_CONF, ganeshaCheckCommand, renderGaneshaConfig } from "../render/ganesha";
 import { NFS_SERVER_UNIT } from "../render/storage";
@@ -27,9 +28,11 @@ export function siteExportTrees(model: SiteModel, jobs: ReadonlyArray<PlannedJob
 
 /**
  * `/etc/ganesha/ganesha.conf` for one storage host, with its checker
- * (`ganeshaCheckCommand`). The reload restarts ganesha only where it runs
- * (the active member; `try-restart`), so a changed export list takes effect
- * without starting the server on the member that stands by.
+ * (`ganeshaCheckCommand`). The package enables and starts ganesha at install;
+ * the reload takes it out of the boot (the failover script starts it, after the
+ * device is promoted and mounted: started at boot it would export the root
+ * filesystem's `/srv`), restarts it on the active member so a changed export
+ * list takes effect, and stops it on the member that stands by.
  */
 export function nfsExportFile(model: SiteModel, hostName: string, jobs: ReadonlyArray<PlannedJob>): RenderedFile {
   return {
@@ -39,6 +42,10 @@ export function nfsExportFile(model: SiteModel, hostName: string, jobs: Readonly
     secret: false,
     delivery: "ssh",
     check: { command: ganeshaCheckCommand() },
-    reload: ["systemctl", "try-restart", `${NFS_SERVER_UNIT}.service`],
+    reload: [
+      "sh",
+      "-c",
+      `systemctl disable --quiet ${NFS_SERVER_UNIT}.service; if [ -e ${STORAGE_ACTIVE_FLAG} ]; then systemctl restart ${NFS_SERVER_UNIT}.service; else systemctl stop ${NFS_SERVER_UNIT}.service; fi`,
+    ],
   };
 }

@@ -159,6 +159,11 @@ export const pinnedImage = z
     "must be an image pinned by digest: <registry>/<repository>[:tag]@sha256:<64 hex digits>",
   );
 
+/** The prefix of the variables the platform sets in every container (`STANDORT_SERVICE`, `STANDORT_ACCESS`). */
+export const STANDORT_ENV_PREFIX = "STANDORT_";
+/** Top-level folders of a container that its kernel and runtime own. */
+const CONTAINER_SYSTEM_TREES = ["proc", "sys", "dev", "run"];
+
 /** An environment variable's name (POSIX: letters, digits, underscores, not starting with a digit). */
 export const environmentName = z
   .string()
@@ -227,7 +232,16 @@ const containerSchema = z
           /** A file tree of this service (`data.files[].name`). */
           tree: slug,
           /** Where the tree appears in the container. */
-          mount: z.string().regex(/^(?:\/[A-Za-z0-9._-]+)+$/, "must be an absolute path of letters, digits, dots, dashes and underscores"),
+          mount: z
+            .string()
+            .regex(/^(?:\/[A-Za-z0-9._-]+)+$/, "must be an absolute path of letters, digits, dots, dashes and underscores")
+            .refine((p) => !p.split("/").some((part) => part === "." || part === ".."), {
+              message: "must not contain . or .. segments: name the folder itself",
+            })
+            // The kernel's and the runtime's own trees: a volume over them breaks the container.
+            .refine((p) => !CONTAINER_SYSTEM_TREES.includes(p.split("/")[1]), {
+              message: `must not be at or under /${"{"}${CONTAINER_SYSTEM_TREES.join(",")}${"}"}, which the kernel and the runtime own`,
+            }),
         }),
       )
       .default([]),
@@ -285,7 +299,42 @@ const workloadSchema = z
         message: `exactly one container must have a port (the ingress's upstream); ${serving.length} have one`,
       });
     const names = new Set<string>();
+    // The platform's own variables (what the instance is) and the secrets' variables are set in one place only.
+    const reserved = (key: string) => key.startsWith(STANDORT_ENV_PREFIX);
+    for (const key of Object.keys(w.readOnly.environment)) {
+      if (reserved(key))
+        ctx.addIssue({
+          code: "custom",
+          path: ["readOnly", "environment", key],
+          message: `${STANDORT_ENV_PREFIX}* variables are set by the platform`,
+        });
+      w.containers.forEach((c) => {
+        if (key in c.secrets)
+          ctx.addIssue({
+            code: "custom",
+            path: ["readOnly", "environment", key],
+            message: `${key} is filled from secret ${c.secrets[key]} in container ${c.name}: the read-only instance would run without it`,
+          });
+      });
+    }
     w.containers.forEach((c, i) => {
+      for (const key of [...Object.keys(c.environment), ...Object.keys(c.secrets)])
+        if (reserved(key))
+          ctx.addIssue({
+            code: "custom",
+            path: ["containers", i, key in c.environment ? "environment" : "secrets", key],
+            message: `${STANDORT_ENV_PREFIX}* variables are set by the platform`,
+          });
+      const mounts = new Set<string>();
+      c.volumes.forEach((v, j) => {
+        if (mounts.has(v.mount))
+          ctx.addIssue({
+            code: "custom",
+            path: ["containers", i, "volumes", j, "mount"],
+            message: `${v.mount} is mounted twice in ${c.name}`,
+          });
+        mounts.add(v.mount);
+      });
       if (names.has(c.name)) ctx.addIssue({ code: "custom", path: ["containers", i, "name"], message: `${c.name} is used twice` });
       names.add(c.name);
       for (const key of Object.keys(c.secrets))

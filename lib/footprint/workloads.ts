@@ -20,7 +20,7 @@ export type Access = "read-write" | "read-only";
 
 /** Where the rendered Compose projects live on a virtualization host. */
 export const COMPOSE_DIR = "/etc/standort/compose";
-/** The services' secret environment files (`VAR=value` lines, mode 0600), one per service, read by both instances. */
+/** The containers' secret environment files (`VAR=value` lines, mode 0600): `<service>/<container>.env`, read by both instances. */
 export const SECRETS_DIR = "/etc/standort/secrets";
 /** The systemd template unit that runs one project (`standort-compose@<project>.service`). */
 export const COMPOSE_UNIT = "standort-compose@.service";
@@ -99,9 +99,14 @@ export function containerEnvironment(instance: WorkloadInstance, container: Work
   };
 }
 
-/** The secret environment file of a service on its virtualization hosts. */
-export function secretsFile(service: string): string {
-  return `${SECRETS_DIR}/${service}.env`;
+/** The secret environment file of one container of a service on its virtualization hosts: each container gets only its own secrets. */
+export function secretsFile(service: string, container: string): string {
+  return `${SECRETS_DIR}/${service}/${container}.env`;
+}
+
+/** A value as Compose reads it literally: `$` starts an interpolation in the file, `$$` is one `$` (Compose Specification, "Interpolation"). */
+function literal(value: string): string {
+  return value.replace(/\$/g, "$$$$");
 }
 
 /**
@@ -125,10 +130,10 @@ export function renderComposeProject(model: SiteModel, instance: WorkloadInstanc
     c.volumes.forEach((v) => trees.add(v.tree));
     services[c.name] = {
       image: c.image,
-      ...(c.command ? { command: [...c.command] } : {}),
+      ...(c.command ? { command: c.command.map(literal) } : {}),
       restart: "unless-stopped",
-      environment: containerEnvironment(instance, c),
-      ...(Object.keys(c.secrets).length > 0 ? { env_file: [secretsFile(instance.service)] } : {}),
+      environment: Object.fromEntries(Object.entries(containerEnvironment(instance, c)).map(([k, v]) => [k, literal(v)])),
+      ...(Object.keys(c.secrets).length > 0 ? { env_file: [secretsFile(instance.service, c.name)] } : {}),
       ...(ports.length > 0 ? { ports } : {}),
       ...(c.volumes.length > 0
         ? { volumes: c.volumes.map((v) => ({ type: "volume", source: v.tree, target: v.mount, read_only: readOnly })) }
@@ -185,24 +190,22 @@ export function serviceSecretNames(workload: ServiceWorkload): string[] {
 }
 
 /**
- * The secret environment file of a service (`VAR=value` lines, the format of
- * Compose's `env_file`): every variable its containers fill from a secret.
- * `values` maps secret names to values; a missing one throws (the stack
- * checks its configuration before rendering).
+ * The secret environment file of one container (`VAR=value` lines, the format of
+ * Compose's `env_file`): every variable it fills from a secret. `values` maps
+ * secret names to values; a missing one throws (the stack checks its
+ * configuration before rendering).
  */
-export function renderSecretsEnv(service: string, workload: ServiceWorkload, values: Readonly<Record<string, string>>): string {
-  const lines = new Map<string, string>();
-  for (const c of workload.containers)
-    for (const [variable, secret] of Object.entries(c.secrets)) {
+export function renderSecretsEnv(service: string, container: WorkloadContainer, values: Readonly<Record<string, string>>): string {
+  return Object.keys(container.secrets)
+    .sort()
+    .map((variable) => {
+      const secret = container.secrets[variable];
       const value = values[secret];
-      if (value === undefined) throw new Error(`renderSecretsEnv: ${service} has no value for secret ${secret}`);
+      if (value === undefined) throw new Error(`renderSecretsEnv: ${service}/${container.name} has no value for secret ${secret}`);
       if (/[\n\r\0]/.test(value))
         throw new Error(`renderSecretsEnv: ${service}'s secret ${secret} spans lines (env files hold one line per variable)`);
-      lines.set(variable, value);
-    }
-  return [...lines.keys()]
-    .sort()
-    .map((k) => `${k}=${lines.get(k)}`)
+      return `${variable}=${value}`;
+    })
     .join("\n")
     .concat("\n");
 }
@@ -214,7 +217,7 @@ export function renderSecretsEnv(service: string, workload: ServiceWorkload, val
 const COMPOSE_CHECK = [
   "d=$(mktemp -d) && trap 'rm -rf \"$d\"' EXIT",
   `sed "s#${SECRETS_DIR}/#$d/#g" "$1" > "$d/compose.yaml"`,
-  `for f in $(sed -n "s#.*$d/\\([a-z0-9-]*\\.env\\).*#\\1#p" "$d/compose.yaml"); do : > "$d/$f"; done`,
+  `for f in $(sed -n "s#.*$d/\\([a-z0-9/-]*\\.env\\).*#\\1#p" "$d/compose.yaml"); do mkdir -p "$(dirname "$d/$f")" && : > "$d/$f"; done`,
   `${DOCKER_COMPOSE} -f "$d/compose.yaml" config -q`,
 ].join(" && ");
 
@@ -265,13 +268,15 @@ export function serviceSecretFiles(
   if (model.virtualization.runtime !== "compose") return [];
   const seen = new Map<string, ServiceWorkload>();
   for (const i of instances) seen.set(i.service, i.workload);
-  return [...seen.entries()]
-    .filter(([, w]) => serviceSecretNames(w).length > 0)
-    .map(([service, w]) => ({
-      path: secretsFile(service),
-      content: renderSecretsEnv(service, w, Object.fromEntries(serviceSecretNames(w).map((s) => [s, valueOf(service, s)]))),
-      mode: "0600",
-      secret: true,
-      delivery: "ssh" as const,
-    }));
+  return [...seen.entries()].flatMap(([service, w]) =>
+    w.containers
+      .filter((c) => Object.keys(c.secrets).length > 0)
+      .map((c) => ({
+        path: secretsFile(service, c.name),
+        content: renderSecretsEnv(service, c, Object.fromEntries(Object.values(c.secrets).map((name) => [name, valueOf(service, name)]))),
+        mode: "0600",
+        secret: true,
+        delivery: "ssh" as const,
+      })),
+  );
 }

@@ -1062,7 +1062,8 @@ export function roleHooks(role: PairedRole): { up: string[]; down: string[] } {
         "fi",
         // The partner's off-site backups live on the replicated volume (restic writes there as its sftp user).
         `install -d -o restic -g restic -m 0700 ${DATA_ROOT}/backup ${DATA_ROOT}/backup/offsite || log "creating the off-site backup folder failed"`,
-        `if ! systemctl start ${NFS_SERVER_UNIT}; then`,
+        // restart, not start: a server the package started at boot serves the root filesystem's /srv, not the device.
+        `if ! systemctl restart ${NFS_SERVER_UNIT}; then`,
         ...failed(`starting ${NFS_SERVER_UNIT} failed`),
         "fi",
         'touch "$NFS_SERVING" "$ACTIVE_FLAG"',
