@@ -14,10 +14,7 @@
  * requests failed, so no gap can be read from it.
  *
  *   node --import tsx scripts/twin/load.ts --target ADDRESS --port 443 --sni NAME --source ADDRESS
- *     --clients 800 --period-ms 1000 --timeout-ms 2000 --duration-ms 30000 --out FILE [--mode https|banner]
- *
- * `banner` (a stand-in's port): each request is a new TCP connection that must
- * bring a line within the timeout.
+ *     --clients 800 --period-ms 1000 --timeout-ms 2000 --duration-ms 30000 --out FILE [--mode https|nfs|stream]
  *
  * `nfs` (the storage path): each request is a new TCP connection to the NFS
  * port carrying an RPC NULL call of NFSv4 (program 100003, version 4,
@@ -54,8 +51,7 @@ const { values } = parseArgs({
   },
 });
 const mode = values.mode;
-if (mode !== "https" && mode !== "banner" && mode !== "stream" && mode !== "nfs")
-  throw new Error(`--mode ${mode}: https, banner, nfs or stream`);
+if (mode !== "https" && mode !== "stream" && mode !== "nfs") throw new Error(`--mode ${mode}: https, nfs or stream`);
 const target = values.target!;
 const port = Number(values.port);
 const sni = values.sni ?? "";
@@ -164,26 +160,6 @@ function nfsNull(): Promise<boolean> {
   });
 }
 
-/** One banner request: a new connection that must bring a line within the timeout. */
-function banner(): Promise<boolean> {
-  return new Promise((resolve) => {
-    let data = "";
-    const socket = tcpConnect({ host: target, port, localAddress: values.source });
-    const finish = (ok: boolean) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(ok);
-    };
-    const timer = setTimeout(() => finish(false), timeout);
-    socket.on("data", (chunk: Buffer) => {
-      data += chunk.toString("utf8");
-      if (data.includes("\n")) finish(true);
-    });
-    socket.on("error", () => finish(false));
-    socket.on("close", () => finish(data.includes("\n")));
-  });
-}
-
 /** One long-lived stream (mode `stream`): connect once, then a line per period, each waited for until echoed. */
 async function stream(index: number, started: () => void): Promise<void> {
   await sleep((index * period) / clients);
@@ -262,12 +238,12 @@ async function client(index: number, started: () => void): Promise<void> {
     if (Date.now() >= until) break;
     const begin = Date.now();
     next = begin + period;
-    if (mode === "banner" || mode === "nfs") {
+    if (mode === "nfs") {
       if (first) {
         first = false;
         started();
       }
-      const ok = mode === "nfs" ? await nfsNull() : await banner();
+      const ok = await nfsNull();
       records.push([begin, Date.now(), ok ? 1 : 0]);
       continue;
     }

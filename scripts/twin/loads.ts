@@ -40,7 +40,7 @@ interface Target {
   readonly source: string;
   readonly address: string;
   readonly port: number;
-  readonly mode: "https" | "banner" | "nfs" | "stream";
+  readonly mode: "https" | "nfs" | "stream";
   readonly sni?: string;
   readonly clients: number;
   readonly what: string;
