@@ -1,7 +1,7 @@
 /**
  * `npm run twin -- <location> [--scenario reachability|workloads|failover|partition|storage|all] [--json FILE] [--files DIR]`
  *   (without --scenario: reachability and workloads)
- * `npm run twin -- <location> <partner> [--scenario tunnels|data|all|none] [--json FILE]` (the pair twin)
+ * `npm run twin -- <location> <partner> [--scenario tunnels|dns|data|all|none] [--json FILE]` (the pair twin)
  *
  * Boots the location from the files its stack installs (or from a
  * `plan --files` folder) in Linux network namespaces, with the real daemons,
@@ -26,6 +26,7 @@ import { PairTwin } from "./twin/pair";
 import { PairDatabases, RpoEntry } from "./twin/databases";
 import { GuardEntry, PairFiles } from "./twin/files";
 import { PromotionEntry, promotion } from "./twin/promotion";
+import { DnsEntry, dnsSwitch } from "./twin/dns";
 import { ReadOnlyEntry, readOnly } from "./twin/readonly";
 import { BackupEntry, backups } from "./twin/backups";
 import { TunnelDownEntry, TunnelEntry, tunnelDown, tunnelReady, tunnelsUp } from "./twin/tunnels";
@@ -36,7 +37,7 @@ export const SCENARIOS = ["reachability", "workloads", "failover", "partition", 
 const SHOWN_FAILURES = 40;
 
 /** Scenarios of the pair twin (two partner locations joined). */
-export const PAIR_SCENARIOS = ["tunnels", "data", "all", "none"] as const;
+export const PAIR_SCENARIOS = ["tunnels", "dns", "data", "all", "none"] as const;
 
 export const TwinFlagsSchema = z
   .strictObject({
@@ -250,6 +251,7 @@ export interface PairReport {
   readonly promotion?: PromotionEntry;
   readonly readOnly?: ReadonlyArray<ReadOnlyEntry>;
   readonly backups?: ReadonlyArray<BackupEntry>;
+  readonly dns?: DnsEntry;
 }
 
 /** The pair twin: both locations booted and joined, then the tunnel and data path scenarios. */
@@ -292,6 +294,27 @@ async function pairMain(flags: TwinFlags & { partner: string }, out: (line: stri
       ok &&=
         report.tunnels.every((t) => t.up) &&
         report.tunnelDown.every((d) => d.blockedWhileDown && d.leakedPackets === 0 && d.backAfterMs !== null);
+    }
+    if (wants("dns")) {
+      const d = await dnsSwitch(pair, log);
+      if (!d) out("dns: no service has its primary at one of these sites and its standby at the other");
+      else {
+        report.dns = d;
+        const good =
+          d.serversAgreed &&
+          d.switchSeconds !== null &&
+          d.switchSeconds <= 30 &&
+          d.backSeconds !== null &&
+          !d.bothWritable &&
+          d.landedReadOnly;
+        out(
+          `dns switch of ${d.name} (${d.service}: ${d.primary} cut off, ${d.standby} stands by; PowerDNS ifurlup, TTL ${d.ttlSeconds} s):`,
+        );
+        out(
+          `  ${good ? "" : "FAIL "}to the standby ${d.switchSeconds ?? "never"} s (target 30 s, TTL included), back ${d.backSeconds ?? "never"} s; a request landed ${d.landedReadOnly ? "read-only" : "NOT read-only"} (${d.answer.split(" ").slice(0, 2).join(" ")}), a write got ${d.writeStatus}; both writable: ${d.bothWritable}`,
+        );
+        ok &&= good;
+      }
     }
     if (wants("data")) {
       // The data path needs the tunnel: the first handshake may still be on its way right after the boot.

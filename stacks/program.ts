@@ -19,7 +19,10 @@ import { credentialPeers, planCredentials } from "../lib/footprint/credentials";
 import { ReplicationCredentials } from "../components/replication-credentials";
 import type { DeliverableFile } from "../components/host-config";
 import type { RenderedFile } from "../lib/render/types";
-import { footprintHostFiles, proxiedServices, workloadHostFiles } from "../lib/footprint/site-files";
+import { footprintHostFiles, nameServerHostFiles, proxiedServices, workloadHostFiles } from "../lib/footprint/site-files";
+import { publicProxyAddress } from "../lib/render/policy";
+import { monitoringHostFiles } from "../lib/monitoring/host-files";
+import { monitoringPlan } from "../lib/monitoring/site-plan";
 import { serviceSecretNames, workloadInstances } from "../lib/footprint/workloads";
 import { InputError } from "../lib/model/validate";
 import { parseStackConfig } from "../lib/model/stack-config";
@@ -102,6 +105,10 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     throw new InputError([
       `${stackFile}: standort:serviceSecrets: ${[...new Set(unset)].join(", ")} must be set: ${model.name} runs these services (pulumi config set --secret standort:serviceSecrets '{"<service>": {"<secret>": "…"}}')`,
     ]);
+  if (!config.alerting)
+    throw new InputError([
+      `${stackFile}: standort:alerting: must be set: the site's Alertmanager needs a receiver (pulumi config set --secret standort:alerting '{"kind":"webhook","url":"https://…"}')`,
+    ]);
   const tunnels = siteTunnels(footprint, sites, model.name);
   // Every job of the footprint: what reaches this site (copies, backups into its stores) decides what its hosts accept.
   const allJobs = planJobs(footprint, sites);
@@ -161,11 +168,47 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
   // virtualization host's kubeadm files, bootstrap unit and static pods (lib/kubernetes).
   const cluster = model.virtualization.runtime === "kubernetes" ? new ClusterCredentials(`${model.name}-kubernetes`, { model }) : undefined;
   const clusterFiles = cluster ? Object.entries(kubernetesDeliverables(model, sites, cluster.values)) : [];
+  // The name server on the proxies serves every site's address. A Hetzner Cloud site's floating IP is not in its
+  // site file: a peer's comes from its stack (`proxyAddress`), this site's once its floating IP exists (below).
+  // Resolved from the site's routed prefix once it exists (an unknown in a preview stays unknown, never hangs).
+  const [ownAddress, resolveOwnAddress] = pulumi.deferredOutput<string | undefined>();
+  const unfixed = sites.filter((s) => publicProxyAddress(s) === undefined).map((s) => s.name);
+  const unfixedAddresses = Object.fromEntries(
+    unfixed.map((name) => [
+      name,
+      name === model.name
+        ? ownAddress
+        : ((references[name] ?? new pulumi.StackReference(`peer-${name}`, { name: `${config.stackPrefix}/${name}` })).getOutput(
+            "proxyAddress",
+          ) as pulumi.Output<string | undefined>),
+    ]),
+  );
+  const addresses = pulumi.all(unfixedAddresses);
+  const nameServer = Object.entries(nameServerHostFiles(model, footprint, sites)).map(
+    ([host, files]) =>
+      [
+        host,
+        files.map((f): DeliverableFile => ({
+          ...f,
+          content: addresses.apply(
+            (known) =>
+              nameServerHostFiles(
+                model,
+                footprint,
+                sites,
+                Object.fromEntries(Object.entries(known).filter((e): e is [string, string] => typeof e[1] === "string")),
+              )[host].find((x) => x.path === f.path)!.content,
+          ),
+        })),
+      ] as const,
+  );
   for (const [host, files] of [
     ...Object.entries(footprintHostFiles(model, jobs)),
     ...workloads,
     ...Object.entries(credentials.files),
     ...clusterFiles,
+    ...nameServer,
+    ...Object.entries(monitoringHostFiles(model, monitoringPlan(model, footprint, sites, jobs), config.alerting)),
   ]) {
     hostFiles[host] = [...(hostFiles[host] ?? []), ...files];
   }
@@ -184,6 +227,7 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     },
     { providers },
   );
+  resolveOwnAddress(site.prefix.addresses.apply((a) => a.proxy?.address ?? undefined));
   if (model.virtualization.runtime === "kubernetes" && !clusterPending) {
     // The services as Deployments behind the two ingress classes, plus the CNI and the ingress controllers.
     const provider = new kubernetes.Provider(
@@ -230,6 +274,8 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     // A Kubernetes site whose cluster resources wait for standort:kubeconfig (its first run).
     ...(clusterPending ? { clusterPending: "set standort:kubeconfig from the cluster's admin.conf and run again" } : {}),
     tunnelEndpoint: site.prefix.addresses.apply((a) => a.nat?.address ?? null),
+    // What the other sites' name servers answer for this site's names.
+    proxyAddress: site.prefix.addresses.apply((a) => a.proxy?.address ?? null),
     bgpSessionPasswords: pulumi.secret(
       pulumi.all(Object.fromEntries(Object.entries(site.bgpPasswords).map(([peer, p]) => [peer, p.result]))),
     ),

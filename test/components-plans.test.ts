@@ -83,11 +83,11 @@ test("cloud firewall rules come only from outside zones, SSH only from the allow
       role,
     );
   }
-  // Only the proxies are open to the internet, and only for the web.
+  // Only the proxies are open to the internet, and only for the web and DNS.
   const open = (role: "firewall" | "proxy" | "virtualization" | "storage") => byRole[role].filter((r) => r.sourceIps.includes("0.0.0.0/0"));
   assert.deepEqual(
     open("proxy").map((r) => `${r.protocol}/${r.port}`),
-    ["tcp/80", "tcp/443"],
+    ["tcp/80", "tcp/443", "udp/53", "tcp/53"],
   );
   for (const role of ["firewall", "virtualization", "storage"] as const) assert.deepEqual(open(role), [], role);
   // Rules between segments or with the partner never reach a cloud firewall.

@@ -36,6 +36,7 @@ interface Scope {
   readonly service: string;
   readonly sites: ReadonlyArray<string>;
   readonly databases: ReadonlyArray<string>;
+  readonly publicName: string;
 }
 
 function scopeOf(service: string, ...plans: Array<Record<string, PlanSnapshot>>): Scope {
@@ -44,7 +45,7 @@ function scopeOf(service: string, ...plans: Array<Record<string, PlanSnapshot>>)
   );
   const entry = loadFootprint(sites.dir).footprint.services.find((s) => s.name === service);
   assert.ok(entry, `${service} is a service of the footprint`);
-  return { service, sites: sitesOfService, databases: entry.data.databases.map((d) => d.name) };
+  return { service, sites: sitesOfService, databases: entry.data.databases.map((d) => d.name), publicName: entry.publicName };
 }
 
 /** Lines only one side of a file change has (its order aside), as `onlyPortLines` compares them. */
@@ -80,6 +81,36 @@ function certificateForServiceNames(change: FileChange, service: string): boolea
 }
 
 /**
+ * A zone file of the name servers every site's proxies run: each serves every zone, so a change to where a
+ * service is answered edits the zone files at every site, not only the service's. Explained when the file
+ * changes (never appears or goes) and every changed line is the SOA (its serial is a digest of the records) or
+ * names the service (its standby names, its public name and the comments above them), with at least one such
+ * record line changed.
+ */
+function dnsZoneFile(change: FileChange, scope: Scope): boolean {
+  if (!/^[a-z]+-cfg-[a-z]+-proxy-\d+-tx$/.test(change.resource) || !change.path.startsWith("/etc/powerdns/zones/")) return false;
+  if (change.kind !== "changed") return false;
+  const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const namesService = new RegExp(`(\\b${scope.service}\\b|^${escape(scope.publicName)}\\.)`);
+  const soa = (l: string) => /\tIN\tSOA\t/.test(l);
+  const lines = changedLines(change);
+  return lines.some((l) => !soa(l) && namesService.test(l)) && lines.every((l) => soa(l) || namesService.test(l));
+}
+
+/** The alert blocks (`- alert:` up to the next) of a rules file, and the text before the first. */
+function alertBlocks(text: string): string[] {
+  return text.split(/\n(?=\s*- alert: )/);
+}
+
+/** A rules file whose only changed blocks are alerts labelled `service: <service>`, with some changed. */
+function onlyServiceAlerts(change: FileChange, service: string): boolean {
+  const [a, b] = [alertBlocks(change.before ?? ""), alertBlocks(change.after ?? "")];
+  const moved = [...a.filter((x) => !b.includes(x)), ...b.filter((x) => !a.includes(x))];
+  const label = new RegExp(`^\\s*- alert: [\\s\\S]*\\n\\s+service: ${service}\\n`);
+  return moved.length > 0 && moved.every((block) => label.test(block + "\n"));
+}
+
+/**
  * The site's replication machinery, as far as the service's part in it goes: files on the storage and
  * virtualization hosts of the service's sites that exist, or read as they do, because of which sites write,
  * copy, receive or keep backups of what. A service's mode or step decides whether its site writes (then it has
@@ -101,6 +132,9 @@ function replicationMachineryFile(change: FileChange, scope: Scope): boolean {
     if (change.path === "/etc/standort/databases/tls/server.crt") return certificateForServiceNames(change, scope.service);
     return false;
   }
+  // The alerts on the jobs the site runs: only the alerts labelled with the service come or go.
+  if (change.path === "/etc/prometheus/rules/standort.rules.yml")
+    return change.kind === "changed" && onlyServiceAlerts(change, scope.service);
   // The site's role for this service (primary: it sends, standby: it receives), as both guards read it.
   if (change.path === `/etc/standort/replication/roles/${scope.service}`) return true;
   // The storage sshd admits the replication keys (the `Match User root` block) while the site receives pushes.
@@ -128,6 +162,9 @@ function replicationMachineryFile(change: FileChange, scope: Scope): boolean {
     "/etc/lsyncd/standort.conf.lua",
     "/etc/systemd/system/standort-lsyncd.service",
     "/etc/systemd/system/standort-lsyncd.path",
+    // The record of each job's last run (for the alerts), present while the site's storage hosts run jobs.
+    "/usr/local/lib/standort/job-record",
+    "/etc/systemd/system/standort-job-failed@.service",
   ];
   const servicePassword = change.path.startsWith(`/etc/standort/backup/${scope.service}.`) && change.path.endsWith(".password");
   return (servicePassword || storagePaths.includes(change.path)) && linesNameScope;
@@ -168,7 +205,9 @@ function replicationMachineryResource(urn: string, diff: PlanDiff, before: PlanS
  * HAProxy file (its backends), packet filters whose only changed lines
  * are the app-services port set (and the ruleset's digest stamp), and the
  * replication machinery of the service's sites as far as the service's part
- * in it goes (`replicationMachineryFile`, `replicationMachineryResource`).
+ * in it goes (`replicationMachineryFile`, `replicationMachineryResource`,
+ * including the alerts on its jobs), and the name servers' zone files in the
+ * service's records only (`dnsZoneFile`).
  * The host transactions and their confirmations change whenever one of their
  * files does. Anything else is returned as unexplained.
  */
@@ -189,6 +228,7 @@ function unexplained(diff: PlanDiff, before: PlanSnapshot, after: PlanSnapshot, 
       if (c.path === "/etc/ganesha/ganesha.conf") return false;
       if (c.path === "/etc/nftables.conf" && onlyPortLines(c)) return false;
       if (replicationMachineryFile(c, scope)) return false;
+      if (dnsZoneFile(c, scope)) return false;
       return true;
     })
     .map((c) => `${c.resource}: ${c.kind} ${c.path}`);
@@ -208,14 +248,26 @@ test("promoting one service changes that service's role at both of its sites and
   );
   const promoted = await planAll();
   try {
+    const mail = scopeOf("mail", before, promoted);
+    assert.deepEqual(mail.sites, ["karlsruhe", "vienna"]);
     for (const location of ["frankfurt", "helsinki"]) {
+      // Only its name servers' zone files change (every site serves every zone), in mail's records only.
       const diff = diffPlans(before[location], promoted[location]);
-      assert.deepEqual([diff.added, diff.removed, diff.changed, diff.outputs], [[], [], [], []], `${location} is untouched`);
+      assert.deepEqual([diff.added, diff.removed, diff.outputs], [[], [], []], `${location} adds, removes and outputs nothing new`);
+      assert.ok(
+        diff.changed.every((c) => /-cfg-[a-z]+-proxy-\d+-(tx|confirm)$/.test(last(c.urn))),
+        `${location} changes only its proxies' host transactions: ${diff.changed.map((c) => last(c.urn)).join(", ")}`,
+      );
+      const files = fileChanges(before[location], promoted[location]);
+      assert.ok(files.length > 0, `${location}'s name servers learn where mail is answered now`);
+      assert.deepEqual(
+        files.filter((c) => !dnsZoneFile(c, mail)).map((c) => `${c.resource}: ${c.kind} ${c.path}`),
+        [],
+        `${location} is otherwise untouched`,
+      );
     }
     const vienna = diffPlans(before.vienna, promoted.vienna);
     const karlsruhe = diffPlans(before.karlsruhe, promoted.karlsruhe);
-    const mail = scopeOf("mail", before, promoted);
-    assert.deepEqual(mail.sites, ["karlsruhe", "vienna"]);
     assert.deepEqual(unexplained(vienna, before.vienna, promoted.vienna, mail), []);
     assert.deepEqual(unexplained(karlsruhe, before.karlsruhe, promoted.karlsruhe, mail), []);
     // The role, seen from both sites.

@@ -22,21 +22,21 @@ test("each site hosts its services with their roles and names", () => {
   assert.deepEqual(roles(views.get("frankfurt")!), [
     ["git", "standby", "git-de.standby.example.net:r"],
     ["groupware", "primary", "cloud.example.com:rw"],
-    ["webhosting", "standby", "webhosting-de.standby.example.net:r"],
+    ["webhosting", "standby", "web.example.com:r webhosting-de.standby.example.net:r"],
   ]);
   assert.deepEqual(roles(views.get("helsinki")!), [
     ["git", "migration-source", "git.example.com:w"],
-    ["groupware", "standby", "groupware-fi.standby.example.net:r"],
+    ["groupware", "standby", "cloud.example.com:r groupware-fi.standby.example.net:r"],
     ["webhosting", "primary", "web.example.com:rw"],
   ]);
   assert.deepEqual(roles(views.get("karlsruhe")!), [
-    ["mail", "standby", "mail-de.standby.example.net:r"],
+    ["mail", "standby", "mail.example.com:r mail-de.standby.example.net:r"],
     ["tickets", "primary", "support.example.com:rw"],
   ]);
   assert.deepEqual(roles(views.get("vienna")!), [
     ["git", "migration-target", "git.example.com:r"],
     ["mail", "primary", "mail.example.com:rw"],
-    ["tickets", "standby", "tickets-at.standby.example.net:r"],
+    ["tickets", "standby", "support.example.com:r tickets-at.standby.example.net:r"],
   ]);
   assert.equal(views.get("vienna")!.find((e) => e.service === "git")!.migrationStep, "switch-reads");
 });
@@ -192,7 +192,8 @@ test("a migration switches reads, then writes, step by step", () => {
     noneElsewhere({
       frankfurt: null,
       helsinki: null,
-      karlsruhe: ["standby", "git-de.standby.example.net:r"],
+      // A finished migration's standby answers the public name read-only too, as any standby (the DNS switch).
+      karlsruhe: ["standby", "git.example.com:r git-de.standby.example.net:r"],
       vienna: ["primary", "git.example.com:rw"],
     }),
   );

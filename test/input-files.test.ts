@@ -354,9 +354,11 @@ test("a location that hosts no service plans cleanly: proxies with only the heal
   assert.doesNotMatch(haproxy, /^(frontend (http|https)|backend)\b/m);
   assert.deepEqual(
     haproxy.split("\n").filter((l) => /^(frontend|backend|listen)\b/.test(l)),
-    ["frontend stats"],
+    ["frontend stats", "frontend prometheus"],
   );
   assert.match(haproxy, /^\tbind 10\.\d+\.\d+\.\d+:8404$/m);
+  // The metrics endpoint for the site's Prometheus, on the management address too.
+  assert.match(haproxy, /^\tbind 10\.\d+\.\d+\.\d+:8405$/m);
   // No service port to reach: no dmz-to-app rule (a tcp rule without ports would admit every port).
   for (const host of ["fkb-fw-1", "fkb-virt-1"]) {
     const nft = readFileSync(join(files, host, "etc", "nftables.conf"), "utf8");

@@ -102,7 +102,7 @@ test("frankfurt: groupware read-write (its primary), git and webhosting read-onl
     [
       ["git-ro", INGRESS_CLASSES.readOnly, ["git-de.standby.example.net"]],
       ["groupware", INGRESS_CLASSES.readWrite, ["cloud.example.com"]],
-      ["webhosting-ro", INGRESS_CLASSES.readOnly, ["webhosting-de.standby.example.net"]],
+      ["webhosting-ro", INGRESS_CLASSES.readOnly, ["web.example.com", "webhosting-de.standby.example.net"]],
     ],
   );
   // Each Ingress sends its names to the Service of the same instance.
@@ -144,7 +144,7 @@ test("helsinki: webhosting and git read-write, groupware read-only with its read
     ]),
     [
       [INGRESS_CLASSES.readWrite, ["git.example.com"]],
-      [INGRESS_CLASSES.readOnly, ["groupware-fi.standby.example.net"]],
+      [INGRESS_CLASSES.readOnly, ["cloud.example.com", "groupware-fi.standby.example.net"]],
       [INGRESS_CLASSES.readWrite, ["web.example.com"]],
     ],
   );

@@ -93,8 +93,14 @@ test("the zone policy is data: named rules in a fixed order, partner rules from 
     policy.map((r) => r.name),
     [
       "internet-to-proxy-web",
+      "internet-to-proxy-dns-udp",
+      "internet-to-proxy-dns-tcp",
       "allowlist-to-ssh",
       "mgmt-to-ssh",
+      "monitoring-to-node-exporter",
+      "monitoring-to-haproxy-exporter",
+      "monitoring-cluster",
+      "monitoring-cluster-gossip",
       "mgmt-to-proxy-stats",
       "dmz-to-app-services",
       "app-cluster",
@@ -136,6 +142,30 @@ test("the zone policy is data: named rules in a fixed order, partner rules from 
     [web.protocol, web.ports, web.destinations, web.targets, web.forwarded],
     ["tcp", [80, 443], ["10.30.0.4/32"], ["proxy"], true],
   );
+  // DNS reaches the name server on the proxies from the internet, like the web, over UDP and TCP.
+  assert.deepEqual(
+    policy
+      .filter((r) => r.name.startsWith("internet-to-proxy-dns-"))
+      .map((r) => [r.name, r.from.kind, r.protocol, r.ports, r.destinations, r.targets, r.forwarded, r.provedBy]),
+    [
+      ["internet-to-proxy-dns-udp", "internet", "udp", [53], ["10.30.0.4/32"], ["proxy"], true, "dns"],
+      ["internet-to-proxy-dns-tcp", "internet", "tcp", [53], ["10.30.0.4/32"], ["proxy"], true, "dns"],
+    ],
+  );
+  // Monitoring: Prometheus on the storage hosts (their mgmt /32s) scrapes every host and the proxies' HAProxy
+  // exporter; the two monitoring servers reach each other.
+  const monitors = ["10.30.2.20/32", "10.30.2.21/32"];
+  assert.deepEqual(
+    policy
+      .filter((r) => r.name.startsWith("monitoring-"))
+      .map((r) => [r.name, r.protocol, r.ports, r.sources, r.destinations, r.targets, r.forwarded]),
+    [
+      ["monitoring-to-node-exporter", "tcp", [9100], monitors, [], ["firewall", "proxy", "virtualization", "storage"], false],
+      ["monitoring-to-haproxy-exporter", "tcp", [8405], monitors, ["10.30.2.10/32", "10.30.2.11/32"], ["proxy"], false],
+      ["monitoring-cluster", "tcp", [9090, 9093, 9094], monitors, monitors, ["storage"], false],
+      ["monitoring-cluster-gossip", "udp", [9094], monitors, monitors, ["storage"], false],
+    ],
+  );
   const databases = policy.find((r) => r.name === "partner-karlsruhe-to-app-databases")!;
   assert.deepEqual(
     [databases.ports, databases.sources, databases.destinations, databases.targets, databases.forwarded],
@@ -160,6 +190,13 @@ test("the zone policy is data: named rules in a fixed order, partner rules from 
       ["bgp-edge-a", ["198.19.10.1/32"]],
       ["bgp-edge-b", ["198.19.10.2/32"]],
     ],
+  );
+  // So does the scrape of the BGP exporter on the firewalls.
+  assert.ok(!policy.some((r) => r.name === "monitoring-to-bird-exporter"));
+  const bird = zonePolicy(site("frankfurt"), sites).find((r) => r.name === "monitoring-to-bird-exporter")!;
+  assert.deepEqual(
+    [bird.protocol, bird.ports, bird.sources, bird.destinations, bird.targets],
+    ["tcp", [9324], ["10.10.2.20/32", "10.10.2.21/32"], ["10.10.2.2/32", "10.10.2.3/32"], ["firewall"]],
   );
   // Services' ports enter the policy.
   const withShop = zonePolicy(vienna, sites, [

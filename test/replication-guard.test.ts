@@ -44,6 +44,7 @@ import {
   treeMarker,
 } from "../lib/footprint/replication-guard";
 import { footprintHostFiles } from "../lib/footprint/site-files";
+import { JOB_RECORD_COMMAND, JOB_RECORD_SCRIPT } from "../lib/monitoring/job-record";
 import { FILE_PLACEHOLDER, RenderedFile } from "../lib/render/types";
 import { systemdWords } from "../lib/twin/systemd-unit";
 import { example, withService } from "./fixtures/footprint/example";
@@ -58,15 +59,27 @@ const senderFiles = footprintHostFiles(model("vienna"), jobs)["vie-stor-1"];
 const receiverFiles = footprintHostFiles(model("karlsruhe"), jobs)["fkb-stor-1"];
 const unit = renderSystemdUnits(job).find((f) => f.path.endsWith(".service"))!;
 
-/** The argv of the unit's ExecStart= (only one: the unit is a oneshot with a single command). */
-function execStart(content: string): string[] {
+/**
+ * The argv of the unit's ExecStart= and of its ExecStartPost= (the unit is a oneshot with a single command: the guard
+ * runs the checks and rsync; systemd runs the ExecStartPost= only after it succeeded, and that records the success
+ * for the monitoring, lib/monitoring/job-record.ts).
+ */
+function unitCommands(content: string): { start: string[]; post: string[] } {
   const lines = content.split("\n").filter((l) => /^ExecStart(Pre|Post)?=/.test(l));
   assert.deepEqual(
     lines.map((l) => l.split("=")[0]),
-    ["ExecStart"],
-    "the copy is one command: the guard runs the checks and rsync",
+    ["ExecStart", "ExecStartPost"],
+    "the copy is one command: the guard runs the checks and rsync; then its success is recorded",
   );
-  return systemdWords(lines[0].slice("ExecStart=".length));
+  return {
+    start: systemdWords(lines[0].slice("ExecStart=".length)),
+    post: systemdWords(lines[1].slice("ExecStartPost=".length)),
+  };
+}
+
+/** The argv of the unit's ExecStart= (only one: the unit is a oneshot with a single command). */
+function execStart(content: string): string[] {
+  return unitCommands(content).start;
 }
 
 /** The stand-in for ssh and sshd's forced command (see the header). */
@@ -145,9 +158,23 @@ function hosts(files: Record<string, string>, standby: Record<string, string>): 
   }
 }
 
-/** Runs a unit's ExecStart unchanged in one host's namespace (by default vienna's mail/vmail copy at vienna). */
+/**
+ * Runs a unit's ExecStart unchanged in one host's namespace (by default vienna's mail/vmail copy at vienna) and, as
+ * systemd does, its ExecStartPost= only when that succeeded: the host's delivered recorder
+ * (/usr/local/lib/standort/job-record, under the host's folder) writes into the host's folder `textfile` instead of
+ * node exporter's (STANDORT_TEXTFILE_DIR).
+ */
 function runUnit(h: Hosts, from = h.sender, content = unit.content): { code: number; stderr: string; stdout: string } {
-  const argv = execStart(content);
+  const { start: argv, post } = unitCommands(content);
+  const env = {
+    PATH: `${join(h.dir, "bin")}:/usr/sbin:/usr/bin:/sbin:/bin`,
+    TMPDIR: h.dir,
+    TEST_SENDER: from,
+    TEST_WORLD: h.dir,
+    STANDORT_REPLICATION_ETC: join(from, "root/etc/standort/replication"),
+    STANDORT_REPLICATION_STATE: join(from, "state"),
+    STANDORT_TEXTFILE_DIR: join(from, "textfile"),
+  };
   const result = spawnSync(
     "unshare",
     [
@@ -158,21 +185,18 @@ function runUnit(h: Hosts, from = h.sender, content = unit.content): { code: num
       "sh",
       ...argv,
     ],
-    {
-      encoding: "utf8",
-      timeout: 8000,
-      env: {
-        PATH: `${join(h.dir, "bin")}:/usr/sbin:/usr/bin:/sbin:/bin`,
-        TMPDIR: h.dir,
-        TEST_SENDER: from,
-        TEST_WORLD: h.dir,
-        STANDORT_REPLICATION_ETC: join(from, "root/etc/standort/replication"),
-        STANDORT_REPLICATION_STATE: join(from, "state"),
-      },
-    },
+    { encoding: "utf8", timeout: 8000, env },
   );
   assert.equal(result.error, undefined, String(result.error));
-  return { code: result.status ?? -1, stderr: result.stderr, stdout: result.stdout };
+  if (result.status !== 0) return { code: result.status ?? -1, stderr: result.stderr, stdout: result.stdout };
+  assert.equal(post[0], JOB_RECORD_COMMAND);
+  const recorded = spawnSync(join(from, "root", post[0]), post.slice(1), { encoding: "utf8", timeout: 8000, env });
+  assert.equal(recorded.error, undefined, String(recorded.error));
+  return {
+    code: recorded.status ?? -1,
+    stderr: result.stderr + recorded.stderr,
+    stdout: result.stdout + recorded.stdout,
+  };
 }
 
 /** Every file under `dir` (relative path => content), folders left out. */
@@ -200,6 +224,16 @@ function metric(file: string, name: string): string | undefined {
 }
 
 const senderState = (h: Hosts) => join(h.sender, "state", `${job.key}.prom`);
+/** What the job recorder wrote for the copy's unit on the sending host (node exporter's textfile collector). */
+const jobRecord = (h: Hosts, from = h.sender) =>
+  join(
+    from,
+    "textfile",
+    `standort-job-${unit.path
+      .split("/")
+      .pop()!
+      .replace(/\.service$/, "")}.prom`,
+  );
 const receiverState = (h: Hosts) => join(h.receiver, "state", `receive-${job.service}-${job.tree}.prom`);
 
 /** Skips (outside CI) or fails (in CI) without the tools or the right to create mount namespaces. */
@@ -222,6 +256,7 @@ function assertRefused(h: Hosts, reason: RegExp): void {
   assert.match(stderr, /standort-replicate: mail-files-vmail-to-karlsruhe: refused: /);
   assert.match(stderr, reason);
   assert.deepEqual(tree(h.standby), before, "the standby keeps its files");
+  assert.ok(!existsSync(jobRecord(h)), "a refused run records no success");
   assert.equal(metric(senderState(h), "standort_replication_last_run_success"), "0");
   assert.ok(Number(metric(senderState(h), "standort_replication_last_failure_timestamp_seconds")) > 0);
   assert.match(
@@ -270,6 +305,7 @@ test("both ends get the guard files: vienna sends mail (primary), karlsruhe rece
     "/etc/standort/replication/roles/git",
     "/etc/standort/replication/roles/mail",
     "/etc/standort/replication/roles/tickets",
+    "/usr/local/lib/standort/job-record",
     "/usr/local/lib/standort/lsyncd/mail-files-dkim-to-karlsruhe",
     "/usr/local/lib/standort/lsyncd/mail-files-vmail-to-karlsruhe",
     "/etc/lsyncd/standort.conf.lua",
@@ -282,9 +318,14 @@ test("both ends get the guard files: vienna sends mail (primary), karlsruhe rece
   assert.match(content(receiverFiles, "/etc/standort/replication/trees") ?? "", /^mail vmail \/srv\/mail\/vmail$/m);
   assert.equal(content(senderFiles, "/usr/local/sbin/standort-replicate"), REPLICATE_SCRIPT);
   assert.equal(content(receiverFiles, REPLICA_RECEIVE_COMMAND), REPLICA_RECEIVE_SCRIPT);
-  // The guard files come before the units, so a timer never starts before its program exists.
+  assert.equal(content(senderFiles, JOB_RECORD_COMMAND), JOB_RECORD_SCRIPT);
+  assert.equal(senderFiles.find((f) => f.path === JOB_RECORD_COMMAND)?.mode, "0755");
+  // The guard files and the recorder come before the units, so a timer never starts before its programs exist.
   const order = senderFiles.map((f) => f.path);
+  const firstUnit = order.findIndex((p) => p.endsWith(".timer") || /\/standort-[^@/]+\.service$/.test(p));
   assert.ok(order.indexOf("/usr/local/sbin/standort-replicate") < order.findIndex((p) => p.endsWith(".timer")));
+  assert.ok(order.indexOf(JOB_RECORD_COMMAND) < firstUnit);
+  assert.ok(order.indexOf("/etc/systemd/system/standort-job-failed@.service") < firstUnit);
   // Every storage host of the two ends gets the same files, and a Kubernetes site (helsinki) both sides too: its
   // copies run on its storage hosts like a compose site's.
   assert.deepEqual(footprintHostFiles(model("vienna"), jobs)["vie-stor-2"], senderFiles);
@@ -296,6 +337,7 @@ test("both ends get the guard files: vienna sends mail (primary), karlsruhe rece
     "/etc/standort/replication/roles/git",
     "/etc/standort/replication/roles/groupware",
     "/etc/standort/replication/roles/webhosting",
+    "/usr/local/lib/standort/job-record",
     "/usr/local/lib/standort/lsyncd/git-files-repositories-to-frankfurt",
     "/usr/local/lib/standort/lsyncd/git-files-repositories-to-vienna",
     "/usr/local/lib/standort/lsyncd/webhosting-files-htdocs-to-frankfurt",
@@ -350,6 +392,14 @@ test("a normal run copies the tree, reaches the standby's VIP and records succes
     assert.ok(Number(metric(senderState(h), "standort_replication_last_success_timestamp_seconds")) > 0);
     assert.equal(metric(senderState(h), "standort_replication_last_failure_timestamp_seconds"), "0");
     assert.equal(metric(receiverState(h), "standort_replica_receive_last_run_success"), "1");
+    // The unit's ExecStartPost= recorded the success for the monitoring's freshness alerts, and no failure.
+    const success = Number(metric(jobRecord(h), "standort_job_last_success_timestamp_seconds"));
+    assert.ok(Math.abs(success - Date.now() / 1000) < 60, `success recorded at ${success}`);
+    assert.equal(metric(jobRecord(h), "standort_job_last_failure_timestamp_seconds"), "0");
+    assert.match(
+      readFileSync(jobRecord(h), "utf8"),
+      /^standort_job_last_success_timestamp_seconds\{job="standort-mail-files-vmail-to-karlsruhe"\} \d+$/m,
+    );
   } finally {
     rmSync(h.dir, { recursive: true, force: true });
   }

@@ -273,7 +273,7 @@ test("cloud firewalls deny by default and let management in only from the allowl
       f.name,
     );
     const open = rules.filter((r) => r.sourceIps.includes("0.0.0.0/0")).map((r) => `${r.protocol}/${r.port}`);
-    assert.deepEqual(open, f.inputs.name === "helsinki-proxy" ? ["tcp/80", "tcp/443"] : [], f.name);
+    assert.deepEqual(open, f.inputs.name === "helsinki-proxy" ? ["tcp/80", "tcp/443", "udp/53", "tcp/53"] : [], f.name);
   }
 });
 

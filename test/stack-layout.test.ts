@@ -269,7 +269,7 @@ test("switching the active member changes only the pair's priorities, not the ho
   }
 });
 
-test("changing the number of virtualization hosts changes only those hosts (and the proxies' backend list)", async () => {
+test("changing the number of virtualization hosts changes only those hosts (and the proxies' backend list, the scrape targets, the hairpin NAT)", async () => {
   const hel = await planStack("helsinki", { sitesDir: sitesWith("helsinki.yaml", (d) => (d.roles.virtualization.count = 5)) });
   const helDiff = diffPlans(toSnapshot(await planOf("helsinki")), toSnapshot(hel));
   const typed = (urn: string) => `${urn.split("::")[2].split("$").pop()} ${last(urn)}`;
@@ -298,17 +298,32 @@ test("changing the number of virtualization hosts changes only those hosts (and 
     hel.resources.filter((r) => r.type.startsWith("hcloud:") && r.name.startsWith("helsinki-virt-5")).map((r) => r.parent),
     [host.urn, host.urn],
   );
-  // Nothing removed; the only existing files that change are the proxies' HAProxy files, which list the pool.
+  // Nothing removed; the only existing files that change are the proxies' HAProxy files, which list the pool, and
+  // the storage hosts' Prometheus files, which list the hosts to scrape.
   assert.deepEqual(helDiff.removed, []);
   assert.deepEqual(
     helDiff.changed.map((c) => last(c.urn)),
-    ["helsinki-cfg-hel-proxy-1-confirm", "helsinki-cfg-hel-proxy-1-tx", "helsinki-cfg-hel-proxy-2-confirm", "helsinki-cfg-hel-proxy-2-tx"],
+    [
+      "helsinki-cfg-hel-proxy-1-confirm",
+      "helsinki-cfg-hel-proxy-1-tx",
+      "helsinki-cfg-hel-proxy-2-confirm",
+      "helsinki-cfg-hel-proxy-2-tx",
+      "helsinki-cfg-hel-stor-1-confirm",
+      "helsinki-cfg-hel-stor-1-tx",
+      "helsinki-cfg-hel-stor-2-confirm",
+      "helsinki-cfg-hel-stor-2-tx",
+    ],
   );
   assert.deepEqual(
     fileChanges(toSnapshot(await planOf("helsinki")), toSnapshot(hel))
       .filter((c) => c.kind !== "added" || !c.resource.startsWith("helsinki-cfg-hel-virt-5-"))
       .map((c) => `${c.resource} ${c.path}`),
-    ["helsinki-cfg-hel-proxy-1-tx /etc/haproxy/haproxy.cfg", "helsinki-cfg-hel-proxy-2-tx /etc/haproxy/haproxy.cfg"],
+    [
+      "helsinki-cfg-hel-proxy-1-tx /etc/haproxy/haproxy.cfg",
+      "helsinki-cfg-hel-proxy-2-tx /etc/haproxy/haproxy.cfg",
+      "helsinki-cfg-hel-stor-1-tx /etc/prometheus/prometheus.yml",
+      "helsinki-cfg-hel-stor-2-tx /etc/prometheus/prometheus.yml",
+    ],
   );
   assert.ok(
     helDiff.outputs.every((c) => /^(hostsByRole\.virtualization|proxy\.(services|sizing))/.test(c.path)),
@@ -339,7 +354,15 @@ test("changing the number of virtualization hosts changes only those hosts (and 
     fileChanges(toSnapshot(await planOf("vienna")), toSnapshot(vie))
       .filter((c) => !c.resource.startsWith("vienna-cfg-vie-virt-4-"))
       .map((c) => `${c.resource} ${c.path}`),
-    ["vienna-cfg-vie-proxy-1-tx /etc/haproxy/haproxy.cfg", "vienna-cfg-vie-proxy-2-tx /etc/haproxy/haproxy.cfg"],
+    // The firewalls' hairpin NAT lists every host's own uplink address; the new host has one.
+    [
+      "vienna-cfg-vie-fw-1-tx /etc/nftables.conf",
+      "vienna-cfg-vie-fw-2-tx /etc/nftables.conf",
+      "vienna-cfg-vie-proxy-1-tx /etc/haproxy/haproxy.cfg",
+      "vienna-cfg-vie-proxy-2-tx /etc/haproxy/haproxy.cfg",
+      "vienna-cfg-vie-stor-1-tx /etc/prometheus/prometheus.yml",
+      "vienna-cfg-vie-stor-2-tx /etc/prometheus/prometheus.yml",
+    ],
   );
 });
 

@@ -12,11 +12,14 @@ import { PairFiles } from "../scripts/twin/files";
 import { readOnly } from "../scripts/twin/readonly";
 import { backups } from "../scripts/twin/backups";
 import { promotion } from "../scripts/twin/promotion";
+import { dnsSwitch } from "../scripts/twin/dns";
 import { assertNothingLeft, requireTwin } from "./helpers/twin";
 import { requireTool } from "./helpers/tools";
 
 /** What the data path runs besides the site twin's own tools. */
 const DATA_TOOLS = [
+  "pdns_server",
+  "dig",
   "wireguard-go",
   "wg",
   "initdb",
@@ -55,6 +58,18 @@ test("vienna and karlsruhe as a pair twin: tunnel, data path, recovery point, pr
     assert.equal(down.blockedWhileDown, true, "partner traffic is not answered while the tunnel is down");
     assert.equal(down.leakedPackets, 0, "and nothing for the partner left the site in clear");
     assert.ok(down.backAfterMs !== null, "the tunnel comes back when started again");
+  });
+
+  await t.test("with the primary cut off, the public name answers the standby within 30 s, read-only, and comes back", async () => {
+    const d = await dnsSwitch(p);
+    t.diagnostic(JSON.stringify(d));
+    assert.ok(d, "mail has its primary at vienna and its standby at karlsruhe");
+    assert.equal(d.serversAgreed, true, "both name servers answered the primary before the cut");
+    assert.ok(d.switchSeconds !== null && d.switchSeconds <= 30, `switched within 30 s, TTL included (${d.switchSeconds})`);
+    assert.equal(d.landedReadOnly, true, "a request by the public name landed on the standby's read-only instance");
+    assert.equal(d.writeStatus, 403, "and a write there was refused");
+    assert.equal(d.bothWritable, false);
+    assert.ok(d.backSeconds !== null && d.backSeconds <= 30, `the primary answers again after the link returns (${d.backSeconds})`);
   });
 
   const databases = await PairDatabases.start(p);

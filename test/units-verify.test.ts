@@ -28,7 +28,12 @@ const units = rendered.flatMap(({ host, files }) =>
  * storage pair's first-boot unit, the Compose projects' template, the Kubernetes bootstrap).
  */
 const PLATFORM_UNITS = /^\/etc\/systemd\/system\/standort-(fence|data-volume|compose@|kubernetes-bootstrap)\.?service$/;
-const jobUnits = units.filter((u) => !PLATFORM_UNITS.test(u.file.path));
+/**
+ * The monitoring's own units (lib/monitoring/host-files.ts, lib/monitoring/job-record.ts): the host metrics' service
+ * and timer on firewalls and virtualization hosts, and the template unit every job's `OnFailure=` starts.
+ */
+const MONITORING_UNITS = /^\/etc\/systemd\/system\/standort-(host-metrics\.(service|timer)|job-failed@\.service)$/;
+const jobUnits = units.filter((u) => !PLATFORM_UNITS.test(u.file.path) && !MONITORING_UNITS.test(u.file.path));
 
 test("every site that copies files gets units on both storage hosts", () => {
   const withUnits = [...new Set(jobUnits.map((u) => u.host))].sort();
@@ -47,6 +52,31 @@ test("every site that copies files gets units on both storage hosts", () => {
   for (const host of ["fra-stor-1", "hel-stor-1"]) {
     const paths = jobUnits.filter((u) => u.host === host).map((u) => u.file.path);
     assert.ok(paths.length > 0 && paths.every((p) => !/-backup-/.test(p)), `${host}: copies only, ${paths.join(", ")}`);
+  }
+  // No silent failure: every periodic job's service (the one its timer starts) records its success and failure, and
+  // its host has the recorder and the failure unit its OnFailure= starts.
+  const timed = jobUnits.filter(
+    (x) =>
+      x.file.path.endsWith(".service") &&
+      jobUnits.some((t) => t.host === x.host && t.file.path === x.file.path.replace(/\.service$/, ".timer")),
+  );
+  assert.ok(timed.length > 0);
+  for (const u of timed) {
+    const unit = u.file.path.slice("/etc/systemd/system/".length);
+    assert.match(u.file.content, /^OnFailure=standort-job-failed@%n\.service$/m, `${u.host}: ${unit}`);
+    const service = u.file.content.slice(u.file.content.indexOf("[Service]")).trimEnd().split("\n");
+    assert.equal(service.at(-1), `ExecStartPost=/usr/local/lib/standort/job-record success ${unit}`, `${u.host}: ${unit}`);
+  }
+  for (const host of new Set(timed.map((u) => u.host))) {
+    const files = rendered.filter((r) => r.host === host).flatMap((r) => r.files);
+    assert.ok(
+      files.some((f) => f.path === "/usr/local/lib/standort/job-record" && f.mode === "0755"),
+      `${host}: the recorder`,
+    );
+    assert.ok(
+      files.some((f) => f.path === "/etc/systemd/system/standort-job-failed@.service"),
+      `${host}: the failure unit`,
+    );
   }
   for (const u of jobUnits.filter((x) => x.file.path.endsWith(".timer"))) {
     const service = u.file.path.replace(/\.timer$/, ".service");
@@ -71,6 +101,8 @@ function complaints(stderr: string): string[] {
   // program the stack renders and delivers to the storage hosts (lib/footprint/replicate.sh), never installed here.
   // So is the storage hosts' first-boot program of the data volume (/usr/local/sbin/standort-data-volume,
   // lib/render/storage.ts), delivered with its unit.
+  // So are the monitoring's programs (lib/monitoring): the job recorder every job's ExecStartPost= and failure unit
+  // run (/usr/local/lib/standort/job-record) and the host metrics' collector (/usr/local/lib/standort/host-metrics).
   // Only those exact paths are excused: any other /usr/local program a unit names is still reported.
   return stderr
     .split("\n")
@@ -78,7 +110,8 @@ function complaints(stderr: string): string[] {
       (l) =>
         l.trim() !== "" &&
         !/Command \/usr\/bin\/\S+ is not executable: No such file or directory/.test(l) &&
-        !/Command \/usr\/local\/sbin\/standort-(replicate|data-volume) is not executable: No such file or directory/.test(l),
+        !/Command \/usr\/local\/sbin\/standort-(replicate|data-volume) is not executable: No such file or directory/.test(l) &&
+        !/Command \/usr\/local\/lib\/standort\/(job-record|host-metrics) is not executable: No such file or directory/.test(l),
     );
 }
 

@@ -178,7 +178,7 @@ test("the ingress listens on 8443 and 8444, routes each name by SNI to its insta
   assert.equal(check(script, script.content).code, 0);
   assert.match(
     script.content,
-    /subjectAltName=DNS:vie-virt-2,DNS:git\.example\.com,DNS:mail\.example\.com,DNS:tickets-at\.standby\.example\.net/,
+    /subjectAltName=DNS:vie-virt-2,DNS:git\.example\.com,DNS:mail\.example\.com,DNS:support\.example\.com,DNS:tickets-at\.standby\.example\.net/,
   );
   // The drop-in replaces the packaged reload list, so the certificates are in place before HAProxy reloads them.
   const dropIn = vienna.find((f) => f.path === "/etc/systemd/system/haproxy.service.d/standort-ingress.conf")!;

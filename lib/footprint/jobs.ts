@@ -12,6 +12,7 @@
  * (`./replication-guard`). Pure: no Pulumi, no I/O (the guard programs' text
  * is read once when `./replication-guard` loads).
  */
+import { ON_FAILURE_LINE, recordSuccessLine } from "../monitoring/job-record";
 import { createHash } from "node:crypto";
 import { cidr } from "../net/ipv4";
 import { SiteModel } from "../model/model";
@@ -491,8 +492,12 @@ export function renderSystemdUnits(job: PeriodicJob): RenderedFile[] {
     "Wants=network-online.target",
     "After=network-online.target",
     `ConditionPathExists=${STORAGE_ACTIVE_FLAG}`,
+    // No silent failure: a failed run is recorded where the monitoring reads it (lib/monitoring/job-record.ts).
+    ON_FAILURE_LINE,
     "",
     ...service,
+    // Last: runs only when everything before it succeeded, and records the success for the freshness alerts.
+    recordSuccessLine(`${unit}.service`),
     "",
   ].join("\n");
   const timerFile = [

@@ -144,7 +144,8 @@ export function placeService(
       case "done":
         writer = T;
         placements.push({ site: T, role: "primary", names: [rw(service.publicName)] });
-        placements.push({ site: S2, role: "standby", names: [ro(nameAt(S2))] });
+        // As any standby (mode standby): the public name read-only too, for the DNS switch.
+        placements.push({ site: S2, role: "standby", names: [ro(service.publicName), ro(nameAt(S2))] });
         paths = [{ from: T, to: S2, purpose: "standby" }];
         break;
     }
@@ -153,7 +154,9 @@ export function placeService(
       case "standby":
         writer = P;
         placements.push({ site: P, role: "primary", names: [rw(service.publicName)] });
-        placements.push({ site: S, role: "standby", names: [ro(nameAt(S))] });
+        // The standby also answers the public name, read-only: the name servers send it there by themselves
+        // while the primary's health URL fails (lib/footprint/dns.ts), so reads go on without anyone's edit.
+        placements.push({ site: S, role: "standby", names: [ro(service.publicName), ro(nameAt(S))] });
         paths = [{ from: P, to: S, purpose: "standby" }];
         break;
       case "read-only":

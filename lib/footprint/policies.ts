@@ -4,6 +4,7 @@
  * the file, the service (or site field), the rule broken and the fix. A plan
  * or stack must not proceed while any check returns a line.
  */
+import { nameServerProblems } from "./dns";
 import { cidr, containsAddress, parseAddress } from "../net/ipv4";
 import { SiteModel } from "../model/model";
 import { CONTINUOUS_METHOD, Footprint } from "./schema";
@@ -468,5 +469,6 @@ export function checkFootprint(footprint: Footprint, sites: ReadonlyArray<SiteMo
     ...tunnelProblems(footprint, sites, inputs.tunnels),
     ...pairProblems(footprint, sites),
     ...workloadProblems(footprint, sites),
+    ...nameServerProblems(sites),
   ];
 }

@@ -357,6 +357,16 @@ const serviceSchema = z
     description: z.string().optional(),
     /** Host name the service's users reach it on. */
     publicName: hostname,
+    /**
+     * Path the name servers fetch over HTTPS under the public name at each
+     * site answering it (PowerDNS `ifurlup`): a 2xx answer within 2 s means
+     * the site serves the service. No quotes or backslashes (it sits in a LUA string).
+     * @default /
+     */
+    healthPath: z
+      .string()
+      .regex(/^\/[A-Za-z0-9._~!$&()*+,;=:@%/?-]*$/, "is not an absolute URL path (starts with /, no quotes, spaces or backslashes)")
+      .default("/"),
     /** The site that runs the service and takes its writes. */
     primary: slug,
     /** The site that keeps a live copy; another site, provider and country than the primary. */

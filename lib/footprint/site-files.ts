@@ -25,6 +25,8 @@ import { SiteService } from "./services";
 import type { Footprint } from "./schema";
 import { composeHostFiles, serviceSecretFiles, workloadInstances } from "./workloads";
 import { ingressFiles } from "./ingress";
+import { dnsHostFiles } from "./dns";
+import { jobRecordFiles } from "../monitoring/job-record";
 
 /** The ingress ports (lib/render/policy, where every port constant lives). */
 export { INGRESS_PORTS };
@@ -134,7 +136,8 @@ export function footprintHostFiles(model: SiteModel, jobs: ReadonlyArray<Planned
   const storagePair = model.pairs.find((p) => p.role === "storage");
   const continuous = lsyncdFiles(model.name, storagePair?.members ?? [], copies);
   // The guards before the units: a timer enabled before its program exists would fail its first run.
-  const storage = [...replicationGuardFiles(model, own), ...units, ...continuous];
+  // The failure recorder before the units whose OnFailure= and ExecStartPost= call it.
+  const storage = [...replicationGuardFiles(model, own), ...(units.length > 0 ? jobRecordFiles() : []), ...units, ...continuous];
   for (const host of model.hosts) {
     // The NFS exports on every storage host (the failover script starts the server on the active member only).
     if (host.role === "storage") files[host.name] = [...storage, nfsExportFile(model, host.name, own)];
@@ -166,4 +169,19 @@ export function workloadHostFiles(
     ];
   }
   return files;
+}
+
+/**
+ * The name server's files on both proxies of a site (every site serves every
+ * zone, `lib/footprint/dns.ts`). `addresses`: public proxy addresses the site
+ * files do not fix (a Hetzner Cloud site's floating IP), by site.
+ */
+export function nameServerHostFiles(
+  model: SiteModel,
+  footprint: Footprint,
+  sites: ReadonlyArray<SiteModel>,
+  addresses: Readonly<Record<string, string | undefined>> = {},
+): Record<string, RenderedFile[]> {
+  const files = dnsHostFiles(footprint, sites, addresses);
+  return Object.fromEntries(model.hosts.filter((h) => h.role === "proxy").map((h) => [h.name, files]));
 }

@@ -545,6 +545,24 @@ export const StackConfigSchema = z.strictObject({
     )
     .optional(),
   /**
+   * Where the site's Alertmanager sends notifications, as JSON: `{"kind":"email","to":"…","from":"…","smarthost":"host:port"}`
+   * or `{"kind":"webhook","url":"https://…"}` (an SMTP relay or a webhook URL may carry a token). Secret.
+   */
+  alerting: jsonText('must be JSON: {"kind":"email","to","from","smarthost"} or {"kind":"webhook","url"}')
+    .pipe(
+      z.discriminatedUnion("kind", [
+        z.strictObject({
+          kind: z.literal("email"),
+          to: z.email(),
+          from: z.email(),
+          smarthost: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "must be host:port of the SMTP relay"),
+        }),
+        z.strictObject({ kind: z.literal("webhook"), url: z.url({ protocol: /^https?$/ }) }),
+      ]),
+    )
+    .optional()
+    .describe("Where the site's Alertmanager sends notifications (email or webhook), as JSON. Secret."),
+  /**
    * Where the other sites' stacks are, for StackReference: `<organization>/<project>`.
    * A stack of site X is read as `<stackPrefix>/X`.
    * @default "organization/standort" (the self-managed backends' organization)

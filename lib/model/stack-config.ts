@@ -3,7 +3,7 @@ import { InputError, formatIssues } from "./validate";
 
 export const CONFIG_NAMESPACE = "standort";
 /** Keys that must be set with `pulumi config set --secret`. */
-export const SECRET_CONFIG_KEYS = ["hcloudToken", "sshPrivateKey", "kubeconfig", "providerApiToken", "serviceSecrets"] as const;
+export const SECRET_CONFIG_KEYS = ["hcloudToken", "sshPrivateKey", "kubeconfig", "providerApiToken", "serviceSecrets", "alerting"] as const;
 
 /**
  * Validates a stack's configuration. `values` is the flat engine form

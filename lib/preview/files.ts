@@ -8,13 +8,16 @@ import { SiteModel } from "../model/model";
 import { Footprint } from "../footprint/schema";
 import { siteServices } from "../footprint/services";
 import { siteTunnels, tunnelPeers } from "../footprint/wireguard";
-import { footprintHostFiles, proxiedServices, workloadHostFiles } from "../footprint/site-files";
+import { footprintHostFiles, nameServerHostFiles, proxiedServices, workloadHostFiles } from "../footprint/site-files";
 import { serviceSecretPlaceholder } from "../footprint/workloads";
 import { planJobs } from "../footprint/jobs";
 import { derivedCredentialValues, placeholderCredentialValues, planCredentials, renderCredentialFiles } from "../footprint/credentials";
 import { PLACEHOLDER_SSH_KEY, placeholderSecrets, renderHostFiles } from "../render";
 import { HostFiles, ProxiedService, RenderOptions, RenderedFile, TunnelPeer } from "../render/types";
 import { kubernetesHostFiles, placeholderBootstrapValues } from "../kubernetes";
+import { monitoringHostFiles } from "../monitoring/host-files";
+import { monitoringPlan } from "../monitoring/site-plan";
+import { OFFLINE_ALERTING } from "./run-stack";
 
 /**
  * The render options a site's stack passes its renderers (the same for the
@@ -51,7 +54,7 @@ export function planHostFiles(
    * `twin.derivedCredentials`: render the job credentials with working values derived from this seed instead of
    * placeholders (`derivedCredentialValues`), the same at every site: for the pair twin, never deployed.
    */
-  twin: { readonly derivedCredentials?: string } = {},
+  twin: { readonly derivedCredentials?: string; readonly proxyAddresses?: Readonly<Record<string, string>> } = {},
 ): HostFiles[] {
   const services = siteServices(footprint, sites, model.name);
   const extra = footprintHostFiles(
@@ -82,6 +85,19 @@ export function planHostFiles(
   );
   // Kubernetes sites: kubeadm files, bootstrap unit, static pods, with a working placeholder token, key and CA.
   const cluster = kubernetesHostFiles(model, sites, placeholderBootstrapValues(model));
+  // The name server on the proxies; a Hetzner Cloud site's floating IP is known once its stack ran (`addresses`).
+  const dns = nameServerHostFiles(model, footprint, sites, twin.proxyAddresses ?? {});
+  // The monitoring, with a placeholder receiver (the stack's standort:alerting is a secret the plan cannot read).
+  const monitoring = monitoringHostFiles(
+    model,
+    monitoringPlan(
+      model,
+      footprint,
+      sites,
+      services.flatMap((s) => s.jobs),
+    ),
+    OFFLINE_ALERTING,
+  );
   return model.hosts.map((host) => ({
     host: host.name,
     files: [
@@ -90,6 +106,8 @@ export function planHostFiles(
       ...(workloads[host.name] ?? []),
       ...(credentials[host.name] ?? []),
       ...(cluster[host.name] ?? []),
+      ...(dns[host.name] ?? []),
+      ...(monitoring[host.name] ?? []),
       ...(host.role === "firewall" ? tunnels : []),
     ],
   }));

@@ -20,7 +20,11 @@ export const OFFLINE_PLACEHOLDER = "offline-plan-placeholder";
 
 /** The key of the services' secrets: a JSON mapping, so its offline stand-in must be one. */
 const SERVICE_SECRETS_KEY = `${CONFIG_NAMESPACE}:serviceSecrets`;
-const offlinePlaceholder = (key: string) => (key === SERVICE_SECRETS_KEY ? "{}" : OFFLINE_PLACEHOLDER);
+/** The alert receiver: a JSON object, so its offline stand-in must be a valid one (nothing is sent by a plan). */
+const ALERTING_KEY = `${CONFIG_NAMESPACE}:alerting`;
+export const OFFLINE_ALERTING = { kind: "webhook", url: `https://${OFFLINE_PLACEHOLDER}.invalid/alerts` } as const;
+const offlinePlaceholder = (key: string) =>
+  key === SERVICE_SECRETS_KEY ? "{}" : key === ALERTING_KEY ? JSON.stringify(OFFLINE_ALERTING) : OFFLINE_PLACEHOLDER;
 
 /**
  * Every service secret of the footprint with the offline placeholder as its value: the plan renders every

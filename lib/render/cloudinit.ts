@@ -53,7 +53,8 @@ const sshKey = z
 
 /** Packages each role needs; every host also gets the common ones. */
 export function packagesFor(model: SiteModel, role: Role): string[] {
-  const common = ["chrony", "curl", "nftables"];
+  // node exporter on every host: the site's Prometheus scrapes it, and the jobs' and pairs' textfiles ride on it.
+  const common = ["chrony", "curl", "nftables", "prometheus-node-exporter"];
   // keepalived, its scripts (jq for the provider API, arping for the link checks) and the fence (ssh and its own sshd).
   const paired = ["iputils-arping", "jq", "keepalived", "openssh-client", "openssh-server"];
   const byRole: Record<Role, string[]> = {
@@ -63,9 +64,10 @@ export function packagesFor(model: SiteModel, role: Role): string[] {
       // conntrackd keeps the pair's connection tracking in step (only a pair with a peer runs it).
       ...(model.pairs.some((p) => p.role === "firewall" && !p.dissolved) ? ["conntrackd"] : []),
       "wireguard-tools",
-      ...(model.public.mode === "own-prefix" && model.public.routing.kind === "bgp" ? ["bird2"] : []),
+      ...(model.public.mode === "own-prefix" && model.public.routing.kind === "bgp" ? ["bird2", "prometheus-bird-exporter"] : []),
     ],
-    proxy: [...paired, "haproxy"],
+    // The authoritative name server (PowerDNS, its bind backend reads the rendered zone files).
+    proxy: [...paired, "haproxy", "pdns-backend-bind", "pdns-server"],
     // The storage hosts run the replication (rsync over ssh) and backup (restic) timers.
     // lsyncd the continuous copy (its lua5.3 checks the configuration), the clients the backup dumps run.
     // python3 runs rrsync, the forced receive command's confinement (rsync only suggests it).
@@ -80,6 +82,9 @@ export function packagesFor(model: SiteModel, role: Role): string[] {
       "nfs-ganesha-vfs",
       "openssh-client",
       "postgresql-client",
+      // The site's monitoring: Prometheus and Alertmanager on both members (lib/monitoring).
+      "prometheus",
+      "prometheus-alertmanager",
       "python3",
       "restic",
       "rsync",

@@ -8,7 +8,7 @@ import type { SiteModel } from "../model/model";
 import { ProblemCollector } from "./errors";
 import { checkServices } from "./inputs";
 import { addressIn, checkHost } from "./interfaces";
-import { HAPROXY_STATS_PORT } from "./policy";
+import { HAPROXY_STATS_PORT, MONITORING_PORTS } from "./policy";
 import { DEFAULT_SERVICES, ProxiedService, RenderOptions } from "./types";
 
 /** Peak concurrent client connections the mission states (700–800); sizing uses the top of the range. */
@@ -148,6 +148,13 @@ export function renderHaproxyConfig(model: SiteModel, hostName: string, options:
     "\tstats enable",
     "\tstats uri /",
     "\tstats refresh 10s",
+    "",
+    "# HAProxy's built-in Prometheus exporter, for the site's Prometheus (mgmt address only).",
+    "frontend prometheus",
+    `\tbind ${mgmt}:${MONITORING_PORTS.haproxyExporter}`,
+    "\tmode http",
+    "\tno log",
+    "\thttp-request use-service prometheus-exporter if { path /metrics }",
   );
   return lines.join("\n") + "\n";
 }

@@ -12,6 +12,7 @@
  * script names its user (`root`) instead, which satisfies
  * `enable_script_security` without a `keepalived_script` account.
  */
+import { METRICS, TEXTFILE_DIR } from "../monitoring/plan";
 import { z } from "zod";
 import type { PairModel, SiteModel } from "../model/model";
 import type { PairedRole } from "../model/schema";
@@ -674,6 +675,13 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     "# Overridable only so that tests can run the script without touching the host.",
     "RUN_DIR=${STANDORT_RUN_DIR:-/run/standort}",
     `STATE_FILE=$RUN_DIR/failover-${p.name}.state`,
+    "# The pair's state for the monitoring (node exporter's textfile collector): 1 while this member is active.",
+    `TEXTFILE_DIR=\${STANDORT_TEXTFILE_DIR:-${TEXTFILE_DIR}}`,
+    "vrrp_metric() {",
+    '\tmkdir -p "$TEXTFILE_DIR" 2>/dev/null || return 0',
+    `\tprintf '# HELP ${METRICS.vrrpMaster} 1 while this member is the active one of its pair.\\n# TYPE ${METRICS.vrrpMaster} gauge\\n${METRICS.vrrpMaster}{pair="${p.role}"} %s\\n' "$1" >"$TEXTFILE_DIR/.standort-vrrp-${p.role}.prom.$$" &&`,
+    `\t\tmv -f "$TEXTFILE_DIR/.standort-vrrp-${p.role}.prom.$$" "$TEXTFILE_DIR/standort-vrrp-${p.role}.prom"`,
+    "}",
     `ADDRESS_FILE=$RUN_DIR/failover-${p.name}.address`,
     "# Present while this member steps back after a fence that failed (keepalived's fence_not_failed check).",
     `FENCE_FAILED=$RUN_DIR/fence-failed-${p.name}`,
@@ -886,14 +894,16 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
           "\t# The peer's connections (conntrackd's external cache) into the kernel first: the VIPs are here already.",
           "\tmaster)",
           '\t\techo "master $$" > "$STATE_FILE"',
+          "\t\tvrrp_metric 1",
           ...conntrackStateLines("master").map((l) => `\t\t${l}`),
           "\t\t;;",
         ]
       : drains
-        ? ["\tmaster)", '\t\techo "master $$" > "$STATE_FILE"', "\t\tdrain_check", "\t\t;;"]
-        : ['\tmaster) echo "master $$" > "$STATE_FILE" ;;']),
+        ? ["\tmaster)", '\t\techo "master $$" > "$STATE_FILE"', "\t\tvrrp_metric 1", "\t\tdrain_check", "\t\t;;"]
+        : ['\tmaster) echo "master $$" > "$STATE_FILE"; vrrp_metric 1 ;;']),
     "\tbackup | fault | stop)",
     '\t\techo "$state" > "$STATE_FILE"',
+    "\t\tvrrp_metric 0",
     ...(conntrack
       ? [
           '\t\tif [ "$state" = backup ]; then',

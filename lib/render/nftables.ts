@@ -13,7 +13,7 @@ import { cidr, overlaps } from "../net/ipv4";
 import { ProblemCollector } from "./errors";
 import { checkServices, ipv4Prefix, mergePrefixes } from "./inputs";
 import { HCLOUD_PRIVATE_NICS, checkHost, inPrefix, interfaceName } from "./interfaces";
-import { ZoneRule, partnerSites, publicWebDnat, zonePolicy } from "./policy";
+import { ZoneRule, partnerSites, publicDnsDnat, publicWebDnat, zonePolicy } from "./policy";
 import { DEFAULT_SERVICES, RenderOptions } from "./types";
 
 /** Interfaces that container runtimes create; their traffic to the host is the runtime's own. */
@@ -343,11 +343,25 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
         `\t\tiifname != @internal_ifs ip daddr ${dnat.address} tcp dport ${set(dnat.ports)} dnat to ${dnat.to} comment "public proxy address to the proxy VIP"`,
       );
     }
+    const dns = publicDnsDnat(model);
+    if (dns) {
+      lines.push(
+        `\t\tiifname != @internal_ifs ip daddr ${dns.address} meta l4proto { tcp, udp } th dport ${dns.port} dnat to ${dns.to} comment "public proxy address to the name server on the proxy VIP"`,
+      );
+    }
     lines.push(
       "\t}",
       "",
       "\tchain postrouting {",
       "\t\ttype nat hook postrouting priority srcnat; policy accept;",
+      // Hairpin: a site host (its supernet address or its own uplink) reaching the public proxy address is DNATed
+      // back inside; without a new source the proxy would answer it directly (or drop it as its own address)
+      // and the connection never completes. The name servers' health checks of their own site take this path.
+      ...(dnat
+        ? [
+            `\t\toifname @internal_ifs ct status dnat ip daddr ${dnat.to} ip saddr ${set([model.supernet, ...model.hosts.flatMap((h) => (h.publicAddress ? [h.publicAddress] : []))])} masquerade comment "hairpin to the public proxy address"`,
+          ]
+        : []),
       ...(runtimeNat
         ? [
             `\t\toifname != @internal_ifs ip saddr ${model.supernet}${partnerExclusion} snat ip to meta l4proto map @${NAT_SOURCE_MAP} comment "outbound NAT to the NAT floating IP, once held"`,

@@ -56,7 +56,7 @@ export interface ZoneRule {
    * Proved by the state it carries rather than by a probe: the daemons on both ends (here conntrackd)
    * answer nothing a probe could read, so the twin checks that the state arrived.
    */
-  readonly provedBy?: "conntrack-sync";
+  readonly provedBy?: "conntrack-sync" | "dns";
 }
 
 /** Port of the HAProxy stats endpoint (bound to each proxy's mgmt address). */
@@ -90,6 +90,23 @@ export const KUBERNETES_API_PORT = 6443;
  */
 export const INGRESS_PORTS = { readWrite: 8443, readOnly: 8444 } as const;
 
+/**
+ * Monitoring (each the upstream default, so a packaged exporter needs no flag to move it):
+ * Prometheus 9090 and Alertmanager 9093 with its cluster gossip 9094 (prometheus(1), alertmanager(1)),
+ * node exporter 9100, bird_exporter 9324 (the Prometheus default port allocations wiki page),
+ * and HAProxy's built-in exporter on its own frontend, 8405 (HAProxy's "Prometheus" docs use it).
+ */
+export const MONITORING_PORTS = {
+  prometheus: 9090,
+  alertmanager: 9093,
+  alertmanagerCluster: 9094,
+  nodeExporter: 9100,
+  birdExporter: 9324,
+  haproxyExporter: 8405,
+} as const;
+/** Authoritative DNS (RFC 1035 §4.2: UDP and TCP on 53). */
+export const DNS_PORT = 53;
+
 /** The ports customers reach the proxies on: HTTP (redirected to HTTPS) and HTTPS. */
 export const WEB_PORTS = [80, 443] as const;
 /** What internal hosts may reach on the internet: DNS, HTTP(S) for packages and APIs, NTP. */
@@ -122,6 +139,28 @@ export function publicWebDnat(model: SiteModel): { address: string; ports: Reado
   if (model.public.mode !== "own-prefix") return undefined;
   const vip = model.pairs.find((p) => p.role === "proxy")?.vips.find((v) => v.segment === "dmz")?.address;
   return vip ? { address: model.public.proxyAddress, ports: WEB_PORTS, to: vip } : undefined;
+}
+
+/**
+ * The destination NAT of an own-prefix site's name server: DNS (UDP and TCP)
+ * to the public proxy address goes to the proxy VIP, where PowerDNS listens
+ * on any address. Undefined where the site has no own prefix (the failover IP
+ * lands on the active proxy itself).
+ */
+export function publicDnsDnat(model: SiteModel): { address: string; port: number; to: string } | undefined {
+  const web = publicWebDnat(model);
+  return web ? { address: web.address, port: DNS_PORT, to: web.to } : undefined;
+}
+
+/**
+ * The address customers reach a site's proxies on, where the site file fixes
+ * it: an own prefix's proxy address, or the failover IP a pre-provisioned site
+ * declares. Undefined for a Hetzner Cloud site, whose floating IP exists once
+ * its stack ran (the stack's `proxyAddress` output).
+ */
+export function publicProxyAddress(model: SiteModel): string | undefined {
+  if (model.public.mode === "own-prefix") return model.public.proxyAddress;
+  return model.public.declared?.proxy;
 }
 
 /**
@@ -170,6 +209,23 @@ export function zonePolicy(
       targets: ["proxy"],
       forwarded: ownPrefix,
     },
+    // The authoritative name server on the proxies (PowerDNS, lib/footprint/dns.ts), as the web rule reaches them.
+    ...(["udp", "tcp"] as const).map((protocol): ZoneRule => ({
+      name: `internet-to-proxy-dns-${protocol}`,
+      description: ownPrefix
+        ? `DNS over ${protocol.toUpperCase()} from anywhere to the name server on the proxy pair (DNAT of the public proxy address to the proxy VIP)`
+        : `DNS over ${protocol.toUpperCase()} from anywhere to the name server on the proxy pair's provider failover IP`,
+      from: { kind: "internet" },
+      to: ownPrefix ? { kind: "segment", segment: "dmz" } : { kind: "hosts" },
+      protocol,
+      ports: [DNS_PORT],
+      sources: [],
+      destinations: ownPrefix && proxyVip ? [host32(proxyVip)] : declaredProxy ? [host32(declaredProxy)] : [],
+      targets: ["proxy"],
+      forwarded: ownPrefix,
+      // A probe's datagram is no DNS query: the twin proves the rule by resolving through it.
+      provedBy: "dns",
+    })),
     {
       name: "allowlist-to-ssh",
       description: "SSH from the management allowlist to every host",
@@ -192,6 +248,71 @@ export function zonePolicy(
       sources: only(cidrOf("mgmt")),
       destinations: [],
       targets: allRoles,
+      forwarded: false,
+    },
+    // Monitoring: Prometheus on the storage pair scrapes every host's exporters over mgmt (lib/monitoring).
+    {
+      name: "monitoring-to-node-exporter",
+      description: "Prometheus on the storage pair scrapes node exporter on every host",
+      from: { kind: "segment", segment: "mgmt" },
+      to: { kind: "segment", segment: "mgmt" },
+      protocol: "tcp",
+      ports: [MONITORING_PORTS.nodeExporter],
+      sources: mgmtOf("storage"),
+      destinations: [],
+      targets: allRoles,
+      forwarded: false,
+    },
+    {
+      name: "monitoring-to-haproxy-exporter",
+      description: "Prometheus on the storage pair scrapes HAProxy's exporter on the proxies",
+      from: { kind: "segment", segment: "mgmt" },
+      to: { kind: "segment", segment: "mgmt" },
+      protocol: "tcp",
+      ports: [MONITORING_PORTS.haproxyExporter],
+      sources: mgmtOf("storage"),
+      destinations: mgmtOf("proxy"),
+      targets: ["proxy"],
+      forwarded: false,
+    },
+    ...(ownPrefix && model.public.mode === "own-prefix" && model.public.routing.kind === "bgp"
+      ? [
+          {
+            name: "monitoring-to-bird-exporter",
+            description: "Prometheus on the storage pair scrapes bird_exporter on the firewalls (BGP sessions)",
+            from: { kind: "segment", segment: "mgmt" } as const,
+            to: { kind: "segment", segment: "mgmt" } as const,
+            protocol: "tcp" as const,
+            ports: [MONITORING_PORTS.birdExporter],
+            sources: mgmtOf("storage"),
+            destinations: mgmtOf("firewall"),
+            targets: ["firewall" as const],
+            forwarded: false,
+          },
+        ]
+      : []),
+    {
+      name: "monitoring-cluster",
+      description: "The two Prometheus and Alertmanager servers reach each other (Alertmanager's gossip, each other's UI and API)",
+      from: { kind: "segment", segment: "mgmt" },
+      to: { kind: "segment", segment: "mgmt" },
+      protocol: "tcp",
+      ports: [MONITORING_PORTS.prometheus, MONITORING_PORTS.alertmanager, MONITORING_PORTS.alertmanagerCluster],
+      sources: mgmtOf("storage"),
+      destinations: mgmtOf("storage"),
+      targets: ["storage"],
+      forwarded: false,
+    },
+    {
+      name: "monitoring-cluster-gossip",
+      description: "Alertmanager's gossip between the two monitoring servers (UDP as well as TCP)",
+      from: { kind: "segment", segment: "mgmt" },
+      to: { kind: "segment", segment: "mgmt" },
+      protocol: "udp",
+      ports: [MONITORING_PORTS.alertmanagerCluster],
+      sources: mgmtOf("storage"),
+      destinations: mgmtOf("storage"),
+      targets: ["storage"],
       forwarded: false,
     },
     {

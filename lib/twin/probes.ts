@@ -13,7 +13,7 @@
 import type { SiteModel } from "../model/model";
 import type { Role } from "../model/schema";
 import { cidr, containsAddress, parseAddress } from "../net/ipv4";
-import { EGRESS, NFS_PORT, SSH_PORT, ZoneRule, publicWebDnat } from "../render/policy";
+import { EGRESS, NFS_PORT, SSH_PORT, ZoneRule, publicDnsDnat, publicWebDnat } from "../render/policy";
 import type { ProxiedService } from "../render/types";
 import type { TwinWorld } from "./world";
 
@@ -98,8 +98,8 @@ export interface Probe {
 export interface StateCheck {
   readonly id: string;
   readonly rule: string;
-  readonly kind: "vrrp" | "bgp" | "conntrack-sync";
-  /** The pair (vrrp, conntrack-sync) or the BGP peer name (bgp). */
+  readonly kind: "vrrp" | "bgp" | "conntrack-sync" | "dns";
+  /** The pair (vrrp, conntrack-sync), the BGP peer name (bgp), the transport (dns: `udp` or `tcp`). */
   readonly subject: string;
   readonly reason: string;
 }
@@ -254,6 +254,11 @@ export function translate(model: SiteModel, all: ReadonlyArray<Endpoint>, flow: 
   const dnat = publicWebDnat(model);
   if (dnat && flow.to.address === dnat.address && flow.protocol === "tcp" && dnat.ports.includes(flow.port!)) {
     const vip = all.find((e) => e.kind === "vip" && e.address === dnat.to);
+    if (vip) out = { ...out, to: vip };
+  }
+  const dns = publicDnsDnat(model);
+  if (dns && flow.to.address === dns.address && (flow.protocol === "tcp" || flow.protocol === "udp") && flow.port === dns.port) {
+    const vip = all.find((e) => e.kind === "vip" && e.address === dns.to);
     if (vip) out = { ...out, to: vip };
   }
   return out;
@@ -439,6 +444,10 @@ export function deriveProbes(input: ProbeInput): { probes: Probe[]; checks: Stat
         checks.push({ id: `check:${rule.name}`, rule: rule.name, kind: "vrrp", subject: pair.name, reason: rule.description });
       continue;
     }
+    if (rule.provedBy === "dns") {
+      checks.push({ id: `check:${rule.name}`, rule: rule.name, kind: "dns", subject: rule.protocol, reason: rule.description });
+      continue;
+    }
     if (rule.provedBy === "conntrack-sync") {
       const pair = model.pairs.find((p) => p.role === "firewall" && !p.dissolved);
       if (pair)
@@ -480,9 +489,7 @@ export function deriveProbes(input: ProbeInput): { probes: Probe[]; checks: Stat
   }
 
   // Services: a customer's HTTPS request with the service's name reaches a backend in the right mode.
-  const publicProxy =
-    publicWebDnat(model)?.address ??
-    (model.public.mode === "provider-failover-ips" ? (model.public.declared?.proxy ?? world.failoverIps?.proxy) : undefined);
+  const publicProxy = twinPublicProxy(model, world);
   if (publicProxy) {
     const backends = model.hosts.filter((h) => h.role === "virtualization").map((h) => h.name);
     for (const service of services) {
@@ -536,4 +543,12 @@ export function deriveProbes(input: ProbeInput): { probes: Probe[]; checks: Stat
     }
   }
   return { probes, checks };
+}
+
+/** The address customers reach the site's proxies on in the twin: the site file's, or the stand-in provider's floating IP. */
+export function twinPublicProxy(model: SiteModel, world: TwinWorld): string | undefined {
+  return (
+    publicWebDnat(model)?.address ??
+    (model.public.mode === "provider-failover-ips" ? (model.public.declared?.proxy ?? world.failoverIps?.proxy) : undefined)
+  );
 }

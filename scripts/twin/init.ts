@@ -10,6 +10,7 @@
  * - `syslog`: a socket at `/dev/log` (socat), so `logger` lines land in the machine's `log/syslog.log`
  * - `ssh`: `sshd -D -e -f <twin sshd_config>` (OpenSSH; the provider image runs it on every host)
  * - `haproxy`: `haproxy -W -db -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid` (haproxy.service's -Ws without systemd)
+ * - `pdns`: `pdns_server --guardian=no --daemon=no …` (pdns.service), on the proxies
  * - `bird`: `bird -f -c /etc/bird/bird.conf -s /run/bird/bird.ctl` (bird.service)
  * - `keepalived`: `keepalived --dont-fork --log-console --log-detail` (keepalived.service)
  * - stand-ins for workloads that do not exist yet (`standin.ts`); the storage hosts' one is the `nfs-server` unit
@@ -173,6 +174,20 @@ export const UNITS = {
     // /usr/lib/tmpfiles.d/haproxy.conf: d /run/haproxy 2775 haproxy haproxy
     prepare: ["install -d -m 2775 -o haproxy -g haproxy /run/haproxy"],
     argv: ["/usr/sbin/haproxy", "-W", "-db", "-f", "/etc/haproxy/haproxy.cfg", "-p", "/run/haproxy.pid"],
+  }),
+  /** PowerDNS as pdns.service starts it (`--guardian=no --daemon=no --write-pid=no`), its control socket in the machine's /run. */
+  pdns: (): Unit => ({
+    name: "pdns",
+    prepare: ["install -d -m 0755 /run/pdns"],
+    argv: [
+      "/usr/sbin/pdns_server",
+      "--guardian=no",
+      "--daemon=no",
+      "--disable-syslog",
+      "--write-pid=no",
+      "--socket-dir=/run/pdns",
+      "--loglevel=6",
+    ],
   }),
   bird: (): Unit => ({
     name: "bird",

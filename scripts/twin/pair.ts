@@ -137,8 +137,24 @@ export class PairTwin {
     }
   }
 
+  private ranges: { a: ReadonlyArray<string>; b: ReadonlyArray<string> } = { a: [], b: [] };
+
+  /**
+   * Cuts the link between the two internets (each site then reaches only its own side), or restores it with the
+   * routes over it (a link going down takes its routes along, in both namespaces).
+   */
+  setJoined(up: boolean): void {
+    const na = this.a.machine("internet").ns;
+    const nb = this.b.machine("internet").ns;
+    must(["ip", "-n", na, "link", "set", "peer", up ? "up" : "down"]);
+    if (!up) return;
+    for (const r of this.ranges.b) must(["ip", "-n", na, "route", "replace", r, "via", JOIN.b]);
+    for (const r of this.ranges.a) must(["ip", "-n", nb, "route", "replace", r, "via", JOIN.a]);
+  }
+
   /** One link between the two `internet` namespaces; each routes the other's public ranges over it. */
   private join(rangesA: ReadonlyArray<string>, rangesB: ReadonlyArray<string>): void {
+    this.ranges = { a: rangesA, b: rangesB };
     const na = this.a.machine("internet").ns;
     const nb = this.b.machine("internet").ns;
     veth(na, "peer", nb, "peer");

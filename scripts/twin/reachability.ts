@@ -8,7 +8,8 @@
  * packet reached a host that had nothing listening).
  */
 import { performance } from "node:perf_hooks";
-import { Probe, ProbeOutcome, StateCheck, deriveProbes } from "../../lib/twin/probes";
+import { Probe, ProbeOutcome, StateCheck, deriveProbes, twinPublicProxy } from "../../lib/twin/probes";
+import { nameServerName } from "../../lib/footprint/dns";
 import { failbackDelaySeconds } from "../../lib/render/keepalived";
 import { CONNTRACKD_CONF } from "../../lib/render/conntrackd";
 import type { SiteTwin } from "./site";
@@ -96,6 +97,31 @@ async function runCheck(twin: SiteTwin, check: StateCheck): Promise<string | und
     return states.every((st, i) => st === expected[i])
       ? undefined
       : `failover states ${pair.members.map((m, i) => `${m} ${states[i] ?? "(none: keepalived never ran its script)"}`).join(", ")}; expected ${pair.members.map((m, i) => `${m} ${expected[i]}`).join(", ")}`;
+  }
+  if (check.kind === "dns") {
+    // A customer's resolver asks the site's name server (its public proxy address) for the server's own name.
+    const address = twinPublicProxy(twin.model, twin.world);
+    if (!address) return "the site has no public proxy address in the twin";
+    const name = nameServerName(twin.model.name, twin.footprint.domain);
+    const r = await twin
+      .machine("internet")
+      .exec([
+        "dig",
+        "+norecurse",
+        "+time=2",
+        "+tries=2",
+        ...(check.subject === "tcp" ? ["+tcp"] : []),
+        "-b",
+        twin.world.internetClient,
+        `@${address}`,
+        name,
+        "A",
+      ]);
+    const authoritative = /flags:[^;]*\baa\b/.test(r.stdout) && /status: NOERROR/.test(r.stdout);
+    const answer = r.stdout.split("\n").find((l) => l.startsWith(`${name}.`) && /\sA\s/.test(l));
+    return authoritative && answer
+      ? undefined
+      : `dig over ${check.subject} @${address} ${name}: ${r.code !== 0 ? `exited ${r.code}: ${(r.stdout + r.stderr).trim().split("\n").pop()}` : "no authoritative answer"}`;
   }
   if (check.kind === "conntrack-sync") {
     const pair = twin.model.pairs.find((p) => p.name === check.subject)!;

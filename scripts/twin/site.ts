@@ -50,6 +50,7 @@ import {
   EGRESS,
   FENCE_SSH_PORT,
   HAPROXY_STATS_PORT,
+  MONITORING_PORTS,
   NFS_PORT,
   SSH_PORT,
   WEB_PORTS,
@@ -72,6 +73,8 @@ import { linkAddresses } from "./holders";
 import { drbdFolders, drbdadmStandin, mountStandin, prepareStorage, resetMember, storageSystemctl, umountStandin } from "./storage";
 import { GANESHA_CONF } from "../../lib/render/ganesha";
 import { INGRESS_CERT_SCRIPT, INGRESS_DROP_IN } from "../../lib/footprint/ingress";
+import { PDNS_CONF } from "../../lib/footprint/dns";
+import { TEXTFILE_DIR } from "../../lib/monitoring/plan";
 import { COMPOSE_PROJECT_FILE, TwinWorkloads } from "./workloads";
 
 const TSX = ["node", "--import", "tsx"];
@@ -81,7 +84,7 @@ const HERE = __dirname;
 /** The Netcup stand-in's name inside the twin (the operator's command posts to it). */
 const NETCUP_API = "api.netcup.twin";
 /** Ports real daemons own on a host; a stand-in never takes them. */
-const DAEMON_PORTS = new Set([SSH_PORT, ...WEB_PORTS, BGP_PORT, HAPROXY_STATS_PORT, FENCE_SSH_PORT]);
+const DAEMON_PORTS = new Set([SSH_PORT, ...WEB_PORTS, BGP_PORT, HAPROXY_STATS_PORT, MONITORING_PORTS.haproxyExporter, FENCE_SSH_PORT]);
 
 export interface TwinOptions {
   readonly location: string;
@@ -218,13 +221,11 @@ export class SiteTwin {
 
   /** Files: the stack's render (placeholder secrets), or a given `--files` folder laid over it. */
   private writeFiles(given?: string): void {
-    const rendered: HostFiles[] = planHostFiles(
-      this.model,
-      this.sites,
-      this.footprint,
-      this.providerEnv,
-      this.joined ? { derivedCredentials: this.joined.credentialSeed } : {},
-    );
+    const rendered: HostFiles[] = planHostFiles(this.model, this.sites, this.footprint, this.providerEnv, {
+      ...(this.joined ? { derivedCredentials: this.joined.credentialSeed } : {}),
+      // A Hetzner Cloud site's floating IP, as the stand-in provider handed it out (the stack reads it from the provider).
+      ...(this.world.failoverIps?.proxy ? { proxyAddresses: { [this.model.name]: this.world.failoverIps.proxy } } : {}),
+    });
     writeRenderedFiles(this.filesDir, rendered, { clean: true });
     if (given) {
       for (const host of this.model.hosts) {
@@ -284,13 +285,10 @@ export class SiteTwin {
 
   /** Every host's files as the stack renders them for `footprint` (a footprint edit), with the twin's credentials. */
   renderFor(footprint: Footprint): HostFiles[] {
-    return planHostFiles(
-      this.model,
-      this.sites,
-      footprint,
-      this.providerEnv,
-      this.joined ? { derivedCredentials: this.joined.credentialSeed } : {},
-    );
+    return planHostFiles(this.model, this.sites, footprint, this.providerEnv, {
+      ...(this.joined ? { derivedCredentials: this.joined.credentialSeed } : {}),
+      ...(this.world.failoverIps?.proxy ? { proxyAddresses: { [this.model.name]: this.world.failoverIps.proxy } } : {}),
+    });
   }
 
   /**
@@ -477,6 +475,11 @@ export class SiteTwin {
         binds.push({ source, target });
       }
     }
+    // Every host's own textfile collector folder (what its jobs and scripts record for node exporter).
+    const metrics = join(this.dir, "metrics", host.name);
+    mkdirSync(metrics, { recursive: true });
+    mkdirSync(TEXTFILE_DIR, { recursive: true });
+    binds.push({ source: metrics, target: TEXTFILE_DIR });
     return this.machineFor(host.name, [join(this.filesDir, host.name, "etc"), this.extras(host.name)], binds);
   }
 
@@ -812,6 +815,7 @@ export class SiteTwin {
     const units: Unit[] = [UNITS.syslog(), UNITS.ssh(this.sshConfig(name))];
     units.push(...this.standins(rt));
     if (this.file(name, "/etc/haproxy/haproxy.cfg") !== undefined) units.push(UNITS.haproxy());
+    if (this.file(name, PDNS_CONF) !== undefined) units.push(UNITS.pdns());
     if (this.file(name, "/etc/bird/bird.conf") !== undefined) units.push(UNITS.bird());
     const fence = this.file(name, FENCE_UNIT_FILE);
     if (fence !== undefined) units.push(UNITS.fromUnitFile(FENCE_UNIT, fence));
