@@ -227,20 +227,20 @@ test("changed rules fail the rule tests: the tests bite", async (t) => {
   const mutations: Array<{ what: string; from: string; to: string; failing: RegExp }> = [
     {
       what: "replication RPO doubled",
-      from: "> 300\n",
-      to: "> 600\n",
+      from: "> 270\n",
+      to: "> 570\n",
       failing: /ReplicationStale standort-replicate-shop-files: last success/,
     },
     {
       what: "replication RPO halved",
-      from: "> 900\n",
-      to: "> 450\n",
+      from: "> 870\n",
+      to: "> 420\n",
       failing: /ReplicationStale standort-replicate-wiki-db: freshest success/,
     },
     {
       what: "a never-succeeded job not caught",
-      from: '> 93600\n          or\n          absent(standort_job_last_success_timestamp_seconds{job="standort-backup-shop"})',
-      to: "> 93600",
+      from: '> 93570\n          or\n          absent_over_time(standort_job_last_success_timestamp_seconds{job="standort-backup-shop"}[1m])',
+      to: "> 93570",
       failing: /BackupStale standort-backup-shop: never succeeded/,
     },
     {

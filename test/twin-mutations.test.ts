@@ -70,6 +70,9 @@ test(
       "customers' HTTPS dies with the route",
     );
     assert.ok(failed.includes("pass:service:mail:mail.example.com"), "so does the mail service");
+    // The name server answers from the VIP too: its answers die with the same route.
+    for (const transport of ["udp", "tcp"])
+      assert.ok(failed.includes(`check:internet-to-proxy-dns-${transport}`), `DNS over ${transport} dies with the route`);
     assert.ok(
       failed.includes("pass:mgmt-to-proxy-stats:vie-virt-1 mgmt->vie-proxy-1 mgmt:tcp/8404"),
       "the stats on vie-proxy-1 die with the rule",
@@ -97,6 +100,8 @@ test(
     const explained = (probe: string, rule?: string) =>
       rule === "mgmt-to-proxy-stats" ||
       rule === "internet-to-proxy-web" ||
+      rule === "internet-to-proxy-dns-udp" ||
+      rule === "internet-to-proxy-dns-tcp" ||
       rule === "hb-storage-vrrp" ||
       rule === "mgmt-vrrp-storage" ||
       rule?.startsWith("service ") ||

@@ -76,6 +76,8 @@ test("probes are derived from the policy: every rule is exercised, denied pairs 
     [
       ["git.example.com", "8444"],
       ["mail.example.com", "8443"],
+      // Vienna stands by for tickets: its public name read-only (the DNS switch), and its standby name.
+      ["support.example.com", "8444"],
       ["tickets-at.standby.example.net", "8444"],
     ],
   );
@@ -169,7 +171,7 @@ test("twin flags are validated like every input: unknown flags and scenarios are
   );
   assert.match(
     refused(["vienna", "karlsruhe", "--scenario", "failover"]),
-    /^twin: scenario: with a partner location the scenarios are tunnels, data, all, none/,
+    /^twin: scenario: with a partner location the scenarios are tunnels, dns, data, all, none/,
   );
   assert.match(refused(["vienna", "--scenario", "tunnels"]), /^twin: scenario: for one location the scenarios are reachability, /);
   assert.match(refused(["vienna", "karlsruhe", "--files", "/tmp"]), /^twin: files: the pair twin renders both locations itself/);

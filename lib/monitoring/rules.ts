@@ -313,7 +313,12 @@ export function graceSeconds(plan: MonitoringPlan): number {
   return 2 * plan.scrapeIntervalSeconds;
 }
 
-/** Job staleness (replication: RPO, page; backup: 26 h, ticket): fires `graceSeconds` after the age passes the limit. */
+/** How far back an age rule looks for a job's freshest report: two grace periods (a missed scrape or two). */
+export function lookback(plan: MonitoringPlan): string {
+  return duration(2 * graceSeconds(plan));
+}
+
+/** Job staleness (replication: RPO, page; backup: 26 h, ticket): fires when the age reaches the limit. */
 function jobStaleRule(plan: MonitoringPlan, job: WatchedJob): AlertRule {
   const alert = job.kind === "replication" ? "ReplicationStale" : "BackupStale";
   const info = alertInfo(alert);
@@ -326,7 +331,11 @@ function jobStaleRule(plan: MonitoringPlan, job: WatchedJob): AlertRule {
     // `max by (job)`: the job runs on the active member of a pair; both members' files are
     // scraped and the freshest success counts. `absent()` carries the `job` matcher as its
     // label, so "never succeeded anywhere" fires with the same labels as "too old".
-    expr: `time() - max by (job) (${metric}) > ${job.maxAgeSeconds}\nor\nabsent(${metric})`,
+    // The age over the last two grace periods (`max_over_time`: one failed scrape does not make an old
+    // member's file the freshest), compared with the limit less the grace, held for the grace: it fires
+    // when the age reaches the limit, within one evaluation interval, and a success that arrives in
+    // between clears it before it pages.
+    expr: `time() - max by (job) (max_over_time(${metric}[${lookback(plan)}])) > ${job.maxAgeSeconds - graceSeconds(plan)}\nor\nabsent_over_time(${metric}[${lookback(plan)}])`,
     forSeconds: graceSeconds(plan),
     // service and kind as rule labels: the expression's result carries only `job`, and Alertmanager
     // groups by service. `job` too: promtool's duplicate-rules lint tells rules apart by name and labels.
