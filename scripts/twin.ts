@@ -27,6 +27,7 @@ import { PairDatabases, RpoEntry } from "./twin/databases";
 import { GuardEntry, PairFiles } from "./twin/files";
 import { PromotionEntry, promotion } from "./twin/promotion";
 import { DnsEntry, dnsSwitch } from "./twin/dns";
+import { AlertEntry, watchReplicationAlert } from "./twin/alerts";
 import { ReadOnlyEntry, readOnly } from "./twin/readonly";
 import { BackupEntry, backups } from "./twin/backups";
 import { TunnelDownEntry, TunnelEntry, tunnelDown, tunnelReady, tunnelsUp } from "./twin/tunnels";
@@ -252,6 +253,7 @@ export interface PairReport {
   readonly readOnly?: ReadonlyArray<ReadOnlyEntry>;
   readonly backups?: ReadonlyArray<BackupEntry>;
   readonly dns?: DnsEntry;
+  readonly alerts?: ReadonlyArray<AlertEntry>;
 }
 
 /** The pair twin: both locations booted and joined, then the tunnel and data path scenarios. */
@@ -321,6 +323,8 @@ async function pairMain(flags: TwinFlags & { partner: string }, out: (line: stri
       if ((await tunnelReady(pair)) === null) throw new Error(`${pair.tunnel.plan.name} did not come up within the bound`);
       const databases = await PairDatabases.start(pair, { sitesDir: flags.sites ? resolve(flags.sites) : undefined, log });
       const files = await PairFiles.prepare(pair, { sitesDir: flags.sites ? resolve(flags.sites) : undefined, log });
+      // The copy with the shortest RPO ran its last time in prepare: its alert is watched while the guards run.
+      const watch = await watchReplicationAlert(pair, files, log);
       report.guards = await files.guards(log);
       out("replication guards (the rendered unit against a source that must not be copied):");
       for (const g of report.guards) {
@@ -329,6 +333,16 @@ async function pairMain(flags: TwinFlags & { partner: string }, out: (line: stri
         );
         ok &&= g.refused && g.standbyKept;
       }
+      // Before the recovery-point measurement, which runs the copies again.
+      const alert = await watch.done;
+      report.alerts = [alert];
+      out("alerts (Prometheus on the storage pair, the rendered rules; the copy's timer stopped):");
+      const alertGood =
+        alert.scraped && alert.fired && alert.quietBefore && alert.afterSeconds !== null && alert.afterSeconds <= alert.boundSeconds;
+      out(
+        `  ${alertGood ? "" : "FAIL "}${alert.alert} for ${alert.job} (${alert.service} at ${alert.site}): ${alert.fired ? `fired ${alert.afterSeconds} s after the last success` : "did NOT fire"} (RPO ${alert.rpoSeconds} s, bound ${alert.boundSeconds} s)${alert.quietBefore ? "" : ", FIRED BEFORE THE RPO"}${alert.scraped ? "" : ", the success was never scraped"}${alert.error ? `: ${alert.error}` : ""}`,
+      );
+      ok &&= alertGood;
       report.rpo = [...(await databases.measureRpo(log)), ...(process.env.STANDORT_TWIN_NO_LSYNCD ? [] : await files.measureRpo(log))];
       report.backups = await backups(pair, databases, log, flags.sites ? resolve(flags.sites) : undefined);
       out("backups (the rendered units: dumps as the read-only user, restic over sftp into each store):");

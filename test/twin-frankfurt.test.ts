@@ -31,8 +31,8 @@ test("frankfurt as a twin", { timeout: 420_000 }, async (t) => {
     assert.deepEqual(r.failures, []);
     assert.equal(
       r.checks.tried,
-      3 * 2 + routing.peers.length + 1 + 2,
-      "a VRRP check per pair and path (heartbeat, mgmt), a BGP check per peer, the firewalls' conntrackd sync, DNS over UDP and TCP",
+      3 * 2 + routing.peers.length + 1 + 2 + 1,
+      "a VRRP check per pair and path (heartbeat, mgmt), a BGP check per peer, the firewalls' conntrackd sync, DNS over UDP and TCP, the Alertmanager cluster",
     );
     assert.ok(r.allowed.tried >= 20 && r.denied.tried >= 20);
     // Both firewalls announce; the provider prefers the active one (the passive prepends its AS).

@@ -56,7 +56,7 @@ export interface ZoneRule {
    * Proved by the state it carries rather than by a probe: the daemons on both ends (here conntrackd)
    * answer nothing a probe could read, so the twin checks that the state arrived.
    */
-  readonly provedBy?: "conntrack-sync" | "dns";
+  readonly provedBy?: "conntrack-sync" | "dns" | "alertmanager-cluster";
 }
 
 /** Port of the HAProxy stats endpoint (bound to each proxy's mgmt address). */
@@ -314,6 +314,8 @@ export function zonePolicy(
       destinations: mgmtOf("storage"),
       targets: ["storage"],
       forwarded: false,
+      // Memberlist answers no probe's datagram: the twin proves the rule by the cluster the two Alertmanagers form.
+      provedBy: "alertmanager-cluster",
     },
     {
       name: "mgmt-to-proxy-stats",

@@ -98,7 +98,7 @@ export interface Probe {
 export interface StateCheck {
   readonly id: string;
   readonly rule: string;
-  readonly kind: "vrrp" | "bgp" | "conntrack-sync" | "dns";
+  readonly kind: "vrrp" | "bgp" | "conntrack-sync" | "dns" | "alertmanager-cluster";
   /** The pair (vrrp, conntrack-sync), the BGP peer name (bgp), the transport (dns: `udp` or `tcp`). */
   readonly subject: string;
   readonly reason: string;
@@ -442,6 +442,16 @@ export function deriveProbes(input: ProbeInput): { probes: Probe[]; checks: Stat
       const pair = model.pairs.find((p) => p.heartbeatSegment === segment || (segment === "mgmt" && rule.targets.includes(p.role)));
       if (pair && !pair.dissolved)
         checks.push({ id: `check:${rule.name}`, rule: rule.name, kind: "vrrp", subject: pair.name, reason: rule.description });
+      continue;
+    }
+    if (rule.provedBy === "alertmanager-cluster") {
+      checks.push({
+        id: `check:${rule.name}`,
+        rule: rule.name,
+        kind: "alertmanager-cluster",
+        subject: "storage",
+        reason: rule.description,
+      });
       continue;
     }
     if (rule.provedBy === "dns") {

@@ -11,6 +11,7 @@
  * - `ssh`: `sshd -D -e -f <twin sshd_config>` (OpenSSH; the provider image runs it on every host)
  * - `haproxy`: `haproxy -W -db -f /etc/haproxy/haproxy.cfg -p /run/haproxy.pid` (haproxy.service's -Ws without systemd)
  * - `pdns`: `pdns_server --guardian=no --daemon=no …` (pdns.service), on the proxies
+ * - `prometheus-node-exporter` on every host, `prometheus` on the hosts with its rendered configuration (the storage pair)
  * - `bird`: `bird -f -c /etc/bird/bird.conf -s /run/bird/bird.ctl` (bird.service)
  * - `keepalived`: `keepalived --dont-fork --log-console --log-detail` (keepalived.service)
  * - stand-ins for workloads that do not exist yet (`standin.ts`); the storage hosts' one is the `nfs-server` unit
@@ -187,6 +188,42 @@ export const UNITS = {
       "--write-pid=no",
       "--socket-dir=/run/pdns",
       "--loglevel=6",
+    ],
+  }),
+  /**
+   * node exporter as Debian's unit starts it, its textfile folder the machine's own; without the systemd
+   * collector (no systemd runs in a twin machine, LAB-NOTES).
+   */
+  nodeExporter: (): Unit => ({
+    name: "prometheus-node-exporter",
+    argv: [
+      "/usr/bin/prometheus-node-exporter",
+      "--no-collector.systemd",
+      "--collector.textfile.directory=/var/lib/prometheus/node-exporter",
+      "--web.listen-address=:9100",
+    ],
+  }),
+  /** Prometheus as Debian's unit starts it, its data in the machine's own /run (a twin keeps nothing). */
+  prometheus: (): Unit => ({
+    name: "prometheus",
+    prepare: ["install -d -m 0755 /run/prometheus"],
+    argv: [
+      "/usr/bin/prometheus",
+      "--config.file=/etc/prometheus/prometheus.yml",
+      "--storage.tsdb.path=/run/prometheus",
+      "--web.listen-address=:9090",
+    ],
+  }),
+  /** Alertmanager as Debian's unit starts it (`$ARGS` from its defaults file: the cluster flags), state in /run. */
+  alertmanager: (args: ReadonlyArray<string>): Unit => ({
+    name: "prometheus-alertmanager",
+    prepare: ["install -d -m 0755 /run/alertmanager"],
+    argv: [
+      "/usr/bin/prometheus-alertmanager",
+      "--config.file=/etc/prometheus/alertmanager.yml",
+      "--storage.path=/run/alertmanager",
+      "--web.listen-address=:9093",
+      ...args,
     ],
   }),
   bird: (): Unit => ({

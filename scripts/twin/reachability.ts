@@ -10,6 +10,7 @@
 import { performance } from "node:perf_hooks";
 import { Probe, ProbeOutcome, StateCheck, deriveProbes, twinPublicProxy } from "../../lib/twin/probes";
 import { nameServerName } from "../../lib/footprint/dns";
+import { MONITORING_PORTS } from "../../lib/render/policy";
 import { failbackDelaySeconds } from "../../lib/render/keepalived";
 import { CONNTRACKD_CONF } from "../../lib/render/conntrackd";
 import type { SiteTwin } from "./site";
@@ -97,6 +98,28 @@ async function runCheck(twin: SiteTwin, check: StateCheck): Promise<string | und
     return states.every((st, i) => st === expected[i])
       ? undefined
       : `failover states ${pair.members.map((m, i) => `${m} ${states[i] ?? "(none: keepalived never ran its script)"}`).join(", ")}; expected ${pair.members.map((m, i) => `${m} ${expected[i]}`).join(", ")}`;
+  }
+  if (check.kind === "alertmanager-cluster") {
+    // Each Alertmanager of the storage pair sees both members in its cluster (gossip over UDP and TCP 9094).
+    const members = twin.model.hosts.filter((h) => h.role === "storage" && twin.isUp(h.name)).map((h) => h.name);
+    const problems: string[] = [];
+    for (const m of members) {
+      const r = await twin
+        .machine(m)
+        .exec(["curl", "-s", "--max-time", "3", `http://127.0.0.1:${MONITORING_PORTS.alertmanager}/api/v2/status`]);
+      let peers = -1;
+      let status = "";
+      try {
+        const cluster = (JSON.parse(r.stdout) as { cluster?: { peers?: unknown[]; status?: string } }).cluster;
+        peers = cluster?.peers?.length ?? -1;
+        status = cluster?.status ?? "";
+      } catch {
+        // not JSON: no Alertmanager answered
+      }
+      if (peers !== members.length || status !== "ready")
+        problems.push(`${m}: cluster ${status || "unknown"} with ${peers < 0 ? "no answer" : `${peers} peer(s)`}`);
+    }
+    return problems.length === 0 ? undefined : problems.join("; ");
   }
   if (check.kind === "dns") {
     // A customer's resolver asks the site's name server (its public proxy address) for the server's own name.

@@ -52,7 +52,9 @@ export async function readOnly(
   for (const standby of databases.instances.filter((i) => i.role === "standby")) {
     const twin = pair.twin(standby.site);
     const backend = twin.services.find((s) => s.name === `${standby.service}-ro`);
-    const name = backend?.hostnames.find((h) => !h.startsWith("*.")) ?? "";
+    // Its standby name (`<instance>-<cc>.<domain>`): the public name answers there too, but only while the DNS sends it.
+    const domain = `.${twin.footprint.domain}`;
+    const name = backend?.hostnames.find((h) => h.endsWith(domain)) ?? backend?.hostnames.find((h) => !h.startsWith("*.")) ?? "";
     const address = publicProxy(twin);
     let answer = "no read-only name or public proxy address at the standby";
     if (name && address) {

@@ -75,6 +75,8 @@ import { GANESHA_CONF } from "../../lib/render/ganesha";
 import { INGRESS_CERT_SCRIPT, INGRESS_DROP_IN } from "../../lib/footprint/ingress";
 import { PDNS_CONF } from "../../lib/footprint/dns";
 import { TEXTFILE_DIR } from "../../lib/monitoring/plan";
+import { PROMETHEUS_CONFIG_PATH } from "../../lib/monitoring/prometheus";
+import { ALERTMANAGER_CONFIG_PATH, ALERTMANAGER_DEFAULTS_PATH } from "../../lib/monitoring/alertmanager";
 import { COMPOSE_PROJECT_FILE, TwinWorkloads } from "./workloads";
 
 const TSX = ["node", "--import", "tsx"];
@@ -84,7 +86,16 @@ const HERE = __dirname;
 /** The Netcup stand-in's name inside the twin (the operator's command posts to it). */
 const NETCUP_API = "api.netcup.twin";
 /** Ports real daemons own on a host; a stand-in never takes them. */
-const DAEMON_PORTS = new Set([SSH_PORT, ...WEB_PORTS, BGP_PORT, HAPROXY_STATS_PORT, MONITORING_PORTS.haproxyExporter, FENCE_SSH_PORT]);
+const DAEMON_PORTS = new Set([
+  SSH_PORT,
+  ...WEB_PORTS,
+  BGP_PORT,
+  HAPROXY_STATS_PORT,
+  MONITORING_PORTS.haproxyExporter,
+  MONITORING_PORTS.nodeExporter,
+  MONITORING_PORTS.prometheus,
+  FENCE_SSH_PORT,
+]);
 
 export interface TwinOptions {
   readonly location: string;
@@ -816,6 +827,15 @@ export class SiteTwin {
     units.push(...this.standins(rt));
     if (this.file(name, "/etc/haproxy/haproxy.cfg") !== undefined) units.push(UNITS.haproxy());
     if (this.file(name, PDNS_CONF) !== undefined) units.push(UNITS.pdns());
+    // The monitoring: node exporter on every host, Prometheus where its configuration is (lib/monitoring).
+    units.push(UNITS.nodeExporter());
+    if (this.file(name, PROMETHEUS_CONFIG_PATH) !== undefined) units.push(UNITS.prometheus());
+    const alertmanagerArgs = this.file(name, ALERTMANAGER_DEFAULTS_PATH);
+    if (this.file(name, ALERTMANAGER_CONFIG_PATH) !== undefined && alertmanagerArgs !== undefined) {
+      // The rendered ARGS="…" line, split as the unit's $ARGS is (no quoting inside).
+      const args = /^ARGS="([^"]*)"$/m.exec(alertmanagerArgs)?.[1] ?? "";
+      units.push(UNITS.alertmanager(args.split(/\s+/).filter(Boolean)));
+    }
     if (this.file(name, "/etc/bird/bird.conf") !== undefined) units.push(UNITS.bird());
     const fence = this.file(name, FENCE_UNIT_FILE);
     if (fence !== undefined) units.push(UNITS.fromUnitFile(FENCE_UNIT, fence));
@@ -898,6 +918,11 @@ export class SiteTwin {
     const units: Unit[] = [];
     // The NFS server is the real nfs-ganesha, which the failover script starts on the active member only.
     if (role === "storage") tcp.delete(NFS_PORT);
+    // The real Alertmanager (its API and its cluster's TCP side) where it is rendered.
+    if (this.file(rt.host.name, ALERTMANAGER_CONFIG_PATH) !== undefined) {
+      tcp.delete(MONITORING_PORTS.alertmanager);
+      tcp.delete(MONITORING_PORTS.alertmanagerCluster);
+    }
     // Pair mode: the databases replicated between the two sites run for real on the virtualization hosts.
     if (role === "virtualization" && this.joined) for (const p of DATABASE_PORTS) tcp.delete(p);
     const tls: string[] = [];
