@@ -77,6 +77,15 @@ export function referenceProblems(footprint: Footprint, sites: ReadonlyArray<Sit
           `publicName ${service.publicName} is a standby name of ${shadowed.name}: choose a public name outside the standby names <service>-<cc>.${footprint.domain}`,
         ),
       );
+    // Nor the name servers' names (<site>.ns.<domain>, lib/footprint/dns.ts) or the standby domain's apex.
+    const nameServers = `.ns.${footprint.domain}`;
+    if (service.publicName === footprint.domain || service.publicName === nameServers.slice(1) || service.publicName.endsWith(nameServers))
+      problems.push(
+        line(
+          ref,
+          `publicName ${service.publicName} is the standby domain or a name server's name (<site>${nameServers}): choose a public name outside them`,
+        ),
+      );
     // Trees share the storage hosts: one inside another would be copied twice and deleted by the other's --delete.
     service.data.files.forEach((tree, j) => {
       for (const [other, k] of allTrees) {

@@ -551,13 +551,33 @@ export const StackConfigSchema = z.strictObject({
   alerting: jsonText('must be JSON: {"kind":"email","to","from","smarthost"} or {"kind":"webhook","url"}')
     .pipe(
       z.discriminatedUnion("kind", [
+        z
+          .strictObject({
+            kind: z.literal("email"),
+            to: z.email(),
+            from: z.email(),
+            smarthost: z
+              .string()
+              .regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "must be host:port of the SMTP relay")
+              .refine((v) => Number(v.split(":").pop()) >= 1 && Number(v.split(":").pop()) <= 65535, "the port must be 1–65535"),
+            /** SMTP login at the relay (587 usually requires one); both or neither. */
+            username: z.string().min(1).optional(),
+            password: z.string().min(1).optional(),
+          })
+          .refine((e) => (e.username === undefined) === (e.password === undefined), {
+            message: "username and password come together",
+            path: ["password"],
+          }),
         z.strictObject({
-          kind: z.literal("email"),
-          to: z.email(),
-          from: z.email(),
-          smarthost: z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, "must be host:port of the SMTP relay"),
+          kind: z.literal("webhook"),
+          // HTTPS only: the URL usually carries a token, which must not cross the internet in clear.
+          url: z
+            .url({ protocol: /^https$/, hostname: z.regexes.domain })
+            .refine(
+              (u) => !/[\s]/.test(u) && !/^https:\/\/[^/]*@/.test(u),
+              "no spaces, and no user:password@ (put a token in the path or query)",
+            ),
         }),
-        z.strictObject({ kind: z.literal("webhook"), url: z.url({ protocol: /^https?$/ }) }),
       ]),
     )
     .optional()

@@ -30,7 +30,14 @@ function receiverBlock(receiver: AlertReceiver): Record<string, unknown> {
         name: RECEIVER_NAME,
         email_configs: [
           // require_tls: STARTTLS or no mail; the relay must not see alerts in the clear.
-          { to: receiver.to, from: receiver.from, smarthost: receiver.smarthost, require_tls: true, send_resolved: true },
+          {
+            to: receiver.to,
+            from: receiver.from,
+            smarthost: receiver.smarthost,
+            ...(receiver.username !== undefined ? { auth_username: receiver.username, auth_password: receiver.password ?? "" } : {}),
+            require_tls: true,
+            send_resolved: true,
+          },
         ],
       };
     case "webhook":

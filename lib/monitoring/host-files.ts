@@ -13,14 +13,16 @@ import { FILE_PLACEHOLDER, RenderedFile } from "../render/types";
 import { alertmanagerDefaultsFile } from "./alertmanager";
 import { AlertReceiver, MonitoringPlan } from "./plan";
 import { birdExporterDefaultsFile, monitoringFiles } from "./prometheus";
-import { jobRecordFiles } from "./job-record";
+import { jobRecordFiles, recordSuccessLine } from "./job-record";
 
 export const HOST_METRICS_COMMAND = "/usr/local/lib/standort/host-metrics";
+/** Where the failover scripts keep their state (`RUN_DIR` of lib/render/keepalived.ts). */
+const FAILOVER_RUN_DIR = "/run/standort";
 export const HOST_METRICS_SCRIPT: string = readFileSync(join(__dirname, "host-metrics.sh"), "utf8");
 /** Certificates the ingress serves (lib/footprint/ingress.ts), watched for expiry on the virtualization hosts. */
 export const INGRESS_CERTIFICATES = "/etc/haproxy/ingress/*.pem";
 
-function hostMetricsFiles(args: ReadonlyArray<string>): RenderedFile[] {
+function hostMetricsFiles(args: ReadonlyArray<string>, withRecorder: boolean): RenderedFile[] {
   const unit = "standort-host-metrics";
   const file = (path: string, content: string, extra: Partial<RenderedFile> = {}): RenderedFile => ({
     path,
@@ -31,8 +33,8 @@ function hostMetricsFiles(args: ReadonlyArray<string>): RenderedFile[] {
     ...extra,
   });
   return [
-    // The failure recorder its OnFailure= starts.
-    ...jobRecordFiles(),
+    // The failure recorder its OnFailure= starts (a storage host running jobs has it with them already).
+    ...(withRecorder ? jobRecordFiles() : []),
     file(HOST_METRICS_COMMAND, HOST_METRICS_SCRIPT, { mode: "0755", check: { command: ["sh", "-n", FILE_PLACEHOLDER] } }),
     file(
       `/etc/systemd/system/${unit}.service`,
@@ -45,6 +47,8 @@ function hostMetricsFiles(args: ReadonlyArray<string>): RenderedFile[] {
         "[Service]",
         "Type=oneshot",
         `ExecStart=${HOST_METRICS_COMMAND} ${args.join(" ")}`,
+        // Its success too: a failure once recorded clears with the next good run (JobFailed compares the two).
+        recordSuccessLine(`${unit}.service`),
         "",
       ].join("\n"),
       { reload: ["systemctl", "daemon-reload"] },
@@ -85,11 +89,19 @@ export function monitoringHostFiles(model: SiteModel, plan: MonitoringPlan, rece
   for (const host of new Set(plan.targets.bird.map((t) => t.host))) add(host, [birdExporterDefaultsFile()]);
   const tunnels = plan.tunnels.map((t) => `--tunnel ${t.interface}=${t.peer}`);
   for (const host of model.hosts) {
+    // Each pair's state from its failover script's state file, every minute: the script writes the metric on
+    // every change, this keeps it there after a reboot or an upgrade that ran no state change.
+    const pairs = model.pairs
+      .filter((p) => !p.dissolved && p.members.includes(host.name))
+      .map((p) => `--pair ${FAILOVER_RUN_DIR}/failover-${p.name}.state=${p.role}`);
     const args = [
+      ...pairs,
       ...(host.role === "firewall" ? [...new Set(tunnels)] : []),
       ...(host.role === "virtualization" && model.virtualization.runtime === "compose" ? [`--certificates ${INGRESS_CERTIFICATES}`] : []),
     ];
-    if (args.length > 0) add(host.name, hostMetricsFiles(args));
+    // footprintHostFiles gives every storage host the recorder when the site runs jobs under systemd.
+    const recorderThere = host.role === "storage" && plan.jobs.length > 0;
+    if (args.length > 0) add(host.name, hostMetricsFiles(args, !recorderThere));
   }
   return files;
 }

@@ -14,9 +14,9 @@ export const TEXTFILE_DIR = "/var/lib/prometheus/node-exporter";
 
 /** Metrics the site's own programs write for the textfile collector (all gauges). */
 export const METRICS = {
-  /** Unix time (s) of a job's last successful run. Labels: `job` (systemd unit without suffix), `kind`, `service` (empty for site jobs). */
+  /** Unix time (s) of a job's last successful run. Label: `job` (systemd unit without `.service`); kind and service come from the rules. */
   jobLastSuccess: "standort_job_last_success_timestamp_seconds",
-  /** Unix time (s) of a job's last failed run (written by the unit `OnFailure=` starts). Same labels. */
+  /** Unix time (s) of a job's last failed run (written by the unit `OnFailure=` starts). Label: `job`. */
   jobLastFailure: "standort_job_last_failure_timestamp_seconds",
   /** 1 while this host is the active (VRRP MASTER) member of its pair, else 0. Labels: `pair` (the pair's role). */
   vrrpMaster: "standort_vrrp_master",
@@ -72,7 +72,15 @@ export interface WatchedTunnel {
 
 /** Where Alertmanager sends notifications: the stack config's `standort:alerting` (validated there). */
 export type AlertReceiver =
-  | { readonly kind: "email"; readonly to: string; readonly from: string; readonly smarthost: string }
+  | {
+      readonly kind: "email";
+      readonly to: string;
+      readonly from: string;
+      readonly smarthost: string;
+      /** SMTP login at the relay (most relays on 587 require one). */
+      readonly username?: string;
+      readonly password?: string;
+    }
   | { readonly kind: "webhook"; readonly url: string };
 
 export interface MonitoringPlan {
@@ -84,7 +92,7 @@ export interface MonitoringPlan {
   readonly targets: {
     /** node exporter on every host. */
     readonly node: ReadonlyArray<ScrapeTarget>;
-    /** HAProxy's built-in exporter on the proxies and the virtualization hosts' ingress. */
+    /** HAProxy's built-in exporter on the proxies. */
     readonly haproxy: ReadonlyArray<ScrapeTarget>;
     /** bird_exporter on the hosts running BIRD with BGP sessions. */
     readonly bird: ReadonlyArray<ScrapeTarget>;

@@ -57,10 +57,15 @@ export function monitoringPlan(
       maxAgeSeconds: j.kind === "file-copy" ? (rpo.get(j.service) ?? 15) * 60 : BACKUP_MAX_AGE_SECONDS,
     }))
     .sort((a, b) => a.job.localeCompare(b.job));
-  const tunnels = siteTunnels(footprint, sites, model.name).flatMap((t) => {
-    const peer = t.ends.find((e) => e.site !== model.name)!.site;
-    return firewalls.map((host) => ({ host, interface: t.name, peer }));
-  });
+  // One per tunnel: it runs on whichever firewall is active, and the rule takes the freshest handshake of either.
+  const tunnels =
+    firewalls.length === 0
+      ? []
+      : siteTunnels(footprint, sites, model.name).map((t) => ({
+          host: firewalls[0],
+          interface: t.name,
+          peer: t.ends.find((e) => e.site !== model.name)!.site,
+        }));
   return {
     site: model.name,
     servers,
