@@ -26,7 +26,7 @@
 import { createHash } from "node:crypto";
 import type { SiteModel } from "../model/model";
 import { publicProxyAddress } from "../render/policy";
-import { FILE_PLACEHOLDER, RenderedFile } from "../render/types";
+import { FILE_PLACEHOLDER, RenderedFile, sshFile } from "../render/types";
 import { placeAll, providerOf } from "./placement";
 import type { Footprint } from "./schema";
 
@@ -256,28 +256,20 @@ export function dnsHostFiles(
 ): RenderedFile[] {
   const source = "sites/footprint.yaml and the site files";
   const zones = dnsZones(footprint, sites, addresses);
-  const file = (path: string, content: string, extra: Partial<RenderedFile>): RenderedFile => ({
-    path,
-    content,
-    mode: "0644",
-    secret: false,
-    delivery: "ssh",
-    ...extra,
-  });
   return [
-    file(PDNS_CONF, renderPdnsConf(), {
+    sshFile(PDNS_CONF, renderPdnsConf(), {
       check: { command: ["sh", "-c", PDNS_CONF_CHECK, "pdns-check", FILE_PLACEHOLDER] },
       reload: ["systemctl", "restart", "pdns"],
       healthCheck: ["systemctl", "is-active", "--quiet", "pdns"],
     }),
     ...zones.map((z) =>
-      file(`${ZONE_DIR}/${z.name}.zone`, renderZone(z, source), {
+      sshFile(`${ZONE_DIR}/${z.name}.zone`, renderZone(z, source), {
         check: { command: ["sh", "-c", ZONE_CHECK, "zone-check", z.name, FILE_PLACEHOLDER] },
         reload: ["pdns_control", "bind-reload-now", z.name],
       }),
     ),
     // After the zones: the list names their files, which must exist when it is read.
-    file(NAMED_CONF, renderNamedConf(zones, source), { reload: ["pdns_control", "rediscover"] }),
+    sshFile(NAMED_CONF, renderNamedConf(zones, source), { reload: ["pdns_control", "rediscover"] }),
   ];
 }
 

@@ -15,7 +15,7 @@
  * Pure: instances in, file text out.
  */
 import { SiteModel } from "../model/model";
-import { FILE_PLACEHOLDER, RenderedFile } from "../render/types";
+import { FILE_PLACEHOLDER, RenderedFile, sshFile } from "../render/types";
 import { INGRESS_PORTS } from "../render/policy";
 import { Access, WorkloadInstance } from "./workloads";
 
@@ -164,14 +164,8 @@ const INGRESS_CHECK = [
 
 /** The ingress's files for one host, in delivery order (program, drop-in, configuration). */
 export function ingressFiles(model: SiteModel, hostName: string, instances: ReadonlyArray<WorkloadInstance>): RenderedFile[] {
-  const file = (path: string, content: string, mode: string, extra: Partial<RenderedFile> = {}): RenderedFile => ({
-    path,
-    content,
-    mode,
-    secret: false,
-    delivery: "ssh",
-    ...extra,
-  });
+  const file = (path: string, content: string, mode: string, extra: Partial<RenderedFile> = {}): RenderedFile =>
+    sshFile(path, content, { mode, ...extra });
   return [
     file(INGRESS_CERT_SCRIPT, renderIngressCertScript(hostName, fallbackNames(instances)), "0755", {
       check: { command: ["sh", "-n", FILE_PLACEHOLDER] },

@@ -10,7 +10,7 @@
  */
 import { stringify } from "yaml";
 import { SiteModel } from "../model/model";
-import { FILE_PLACEHOLDER, RenderedFile } from "../render/types";
+import { FILE_PLACEHOLDER, RenderedFile, sshFile } from "../render/types";
 import { Footprint, FootprintService, ServiceWorkload, WorkloadContainer } from "./schema";
 import { SiteService } from "./services";
 import { storageVip } from "./jobs";
@@ -231,20 +231,12 @@ const COMPOSE_CHECK = [
 export function composeHostFiles(model: SiteModel, footprint: Footprint, instances: ReadonlyArray<WorkloadInstance>): RenderedFile[] {
   if (model.virtualization.runtime !== "compose" || instances.length === 0) return [];
   const services = new Map(footprint.services.map((s) => [s.name, s]));
-  const file = (path: string, content: string, extra: Partial<RenderedFile> = {}): RenderedFile => ({
-    path,
-    content,
-    mode: "0644",
-    secret: false,
-    delivery: "ssh",
-    ...extra,
-  });
   return [
-    file(COMPOSE_UNIT_FILE, renderComposeUnit(), { reload: ["systemctl", "daemon-reload"] }),
+    sshFile(COMPOSE_UNIT_FILE, renderComposeUnit(), { reload: ["systemctl", "daemon-reload"] }),
     ...instances.map((i) => {
       const unit = `standort-compose@${i.project}.service`;
       const path = `${COMPOSE_DIR}/${i.project}/compose.yaml`;
-      return file(path, renderComposeProject(model, i, services.get(i.service)!), {
+      return sshFile(path, renderComposeProject(model, i, services.get(i.service)!), {
         check: { command: ["sh", "-c", COMPOSE_CHECK, "compose-check", FILE_PLACEHOLDER] },
         reload: ["sh", "-c", `systemctl enable --quiet ${unit} && systemctl restart ${unit}`],
         healthCheck: ["sh", "-c", `[ -z "$(${DOCKER_COMPOSE} -p ${i.project} -f ${path} ps --services --filter status=stopped)" ]`],

@@ -9,7 +9,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { SiteModel } from "../model/model";
-import { FILE_PLACEHOLDER, RenderedFile } from "../render/types";
+import { FILE_PLACEHOLDER, RenderedFile, sshFile } from "../render/types";
 import { alertmanagerDefaultsFile } from "./alertmanager";
 import { AlertReceiver, MonitoringPlan } from "./plan";
 import { birdExporterDefaultsFile, monitoringFiles } from "./prometheus";
@@ -24,19 +24,11 @@ export const INGRESS_CERTIFICATES = "/etc/haproxy/ingress/*.pem";
 
 function hostMetricsFiles(args: ReadonlyArray<string>, withRecorder: boolean): RenderedFile[] {
   const unit = "standort-host-metrics";
-  const file = (path: string, content: string, extra: Partial<RenderedFile> = {}): RenderedFile => ({
-    path,
-    content,
-    mode: "0644",
-    secret: false,
-    delivery: "ssh",
-    ...extra,
-  });
   return [
     // The failure recorder its OnFailure= starts (a storage host running jobs has it with them already).
     ...(withRecorder ? jobRecordFiles() : []),
-    file(HOST_METRICS_COMMAND, HOST_METRICS_SCRIPT, { mode: "0755", check: { command: ["sh", "-n", FILE_PLACEHOLDER] } }),
-    file(
+    sshFile(HOST_METRICS_COMMAND, HOST_METRICS_SCRIPT, { mode: "0755", check: { command: ["sh", "-n", FILE_PLACEHOLDER] } }),
+    sshFile(
       `/etc/systemd/system/${unit}.service`,
       [
         "# standort: WireGuard handshakes and certificate expiry for node exporter. Do not edit.",
@@ -53,7 +45,7 @@ function hostMetricsFiles(args: ReadonlyArray<string>, withRecorder: boolean): R
       ].join("\n"),
       { reload: ["systemctl", "daemon-reload"] },
     ),
-    file(
+    sshFile(
       `/etc/systemd/system/${unit}.timer`,
       [
         "# standort: every minute. Do not edit.",

@@ -186,6 +186,26 @@ export function zonePolicy(
       .map(host32);
   const only = (...c: Array<string | undefined>) => c.filter((x): x is string => x !== undefined);
   const allRoles: Role[] = [...ROLES];
+  // A rule from the monitoring servers (the storage hosts' mgmt addresses) to exporters in mgmt, never forwarded.
+  const monitoringRule = (
+    name: string,
+    description: string,
+    protocol: "tcp" | "udp",
+    ports: number[],
+    destinations: string[],
+    targets: Role[],
+  ): ZoneRule => ({
+    name,
+    description,
+    from: { kind: "segment", segment: "mgmt" },
+    to: { kind: "segment", segment: "mgmt" },
+    protocol,
+    ports,
+    sources: mgmtOf("storage"),
+    destinations,
+    targets,
+    forwarded: false,
+  });
   const ownPrefix = model.public.mode === "own-prefix";
   const proxyVip = model.pairs.find((p) => p.role === "proxy")?.vips.find((v) => v.segment === "dmz")?.address;
   const storageVip = model.pairs.find((p) => p.role === "storage")?.vips.find((v) => v.segment === "data")?.address;
@@ -251,70 +271,52 @@ export function zonePolicy(
       forwarded: false,
     },
     // Monitoring: Prometheus on the storage pair scrapes every host's exporters over mgmt (lib/monitoring).
-    {
-      name: "monitoring-to-node-exporter",
-      description: "Prometheus on the storage pair scrapes node exporter on every host",
-      from: { kind: "segment", segment: "mgmt" },
-      to: { kind: "segment", segment: "mgmt" },
-      protocol: "tcp",
-      ports: [MONITORING_PORTS.nodeExporter],
-      sources: mgmtOf("storage"),
-      destinations: [],
-      targets: allRoles,
-      forwarded: false,
-    },
-    {
-      name: "monitoring-to-haproxy-exporter",
-      description: "Prometheus on the storage pair scrapes HAProxy's exporter on the proxies",
-      from: { kind: "segment", segment: "mgmt" },
-      to: { kind: "segment", segment: "mgmt" },
-      protocol: "tcp",
-      ports: [MONITORING_PORTS.haproxyExporter],
-      sources: mgmtOf("storage"),
-      destinations: mgmtOf("proxy"),
-      targets: ["proxy"],
-      forwarded: false,
-    },
-    ...(ownPrefix && model.public.mode === "own-prefix" && model.public.routing.kind === "bgp"
+    monitoringRule(
+      "monitoring-to-node-exporter",
+      "Prometheus on the storage pair scrapes node exporter on every host",
+      "tcp",
+      [MONITORING_PORTS.nodeExporter],
+      [],
+      allRoles,
+    ),
+    monitoringRule(
+      "monitoring-to-haproxy-exporter",
+      "Prometheus on the storage pair scrapes HAProxy's exporter on the proxies",
+      "tcp",
+      [MONITORING_PORTS.haproxyExporter],
+      mgmtOf("proxy"),
+      ["proxy"],
+    ),
+    ...(model.public.mode === "own-prefix" && model.public.routing.kind === "bgp"
       ? [
-          {
-            name: "monitoring-to-bird-exporter",
-            description: "Prometheus on the storage pair scrapes bird_exporter on the firewalls (BGP sessions)",
-            from: { kind: "segment", segment: "mgmt" } as const,
-            to: { kind: "segment", segment: "mgmt" } as const,
-            protocol: "tcp" as const,
-            ports: [MONITORING_PORTS.birdExporter],
-            sources: mgmtOf("storage"),
-            destinations: mgmtOf("firewall"),
-            targets: ["firewall" as const],
-            forwarded: false,
-          },
+          monitoringRule(
+            "monitoring-to-bird-exporter",
+            "Prometheus on the storage pair scrapes bird_exporter on the firewalls (BGP sessions)",
+            "tcp",
+            [MONITORING_PORTS.birdExporter],
+            mgmtOf("firewall"),
+            ["firewall"],
+          ),
         ]
       : []),
+    monitoringRule(
+      "monitoring-cluster",
+      "The two Prometheus and Alertmanager servers reach each other (Alertmanager's gossip, each other's UI and API)",
+      "tcp",
+      [MONITORING_PORTS.prometheus, MONITORING_PORTS.alertmanager, MONITORING_PORTS.alertmanagerCluster],
+      mgmtOf("storage"),
+      ["storage"],
+    ),
+    // Memberlist answers no probe's datagram: the twin proves the rule by the cluster the two Alertmanagers form.
     {
-      name: "monitoring-cluster",
-      description: "The two Prometheus and Alertmanager servers reach each other (Alertmanager's gossip, each other's UI and API)",
-      from: { kind: "segment", segment: "mgmt" },
-      to: { kind: "segment", segment: "mgmt" },
-      protocol: "tcp",
-      ports: [MONITORING_PORTS.prometheus, MONITORING_PORTS.alertmanager, MONITORING_PORTS.alertmanagerCluster],
-      sources: mgmtOf("storage"),
-      destinations: mgmtOf("storage"),
-      targets: ["storage"],
-      forwarded: false,
-    },
-    {
-      name: "monitoring-cluster-gossip",
-      description: "Alertmanager's gossip between the two monitoring servers (UDP as well as TCP)",
-      from: { kind: "segment", segment: "mgmt" },
-      to: { kind: "segment", segment: "mgmt" },
-      protocol: "udp",
-      ports: [MONITORING_PORTS.alertmanagerCluster],
-      sources: mgmtOf("storage"),
-      destinations: mgmtOf("storage"),
-      targets: ["storage"],
-      forwarded: false,
-      // Memberlist answers no probe's datagram: the twin proves the rule by the cluster the two Alertmanagers form.
+      ...monitoringRule(
+        "monitoring-cluster-gossip",
+        "Alertmanager's gossip between the two monitoring servers (UDP as well as TCP)",
+        "udp",
+        [MONITORING_PORTS.alertmanagerCluster],
+        mgmtOf("storage"),
+        ["storage"],
+      ),
       provedBy: "alertmanager-cluster",
     },
     {

@@ -56,6 +56,14 @@ export interface RenderedFile {
   readonly absent?: ReadonlyArray<string>;
 }
 
+/**
+ * A plain file delivered over SSH (0644, no secret), with what sets it apart
+ * (`mode`, `check`, `reload`, …) in `extra`: the shape most renderers return.
+ */
+export function sshFile(path: string, content: string, extra: Partial<RenderedFile> = {}): RenderedFile {
+  return { path, content, mode: "0644", secret: false, delivery: "ssh", ...extra };
+}
+
 /** The files of one host, in delivery order. */
 export interface HostFiles {
   readonly host: string;

@@ -10,7 +10,7 @@
  * mode, the database proves what the application would read and that it
  * cannot write.
  */
-import { publicWebDnat } from "../../lib/render/policy";
+import { twinPublicProxy } from "../../lib/twin/probes";
 import type { PairTwin } from "./pair";
 import type { PairDatabases } from "./databases";
 import type { SiteTwin } from "./site";
@@ -35,11 +35,7 @@ export interface ReadOnlyEntry {
 
 /** The site's public proxy address (its own prefix's, or the proxy failover IP), where customers connect. */
 export function publicProxy(twin: SiteTwin): string | undefined {
-  const m = twin.model;
-  return (
-    publicWebDnat(m)?.address ??
-    (m.public.mode === "provider-failover-ips" ? (m.public.declared?.proxy ?? twin.world.failoverIps?.proxy) : undefined)
-  );
+  return twinPublicProxy(twin.model, twin.world);
 }
 
 /** One entry per replicated database's standby: the request by the standby name and the database's read-only mode. */
