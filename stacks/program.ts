@@ -184,21 +184,22 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     ]),
   );
   const addresses = pulumi.all(unfixedAddresses);
+  // Rendered once the addresses are known (every proxy gets the same files); the file list itself does not depend on them.
+  const knownFiles = addresses.apply((known) =>
+    nameServerHostFiles(
+      model,
+      footprint,
+      sites,
+      Object.fromEntries(Object.entries(known).filter((e): e is [string, string] => typeof e[1] === "string")),
+    ),
+  );
   const nameServer = Object.entries(nameServerHostFiles(model, footprint, sites)).map(
     ([host, files]) =>
       [
         host,
         files.map((f): DeliverableFile => ({
           ...f,
-          content: addresses.apply(
-            (known) =>
-              nameServerHostFiles(
-                model,
-                footprint,
-                sites,
-                Object.fromEntries(Object.entries(known).filter((e): e is [string, string] => typeof e[1] === "string")),
-              )[host].find((x) => x.path === f.path)!.content,
-          ),
+          content: knownFiles.apply((rendered) => rendered[host].find((x) => x.path === f.path)!.content),
         })),
       ] as const,
   );
