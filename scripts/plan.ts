@@ -18,6 +18,7 @@ import { InputError, formatIssues } from "../lib/model/validate";
 import { readInputText } from "../lib/model/input-file";
 import { parseFlags, reportInputError, runAsProcess } from "./lib/cli";
 import { slug } from "../lib/model/schema";
+import { adapterOf } from "../lib/providers/registry";
 import { STACKS_DIR, planStack, stackProviderEnv } from "../lib/preview/run-stack";
 import {
   PlanSnapshot,
@@ -96,8 +97,7 @@ export function snapshotPath(location: string, plansDir: string = join(STACKS_DI
 }
 
 function describeSite(model: SiteModel): string[] {
-  const provider =
-    model.provider.kind === "hcloud" ? `Hetzner Cloud ${model.provider.location}` : `${model.provider.name} (pre-provisioned)`;
+  const provider = adapterOf(model).describe(model.provider);
   const lines = [`site ${model.name} (${model.code}, ${model.country}) on ${provider}, partner ${model.partner}`];
   if (model.public.mode === "own-prefix") {
     const r = model.public.routing;

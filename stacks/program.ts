@@ -4,7 +4,6 @@
  * then registers resources: bad input never reaches a resource.
  */
 import * as pulumi from "@pulumi/pulumi";
-import * as hcloud from "@pulumi/hcloud";
 import { Site, siteOutputs } from "../components/site";
 import { Replication } from "../components/replication";
 import * as kubernetes from "@pulumi/kubernetes";
@@ -27,6 +26,8 @@ import { serviceSecretNames, workloadInstances } from "../lib/footprint/workload
 import { InputError } from "../lib/model/validate";
 import { parseStackConfig } from "../lib/model/stack-config";
 import { failoverMove, requiredProviderEnv } from "../lib/render/keepalived";
+import { adapterOf } from "../lib/providers/registry";
+import { stackSetupFor } from "../lib/providers/provisioners";
 
 /**
  * Runs the location stack selected by `standort:site`; returns the stack outputs
@@ -57,12 +58,9 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
   const providers: Record<string, pulumi.ProviderResource> = {};
   let providerApiToken: pulumi.Output<string> | undefined =
     config.providerApiToken !== undefined ? secrets.requireSecret("providerApiToken") : undefined;
-  if (model.provider.kind === "hcloud") {
-    if (config.hcloudToken === undefined) throw missing("hcloudToken", "for a Hetzner Cloud site");
-    if (config.sshPublicKey === undefined) throw missing("sshPublicKey", "for a Hetzner Cloud site (installed on new servers)", false);
-    providers.hcloud = new hcloud.Provider("hcloud", { token: secrets.requireSecret("hcloudToken") });
-    providerApiToken ??= secrets.requireSecret("hcloudToken");
-  }
+  const setup = stackSetupFor(model, config, secrets, missing);
+  Object.assign(providers, setup.providers);
+  providerApiToken ??= setup.providerApiToken;
   // A Kubernetes site's first run forms the cluster (its nodes' files): what runs inside it (the workloads, the backup
   // CronJobs) waits until standort:kubeconfig holds the new cluster's admin.conf, and the run says so.
   const clusterPending = model.virtualization.runtime === "kubernetes" && config.kubeconfig === undefined;
@@ -72,14 +70,15 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     );
   // A takeover that must move an address through the provider fails at run time without these: refuse now.
   const moves = model.pairs.map((p) => failoverMove(model, p.role));
-  if (model.provider.kind !== "hcloud" && moves.some((m) => m.kind === "failover-ip") && config.providerApiToken === undefined) {
-    throw missing("providerApiToken", `for ${model.name}: its pairs move ${model.provider.name} failover IPs through the provider's API`);
+  const adapter = adapterOf(model);
+  if (providerApiToken === undefined && moves.some((m) => m.kind === "failover-ip")) {
+    throw missing("providerApiToken", `for ${model.name}: its pairs move ${adapter.id} failover IPs through the provider's API`);
   }
   const absent = requiredProviderEnv(model).filter((key) => !config.providerEnv?.[key]);
   if (absent.length > 0) {
     const why = absent.includes("FAILOVER_MOVE_COMMAND")
-      ? `${model.name}'s pairs move addresses, and ${model.provider.kind === "preprovisioned" ? model.provider.name : "the provider"} has no API the library drives`
-      : `${model.name}'s pairs move ${model.provider.kind === "preprovisioned" ? model.provider.name : ""} failover IPs to the NIC of the member that takes over`;
+      ? `${model.name}'s pairs move addresses, and ${adapter.id} has no API the library drives`
+      : `${model.name}'s pairs move ${adapter.id} failover IPs through the provider's API, which needs these ids`;
     throw new InputError(absent.map((key) => `${stackFile}: standort:providerEnv: ${key} is required: ${why}`));
   }
 

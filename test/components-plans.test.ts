@@ -14,7 +14,7 @@ import { cloudFirewallRules, cloudFirewallRulesByRole, portRanges, receivingRole
 import { commandFencing, hcloudFencing } from "../components/failover-pair/fencing";
 import { servingMembers, takeoverSteps, vrrpPlan } from "../components/failover-pair/plan";
 import { bootstrapFor, defaultUserData } from "../components/host/bootstrap";
-import { hcloudRouteGateway, serverNetworkPlan } from "../components/provisioning";
+import { hcloudRouteGateway, serverNetworkPlan } from "../lib/providers/hcloud/provisioning";
 import { ANY_ADDRESS, HEALTH_CHECK, MISSION_LOAD, proxyPlan, proxySizing } from "../components/proxy-tier/plan";
 import { SERVER_CHECK, haproxyMaxconn } from "../lib/render/haproxy";
 import { prefixPlan } from "../components/routed-prefix/plan";

@@ -288,7 +288,7 @@ test("a site whose takeover moves an address needs the means to move it before a
         ["IONOS_DATACENTER_ID", "IONOS_NIC_ID_FKB_FW_2", "IONOS_NIC_ID_FKB_PROXY_1", "IONOS_NIC_ID_FKB_PROXY_2"]
           .map(
             (key) =>
-              `stacks/Pulumi.karlsruhe.yaml: standort:providerEnv: ${key} is required: karlsruhe's pairs move ionos failover IPs to the NIC of the member that takes over`,
+              `stacks/Pulumi.karlsruhe.yaml: standort:providerEnv: ${key} is required: karlsruhe's pairs move ionos failover IPs through the provider's API, which needs these ids`,
           )
           .join("\n"),
     );

@@ -21,13 +21,14 @@ import {
   DRBD_DEVICE,
   DRBD_RESOURCE,
   DRBD_RESOURCE_FILE,
-  HCLOUD_VOLUME_LINK,
-  PREPROVISIONED_DATA_DISK,
   SPLIT_BRAIN_SCRIPT,
   renderDataVolumeScript,
   renderSplitBrainScript,
 } from "../lib/render/storage";
 import { fakeSecrets } from "./helpers/secrets";
+import { adapterOf } from "../lib/providers/registry";
+import { HCLOUD_VOLUME_LINK } from "../lib/providers/hcloud";
+import { PREPROVISIONED_DATA_DISK } from "../lib/providers/handed-over";
 import { requireNetns, requireTool, run } from "./helpers/tools";
 
 const { footprint, sites } = loadFootprint();
@@ -70,7 +71,7 @@ test("every storage host's DRBD resource passes drbdadm dump; one without a devi
     assert.match(text, /^\t\tauto-promote no;$/m);
     assert.match(text, /^\t\tafter-sb-0pri discard-zero-changes;\n\t\tafter-sb-1pri discard-secondary;\n\t\tafter-sb-2pri disconnect;$/m);
     assert.match(text, /fence-peer "\/bin\/sh \/etc\/keepalived\/standort-failover\.sh drbd-fence-peer";/);
-    const disk = model.provider.kind === "hcloud" ? HCLOUD_VOLUME_LINK : PREPROVISIONED_DATA_DISK;
+    const disk = adapterOf(model).segments.kind === "routed" ? HCLOUD_VOLUME_LINK : PREPROVISIONED_DATA_DISK;
     for (const member of pair.members) {
       assert.ok(
         text.includes(

@@ -256,7 +256,7 @@ test("cloud-init needs a valid SSH key and an API-provisioned site", () => {
   );
   assertRefused(
     () => renderCloudInit(site("vienna"), "vie-fw-1", [], { sshAuthorizedKeys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake test"] }),
-    "vienna: vie-fw-1: provider.kind: preprovisioned hosts are handed over running: cloud-init user-data is only for hcloud sites",
+    "vienna: vie-fw-1: provider.kind: netcup hosts are handed over running: cloud-init user-data is only for hosts the library creates",
   );
 });
 

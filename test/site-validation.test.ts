@@ -155,7 +155,9 @@ test("an own prefix on Hetzner Cloud is refused with the fix", () => {
         routing: { kind: "static", nextHop: "198.19.8.1" },
       };
     }),
-    ["sites/helsinki.yaml: public.mode: Hetzner Cloud cannot route an own prefix (no BYOIP): use mode: provider-failover-ips"],
+    [
+      "sites/helsinki.yaml: public.mode: own-prefix is not possible here: Hetzner Cloud has no documented way to route a customer-owned prefix (BYOIP): the site uses floating IPs: use mode: provider-failover-ips",
+    ],
   );
 });
 
@@ -231,7 +233,9 @@ test("pre-provisioned failover IPs must be declared; Hetzner Cloud ones must not
   );
   assert.deepEqual(
     problemsAfter((d) => (documentOf(d, "helsinki").public.addresses = { proxy: "198.19.8.1", nat: "198.19.8.2" })),
-    ["sites/helsinki.yaml: public.addresses: Hetzner Cloud assigns floating IPs at creation: remove public.addresses"],
+    [
+      "sites/helsinki.yaml: public.addresses: Hetzner Cloud hel1 assigns the failover IPs when the stack creates them: remove public.addresses",
+    ],
   );
   assert.deepEqual(
     problemsAfter((d) => (documentOf(d, "karlsruhe").public.addresses.nat = "198.19.20.100")),

@@ -3,7 +3,7 @@ import test from "node:test";
 import assert from "node:assert/strict";
 import { loadSites } from "../lib/model/load";
 import { PLACEHOLDER_SSH_KEY } from "../lib/render";
-import { hcloudAliasIps } from "../lib/render/keepalived";
+import { hcloudAliasIps } from "../lib/providers/hcloud";
 import { cidr, containsAddress, parseAddress } from "../lib/net/ipv4";
 import { MockRunResult, RecordedResource, mockId } from "../lib/preview/harness";
 import { countByType } from "../lib/preview/plan";

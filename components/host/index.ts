@@ -5,7 +5,6 @@
  * library configures it from the operating system up.
  */
 import * as pulumi from "@pulumi/pulumi";
-import * as hcloud from "@pulumi/hcloud";
 import { HostInterface, HostModel, SiteModel } from "../../lib/model/model";
 import { Role } from "../../lib/model/schema";
 import { Access, Placement, Provisioning, SegmentCarrier } from "../provisioning";
@@ -57,9 +56,9 @@ export class Host extends pulumi.ComponentResource {
   /** Packages, services and time sources of the host's first configuration. */
   public readonly bootstrap: Bootstrap;
   /** The Hetzner Cloud server, for API-created hosts. */
-  public readonly server?: hcloud.Server;
+  public readonly server?: pulumi.CustomResource;
   /** The server's attachment to the site network, for API-created hosts. */
-  public readonly serverNetwork?: hcloud.ServerNetwork;
+  public readonly serverNetwork?: pulumi.CustomResource;
   /** The provider's id of the machine, where the provider has an API. */
   public readonly providerId?: pulumi.Output<string>;
 

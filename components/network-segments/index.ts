@@ -1,5 +1,4 @@
 import * as pulumi from "@pulumi/pulumi";
-import * as hcloud from "@pulumi/hcloud";
 import { SegmentPlan, SiteModel } from "../../lib/model/model";
 import { Provisioning, SegmentCarrier } from "../provisioning";
 
@@ -21,11 +20,11 @@ export class NetworkSegments extends pulumi.ComponentResource {
   /** The segments as planned: CIDR, gateway, members. */
   public readonly segments: Readonly<Record<string, SegmentPlan>>;
   /** The provider network, where the provider has one. */
-  public readonly network?: hcloud.Network;
+  public readonly network?: pulumi.CustomResource;
   /** Provider subnets by segment name (empty on pre-provisioned sites). */
-  public readonly subnets: Readonly<Record<string, hcloud.NetworkSubnet>>;
+  public readonly subnets: Readonly<Record<string, pulumi.CustomResource>>;
   /** Provider routes through the firewall by key (`default`); empty where the hosts route themselves. */
-  public readonly routes: Readonly<Record<string, hcloud.NetworkRoute>>;
+  public readonly routes: Readonly<Record<string, pulumi.CustomResource>>;
   /** How the provider carries the segments, in plain sentences. */
   public readonly notes: ReadonlyArray<string>;
   /** The provider side as the host components need it. */

@@ -1,5 +1,4 @@
 import * as pulumi from "@pulumi/pulumi";
-import * as hcloud from "@pulumi/hcloud";
 import { HostInterface, SiteModel, addressPlan } from "../../lib/model/model";
 import { PairedRole, ROLES, Role } from "../../lib/model/schema";
 import { listenPortFor } from "../../lib/footprint/wireguard";
@@ -67,7 +66,7 @@ export class Site extends pulumi.ComponentResource {
   public readonly provider: string;
   public readonly network: NetworkSegments;
   /** The operator's SSH key at the provider, where hosts are created through an API. */
-  public readonly sshKey?: hcloud.SshKey;
+  public readonly sshKey?: pulumi.CustomResource;
   public readonly firewall: Firewall;
   public readonly storage: Storage;
   public readonly virtualization: VirtualizationHosts;

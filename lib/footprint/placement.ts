@@ -6,16 +6,18 @@
  * place only. Pure.
  */
 import { SiteModel } from "../model/model";
+import { adapterOf } from "../providers/registry";
 import { Footprint, FootprintService, MigrationStep } from "./schema";
 
 /** The file every footprint problem is reported against. */
 export const FOOTPRINT_FILE = "sites/footprint.yaml";
 
-export type ProviderId = "hetzner" | "netcup" | "ionos" | "other";
+/** The company that runs a site (`hetzner` for Hetzner Cloud and dedicated servers alike): its adapter's `operator`. */
+export type ProviderId = string;
 
-/** Who runs a site: Hetzner Cloud sites are `hetzner`, pre-provisioned ones are named in the site file. */
+/** Who runs a site: one outage of a provider takes down every site it runs. */
 export function providerOf(site: SiteModel): ProviderId {
-  return site.provider.kind === "hcloud" ? "hetzner" : site.provider.name;
+  return adapterOf(site).operator;
 }
 
 /** The role a site plays for one service. */

@@ -5,6 +5,7 @@
  * with no site. Pure.
  */
 import type { HostModel, SiteModel } from "../model/model";
+import { adapterOf } from "../providers/registry";
 import { cidr, formatAddress, hostAddress, overlaps } from "../net/ipv4";
 import { API_VIP_HOST_NUMBERS, CONTROL_PLANE_SIZE, KUBERNETES_PORTS, POD_CIDR, SERVICE_CIDR } from "./constants";
 
@@ -82,7 +83,7 @@ export function apiEndpoint(model: SiteModel): string {
  *   forwards 6443 to the control-plane nodes (the provisioning adapter creates it).
  */
 export function apiVipMechanism(model: SiteModel): "kube-vip-arp" | "provider-load-balancer" {
-  return model.provider.kind === "hcloud" ? "provider-load-balancer" : "kube-vip-arp";
+  return adapterOf(model).internalAddress;
 }
 
 /** One problem of the cluster ranges: the site file, the range and what it overlaps. */

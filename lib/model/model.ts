@@ -18,7 +18,7 @@ import {
   usableRange,
 } from "../net/ipv4";
 import { HEARTBEAT_SEGMENTS, PAIRED_ROLES, PairedRole, Role, STANDARD_SEGMENTS, SiteFile, shown } from "./schema";
-import { HCLOUD_PUBLIC_GATEWAY } from "./providers";
+import { adapterOf } from "../providers/registry";
 
 /** Short role names used in host names: `<code>-<short>-<n>`. */
 export const ROLE_SHORT: Record<Role, string> = { firewall: "fw", proxy: "proxy", virtualization: "virt", storage: "stor" };
@@ -203,22 +203,9 @@ export function segmentRequests(site: SiteFile): SegmentRequest[] {
   return [...standard, ...heartbeats, ...extras];
 }
 
-/**
- * Addresses of the supernet the provider keeps for itself. Hetzner Cloud's
- * router owns the first address of a network's range; no segment may contain
- * it, or a VIP would collide with the provider's gateway. Nor may a segment
- * contain every Hetzner Cloud server's public gateway (`HCLOUD_PUBLIC_GATEWAY`)
- * where the supernet holds it: the servers' on-link route to it would hide the
- * private address.
- */
+/** Addresses of the supernet the provider keeps for itself (its adapter's `reservedAddresses`). */
 export function providerReserved(site: SiteFile): Cidr[] {
-  if (site.provider.kind !== "hcloud") return [];
-  const supernet = cidr(site.network.supernet);
-  const publicGateway = parseAddress(HCLOUD_PUBLIC_GATEWAY)!;
-  return [
-    { network: supernet.network + 1, length: 32 },
-    ...(containsAddress(supernet, publicGateway) ? [{ network: publicGateway, length: 32 }] : []),
-  ];
+  return adapterOf(site).reservedAddresses(site);
 }
 
 /** Carves the site's segments from its supernet, first-fit in request order, around provider-reserved addresses. */
@@ -280,15 +267,15 @@ const HOST_NAME = /^([a-z]{3})-(fw|proxy|virt|stor)-([1-9]\d{0,2})$/;
 
 function hostSeeds(site: SiteFile): { seeds: HostSeed[]; problems: FieldProblem[] } {
   const problems: FieldProblem[] = [];
-  if (site.provider.kind === "hcloud") {
+  const origin = adapterOf(site).hosts;
+  if (origin.kind === "created") {
     const counts: Record<Role, number> = { firewall: 2, proxy: 2, storage: 2, virtualization: site.roles.virtualization.count };
     const seeds = (Object.keys(counts) as Role[]).flatMap((role) =>
       Array.from({ length: counts[role] }, (_, i) => ({
         name: `${site.code}-${ROLE_SHORT[role]}-${i + 1}`,
         role,
         ordinal: i + 1,
-        // Spread placement groups hold at most 10 servers: group g holds ordinals 10g-9..10g.
-        physical: `spread-${ROLE_SHORT[role]}-${Math.floor(i / 10) + 1}`,
+        physical: origin.physical(role, i + 1),
         pinned: {},
         path: `roles.${role}`,
       })),
@@ -296,7 +283,7 @@ function hostSeeds(site: SiteFile): { seeds: HostSeed[]; problems: FieldProblem[
     return { seeds, problems };
   }
   const seeds: HostSeed[] = [];
-  site.provider.hosts.forEach((host, i) => {
+  origin.hosts(site.provider).forEach((host, i) => {
     const path = `provider.hosts[${i}]`;
     const match = HOST_NAME.exec(host.name);
     const short = ROLE_SHORT[host.role];
@@ -482,7 +469,7 @@ export function buildSiteModel(file: string, site: SiteFile): { model?: SiteMode
     const setting = site.pairs[role];
     const active = setting.active === 1 ? first : second;
     const passive = setting.active === 1 ? second : first;
-    if (site.provider.kind === "preprovisioned" && first.physical === second.physical) {
+    if (adapterOf(site).hosts.kind === "handed-over" && first.physical === second.physical) {
       problems.push({
         path: "provider.hosts",
         message: `${first.name} and ${second.name} form the ${role} pair but share physical machine ${first.physical}: place them on separate machines`,

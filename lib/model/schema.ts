@@ -7,198 +7,24 @@
  */
 import { z } from "zod";
 import { COUNTRY_CODES } from "./countries";
-import { nonUnicastKind, nonUnicastRangeOf, formatCidr, parseAddress, parseCidr } from "../net/ipv4";
+import { nonUnicastRangeOf, formatCidr, parseCidr } from "../net/ipv4";
 
-/** Lower-case name used as a key in resource names: stable, DNS-safe. */
-export const slug = z
-  .string()
-  .regex(/^[a-z][a-z0-9-]{0,30}[a-z0-9]$/, "must be lower-case letters, digits and dashes (2–32 characters, starting with a letter)");
-
-/** Longest value a message quotes in full; longer ones are cut, so a problem stays one short line. */
-export const MAX_SHOWN = 64;
-
-/**
- * A value from a site file as a message quotes it: a short token without
- * spaces as it is (`198.18.4.0/24`), anything else JSON-quoted and cut to
- * `MAX_SHOWN` characters, so every problem stays exactly one line.
- */
-export function shown(value: unknown): string {
-  if (typeof value === "string") {
-    if (/^[\x21-\x7e]+$/.test(value) && value.length <= MAX_SHOWN) return value;
-    return JSON.stringify(value.length > MAX_SHOWN ? `${value.slice(0, MAX_SHOWN)}…` : value);
-  }
-  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value);
-  if (value === undefined) return "nothing";
-  if (value === null) return "null";
-  if (Array.isArray(value)) return "a list";
-  if (typeof value === "object") return "a mapping";
-  return `a ${typeof value}`;
-}
-
-export const ipv4 = z.string().refine((v) => parseAddress(v) !== undefined, {
-  error: (issue) => `${shown(issue.input)} is not an IPv4 address (a.b.c.d)`,
-});
-
-/**
- * An IPv4 address that names one host: not unspecified, broadcast, loopback,
- * link-local, multicast or reserved (`nonUnicastKind`). `fix` says what to
- * write instead.
- */
-export function unicastAddress(fix: string) {
-  return ipv4.superRefine((value, ctx) => {
-    const address = parseAddress(value);
-    const kind = address === undefined ? undefined : nonUnicastKind(address);
-    if (kind) ctx.addIssue({ code: "custom", message: `${value} is ${kind}, not a host address: ${fix}` });
-  });
-}
-
-/** An aligned IPv4 prefix in CIDR notation, optionally of a fixed length. */
-export function prefix(length?: { min?: number; max?: number; exact?: number }) {
-  return z.string().superRefine((value, ctx) => {
-    const parsed = parseCidr(value);
-    if (!parsed) {
-      ctx.addIssue({ code: "custom", message: `${shown(value)} is not an IPv4 prefix in CIDR notation (a.b.c.d/len)` });
-      return;
-    }
-    if (length?.exact !== undefined && parsed.length !== length.exact) {
-      ctx.addIssue({ code: "custom", message: `${value} must be a /${length.exact}` });
-      return;
-    }
-    if (length?.min !== undefined && parsed.length < length.min) {
-      ctx.addIssue({ code: "custom", message: `${value} is larger than allowed: use a /${length.min} or smaller` });
-      return;
-    }
-    if (length?.max !== undefined && parsed.length > length.max) {
-      ctx.addIssue({ code: "custom", message: `${value} is smaller than allowed: use a /${length.max} or larger` });
-      return;
-    }
-    if (!parsed.aligned) {
-      ctx.addIssue({ code: "custom", message: `${value} has host bits set: the network address of a /${parsed.length} must be aligned` });
-    }
-  });
-}
-
-export const ROLES = ["firewall", "proxy", "virtualization", "storage"] as const;
-export type Role = (typeof ROLES)[number];
-/** Roles that always come as an active/passive pair. */
-export const PAIRED_ROLES = ["firewall", "proxy", "storage"] as const;
-export type PairedRole = (typeof PAIRED_ROLES)[number];
-
-export const STANDARD_SEGMENTS = ["dmz", "app", "data", "mgmt"] as const;
-/** One heartbeat segment per pair, `hb-<role>`. */
-export const HEARTBEAT_SEGMENTS: Readonly<Record<PairedRole, string>> = {
-  firewall: "hb-firewall",
-  proxy: "hb-proxy",
-  storage: "hb-storage",
-};
-
-/**
- * Names a segment may not take, because every host names the segment's link
- * after it (`lib/render/interfaces.ts`) and these names belong to links the
- * hosts already have: the loopback, the NICs (`eth0`, `eth1`; on Hetzner Cloud
- * `ens10` or `enp7s0`, and other predictable names) and the site-to-site
- * tunnels (`wg-<code>-<code>`, `lib/footprint/wireguard.ts`).
- */
-export const RESERVED_LINK_NAME = /^(lo|eth[0-9]+|en[opsx][0-9][a-z0-9]*|wg-.*)$/;
-
-/** Free text printed in the plan: one line, at most this many characters. */
-export const MAX_TEXT = 200;
-
-/** Free text (a description, a reason): one line the plan can print, of a sensible length. */
-export const text = z
-  .string()
-  .max(MAX_TEXT, `is longer than ${MAX_TEXT} characters: keep it to one short line`)
-  .regex(/^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$/, "must be one line without control characters");
-
-/** A DNS host name in lower case (RFC 1123 labels). */
-const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
-
-/** A time source: a DNS name or a host address. */
-const timeSource = z.string().superRefine((value, ctx) => {
-  const address = parseAddress(value);
-  const kind = address === undefined ? undefined : nonUnicastKind(address);
-  if (kind) ctx.addIssue({ code: "custom", message: `${value} is ${kind}, not a host address: list the NTP server's own address` });
-  else if (address === undefined && !HOSTNAME.test(value))
-    ctx.addIssue({
-      code: "custom",
-      message: `${shown(value)} is not a host name or IPv4 address: list each NTP server by its DNS name (lower case) or address`,
-    });
-});
-
-/** Each entry of a list once: a duplicate is a problem at its own index naming the first. */
-function listedOnce(what: string, fix: string) {
-  return (values: ReadonlyArray<string>, ctx: z.core.$RefinementCtx<ReadonlyArray<string>>) => {
-    values.forEach((value, i) => {
-      const first = values.indexOf(value);
-      if (first !== i)
-        ctx.addIssue({ code: "custom", path: [i], message: `${shown(value)} is already listed as ${what}[${first}]: ${fix}` });
-    });
-  };
-}
-
-const hostSchema = z
-  .strictObject({
-    /** Host name, unique across all sites (for example `vie-fw-1`). */
-    name: slug.describe("Host name, unique across all sites (for example `vie-fw-1`)."),
-    role: z.enum(ROLES),
-    /** The physical machine (or hypervisor) the host runs on; members of a pair must differ. */
-    physical: slug.describe("The physical machine (or hypervisor) the host runs on; members of a pair must differ."),
-    /** The provider-assigned primary IPv4 address the library reaches the host on. */
-    address: unicastAddress("give the address the provider assigned to the host").describe(
-      "The provider-assigned primary IPv4 address the library reaches the host on.",
-    ),
-    /** Pinned internal addresses by segment name; unpinned ones are assigned by the address plan. */
-    segments: z
-      .record(z.string(), unicastAddress("pin a host address inside the segment, or leave it to the address plan"))
-      .optional()
-      .describe("Pinned internal addresses by segment name; unpinned ones are assigned by the address plan."),
-  })
-  .describe("A server the provider has handed over, configured from the operating system up.");
-
-/** A Hetzner Cloud server type name (`cx32`, `cpx41`, `cax21`). */
-const serverType = z.string().regex(/^[a-z]{2,5}[0-9]{1,3}$/, "must be a Hetzner Cloud server type name (for example cx32)");
-
-const hcloudProvider = z.strictObject({
-  kind: z.literal("hcloud"),
-  /** Hetzner Cloud location (network zone is derived from it). */
-  location: z.enum(["fsn1", "nbg1", "hel1", "ash", "hil", "sin"]).describe("Hetzner Cloud location (network zone is derived from it)."),
-  /**
-   * Server types per role.
-   * @default firewall cx32, proxy cx32, virtualization cx52, storage cx42
-   */
-  serverTypes: z
-    .strictObject({
-      firewall: serverType.default("cx32"),
-      proxy: serverType.default("cx32"),
-      virtualization: serverType.default("cx52"),
-      storage: serverType.default("cx42"),
-    })
-    .prefault({}),
-  /** Image for every server. @default debian-12 */
-  image: z
-    .string()
-    .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, "must be a Hetzner Cloud image name or id (for example debian-12)")
-    .default("debian-12")
-    .describe("Image for every server. Default: debian-12"),
-});
-
-const preprovisionedProvider = z.strictObject({
-  kind: z.literal("preprovisioned"),
-  /** Who hands the servers over (informational, and selects provider limits). */
-  name: z.enum(["netcup", "ionos", "other"]).describe("Who hands the servers over (informational, and selects provider limits)."),
-  /** Provider's own location label, for example `de/fra`. */
-  region: text.optional().describe("Provider's own location label, for example `de/fra`."),
-  /** Every server of the site, as handed over. */
-  hosts: z.array(hostSchema).min(1).describe("Every server of the site, as handed over."),
-  /**
-   * A second fence method, run on the surviving member when the fence over mgmt
-   * (the peer's fence sshd, always rendered) cannot reach the peer: for example
-   * the provider's power-off call. `%h` is replaced by the failed host's name;
-   * exit 0 means the peer is off.
-   * @default none: a peer that the mgmt fence cannot reach and that answers on no address counts as down
-   */
-  fenceCommand: z.string().trim().min(1, "must not be empty: leave it out when there is no second fence method").optional(),
-});
+export * from "./primitives";
+import { providerSchema } from "../providers/registry";
+import {
+  handedOverHostSchema,
+  prefix,
+  shown,
+  slug,
+  text,
+  unicastAddress,
+  ROLES,
+  STANDARD_SEGMENTS,
+  HEARTBEAT_SEGMENTS,
+  RESERVED_LINK_NAME,
+  timeSource,
+  listedOnce,
+} from "./primitives";
 
 const bgpPeer = z.strictObject({
   name: slug,
@@ -317,7 +143,7 @@ export const SiteFileSchema = z
       .enum(COUNTRY_CODES, { error: (i) => `${shown(i.input)} is not an ISO 3166-1 alpha-2 country code` })
       .describe("ISO 3166-1 alpha-2 country code."),
     description: text.optional(),
-    provider: z.discriminatedUnion("kind", [hcloudProvider, preprovisionedProvider]),
+    provider: providerSchema,
     public: z.discriminatedUnion("mode", [ownPrefix, providerFailoverIps]),
     network: z.strictObject({
       /** Private supernet every segment of the site is carved from (RFC 1918, /16 to /20). */
@@ -470,7 +296,7 @@ export const SiteFileSchema = z
 
 export type SiteFileInput = z.input<typeof SiteFileSchema>;
 export type SiteFile = z.infer<typeof SiteFileSchema>;
-export type PreprovisionedHost = z.infer<typeof hostSchema>;
+export type PreprovisionedHost = z.infer<typeof handedOverHostSchema>;
 
 /** A configuration value holding JSON (the engine's flat form keeps structured values as text), parsed. */
 function jsonText(message: string) {

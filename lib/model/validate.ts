@@ -8,7 +8,7 @@ import { z } from "zod";
 import { cidr, overlaps, parseCidr, PRIVATE_RANGES, containsCidr, reservedRangeOf, parseAddress, containsAddress } from "../net/ipv4";
 import { SiteFile, SiteFileSchema, shown } from "./schema";
 import { SiteModel, buildSiteModel, segmentRequests } from "./model";
-import { HCLOUD_SUBNETS_PER_NETWORK } from "./providers";
+import { adapterOf } from "../providers/registry";
 
 /** A site file as read from disk: its repository-relative path and parsed YAML. */
 export interface SiteDocument {
@@ -133,11 +133,7 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: 
   for (const { file, site } of parsed) {
     const base = /([^/]+)\.ya?ml$/.exec(file)?.[1];
     if (base !== undefined && base !== site.name) problems.push(`${file}: name: ${site.name} must equal the file name (${base})`);
-    if (site.provider.kind === "hcloud" && site.roles.storage.dataDisk !== undefined) {
-      problems.push(
-        `${file}: roles.storage.dataDisk: a Hetzner Cloud store's data disk is its volume, named by the rendered udev rule: remove the field`,
-      );
-    }
+    const adapter = adapterOf(site);
     for (const key of ["name", "code"] as const) {
       const other = seen[key].get(site[key]);
       if (other) problems.push(`${file}: ${key}: ${site[key]} is already used by ${other}`);
@@ -154,8 +150,8 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: 
           problems.push(`${file}: public.prefix: ${text} overlaps ${other.text} of ${other.file}`);
       }
       publicPrefixes.push({ file, text });
-      if (site.provider.kind === "hcloud") {
-        problems.push(`${file}: public.mode: Hetzner Cloud cannot route an own prefix (no BYOIP): use mode: provider-failover-ips`);
+      if (!adapter.ownPrefix.routable) {
+        problems.push(`${file}: public.mode: own-prefix is not possible here: ${adapter.ownPrefix.how}: use mode: provider-failover-ips`);
       }
       const routing = site.public.routing;
       const hops =
@@ -172,11 +168,13 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: 
     }
 
     if (site.public.mode === "provider-failover-ips") {
-      if (site.provider.kind === "preprovisioned" && !site.public.addresses) {
-        problems.push(`${file}: public.addresses: is required: list the failover IPs ${site.provider.name} handed over (proxy, nat)`);
+      if (adapter.failoverIps === "declared" && !site.public.addresses) {
+        problems.push(`${file}: public.addresses: is required: list the failover IPs ${adapter.id} handed over (proxy, nat)`);
       }
-      if (site.provider.kind === "hcloud" && site.public.addresses) {
-        problems.push(`${file}: public.addresses: Hetzner Cloud assigns floating IPs at creation: remove public.addresses`);
+      if (adapter.failoverIps === "assigned" && site.public.addresses) {
+        problems.push(
+          `${file}: public.addresses: ${adapter.describe(site.provider)} assigns the failover IPs when the stack creates them: remove public.addresses`,
+        );
       }
       if (site.public.addresses && site.public.addresses.proxy === site.public.addresses.nat) {
         problems.push(
@@ -208,8 +206,9 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: 
       }
     });
 
-    if (site.provider.kind === "preprovisioned") {
-      const hosts = site.provider.hosts;
+    const origin = adapter.hosts;
+    if (origin.kind === "handed-over") {
+      const hosts = origin.hosts(site.provider);
       hosts.forEach((host, i) => {
         const other = seen.host.get(host.name);
         const where = other === file ? `provider.hosts[${hosts.findIndex((h) => h.name === host.name)}]` : other;
@@ -264,10 +263,13 @@ interface ProviderSideAddress {
 /** Every provider-side address of a site file, in file order. */
 function providerSideAddresses(file: string, site: SiteFile): ProviderSideAddress[] {
   const entries: Array<Omit<ProviderSideAddress, "file" | "site" | "value">> = [];
-  if (site.provider.kind === "preprovisioned") {
-    site.provider.hosts.forEach((host, i) =>
-      entries.push({ path: `provider.hosts[${i}].address`, text: host.address, held: true, what: `${host.name}'s address` }),
-    );
+  const origin = adapterOf(site).hosts;
+  if (origin.kind === "handed-over") {
+    origin
+      .hosts(site.provider)
+      .forEach((host, i) =>
+        entries.push({ path: `provider.hosts[${i}].address`, text: host.address, held: true, what: `${host.name}'s address` }),
+      );
   }
   if (site.public.mode === "own-prefix") {
     const routing = site.public.routing;
@@ -282,7 +284,7 @@ function providerSideAddresses(file: string, site: SiteFile): ProviderSideAddres
       routing.peers.forEach((peer, i) =>
         entries.push({ path: `public.routing.peers[${i}].address`, text: peer.address, held: false, what: `BGP peer ${peer.name}` }),
       );
-  } else if (site.public.addresses && site.provider.kind !== "hcloud") {
+  } else if (site.public.addresses && adapterOf(site).failoverIps === "declared") {
     entries.push({ path: "public.addresses.proxy", text: site.public.addresses.proxy, held: true, what: "the proxy failover IP" });
     entries.push({ path: "public.addresses.nat", text: site.public.addresses.nat, held: true, what: "the NAT failover IP" });
   }
@@ -355,21 +357,13 @@ export function addressProblems(parsed: ReadonlyArray<ParsedSite>): string[] {
 }
 
 /**
- * Provider limits a site file can break, each a named constant with its
- * source (`providers.ts`), checked before anything is planned.
+ * Provider rules and limits a site file can break, each owned by the
+ * provider's adapter (`lib/providers`), checked before anything is planned.
  */
 export function providerLimitProblems(parsed: ReadonlyArray<ParsedSite>): string[] {
   const problems: string[] = [];
   for (const { file, site } of parsed) {
-    if (site.provider.kind === "hcloud") {
-      const segments = segmentRequests(site).length;
-      if (segments > HCLOUD_SUBNETS_PER_NETWORK) {
-        const standard = segments - site.network.extraSegments.length;
-        problems.push(
-          `${file}: network.extraSegments: the site needs ${segments} segments (${standard} standard and heartbeat, ${site.network.extraSegments.length} extra), each a subnet of its Hetzner Cloud network, but a Hetzner Cloud network holds at most ${HCLOUD_SUBNETS_PER_NETWORK} subnets (Hetzner Networks FAQ): remove ${segments - HCLOUD_SUBNETS_PER_NETWORK} extra segment(s)`,
-        );
-      }
-    }
+    problems.push(...adapterOf(site).siteProblems(site, file, { segments: segmentRequests(site) }));
   }
   return problems;
 }

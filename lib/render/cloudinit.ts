@@ -6,6 +6,7 @@
  * from the metadata service by any process on the server for its lifetime.
  * Delivery over SSH ships them (and every later change) right after creation.
  */
+import { adapterOf } from "../providers/registry";
 import { KUBERNETES_APT_REPOSITORY, KUBERNETES_PACKAGE_VERSION } from "../kubernetes/constants";
 import { gzipSync } from "node:zlib";
 import { Document } from "yaml";
@@ -144,8 +145,12 @@ export function renderCloudInit(
 ): string {
   const problems = new ProblemCollector(model.name, hostName);
   const host = checkHost(model, hostName, problems, options);
-  if (model.provider.kind !== "hcloud") {
-    problems.add("provider.kind", `${model.provider.kind} hosts are handed over running: cloud-init user-data is only for hcloud sites`);
+  const adapter = adapterOf(model);
+  if (!adapter.userData) {
+    problems.add(
+      "provider.kind",
+      `${adapter.id} hosts are handed over running: cloud-init user-data is only for hosts the library creates`,
+    );
   }
   const keys = options.sshAuthorizedKeys ?? [];
   if (keys.length === 0) problems.add("options.sshAuthorizedKeys", "must list at least one key: delivery logs in as root with it");

@@ -26,6 +26,7 @@
  * gave the VIP up.
  */
 import type { SiteModel } from "../model/model";
+import { adapterOf } from "../providers/registry";
 import { ProblemCollector } from "./errors";
 import { failoverMove } from "./failover-move";
 import { addressIn, checkHost, findHost, interfaceName, nicNames, pairOf } from "./interfaces";
@@ -42,10 +43,10 @@ const HEADER_ONLY_MAX_BYTES = 120;
 /** How long a new master waits for the peer's ARP answer on a VIP's link before it stops forwarding there (s). */
 export const DRAIN_PEER_CHECK_SECONDS = 0.3;
 
-/** True when the host drains on planned moves: a member of a proxy or storage pair with a peer, not on Hetzner Cloud. */
+/** True when the host drains on planned moves: a member of a proxy or storage pair with a peer, where VIPs move by VRRP (segments are VLANs). */
 export function drainsConnections(model: SiteModel, hostName: string): boolean {
   const pair = pairOf(model, hostName);
-  return pair !== undefined && !pair.dissolved && pair.role !== "firewall" && model.provider.kind !== "hcloud";
+  return pair !== undefined && !pair.dissolved && pair.role !== "firewall" && adapterOf(model).segments.kind === "vlans";
 }
 
 /**

@@ -8,6 +8,7 @@ import { chmodSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { SiteModel } from "../model/model";
 import type { Role } from "../model/schema";
+import { adapterOf } from "../providers/registry";
 import { renderBirdConfig } from "./bird";
 import { renderChronyConfig } from "./chrony";
 import { renderCloudInit } from "./cloudinit";
@@ -44,7 +45,6 @@ import {
   SPLIT_BRAIN_SCRIPT,
   holdsDataVolume,
   renderDataVolumeScript,
-  renderDataVolumeUdevRule,
   renderDataVolumeUnit,
   renderDrbdResource,
   renderSplitBrainScript,
@@ -54,7 +54,8 @@ import { FILE_PLACEHOLDER, FenceKeys, HostFiles, RenderedFile, RenderOptions, Re
 export * from "./types";
 export { RenderInputError, formatProblem } from "./errors";
 export type { RenderProblem } from "./errors";
-export { interfaceName, vlanId, FIXED_VLAN_IDS, EXTRA_VLAN_BASE, HCLOUD_PRIVATE_NICS } from "./interfaces";
+export { interfaceName, vlanId } from "./interfaces";
+export { FIXED_VLAN_IDS, EXTRA_VLAN_BASE } from "../providers/vlans";
 export { zonePolicy, partnerSites } from "./policy";
 export type { Zone, ZoneRule, ZoneProtocol } from "./policy";
 export { renderNftablesRuleset } from "./nftables";
@@ -92,7 +93,7 @@ export const CLOUD_INIT_PATH = "/etc/standort/cloud-init.yaml";
 /** True when a pair member's failover script calls the provider (API fence or an address move). */
 export function callsProvider(model: SiteModel, role: Role): boolean {
   if (role === "virtualization") return false;
-  return model.provider.kind === "hcloud" || failoverMove(model, role).kind !== "none";
+  return adapterOf(model).failover.apiFence || failoverMove(model, role).kind !== "none";
 }
 
 /** Files that go into cloud-init user data as well as being delivered. */
@@ -272,7 +273,8 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
 
   // The storage pair's data volume (DRBD), before keepalived, whose failover script promotes and mounts it.
   if (holdsDataVolume(model, hostName)) {
-    if (model.provider.kind === "hcloud") {
+    const udevRule = adapterOf(model).dataDisk.udevRule;
+    if (udevRule) {
       add(
         {
           path: DATA_VOLUME_UDEV_RULE,
@@ -280,7 +282,7 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
           // The link appears for the attached volume at once, not only at the next boot.
           reload: ["sh", "-c", "udevadm control --reload && udevadm trigger --subsystem-match=block --action=change && udevadm settle"],
         },
-        renderDataVolumeUdevRule(model),
+        udevRule(model),
       );
     }
     add(
@@ -365,7 +367,7 @@ export function renderHostFiles(model: SiteModel, hostName: string, secrets: Ren
     );
   }
 
-  if (problems.length === 0 && model.provider.kind === "hcloud") {
+  if (problems.length === 0 && adapterOf(model).userData) {
     // First boot needs only what depends on the host itself: its kernel settings, interfaces, time and
     // packet filter. Files that follow the rest of the site (the proxy's backends) arrive by delivery, so
     // growing the site never changes an existing server's user data.

@@ -6,6 +6,8 @@
 import type { HostModel, PairModel, SegmentPlan, SiteModel } from "../model/model";
 import { cidr, containsAddress, parseAddress } from "../net/ipv4";
 import { ProblemCollector } from "./errors";
+import { adapterOf } from "../providers/registry";
+import { standardVlanId } from "../providers/vlans";
 import type { RenderOptions } from "./types";
 
 /** Linux limits interface names to 15 characters (IFNAMSIZ 16 with the terminator). */
@@ -33,39 +35,15 @@ export function interfaceName(segment: string): string {
   return `${segment.slice(0, 10)}-${hash}`;
 }
 
-/** VLAN ids of the standard and heartbeat segments; see `vlanId`. */
-export const FIXED_VLAN_IDS: Readonly<Record<string, number>> = {
-  dmz: 10,
-  app: 20,
-  data: 30,
-  mgmt: 40,
-  "hb-firewall": 51,
-  "hb-proxy": 52,
-  "hb-storage": 53,
-};
-
-/** First VLAN id of the extra segments. */
-export const EXTRA_VLAN_BASE = 100;
-
 /**
- * The VLAN id of a segment on pre-provisioned hosts: fixed ids for the
- * standard segments (dmz 10, app 20, data 30, mgmt 40) and heartbeats
- * (hb-firewall 51, hb-proxy 52, hb-storage 53); extra segments get 100 plus
- * their position among the extra segments. Extra segments only ever append
- * (the address plan's contract), so an id never changes once given.
- * Returns undefined for a segment the model does not have.
+ * The VLAN id of a segment (also the number of its routing table): the
+ * provider adapter's where its segments are VLANs, else the standard
+ * numbering (`lib/providers/vlans.ts`). Undefined for a segment the model lacks.
  */
 export function vlanId(model: SiteModel, segment: string): number | undefined {
-  // Own keys only: an extra segment named `constructor` must not find Object's.
-  const fixed = Object.hasOwn(FIXED_VLAN_IDS, segment) ? FIXED_VLAN_IDS[segment] : undefined;
-  if (fixed !== undefined) return model.segments.some((s) => s.name === segment) ? fixed : undefined;
-  const extras = model.segments.filter((s) => s.kind === "extra");
-  const index = extras.findIndex((s) => s.name === segment);
-  return index < 0 ? undefined : EXTRA_VLAN_BASE + index;
+  const carrier = adapterOf(model).segments;
+  return carrier.kind === "vlans" ? carrier.vlanId(model, segment) : standardVlanId(model, segment);
 }
-
-/** Names the private NIC of a Hetzner Cloud server can have (depends on the server type's PCI layout). */
-export const HCLOUD_PRIVATE_NICS = ["ens10", "enp7s0"] as const;
 
 /** The options' NIC names with their defaults applied. */
 export function nicNames(options: RenderOptions = {}): { internal: string; uplink: string } {
@@ -124,7 +102,8 @@ export function checkHost(
     if (!NIC_NAME.test(value))
       problems.add(key, `${JSON.stringify(value)} is not a valid interface name (1–15 letters, digits, '_', '.', '-')`);
   }
-  const reserved = new Set(["lo", nics.internal, nics.uplink, ...HCLOUD_PRIVATE_NICS]);
+  const carrier = adapterOf(model).segments;
+  const reserved = new Set(["lo", nics.internal, nics.uplink, ...(carrier.kind === "routed" ? carrier.nics : [])]);
   const seen = new Map<string, string>();
   host.interfaces.forEach((iface, i) => {
     const field = `hosts[${hostIndex}].interfaces[${i}]`;

@@ -27,6 +27,7 @@ import { NAT_SOURCE_MAP } from "./nftables";
 import { FENCE_SSH_PORT } from "./policy";
 import { DATA_ROOT, DRBD_DEVICE, DRBD_RESOURCE, NFS_SERVER_UNIT } from "./storage";
 import { linkPrefixLength } from "./routing";
+import { adapterOf } from "../providers/registry";
 import type { RenderOptions, RenderSecrets } from "./types";
 
 export { failoverIpName, failoverMove } from "./failover-move";
@@ -60,13 +61,6 @@ export function masterDownSeconds(priority: number): number {
 }
 
 /**
- * Seconds a provider needs between two moves of the same failover address,
- * by pre-provisioned provider name. Netcup re-routes a failover IP at most
- * once every 5 minutes (reported; `../shared/PROVIDERS.md`, SCP `changeIPRouting`).
- */
-export const PROVIDER_MOVE_INTERVAL_SECONDS: Readonly<Record<string, number>> = { netcup: 300 };
-
-/**
  * How long a pair waits before its named active member takes the addresses
  * back (keepalived `preempt_delay`, seconds; 0: at once). Where the provider
  * limits how often the public address moves, a member that returns (after a
@@ -76,8 +70,8 @@ export const PROVIDER_MOVE_INTERVAL_SECONDS: Readonly<Record<string, number>> = 
  * back only after the interval and a margin.
  */
 export function failbackDelaySeconds(model: SiteModel, role: PairedRole): number {
-  if (model.provider.kind !== "preprovisioned" || failoverMove(model, role).kind === "none") return 0;
-  const interval = PROVIDER_MOVE_INTERVAL_SECONDS[model.provider.name];
+  if (failoverMove(model, role).kind === "none") return 0;
+  const interval = adapterOf(model).failover.moveIntervalSeconds;
   return interval === undefined ? 0 : interval + 30;
 }
 
@@ -116,9 +110,9 @@ const providerEnvSchema = z.record(
   z.string().regex(/^[^'\n\r]*$/, "must not contain a single quote or a line break"),
 );
 
-/** The provider.env variable that holds the API token: `HCLOUD_TOKEN` on Hetzner Cloud (as the fencing plan names it), else `PROVIDER_API_TOKEN`. */
+/** The provider.env variable that holds the API token (the adapter's: `HCLOUD_TOKEN` on Hetzner Cloud, else `PROVIDER_API_TOKEN`). */
 export function tokenVariable(model: SiteModel): string {
-  return model.provider.kind === "hcloud" ? "HCLOUD_TOKEN" : "PROVIDER_API_TOKEN";
+  return adapterOf(model).failover.tokenVariable;
 }
 
 /** The service each pair's VRRP instance tracks: lose it and the member steps down. */
@@ -157,7 +151,7 @@ const LINK_ANCHORS = 3;
  */
 export function trackedLinks(model: SiteModel, pair: PairModel, options: RenderOptions = {}): Array<{ link: string; anchors: string[] }> {
   const links: Array<{ link: string; anchors: string[] }> = [];
-  if (model.provider.kind !== "hcloud") {
+  if (adapterOf(model).segments.kind === "vlans") {
     for (const segment of [...new Set(pair.vips.map((v) => v.segment))]) {
       const others = model.hosts
         .filter((h) => !pair.members.includes(h.name))
@@ -255,8 +249,9 @@ function checkPair(
   }
   if (options.providerEnv) problems.parse(providerEnvSchema, options.providerEnv, "options.providerEnv");
   const move = failoverMove(model, pair.role);
-  const apiFencing = model.provider.kind === "hcloud" && !pair.dissolved;
-  if ((apiFencing || (move.kind !== "none" && model.provider.kind === "hcloud")) && !secrets.providerApiToken) {
+  const failover = adapterOf(model).failover;
+  const apiFencing = failover.apiFence && !pair.dissolved;
+  if ((apiFencing || (move.kind !== "none" && failover.movesNeedToken(model, move))) && !secrets.providerApiToken) {
     problems.add(
       "secrets.providerApiToken",
       `is required on ${model.name}: the failover script fences and moves addresses through the provider API`,
@@ -312,7 +307,7 @@ export function renderKeepalivedConfig(model: SiteModel, hostName: string, secre
   const peer = p.dissolved ? undefined : p.members.find((m) => m !== hostName)!;
   const tracked = trackedServices(model, p.role);
   const name = vrrpInstanceName(p);
-  const vipsByKeepalived = model.provider.kind !== "hcloud";
+  const vipsByKeepalived = adapterOf(model).segments.kind === "vlans";
   const announcesPrefix = p.role === "firewall" && model.public.mode === "own-prefix" && model.public.routing.kind === "bgp";
   const lines = [
     `# standort: keepalived of ${hostName} (${active ? "active" : "passive"} member of the ${p.role} pair of ${model.name}${p.dissolved ? ", dissolved" : ""}).`,
@@ -495,24 +490,7 @@ function shQuote(value: string): string {
  * (Hetzner Cloud), or the site's `provider.fenceCommand` where it names one.
  */
 function fenceFunctions(model: SiteModel, peer: string, peerMgmt: string): string[] {
-  const second =
-    model.provider.kind === "hcloud"
-      ? [
-          "# Second: Hetzner Cloud's hard power-off of the peer's server.",
-          "fence_second() {",
-          '\tid=$(server_id "$PEER") || return 1',
-          '\thcloud_api -X POST "$HCLOUD_API/servers/$id/actions/poweroff" >/dev/null',
-          "}",
-        ]
-      : model.provider.fenceCommand
-        ? [
-            "# Second: the site's fence command (provider.fenceCommand, %h = the peer).",
-            `FENCE_COMMAND=${shQuote(model.provider.fenceCommand.replace(/%h/g, peer))}`,
-            "fence_second() {",
-            '\tsh -c "$FENCE_COMMAND"',
-            "}",
-          ]
-        : ["# No second method: the site names no fence command.", "fence_second() {", "\treturn 1", "}"];
+  const second = adapterOf(model).failover.fenceSecond(model, peer);
   return [
     `PEER_MGMT=${peerMgmt}`,
     "# First: the peer's fence sshd over mgmt; its key may only power the peer off, and says so first.",
@@ -567,32 +545,6 @@ function moveFunctions(model: SiteModel, move: FailoverMove): string[] {
     '\tip addr replace "$1/32" dev "$UPLINK" && printf \'%s\\n\' "$1" > "$ADDRESS_FILE"',
     "}",
   ];
-  if (model.provider.kind === "hcloud" && move.kind === "failover-ip") {
-    return [
-      ...uplink,
-      ...(move.purpose === "nat"
-        ? [
-            `nat_source() { nft flush map ip standort_nat ${NAT_SOURCE_MAP} && nft add element ip standort_nat ${NAT_SOURCE_MAP} "{ tcp : $1, udp : $1, icmp : $1 }"; }`,
-          ]
-        : []),
-      `FAILOVER_IP_NAME=${shQuote(move.name)}`,
-      "# Hetzner Cloud: assign the floating IP (looked up by name) to this server.",
-      "move_failover_address() {",
-      '\tfip=$(hcloud_api "$HCLOUD_API/floating_ips?name=$FAILOVER_IP_NAME") || return 1',
-      "\tfid=$(printf '%s' \"$fip\" | jq -er '.floating_ips[0].id') || return 1",
-      "\taddress=$(printf '%s' \"$fip\" | jq -er '.floating_ips[0].ip') || return 1",
-      '\tself=$(server_id "$SELF") || return 1',
-      '\thcloud_api -X POST -H "Content-Type: application/json" -d "{\\"server\\":$self}" "$HCLOUD_API/floating_ips/$fid/actions/assign" >/dev/null || return 1',
-      '\thold_address "$address"',
-      ...(move.purpose === "nat"
-        ? [
-            "\t# Outbound NAT takes the floating IP from now on (nftables' map; empty: the server's own address).",
-            '\tnat_source "$address"',
-          ]
-        : []),
-      "}",
-    ];
-  }
   const addressLine =
     move.kind === "next-hop" || move.address !== undefined
       ? [`FAILOVER_ADDRESS=${move.address}`]
@@ -600,35 +552,12 @@ function moveFunctions(model: SiteModel, move: FailoverMove): string[] {
           `# The provider-assigned address comes from ${PROVIDER_ENV} (FAILOVER_IP_${move.purpose.toUpperCase()}).`,
           `FAILOVER_ADDRESS=\${FAILOVER_IP_${move.purpose.toUpperCase()}:-}`,
         ];
-  if (model.provider.kind === "preprovisioned" && model.provider.name === "ionos") {
-    return [
-      ...uplink,
-      ...addressLine,
-      "# IONOS: point the LAN's IP failover group at this server's NIC (ids from provider.env).",
-      "move_failover_address() {",
-      "\tfor v in FAILOVER_ADDRESS IONOS_DATACENTER_ID IONOS_LAN_ID IONOS_NIC_ID PROVIDER_API_TOKEN; do",
-      '\t\teval "[ -n \\"\\${$v:-}\\" ]" || { log "$PROVIDER_ENV_FILE lacks $v: cannot move the failover address"; return 1; }',
-      "\tdone",
-      "\t# The token goes to curl on its standard input (a config line), never on a command line.",
-      '\tprintf \'header = "Authorization: Bearer %s"\\n\' "$PROVIDER_API_TOKEN" | curl -fsS --max-time 15 -K - -X PATCH -H "Content-Type: application/json" \\',
-      '\t\t-d "{\\"ipFailover\\":[{\\"ip\\":\\"$FAILOVER_ADDRESS\\",\\"nicUuid\\":\\"$IONOS_NIC_ID\\"}]}" \\',
-      '\t\t"https://api.ionos.com/cloudapi/v6/datacenters/$IONOS_DATACENTER_ID/lans/$IONOS_LAN_ID" >/dev/null || return 1',
-      '\thold_address "$FAILOVER_ADDRESS"',
-      "}",
-    ];
-  }
-  return [
-    ...uplink,
-    ...addressLine,
-    "# This provider's move is a command from provider.env (FAILOVER_MOVE_COMMAND; FAILOVER_ADDRESS and SELF are exported).",
-    "move_failover_address() {",
-    '\t[ -n "$FAILOVER_ADDRESS" ] || { log "no failover address known: cannot move it"; return 1; }',
-    '\t[ -n "${FAILOVER_MOVE_COMMAND:-}" ] || { log "$PROVIDER_ENV_FILE lacks FAILOVER_MOVE_COMMAND: cannot move $FAILOVER_ADDRESS"; return 1; }',
-    "\texport FAILOVER_ADDRESS SELF",
-    '\tsh -c "$FAILOVER_MOVE_COMMAND" || return 1',
-    '\thold_address "$FAILOVER_ADDRESS"',
-    "}",
-  ];
+  return adapterOf(model).failover.moveAddress(model, move, {
+    uplink,
+    addressLine,
+    natSourceMap: NAT_SOURCE_MAP,
+    shQuote,
+  });
 }
 
 /**
@@ -653,7 +582,9 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
   const peerHost = peer ? findHost(model, peer) : undefined;
   const move = failoverMove(model, p.role);
   const member = p.active === hostName ? "active" : "passive";
-  const usesApi = model.provider.kind === "hcloud";
+  const adapter = adapterOf(model);
+  // Where the provider routes the segments, VIPs move through its API (alias IPs), not by VRRP.
+  const usesApi = adapter.segments.kind === "routed";
   const conntrack = runsConntrackd(model, hostName);
   const drains = drainsConnections(model, hostName);
   const lines = [
@@ -709,15 +640,7 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     '[ -r "$PROVIDER_ENV_FILE" ] && . "$PROVIDER_ENV_FILE"',
     "",
   ];
-  if (usesApi) {
-    lines.push(
-      "HCLOUD_API=https://api.hetzner.cloud/v1",
-      "# The token goes to curl on its standard input (a config line), never on a command line others can read.",
-      'hcloud_api() { printf \'header = "Authorization: Bearer %s"\\n\' "${HCLOUD_TOKEN:-}" | curl -fsS --max-time 10 -K - "$@"; }',
-      "server_id() { hcloud_api \"$HCLOUD_API/servers?name=$1\" | jq -er '.servers[0].id'; }",
-      "",
-    );
-  }
+  lines.push(...adapter.failover.preamble(model));
   const vipLines = (verb: "replace" | "del") =>
     p.vips.map((v) => `ip addr ${verb} ${v.address}/32 dev ${interfaceName(v.segment)}${verb === "del" ? " 2>/dev/null" : ""}`);
   lines.push(
@@ -728,7 +651,7 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     "",
     ...(usesApi
       ? [
-          ...hcloudVipFunctions(model, hostName, peer),
+          ...(adapter.failover.moveVips?.(model, hostName, peer) ?? []),
           "# The VIPs on this server's own links, once the network delivers them here.",
           "hold_vips() {",
           ...vipLines("replace").map((l) => `\t${l} || return 1`),
@@ -984,48 +907,9 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
 export function fillsNatSource(model: SiteModel, hostName: string): boolean {
   const pair = pairOf(model, hostName);
   const move = pair ? failoverMove(model, pair.role) : undefined;
-  return model.provider.kind === "hcloud" && move?.kind === "failover-ip" && move.purpose === "nat" && runsKeepalived(model, hostName);
-}
-
-/** Name of a Hetzner Cloud site's private network (the provisioning names it the same way). */
-export function hcloudNetworkName(model: SiteModel): string {
-  return `${model.name}-net`;
-}
-
-/**
- * A Hetzner Cloud host's alias IPs on its network attachment: every segment
- * address but the first (which is the attachment's own IP) and, while it holds
- * them, its pair's VIPs. Hetzner's fabric delivers an address only to the
- * server it is an alias of, and to one server at a time.
- */
-export function hcloudAliasIps(model: SiteModel, hostName: string, holdsVips: boolean): string[] {
-  const host = model.hosts.find((h) => h.name === hostName);
-  if (!host) throw new Error(`${model.name} has no host ${hostName}`);
-  const own = host.interfaces.slice(1).map((i) => i.address);
-  const pair = model.pairs.find((p) => p.members.includes(hostName));
-  return holdsVips && pair ? [...own, ...pair.vips.map((v) => v.address)] : own;
-}
-
-/** The lines that move a pair's VIPs between the members' Hetzner Cloud network attachments. */
-function hcloudVipFunctions(model: SiteModel, hostName: string, peer: string | undefined): string[] {
-  const json = (addresses: string[]) => shQuote(JSON.stringify(addresses));
-  return [
-    `VIP_NETWORK=${shQuote(hcloudNetworkName(model))}`,
-    `SELF_ALIASES=${json(hcloudAliasIps(model, hostName, true))}`,
-    `PEER_ALIASES=${json(peer ? hcloudAliasIps(model, peer, false) : [])}`,
-    "# Hetzner Cloud: a VIP reaches a server only as an alias IP of its network attachment, and only one",
-    "# server may hold it: take the VIPs off the (fenced) peer first, then put them on this server.",
-    "move_vips() {",
-    '\tnet=$(hcloud_api "$HCLOUD_API/networks?name=$VIP_NETWORK" | jq -er \'.networks[0].id\') && [ -n "$net" ] || return 1',
-    '\tif [ -n "$PEER" ]; then',
-    '\t\tpeer_id=$(server_id "$PEER") &&',
-    '\t\t\thcloud_api -X POST -H "Content-Type: application/json" -d "{\\"network\\":$net,\\"alias_ips\\":$PEER_ALIASES}" "$HCLOUD_API/servers/$peer_id/actions/change_alias_ips" >/dev/null ||',
-    '\t\t\tlog "could not take the VIPs off $PEER"',
-    "\tfi",
-    '\tself=$(server_id "$SELF") || return 1',
-    '\thcloud_api -X POST -H "Content-Type: application/json" -d "{\\"network\\":$net,\\"alias_ips\\":$SELF_ALIASES}" "$HCLOUD_API/servers/$self/actions/change_alias_ips" >/dev/null',
-    "}",
-  ];
+  return (
+    adapterOf(model).failoverIps === "assigned" && move?.kind === "failover-ip" && move.purpose === "nat" && runsKeepalived(model, hostName)
+  );
 }
 
 /** WireGuard tunnels of the site (`/etc/wireguard/wg-*.conf`) run on the active firewall only. */
@@ -1096,27 +980,18 @@ export function roleHooks(role: PairedRole): { up: string[]; down: string[] } {
   return { up: [each("restart")], down: [each("stop")] };
 }
 
-/** The stack's `providerEnv` key that holds one host's IONOS NIC uuid: `IONOS_NIC_ID_<HOST>` (upper case, `_` for `-`). */
-export function ionosNicKey(hostName: string): string {
-  return `IONOS_NIC_ID_${hostName.toUpperCase().replace(/-/g, "_")}`;
-}
-
 /**
  * The `providerEnv` keys a site's failover scripts need to move its
- * addresses: on IONOS the data center, the LAN and each moving member's NIC
- * (`PATCH /datacenters/{dc}/lans/{lan}` with `ipFailover`, IONOS Cloud API
- * v6); elsewhere on a pre-provisioned site the operator's
- * `FAILOVER_MOVE_COMMAND`. Hetzner Cloud needs none (its API finds servers by name).
+ * addresses (the adapter's `requiredEnv`: on IONOS the data center, the LAN
+ * and each moving member's NIC; on other pre-provisioned sites the operator's
+ * `FAILOVER_MOVE_COMMAND`; none where the library drives the provider's API).
  */
 export function requiredProviderEnv(model: SiteModel): string[] {
-  if (model.provider.kind === "hcloud") return [];
-  const moving = model.pairs.filter((p) => failoverMove(model, p.role).kind !== "none");
-  if (moving.length === 0) return [];
-  if (model.provider.name === "ionos" && moving.every((p) => failoverMove(model, p.role).kind === "failover-ip")) {
-    const members = moving.flatMap((p) => (p.dissolved ? [p.active] : [...p.members]));
-    return ["IONOS_DATACENTER_ID", "IONOS_LAN_ID", ...members.map(ionosNicKey)];
-  }
-  return ["FAILOVER_MOVE_COMMAND"];
+  const moving = model.pairs.flatMap((p) => {
+    const move = failoverMove(model, p.role);
+    return move.kind === "none" ? [] : [{ role: p.role, members: p.dissolved ? [p.active] : [...p.members], move }];
+  });
+  return adapterOf(model).failover.requiredEnv(model, moving);
 }
 
 /**
@@ -1138,13 +1013,10 @@ export function renderProviderEnv(
     problems.add("secrets.providerApiToken", "must be non-empty without a single quote or a line break");
   }
   problems.throwIfAny();
-  const own = ionosNicKey(hostName);
+  const hostEnv = adapterOf(model).failover.hostEnv?.(hostName, env!) ?? env!;
   const entries: Array<[string, string]> = [
     ...(secrets.providerApiToken !== undefined ? [[tokenVariable(model), secrets.providerApiToken] as [string, string]] : []),
-    ...Object.keys(env!)
-      .filter((k) => !k.startsWith("IONOS_NIC_ID_") || k === own)
-      .map((k) => [k === own ? "IONOS_NIC_ID" : k, env![k]] as [string, string])
-      .sort(([a], [b]) => a.localeCompare(b)),
+    ...Object.entries(hostEnv).sort(([a], [b]) => a.localeCompare(b)),
   ];
   if (entries.length === 0) return undefined;
   return [

@@ -16,9 +16,10 @@
 import type { SiteModel } from "../model/model";
 import { runsConntrackd } from "./conntrackd";
 import { ProblemCollector } from "./errors";
-import { HCLOUD_PRIVATE_NICS, checkHost, findSegment, interfaceName, nicNames, vlanId } from "./interfaces";
+import { checkHost, findSegment, interfaceName, nicNames } from "./interfaces";
+import { adapterOf } from "../providers/registry";
 import { partnerSites } from "./policy";
-import { HCLOUD_PRIVATE_MTU, hostRouting, linkPrefixLength } from "./routing";
+import { hostRouting, linkPrefixLength } from "./routing";
 import type { RenderOptions } from "./types";
 
 export const NETWORKD_DIR = "/etc/systemd/network";
@@ -42,13 +43,14 @@ function ini(sections: Array<[string, Array<[string, string]>]>): string {
 export function renderNetworkdFiles(model: SiteModel, hostName: string, options: RenderOptions = {}): NetworkdFile[] {
   const problems = new ProblemCollector(model.name, hostName);
   const host = checkHost(model, hostName, problems, options);
-  const hcloud = model.provider.kind === "hcloud";
-  if (host && !hcloud) {
+  const carrier = adapterOf(model).segments;
+  if (host && carrier.kind === "vlans") {
     const ids = new Map<number, string>();
+    const [low, high] = carrier.vlanRange;
     for (const iface of host.interfaces) {
-      const id = vlanId(model, iface.segment);
-      if (id === undefined || id < 1 || id > 4094) {
-        problems.add(`segments.${iface.segment}`, `VLAN id ${String(id)} must be between 1 and 4094`);
+      const id = carrier.vlanId(model, iface.segment);
+      if (id === undefined || id < low || id > high) {
+        problems.add(`segments.${iface.segment}`, `VLAN id ${String(id)} must be between ${low} and ${high}`);
         continue;
       }
       const other = ids.get(id);
@@ -70,17 +72,19 @@ export function renderNetworkdFiles(model: SiteModel, hostName: string, options:
   const ordered = [...h.interfaces].sort(
     (a, b) => model.segments.findIndex((s) => s.name === a.segment) - model.segments.findIndex((s) => s.name === b.segment),
   );
-  const kind = hcloud ? "IPVLAN" : "VLAN";
-  const parent = hcloud ? HCLOUD_PRIVATE_NICS.join(" ") : nicNames(options).internal;
+  const routed = carrier.kind === "routed";
+  const kind = routed ? "IPVLAN" : "VLAN";
+  const parent = routed ? carrier.nics.join(" ") : nicNames(options).internal;
+  const mtu = carrier.mtu !== undefined ? ([["MTUBytes", String(carrier.mtu)]] as Array<[string, string]>) : [];
   const header = `# standort: ${h.name} (${model.name}). Rendered from ${model.file}; do not edit.`;
   const files: NetworkdFile[] = [
     {
       name: "10-standort-internal.network",
       content:
-        `${header}\n# The NIC that carries the site's segments (${hcloud ? "Hetzner Cloud private network, routed: each segment address is an alias IP" : "one VLAN per segment"}).\n` +
+        `${header}\n# The NIC that carries the site's segments (${routed ? "Hetzner Cloud private network, routed: each segment address is an alias IP" : "one VLAN per segment"}).\n` +
         ini([
           ["Match", [["Name", parent]]],
-          ...(hcloud ? ([["Link", [["MTUBytes", String(HCLOUD_PRIVATE_MTU)]]]] as Array<[string, Array<[string, string]>]>) : []),
+          ...(mtu.length > 0 ? ([["Link", mtu]] as Array<[string, Array<[string, string]>]>) : []),
           [
             "Network",
             [
@@ -108,12 +112,12 @@ export function renderNetworkdFiles(model: SiteModel, hostName: string, options:
               "NetDev",
               [
                 ["Name", name],
-                ["Kind", hcloud ? "ipvlan" : "vlan"],
+                ["Kind", routed ? "ipvlan" : "vlan"],
                 ["Description", `standort segment ${segment.name} ${segment.cidr}`],
-                ...(hcloud ? ([["MTUBytes", String(HCLOUD_PRIVATE_MTU)]] as Array<[string, string]>) : []),
+                ...mtu,
               ],
             ],
-            hcloud ? ["IPVLAN", [["Mode", "L2"]]] : ["VLAN", [["Id", String(vlanId(model, iface.segment))]]],
+            carrier.kind === "routed" ? ["IPVLAN", [["Mode", "L2"]]] : ["VLAN", [["Id", String(carrier.vlanId(model, iface.segment))]]],
           ]),
       },
       {
@@ -176,7 +180,7 @@ export function renderSysctlConfig(model: SiteModel, hostName: string, options: 
     role === "virtualization"
       ? "# Forwarding is left to the container runtime, which turns it on for its bridges."
       : `net.ipv4.ip_forward = ${role === "firewall" ? 1 : 0}`,
-    ...(model.provider.kind === "hcloud" && role === "firewall"
+    ...(adapterOf(model).segments.kind === "routed" && role === "firewall"
       ? [
           "# Hetzner Cloud: forwarded traffic arrives on the private NIC, which holds no address (its segment links do),",
           "# and the kernel's reverse path check refuses every source on an address-less link. nftables' fib check",

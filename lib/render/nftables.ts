@@ -12,7 +12,8 @@ import type { HostModel, SiteModel } from "../model/model";
 import { cidr, overlaps } from "../net/ipv4";
 import { ProblemCollector } from "./errors";
 import { checkServices, ipv4Prefix, mergePrefixes } from "./inputs";
-import { HCLOUD_PRIVATE_NICS, checkHost, inPrefix, interfaceName } from "./interfaces";
+import { checkHost, inPrefix, interfaceName } from "./interfaces";
+import { adapterOf } from "../providers/registry";
 import { ZoneRule, partnerSites, publicDnsDnat, publicWebDnat, zonePolicy } from "./policy";
 import { DEFAULT_SERVICES, RenderOptions } from "./types";
 
@@ -67,7 +68,7 @@ const accept = (rule: ZoneRule) => `accept comment "${rule.name}"`;
  * internal link, the segment's CIDR in the rule's addresses narrowing it.
  */
 function segmentLink(model: SiteModel, direction: "iifname" | "oifname", segment: string): string {
-  return model.provider.kind === "hcloud" ? `${direction} @internal_ifs` : `${direction} "${interfaceName(segment)}"`;
+  return adapterOf(model).segments.kind === "routed" ? `${direction} @internal_ifs` : `${direction} "${interfaceName(segment)}"`;
 }
 
 /** A rule of the edge firewall's forward chain. */
@@ -218,7 +219,8 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
 
   const policy = zonePolicy(model, partners, services, options.tunnelPeers);
   const internal = h.interfaces.map((i) => `"${interfaceName(i.segment)}"`);
-  if (model.provider.kind === "hcloud") internal.push(...HCLOUD_PRIVATE_NICS.map((n) => `"${n}"`));
+  const carrier = adapterOf(model).segments;
+  if (carrier.kind === "routed") internal.push(...carrier.nics.map((n) => `"${n}"`));
   const mine = (rule: ZoneRule) => rule.targets.includes(h.role);
   const lines: string[] = [
     "#!/usr/sbin/nft -f",
@@ -243,7 +245,7 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
       "\t\ttype filter hook prerouting priority raw; policy accept;",
       '\t\tiifname "lo" accept',
       `\t\tiifname != @internal_ifs ip saddr ${set(spoofed)} counter drop comment "anti-spoofing: internal or own-prefix source from outside"`,
-      ...(model.provider.kind === "hcloud"
+      ...(carrier.kind === "routed"
         ? [
             // Hetzner Cloud delivers every segment through the network's router, and each segment link routes the
             // whole network: a strict check would find the route on another segment link and drop the heartbeat.
@@ -261,7 +263,8 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
       ...CONTAINER_INTERFACES.map((i) => `\t\tiifname ${i} accept`),
     );
   }
-  if (model.provider.kind === "hcloud") lines.push('\t\tudp sport 67 udp dport 68 accept comment "dhcp-client"');
+  // The routed private network's addresses come by DHCP.
+  if (carrier.kind === "routed") lines.push('\t\tudp sport 67 udp dport 68 accept comment "dhcp-client"');
   const otherHosts = new Set(model.hosts.filter((o) => o.name !== h.name).flatMap((o) => o.interfaces.map((i) => `${i.address}/32`)));
   const inputRules = policy.filter(mine).flatMap((r) => inputRule(r, h, otherHosts) ?? []);
   lines.push(...inputRules.map((r) => `\t\t${r}`), ...dropTail("input"), "\t}");
@@ -309,7 +312,7 @@ export function renderNftablesRuleset(model: SiteModel, hostName: string, option
     const declaredNat = model.public.mode === "provider-failover-ips" ? model.public.declared?.nat : undefined;
     // Hetzner Cloud assigns the NAT floating IP at creation: the failover script puts it into this map once it
     // holds it, and until then (or where there is none) outbound NAT takes the member's own address.
-    const runtimeNat = model.public.mode === "provider-failover-ips" && !declaredNat && model.provider.kind === "hcloud";
+    const runtimeNat = model.public.mode === "provider-failover-ips" && !declaredNat && adapterOf(model).failoverIps === "assigned";
     const nat =
       model.public.mode === "own-prefix"
         ? `snat to ${model.public.natAddress} comment "outbound NAT to the own prefix's NAT address"`

@@ -27,8 +27,8 @@
  */
 import type { SiteModel } from "../model/model";
 import { ROLE_SEGMENTS } from "../model/model";
-import { cidr, formatAddress } from "../net/ipv4";
 import { vlanId } from "./interfaces";
+import { adapterOf } from "../providers/registry";
 
 /** Routing table of a segment's source rule: 1000 plus the segment's VLAN id (dmz 1010, app 1020, data 1030, mgmt 1040). */
 export const SEGMENT_TABLE_BASE = 1000;
@@ -36,8 +36,6 @@ export const SEGMENT_TABLE_BASE = 1000;
 export const MAIN_WITHOUT_DEFAULT_PRIORITY = 1000;
 /** Priority of a segment's source rule: this base plus its table's offset. */
 export const SEGMENT_RULE_PRIORITY_BASE = 1100;
-/** Hetzner Cloud private networks carry at most 1450-byte packets (docs.hetzner.com, Networks FAQ). */
-export const HCLOUD_PRIVATE_MTU = 1450;
 
 export interface HostRoute {
   /** The segment whose link carries the route. */
@@ -73,12 +71,7 @@ export interface HostRouting {
  * /32 (VIPs too: keepalived adds them the same way).
  */
 export function linkPrefixLength(model: SiteModel, segmentPrefixLength: number): number {
-  return model.provider.kind === "hcloud" ? 32 : segmentPrefixLength;
-}
-
-/** The gateway every route of a Hetzner Cloud network goes through: the first address of its range. */
-export function hcloudNetworkGateway(model: SiteModel): string {
-  return formatAddress(cidr(model.supernet).network + 1);
+  return adapterOf(model).segments.kind === "routed" ? 32 : segmentPrefixLength;
 }
 
 /**
@@ -89,9 +82,10 @@ export function hcloudNetworkGateway(model: SiteModel): string {
 export function hostRouting(model: SiteModel, hostName: string, partnerSupernets: ReadonlyArray<string>): HostRouting {
   const host = model.hosts.find((h) => h.name === hostName);
   if (!host) throw new Error(`${hostName} is not a host of ${model.name}`);
+  const carrier = adapterOf(model).segments;
   const routed = host.interfaces
     .map((i) => model.segments.find((s) => s.name === i.segment)!)
-    .filter((s) => s.kind !== "heartbeat" || model.provider.kind === "hcloud");
+    .filter((s) => s.kind !== "heartbeat" || carrier.kind === "routed");
   const own = ROLE_SEGMENTS[host.role].map((n) => routed.find((s) => s.name === n)).find((s) => s !== undefined) ?? routed[0];
   const replicates = host.interfaces.some((i) => i.segment === "app" || i.segment === "data");
   const destinations = [model.supernet, ...(replicates ? partnerSupernets : [])];
@@ -117,8 +111,8 @@ export function hostRouting(model: SiteModel, hostName: string, partnerSupernets
     }
   };
 
-  if (model.provider.kind === "hcloud") {
-    const gateway = hcloudNetworkGateway(model);
+  if (carrier.kind === "routed") {
+    const gateway = carrier.gateway(model);
     // Every segment link routes the network through Hetzner's gateway: a socket bound to one link (VRRP on the
     // heartbeat) finds its route there. The host's own segment has the lowest metric, so it is the default choice.
     const ordered = own ? [own, ...routed.filter((s) => s !== own)] : routed;

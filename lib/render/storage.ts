@@ -18,6 +18,7 @@ import { ProblemCollector } from "./errors";
 import { checkHost, pairOf } from "./interfaces";
 import { DRBD_PORT } from "./policy";
 import type { RenderOptions } from "./types";
+import { adapterOf } from "../providers/registry";
 
 /** The DRBD resource of the storage pair (drbd.conf(5) `resource <name>`): one per site, on the data volume. */
 export const DRBD_RESOURCE = "standort-data";
@@ -35,25 +36,8 @@ export const DATA_VOLUME_UNIT = "standort-data-volume.service";
 export const DATA_VOLUME_UNIT_FILE = `/etc/systemd/system/${DATA_VOLUME_UNIT}`;
 /** The operators' split-brain program (`status`, `repair --survivor <host>`). */
 export const SPLIT_BRAIN_SCRIPT = "/usr/local/sbin/standort-split-brain";
-/**
- * Hetzner Cloud: a volume appears as `/dev/disk/by-id/scsi-0HC_Volume_<id>`
- * (`components/provisioning` `createStoreDisk`), and its id exists only once
- * the volume is created, while the renderers are pure functions of the site
- * model. A udev rule gives the store's one attached volume this stable name
- * (udev's `ID_SERIAL` of that by-id link is `0HC_Volume_<id>`).
- */
-export const HCLOUD_VOLUME_LINK = "/dev/standort/data";
+/** Where a provider's udev rule names the data disk (`DataDisk.udevRule` of its adapter). */
 export const DATA_VOLUME_UDEV_RULE = "/etc/udev/rules.d/61-standort-data-volume.rules";
-/** udev's serial of a Hetzner Cloud volume (`scsi-0HC_Volume_<id>` without the bus). */
-export const HCLOUD_VOLUME_SERIAL_PREFIX = "0HC_Volume_";
-/**
- * The data disk of a pre-provisioned store: the second virtio disk, as
- * Netcup's and IONOS's KVM servers present an extra disk, unless the site file
- * names another (`roles.storage.dataDisk`). The first-boot script refuses a
- * disk that is missing or holds a filesystem, so a wrong one stops there and
- * never formats anything.
- */
-export const PREPROVISIONED_DATA_DISK = "/dev/vdb";
 /**
  * DRBD's current UUID of metadata that never held data (`drbdadm get-gi`,
  * UUID_JUST_CREATED in drbd_int.h): a side with it has never been primary.
@@ -77,9 +61,9 @@ export const BOOT_PEER_WAIT_SECONDS = 60;
 /** Filesystem label of the data volume (mkfs.ext4 -L, at most 16 bytes). */
 export const DATA_FILESYSTEM_LABEL = "standort-data";
 
-/** The block device under DRBD on a storage host, by provider (see `HCLOUD_VOLUME_LINK`, `PREPROVISIONED_DATA_DISK`). */
+/** The block device under DRBD on a storage host: the provider adapter's `dataDisk`. */
 export function dataDisk(model: SiteModel): string {
-  return model.provider.kind === "hcloud" ? HCLOUD_VOLUME_LINK : (model.storage.dataDisk ?? PREPROVISIONED_DATA_DISK);
+  return adapterOf(model).dataDisk.device(model);
 }
 
 /** The storage pair of the host, or a problem. */
@@ -161,17 +145,6 @@ export function renderDrbdResource(model: SiteModel, hostName: string, options: 
   return lines.join("\n");
 }
 
-/** The udev rule that names the Hetzner Cloud volume `HCLOUD_VOLUME_LINK` (after 60-persistent-storage sets ID_SERIAL). */
-export function renderDataVolumeUdevRule(model: SiteModel): string {
-  return [
-    `# standort: the store's data volume under a stable name (${HCLOUD_VOLUME_LINK}). Rendered from ${model.file}; do not edit.`,
-    "# Hetzner Cloud names it /dev/disk/by-id/scsi-0HC_Volume_<id>; the id exists only after the volume is created.",
-    "# A store has exactly one volume attached (the first-boot script refuses more than one).",
-    `SUBSYSTEM=="block", ENV{DEVTYPE}=="disk", ENV{ID_SERIAL}=="${HCLOUD_VOLUME_SERIAL_PREFIX}*", SYMLINK+="${HCLOUD_VOLUME_LINK.replace(/^\/dev\//, "")}"`,
-    "",
-  ].join("\n");
-}
-
 /**
  * Renders the first-boot program (`DATA_VOLUME_SCRIPT`, POSIX sh): creates
  * DRBD metadata when the disk has none (refusing a disk that holds any
@@ -186,7 +159,6 @@ export function renderDataVolumeUdevRule(model: SiteModel): string {
 export function renderDataVolumeScript(model: SiteModel, hostName: string, options: RenderOptions = {}): string {
   const pair = storagePair(model, hostName, options);
   const first = dataMembers(pair)[0];
-  const hcloud = model.provider.kind === "hcloud";
   return [
     "#!/bin/sh",
     `# standort: first boot of the data volume on ${hostName} (storage pair of ${model.name}). Rendered from ${model.file}; do not edit.`,
@@ -210,15 +182,7 @@ export function renderDataVolumeScript(model: SiteModel, hostName: string, optio
     "signature() { blkid -p -o export \"$1\" 2>/dev/null | sed -n 's/^\\(PT\\)\\{0,1\\}TYPE=//p' | head -n 1; }",
     "",
     `mkdir -p ${DATA_ROOT}`,
-    ...(hcloud
-      ? [
-          "# Hetzner Cloud: exactly one volume, or the stable name could point at the wrong one.",
-          `set -- /dev/disk/by-id/scsi-${HCLOUD_VOLUME_SERIAL_PREFIX}*`,
-          '[ -e "$1" ] || refuse "no Hetzner Cloud volume is attached"',
-          '[ "$#" -eq 1 ] || refuse "$# Hetzner Cloud volumes are attached; the store takes exactly one"',
-          "udevadm settle --timeout=30 || true",
-        ]
-      : []),
+    ...adapterOf(model).dataDisk.guard,
     '[ -b "$DISK" ] || refuse "$DISK is not a block device"',
     "",
     "# Up already (a second run, or Debian's drbd.service): nothing to create.",

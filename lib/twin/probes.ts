@@ -11,6 +11,7 @@
  * probes out (stable order and ids, so two runs compare line by line).
  */
 import type { SiteModel } from "../model/model";
+import { adapterOf } from "../providers/registry";
 import type { Role } from "../model/schema";
 import { cidr, containsAddress, parseAddress } from "../net/ipv4";
 import { EGRESS, NFS_PORT, SSH_PORT, ZoneRule, publicDnsDnat, publicWebDnat } from "../render/policy";
@@ -187,7 +188,7 @@ export function crossesEdge(model: SiteModel, flow: Flow): boolean {
   if (to.kind === "internet" || to.kind === "allowlist" || to.kind === "partner" || to.kind === "public" || to.kind === "dnat") return true;
   // A host reaches a segment it joins over its own link; on Hetzner Cloud the network's router joins them all.
   if (to.segment && from.joins?.includes(to.segment)) return false;
-  if (model.provider.kind === "hcloud" && inPrefix(to.address, model.supernet)) return false;
+  if (adapterOf(model).segments.kind === "routed" && inPrefix(to.address, model.supernet)) return false;
   const segment = model.segments.find((s) => s.name === from.segment);
   return !segment || !inPrefix(to.address, segment.cidr);
 }

@@ -12,7 +12,8 @@ import type { HostModel, SiteModel } from "../model/model";
 import type { Role } from "../model/schema";
 import { cidr, containsAddress, formatAddress, formatCidr, hostAddress, parseAddress } from "../net/ipv4";
 import { partnerSites } from "../render/policy";
-import { PROVIDER_MOVE_INTERVAL_SECONDS } from "../render/keepalived";
+import { NETCUP_MOVE_INTERVAL_SECONDS } from "../providers/netcup";
+import { adapterOf } from "../providers/registry";
 import type { TunnelPeer } from "../render/types";
 
 /** The internet client the twin sends customer traffic from (TEST-NET-3, RFC 5737). */
@@ -36,7 +37,7 @@ export const HCLOUD_FLOATING_POOL = "198.19.91.0/24";
  * Netcup re-routes a failover IP at most once every 5 minutes (SCP changeIPRouting). Reported, not confirmed
  * by a Netcup page (see PROVIDERS.md): the twin's stand-in refuses a second move of the same address sooner.
  */
-export const NETCUP_REROUTE_MIN_INTERVAL_S = PROVIDER_MOVE_INTERVAL_SECONDS.netcup;
+export const NETCUP_REROUTE_MIN_INTERVAL_S = NETCUP_MOVE_INTERVAL_SECONDS;
 /** Host number of the provider-LAN neighbour: another customer's server next to the site's uplinks. */
 export const NEIGHBOUR_HOST = 250;
 
@@ -140,7 +141,7 @@ export function twinWorld(model: SiteModel, sites: ReadonlyArray<SiteModel>, tun
   let provider: ProviderNetwork;
   let hosts: TwinHost[];
   let failoverIps: { proxy: string; nat: string } | undefined;
-  if (model.provider.kind === "preprovisioned") {
+  if (adapterOf(model).hosts.kind === "handed-over") {
     const first = model.hosts[0].publicAddress!;
     const lan = slash24(first);
     const named: Array<[string, string]> = model.hosts.map((h, i) => [`provider.hosts[${i}].address`, h.publicAddress!]);

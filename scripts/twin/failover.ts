@@ -12,7 +12,8 @@
  */
 import type { PairModel } from "../../lib/model/model";
 import type { PairedRole } from "../../lib/model/schema";
-import { FAILOVER_SCRIPT, PROVIDER_MOVE_INTERVAL_SECONDS, failbackDelaySeconds, failoverMove } from "../../lib/render/keepalived";
+import { FAILOVER_SCRIPT, failbackDelaySeconds, failoverMove } from "../../lib/render/keepalived";
+import { adapterOf } from "../../lib/providers/registry";
 import { HolderMonitor, SAMPLE_MS, currentHolder, pairAddresses } from "./holders";
 import { Load, LoadRecord, loadTarget, startLoad, streamFigures, streamTarget, waitServed, windowFigures } from "./loads";
 import { settle } from "./reachability";
@@ -128,7 +129,7 @@ export async function failover(twin: SiteTwin, options: FailoverOptions = {}): P
     // soon after the last move leaves the public path with the dead member until the interval is over. That
     // case is stated, not measured again: the crash comes once the provider would move the address.
     const move = failoverMove(twin.model, role);
-    const interval = twin.model.provider.kind === "preprovisioned" ? PROVIDER_MOVE_INTERVAL_SECONDS[twin.model.provider.name] : undefined;
+    const interval = adapterOf(twin.model).failover.moveIntervalSeconds;
     const address = move.kind === "none" ? undefined : move.address;
     const moved = address ? twin.lastMoved(address) : undefined;
     if (interval && moved !== undefined && options.awaitMoveInterval !== false) {

@@ -8,9 +8,11 @@
 import { ChildProcess, execFileSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { hcloudRouteGateway } from "../../components/provisioning";
+import { hcloudRouteGateway } from "../../lib/providers/hcloud/provisioning";
 import type { SiteModel } from "../../lib/model/model";
-import { failoverIpName, hcloudAliasIps, hcloudNetworkName, ionosNicKey } from "../../lib/render/keepalived";
+import { failoverIpName } from "../../lib/render/keepalived";
+import { hcloudAliasIps, hcloudNetworkName } from "../../lib/providers/hcloud";
+import { ionosNicKey } from "../../lib/providers/ionos";
 import { NETCUP_REROUTE_MIN_INTERVAL_S, TwinWorld } from "../../lib/twin/world";
 import { startUnit } from "./init";
 import { ipIn, sysctlIn, veth } from "./links";
