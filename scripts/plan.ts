@@ -272,11 +272,11 @@ function pathFlagProblems(flags: PlanFlags): string[] {
   const problems: string[] = [];
   const kind = (path: string) => {
     try {
-      const stats = statSync(resolve(path), { throwIfNoEntry: false });
-      return stats === undefined ? "missing" : stats.isDirectory() ? "folder" : "file";
-    } catch {
-      // Under something that is not a folder: writing there fails as well.
-      return "unreachable";
+      return statSync(resolve(path)).isDirectory() ? "folder" : "file";
+    } catch (error) {
+      // Under something that is not a folder (ENOTDIR): writing there fails as well. Not throwIfNoEntry: false,
+      // which Node.js 22 answers with undefined for ENOTDIR too, as for a path that is merely missing.
+      return (error as NodeJS.ErrnoException).code === "ENOENT" ? "missing" : "unreachable";
     }
   };
   for (const flag of ["json", "mermaid"] as const) {
