@@ -9,11 +9,16 @@ import { z } from "zod";
 import { SITES_DIR } from "../lib/model/load";
 import { SiteFileSchema } from "../lib/model/schema";
 import { FootprintSchema } from "../lib/footprint/schema";
+import { PoolsFileSchema } from "../lib/model/pools";
 import { stableJson } from "../lib/preview/plan";
 
 /** The JSON Schemas to generate, by file name under `sites/schema/`. */
 export function jsonSchemas(): Record<string, string> {
-  const schemas: Record<string, z.ZodType> = { "site.schema.json": SiteFileSchema, "footprint.schema.json": FootprintSchema };
+  const schemas: Record<string, z.ZodType> = {
+    "site.schema.json": SiteFileSchema,
+    "footprint.schema.json": FootprintSchema,
+    "pools.schema.json": PoolsFileSchema,
+  };
   return Object.fromEntries(
     Object.entries(schemas).map(([file, schema]) => [
       file,

@@ -42,7 +42,7 @@ export interface LoadedFootprint {
 export function loadFootprint(dir: string = SITES_DIR): LoadedFootprint {
   const read = readSiteDocuments(dir);
   // Every site file present counts as a site, also one that could not be read: its own problem is the one to fix.
-  const validated = validateSites(read.documents, read.siteNames);
+  const validated = validateSites(read.documents, read.siteNames, read.age);
   const problems = [...read.problems, ...validated.problems];
   const sitesSound = problems.length === 0;
   const path = join(dir, "footprint.yaml");

@@ -3,11 +3,12 @@
  * file goes through) the only module of the model that does I/O; everything
  * it returns goes through `validateSites` before use.
  */
-import { Stats, readdirSync, statSync } from "node:fs";
+import { Stats, existsSync, readdirSync, statSync } from "node:fs";
 import { join, relative, resolve } from "node:path";
 import { SiteModel } from "./model";
 import { InputError, SiteDocument, validateSites } from "./validate";
 import { describeFsError, readYaml } from "./input-file";
+import { POOLS_FILE_NAME, PoolsFile, ledgerOrder, parsePools } from "./pools";
 
 export { readYaml } from "./input-file";
 
@@ -16,7 +17,7 @@ export const REPOSITORY_ROOT = resolve(__dirname, "..", "..");
 /** Where site files live by default. */
 export const SITES_DIR = join(REPOSITORY_ROOT, "sites");
 /** Files in the sites folder that are not site files. */
-export const NON_SITE_FILES = new Set(["footprint.yaml"]);
+export const NON_SITE_FILES = new Set(["footprint.yaml", POOLS_FILE_NAME]);
 
 /** A path as problems name it: relative to the repository when inside it, else as it is. */
 export function displayPath(path: string): string {
@@ -58,7 +59,13 @@ function siteFileNames(dir: string): string[] {
  * Reads every site file of a folder, in name order.
  * @throws InputError when the folder itself cannot be read (see `siteFileNames`)
  */
-export function readSiteDocuments(dir: string = SITES_DIR): { documents: SiteDocument[]; siteNames: string[]; problems: string[] } {
+export function readSiteDocuments(dir: string = SITES_DIR): {
+  documents: SiteDocument[];
+  siteNames: string[];
+  problems: string[];
+  /** The sites of the pools ledger, oldest first (`ledgerOrder`): validation blames the newer of two sites. */
+  age: string[];
+} {
   const problems: string[] = [];
   const documents: SiteDocument[] = [];
   const names = siteFileNames(dir);
@@ -69,13 +76,28 @@ export function readSiteDocuments(dir: string = SITES_DIR): { documents: SiteDoc
     problems.push(...read.problems);
     if (read.data !== undefined) documents.push({ file: display, data: read.data });
   }
-  return { documents, siteNames: names.map((n) => n.replace(/\.ya?ml$/, "")), problems };
+  const pools = readPools(dir);
+  problems.push(...pools.problems);
+  return { documents, siteNames: names.map((n) => n.replace(/\.ya?ml$/, "")), problems, age: ledgerOrder(pools.pools?.ledger ?? []) };
+}
+
+/**
+ * Reads the address pools and their ledger (`sites/pools.yaml`) of a folder
+ * of site files; a folder without one has empty pools and an empty ledger.
+ */
+export function readPools(dir: string = SITES_DIR): { pools?: PoolsFile; problems: string[]; exists: boolean } {
+  const path = join(dir, POOLS_FILE_NAME);
+  if (!existsSync(path)) return { problems: [], exists: false };
+  const display = relative(resolve(dir, ".."), path);
+  const read = readYaml(path, display);
+  if (read.data === undefined) return { problems: read.problems, exists: true };
+  return { ...parsePools(read.data, display), exists: true };
 }
 
 /** All sites, validated together. Throws `InputError` listing every problem. */
 export function loadSites(dir: string = SITES_DIR): SiteModel[] {
   const read = readSiteDocuments(dir);
-  const validated = validateSites(read.documents, read.siteNames);
+  const validated = validateSites(read.documents, read.siteNames, read.age);
   const problems = [...read.problems, ...validated.problems];
   if (problems.length > 0) throw new InputError(problems);
   return validated.sites;

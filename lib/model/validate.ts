@@ -336,6 +336,21 @@ export function addressProblems(parsed: ReadonlyArray<ParsedSite>): string[] {
 }
 
 /**
+ * The sites in the order cross-site rules read them, oldest first, so that a
+ * clash (an overlapping supernet or prefix, an address, a name or code used
+ * twice) is blamed on the newer site: the order of `age` (the pools ledger,
+ * `sites/pools.yaml`, at each site's latest allocation); a site absent from
+ * it counts as newest; ties by file name.
+ */
+export function oldestFirst<T extends { readonly file: string }>(parsed: ReadonlyArray<T>, age: ReadonlyArray<string>): T[] {
+  const rank = (p: T) => {
+    const i = age.indexOf(/([^/]+)\.ya?ml$/.exec(p.file)?.[1] ?? p.file);
+    return i === -1 ? age.length : i;
+  };
+  return [...parsed].sort((a, b) => rank(a) - rank(b) || (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
+}
+
+/**
  * Provider rules and limits a site file can break, each owned by the
  * provider's adapter (`lib/providers`), checked before anything is planned.
  */
@@ -357,6 +372,8 @@ export function providerLimitProblems(parsed: ReadonlyArray<ParsedSite>): string
 export function validateSites(
   documents: ReadonlyArray<SiteDocument>,
   siteNames: ReadonlyArray<string> = documents.map((d) => /([^/]+)\.ya?ml$/.exec(d.file)?.[1] ?? d.file),
+  /** Site names oldest first (the pools ledger): a clash between two sites is blamed on the newer. @default file name order */
+  age: ReadonlyArray<string> = [],
 ): { sites: SiteModel[]; problems: string[] } {
   const problems: string[] = [];
   const parsed: ParsedSite[] = [];
@@ -366,7 +383,7 @@ export function validateSites(
     else problems.push(...formatIssues(file, result.error.issues));
   }
   // A partner counts as existing when its file exists, even if that file has problems of its own.
-  problems.push(...crossSiteProblems(parsed, siteNames));
+  problems.push(...crossSiteProblems(oldestFirst(parsed, age), siteNames));
   const sites: SiteModel[] = [];
   for (const { file, site } of parsed) {
     const built = buildSiteModel(file, site);

@@ -1,0 +1,413 @@
+// npm run new-site: a new location's files from the pools, the partner's edit, refusals (exit 2, the flag
+// named, nothing written), the ledger that never hands space out twice, and the blame of the newer site.
+import test from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { format } from "prettier";
+import { main, excerpt } from "../scripts/new-site";
+import { main as planMain } from "../scripts/plan";
+import { REPOSITORY_ROOT, SITES_DIR, readSiteDocuments } from "../lib/model/load";
+import { SiteFileSchema } from "../lib/model/schema";
+import { validateSites } from "../lib/model/validate";
+import { cidr, overlaps } from "../lib/net/ipv4";
+import { PoolsFileSchema, allocate, firstFree, ledgerOrder } from "../lib/model/pools";
+import { deriveCode, partnerEdit, providerChoices } from "../lib/model/scaffold";
+import { captured } from "./helpers/cli";
+
+/** A temporary copy of the repository's sites/ and stacks/ (plans included), removed after the test. */
+function tempRoot(t: { after(fn: () => void): void }): string {
+  const root = mkdtempSync(join(tmpdir(), "standort-new-site-"));
+  cpSync(join(REPOSITORY_ROOT, "sites"), join(root, "sites"), { recursive: true });
+  cpSync(join(REPOSITORY_ROOT, "stacks"), join(root, "stacks"), {
+    recursive: true,
+    filter: (src) => !src.endsWith(".ts"),
+  });
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  return root;
+}
+
+/** Every file under the root with its text, to prove a refused run wrote nothing. */
+function snapshot(root: string): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const dir of ["sites", "stacks"])
+    for (const f of readdirSync(join(root, dir), { recursive: true, encoding: "utf8" }).sort()) {
+      const path = join(root, dir, f);
+      if (/\.(ya?ml|json)$/.test(f)) files.set(`${dir}/${f}`, readFileSync(path, "utf8"));
+    }
+  return files;
+}
+
+const run = (argv: string[]) => captured(main, argv);
+const yamlOf = (root: string, file: string) => parse(readFileSync(join(root, file), "utf8")) as Record<string, any>;
+
+/** The partners branch lets a site stand by for several (`standbyFor`); without it no existing site can take a new partner. */
+const partnersReady = "standbyFor" in SiteFileSchema.shape;
+const needsPartners = partnersReady ? {} : { skip: "needs standbyFor (the partners branch)" };
+
+test("the pools file is no site file, and its ledger holds the committed sites' space", () => {
+  const read = readSiteDocuments();
+  assert.ok(!read.siteNames.includes("pools"));
+  assert.deepEqual(read.age, ["frankfurt", "helsinki", "karlsruhe", "vienna"]);
+  const pools = PoolsFileSchema.parse(parse(readFileSync(join(SITES_DIR, "pools.yaml"), "utf8")));
+  for (const { file, data } of read.documents) {
+    const site = SiteFileSchema.parse(data);
+    const entry = pools.ledger.find((e) => e.site === site.name);
+    assert.equal(entry?.supernet, site.network.supernet, file);
+    assert.equal(entry?.prefix, site.public.mode === "own-prefix" ? site.public.prefix : undefined, file);
+    assert.ok(
+      pools.supernets.some((r) => overlaps(cidr(r), cidr(site.network.supernet))),
+      `${file}: its supernet lies in a pool`,
+    );
+  }
+});
+
+test("allocation is first fit, deterministic, and skips what site files and the ledger hold", () => {
+  const held = [{ range: cidr("10.0.0.0/16"), by: "a" }];
+  assert.equal(firstFree(["10.0.0.0/14"], 16, held), "10.1.0.0/16");
+  assert.equal(firstFree(["10.0.0.0/16"], 16, held), undefined);
+  assert.equal(firstFree(["10.0.0.0/24", "10.0.0.0/14"], 16, held), "10.1.0.0/16", "a range smaller than the block is skipped");
+  const pools = PoolsFileSchema.parse({
+    supernets: ["10.0.0.0/15"],
+    prefixes: ["198.18.0.0/22"],
+    placeholders: ["198.19.0.0/23"],
+    ledger: [{ site: "gone", supernet: "10.0.0.0/16", prefix: "198.18.0.0/23" }],
+  });
+  const a = allocate(pools, [], { ownPrefix: true, placeholders: true });
+  assert.deepEqual(a, { supernet: "10.1.0.0/16", prefix: "198.18.2.0/23", placeholders: "198.19.0.0/24", problems: [] });
+  assert.deepEqual(allocate(pools, [], { ownPrefix: true, placeholders: true }), a, "same input, same answer");
+  const exhausted = PoolsFileSchema.parse({ ...pools, ledger: [...pools.ledger, { site: "xy", supernet: "10.1.0.0/16" }] });
+  assert.deepEqual(allocate(exhausted, [], { ownPrefix: false, placeholders: false }).problems, [
+    "sites/pools.yaml: supernets: 10.0.0.0/15 has no free /16 left (site files and ledger hold the rest): add a private range to supernets",
+  ]);
+  assert.deepEqual(ledgerOrder([{ site: "a" }, { site: "b" }, { site: "a" }]), ["b", "a"], "a name given out again counts from then");
+});
+
+test("the pools schema refuses shared space, a pool in the clusters' ranges and a ledger that gave space twice", () => {
+  const result = PoolsFileSchema.safeParse({
+    supernets: ["10.0.0.0/8"],
+    prefixes: ["10.1.0.0/16"],
+    placeholders: ["198.19.0.0/18"],
+    ledger: [
+      { site: "a", supernet: "10.10.0.0/16" },
+      { site: "b", supernet: "10.10.0.0/16" },
+    ],
+  });
+  assert.equal(result.success, false);
+  const messages = result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+  assert.ok(
+    messages.some((m) => /^supernets\.0: 10\.0\.0\.0\/8 overlaps 10\.244\.0\.0\/16/.test(m)),
+    messages.join("\n"),
+  );
+  assert.ok(
+    messages.some((m) => /^prefixes\.0: .*reserved range/.test(m)),
+    messages.join("\n"),
+  );
+  assert.ok(
+    messages.some((m) => /^prefixes\.0: 10\.1\.0\.0\/16 overlaps 10\.0\.0\.0\/8/.test(m)),
+    messages.join("\n"),
+  );
+  assert.ok(
+    messages.some((m) => /^ledger\.1\.supernet: 10\.10\.0\.0\/16 overlaps 10\.10\.0\.0\/16 of ledger\[0\] \(a\)/.test(m)),
+    messages.join("\n"),
+  );
+});
+
+test("the code comes from the name and avoids every other site's", () => {
+  assert.equal(deriveCode("graz", new Set()), "gra");
+  assert.equal(deriveCode("graz", new Set(["gra"])), "grz");
+  assert.equal(deriveCode("graz", new Set(["gra", "grz", "gaz"])), "grb");
+  assert.equal(deriveCode("new-york", new Set(["new"])), "ney");
+});
+
+test("the providers come from the site schema", () => {
+  const flags = providerChoices().map((c) => c.flag);
+  for (const p of ["hcloud", "netcup", "ionos", "other"]) assert.ok(flags.includes(p), p);
+});
+
+test("the partner's file gains the new site with every comment and line of the rest kept", () => {
+  const text = readFileSync(join(SITES_DIR, "vienna.yaml"), "utf8");
+  const once = partnerEdit(text, "graz");
+  assert.equal(once.change, "standbyFor");
+  assert.equal(once.text, `${text}standbyFor: [graz]\n`);
+  const twice = partnerEdit(once.text, "linz");
+  assert.equal(twice.text, `${text}standbyFor: [graz, linz]\n`);
+  assert.equal(partnerEdit(twice.text, "linz").change, "none");
+  const lonely = partnerEdit(text.replace(/^partner: karlsruhe\n/m, ""), "graz");
+  assert.equal(lonely.change, "partner");
+  assert.equal(lonely.text, text.replace(/^partner: karlsruhe\n/m, "partner: graz\n"));
+  const block = "name: x\npartner: y\nstandbyFor:\n  - a # first\nvrrpIdBase: 20\n";
+  assert.equal(partnerEdit(block, "b").text, "name: x\npartner: y\nstandbyFor: [a, b]\nvrrpIdBase: 20\n");
+  assert.deepEqual(excerpt("a\nb\nc\nd\n", "a\nb\nc\nd\ne\n"), ["  …", "  c", "  d", "+ e"]);
+});
+
+test("a clash between two site files is blamed on the newer site (the pools ledger's later allocation)", () => {
+  const docs = readSiteDocuments().documents;
+  const vienna = docs.find((d) => d.file === "sites/vienna.yaml")!;
+  const copy = { file: "sites/graz.yaml", data: { ...(vienna.data as object), name: "graz", code: "grz" } };
+  const names = [...docs.map((d) => /([^/]+)\.yaml$/.exec(d.file)![1]), "graz"];
+  const address = (problems: string[]) => problems.find((p) => / is already vie-fw-1's address /.test(p));
+  // graz is in no ledger: it is the newest, though its file name comes first.
+  const absent = validateSites([...docs, copy], names, ["frankfurt", "helsinki", "karlsruhe", "vienna"]).problems;
+  assert.match(
+    address(absent) ?? "",
+    /^sites\/graz\.yaml: provider\.hosts\[0\]\.address: 198\.19\.40\.11 is already vie-fw-1's address \(provider\.hosts\[0\]\.address of sites\/vienna\.yaml\)/,
+  );
+  assert.ok(absent.some((p) => p.startsWith("sites/graz.yaml: network.supernet: 10.30.0.0/16 overlaps 10.30.0.0/16 of sites/vienna.yaml")));
+  // A ledger where vienna came later blames vienna.
+  const later = validateSites([...docs, copy], names, ["graz", "frankfurt", "helsinki", "karlsruhe", "vienna"]).problems;
+  assert.ok(later.some((p) => p.startsWith("sites/vienna.yaml: network.supernet: 10.30.0.0/16 overlaps 10.30.0.0/16 of sites/graz.yaml")));
+});
+
+test("the plan blames the copied site: vienna.yaml copied to graz.yaml", async (t) => {
+  const root = tempRoot(t);
+  writeFileSync(
+    join(root, "sites", "graz.yaml"),
+    readFileSync(join(SITES_DIR, "vienna.yaml"), "utf8").replace("name: vienna", "name: graz"),
+  );
+  const { code, err } = await captured(planMain, ["graz", "--sites", join(root, "sites"), "--stacks", join(root, "stacks")]);
+  assert.equal(code, 2);
+  assert.ok(err.length > 2);
+  assert.ok(
+    err.slice(0, -1).every((l) => l.startsWith("sites/graz.yaml: ")),
+    err.filter((l) => !l.startsWith("sites/graz.yaml: ")).join("\n"),
+  );
+});
+
+test(
+  "new-site graz --provider netcup --country AT --partner helsinki --own-prefix writes both files, free space, and plans",
+  needsPartners,
+  async (t) => {
+    const root = tempRoot(t);
+    const { code, out, err } = await run([
+      "graz",
+      "--provider",
+      "netcup",
+      "--country",
+      "AT",
+      "--partner",
+      "helsinki",
+      "--own-prefix",
+      "--root",
+      root,
+    ]);
+    assert.equal(code, 0, err.join("\n"));
+    assert.ok(out.includes("wrote sites/graz.yaml") && out.includes("wrote stacks/Pulumi.graz.yaml"), out.slice(0, 8).join("\n"));
+    assert.ok(
+      out.some((l) => /^Previewing standort\/graz /.test(l)),
+      "the plan ran",
+    );
+    const text = readFileSync(join(root, "sites", "graz.yaml"), "utf8");
+    assert.equal(text.split("\n")[0], "# yaml-language-server: $schema=./schema/site.schema.json");
+    assert.equal(await format(text, { filepath: "graz.yaml", printWidth: 140 }), text, "Prettier-clean");
+    const graz = SiteFileSchema.parse(parse(text));
+    assert.equal(graz.code, "gra");
+    assert.equal(graz.partner, "helsinki");
+    assert.equal(graz.provider.kind, "preprovisioned");
+    if (graz.provider.kind === "preprovisioned") {
+      assert.deepEqual(
+        graz.provider.hosts.map((h) => h.name),
+        ["gra-fw-1", "gra-fw-2", "gra-proxy-1", "gra-proxy-2", "gra-stor-1", "gra-stor-2", "gra-virt-1", "gra-virt-2", "gra-virt-3"],
+      );
+      assert.equal(text.match(/# replace with the address the provider handed over$/gm)?.length, 9);
+    }
+    assert.equal(graz.public.mode, "own-prefix");
+    const stack = readFileSync(join(root, "stacks", "Pulumi.graz.yaml"), "utf8");
+    assert.match(stack, /^ {2}standort:site: graz$/m);
+    assert.match(stack, /^ {4}FAILOVER_MOVE_COMMAND: /m);
+    assert.deepEqual(yamlOf(root, "sites/helsinki.yaml").standbyFor, ["graz"]);
+    // Nothing the new site holds overlaps another site's space or addresses.
+    const others = readSiteDocuments(join(root, "sites")).documents.filter((d) => d.file !== "sites/graz.yaml");
+    for (const d of others) {
+      const site = SiteFileSchema.parse(d.data);
+      assert.ok(!overlaps(cidr(site.network.supernet), cidr(graz.network.supernet)), d.file);
+      if (site.public.mode === "own-prefix" && graz.public.mode === "own-prefix")
+        assert.ok(!overlaps(cidr(site.public.prefix), cidr(graz.public.prefix)), d.file);
+    }
+    assert.deepEqual(yamlOf(root, "sites/pools.yaml").ledger.at(-1), {
+      site: "graz",
+      supernet: graz.network.supernet,
+      prefix: (graz.public as { prefix: string }).prefix,
+    });
+    // Every other site still plans with the new one among them.
+    for (const location of ["helsinki", "vienna"]) {
+      const plan = await captured(planMain, [location, "--sites", join(root, "sites"), "--stacks", join(root, "stacks")]);
+      assert.equal(plan.code, 0, plan.err.join("\n"));
+    }
+
+    // A second run gets the next free space; a deleted site's space is not handed out again.
+    const second = await run(["linz", "--provider", "ionos", "--country", "AT", "--partner", "vienna", "--own-prefix", "--root", root]);
+    assert.equal(second.code, 0, second.err.join("\n"));
+    const linz = SiteFileSchema.parse(yamlOf(root, "sites/linz.yaml"));
+    assert.notEqual(linz.network.supernet, graz.network.supernet);
+    assert.ok(!overlaps(cidr(linz.network.supernet), cidr(graz.network.supernet)));
+    unlinkSync(join(root, "sites", "linz.yaml"));
+    unlinkSync(join(root, "stacks", "Pulumi.linz.yaml"));
+    writeFileSync(
+      join(root, "sites", "vienna.yaml"),
+      readFileSync(join(root, "sites", "vienna.yaml"), "utf8").replace(/^standbyFor: \[linz\]\n/m, ""),
+    );
+    const third = await run(["salzburg", "--provider", "other", "--country", "AT", "--partner", "vienna", "--own-prefix", "--root", root]);
+    assert.equal(third.code, 0, third.err.join("\n"));
+    const salzburg = SiteFileSchema.parse(yamlOf(root, "sites/salzburg.yaml"));
+    for (const held of [graz, linz]) {
+      assert.ok(!overlaps(cidr(salzburg.network.supernet), cidr(held.network.supernet)), "supernet not reused");
+      if (salzburg.public.mode === "own-prefix" && held.public.mode === "own-prefix")
+        assert.ok(!overlaps(cidr(salzburg.public.prefix), cidr(held.public.prefix)), "prefix not reused");
+    }
+    assert.deepEqual(
+      yamlOf(root, "sites/pools.yaml").ledger.map((e: { site: string }) => e.site),
+      ["frankfurt", "helsinki", "karlsruhe", "vienna", "graz", "linz", "salzburg"],
+    );
+  },
+);
+
+test("new-site on Hetzner Cloud needs no hosts and takes its location from --region", needsPartners, async (t) => {
+  const root = tempRoot(t);
+  const { code, err } = await run([
+    "nuremberg",
+    "--provider",
+    "hcloud",
+    "--region",
+    "nbg1",
+    "--country",
+    "DE",
+    "--partner",
+    "frankfurt",
+    "--root",
+    root,
+  ]);
+  assert.equal(code, 0, err.join("\n"));
+  const site = SiteFileSchema.parse(yamlOf(root, "sites/nuremberg.yaml"));
+  assert.deepEqual(site.provider.kind === "hcloud" && site.provider.location, "nbg1");
+});
+
+test("--dry-run prints the files and the partner's change, and writes nothing", needsPartners, async (t) => {
+  const root = tempRoot(t);
+  const before = snapshot(root);
+  const { code, out, err } = await run([
+    "graz",
+    "--provider",
+    "netcup",
+    "--country",
+    "AT",
+    "--partner",
+    "helsinki",
+    "--dry-run",
+    "--root",
+    root,
+  ]);
+  assert.equal(code, 0, err.join("\n"));
+  assert.deepEqual(snapshot(root), before);
+  assert.ok(out.includes("would write sites/graz.yaml:"));
+  assert.ok(out.includes("would write stacks/Pulumi.graz.yaml:"));
+  assert.ok(out.includes("would change sites/helsinki.yaml:"));
+  assert.ok(out.includes("  + standbyFor: [graz]"), out.join("\n"));
+  assert.ok(out.includes("dry run: nothing was written"));
+});
+
+test("every refused input exits 2, names the flag and writes nothing", async (t) => {
+  const root = tempRoot(t);
+  const before = snapshot(root);
+  const base = { provider: "netcup", country: "AT", partner: "helsinki" };
+  const cases: Array<[string, string[], RegExp]> = [
+    [
+      "an existing site",
+      ["vienna", "--provider", "netcup", "--country", "AT", "--partner", "helsinki"],
+      /^new-site: name: vienna already has a site file/,
+    ],
+    [
+      "an unknown provider",
+      ["graz", "--provider", "aws", "--country", "AT", "--partner", "helsinki"],
+      /^new-site: --provider: aws is not a provider the site schema knows \(one of .*netcup/,
+    ],
+    [
+      "an unknown country",
+      ["graz", "--provider", "netcup", "--country", "XX", "--partner", "helsinki"],
+      /^new-site: --country: XX is not an ISO 3166-1 alpha-2 country code/,
+    ],
+    [
+      "a missing partner",
+      ["graz", "--provider", "netcup", "--country", "AT", "--partner", "atlantis"],
+      /^new-site: --partner: atlantis does not exist/,
+    ],
+    [
+      "the site itself as partner",
+      ["graz", "--provider", "netcup", "--country", "AT", "--partner", "graz"],
+      /^new-site: --partner: graz is the new site itself/,
+    ],
+    ["no partner", ["graz", "--provider", "netcup", "--country", "AT"], /^new-site: --partner: is required/],
+    [
+      "an own prefix on Hetzner Cloud",
+      ["graz", "--provider", "hcloud", "--region", "fsn1", "--country", "AT", "--partner", "helsinki", "--own-prefix"],
+      /^new-site: --own-prefix: public\.mode: own-prefix is not possible here: Hetzner Cloud has no documented way to route a customer-owned prefix/,
+    ],
+    [
+      "a Hetzner Cloud site without --region",
+      ["graz", "--provider", "hcloud", "--country", "AT", "--partner", "helsinki"],
+      /^new-site: --region: is required for Hetzner Cloud/,
+    ],
+    [
+      "an unknown Hetzner Cloud location",
+      ["graz", "--provider", "hcloud", "--region", "mars1", "--country", "AT", "--partner", "helsinki"],
+      /^new-site: --region: mars1 is not a Hetzner Cloud location/,
+    ],
+    [
+      "a taken code",
+      ["graz", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v]), "--code", "vie"],
+      /^new-site: --code: vie is already the code of sites\/vienna\.yaml/,
+    ],
+    [
+      "a malformed code",
+      ["graz", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v]), "--code", "GRZ"],
+      /^new-site: --code: must be three lower-case letters/,
+    ],
+    ["a bad name", ["Graz!", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v])], /^new-site: name: must be lower-case letters/],
+    [
+      "an unknown flag",
+      ["graz", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v]), "--bogus"],
+      /^new-site: --bogus: unknown flag/,
+    ],
+  ];
+  for (const [what, argv, expected] of cases) {
+    const { code, err } = await run([...argv, "--root", root]);
+    assert.equal(code, 2, `${what}: ${err.join("\n")}`);
+    assert.ok(
+      err.some((l) => expected.test(l)),
+      `${what}:\n${err.join("\n")}`,
+    );
+    assert.match(err.at(-1)!, /^\d+ problem\(s\); nothing was written$/, what);
+  }
+  assert.deepEqual(snapshot(root), before, "nothing written");
+});
+
+test("an exhausted pool is refused, naming the pool and the flag", async (t) => {
+  const root = tempRoot(t);
+  const path = join(root, "sites", "pools.yaml");
+  const pools = readFileSync(path, "utf8");
+  // One /16 that a committed site holds, and a /23 that one holds: nothing left.
+  writeFileSync(path, pools.replace("  - 10.0.0.0/10\n", "  - 10.10.0.0/16\n").replace("  - 198.18.0.0/16\n", "  - 198.18.2.0/23\n"));
+  const before = snapshot(root);
+  const { code, err } = await run([
+    "graz",
+    "--provider",
+    "netcup",
+    "--country",
+    "AT",
+    "--partner",
+    "helsinki",
+    "--own-prefix",
+    "--root",
+    root,
+  ]);
+  assert.equal(code, 2);
+  assert.deepEqual(err, [
+    "sites/pools.yaml: supernets: 10.10.0.0/16 has no free /16 left (site files and ledger hold the rest): add a private range to supernets",
+    "new-site: --own-prefix: sites/pools.yaml: prefixes: 198.18.2.0/23 has no free /23 left (site files and ledger hold the rest): add a public range the operator holds to prefixes",
+    "2 problem(s); nothing was written",
+  ]);
+  assert.deepEqual(snapshot(root), before);
+  assert.ok(!existsSync(join(root, "sites", "graz.yaml")));
+});
