@@ -98,7 +98,8 @@ export function snapshotPath(location: string, plansDir: string = join(STACKS_DI
 
 function describeSite(model: SiteModel): string[] {
   const provider = adapterOf(model).describe(model.provider);
-  const lines = [`site ${model.name} (${model.code}, ${model.country}) on ${provider}, partner ${model.partner}`];
+  const standby = model.standbyFor.length > 0 ? `, stands by also for ${model.standbyFor.join(", ")}` : "";
+  const lines = [`site ${model.name} (${model.code}, ${model.country}) on ${provider}, partner ${model.partner}${standby}`];
   if (model.public.mode === "own-prefix") {
     const r = model.public.routing;
     const how =

@@ -24,6 +24,7 @@ import { monitoringHostFiles } from "../lib/monitoring/host-files";
 import { monitoringPlan } from "../lib/monitoring/site-plan";
 import { serviceSecretNames, workloadInstances } from "../lib/footprint/workloads";
 import { InputError } from "../lib/model/validate";
+import { partnersOf } from "../lib/model/partners";
 import { parseStackConfig } from "../lib/model/stack-config";
 import { failoverMove, requiredProviderEnv } from "../lib/render/keepalived";
 import { adapterOf } from "../lib/providers/registry";
@@ -45,9 +46,10 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
   if (!model) {
     throw new InputError([`${stackFile}: standort:site: ${config.site} has no site file (known: ${sites.map((s) => s.name).join(", ")})`]);
   }
-  // Validation guarantees the partner exists; the lookup only narrows the type.
-  const partner = sites.find((s) => s.name === model.partner);
-  if (!partner) throw new InputError([`${model.file}: partner: ${model.partner} does not exist`]);
+  // Validation guarantees the partner exists; the check only narrows the list. Its own partner first, then the sites
+  // it stands by for.
+  const partners = partnersOf(model, sites);
+  if (partners[0]?.name !== model.partner) throw new InputError([`${model.file}: partner: ${model.partner} does not exist`]);
   const missing = (key: string, why: string, secret = true) =>
     new InputError([
       `${stackFile}: standort:${key}: is required ${why}: pulumi config set${secret ? " --secret" : ""} standort:${key} <value>`,
@@ -217,7 +219,7 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     model.name,
     {
       model,
-      partner,
+      partners,
       sites,
       sshPublicKey: config.sshPublicKey,
       services: proxiedServices(services),

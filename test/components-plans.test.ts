@@ -304,7 +304,7 @@ test("the prefix is announced by BGP, routed statically, or replaced by provider
 });
 
 test("storage keeps backups at least 30 days and replicates to the partner's storage VIP", () => {
-  const plan = storagePlan(site("vienna"), site("karlsruhe"));
+  const plan = storagePlan(site("vienna"), [site("karlsruhe")]);
   assert.deepEqual(plan.backups, { daily: 30, weekly: 8, monthly: 12, keptDays: 360 });
   assert.ok(plan.backups.daily >= MIN_BACKUP_DAYS);
   assert.deepEqual(plan.export, {
@@ -321,12 +321,13 @@ test("storage keeps backups at least 30 days and replicates to the partner's sto
     intervalMinutes: 15,
     path: "/srv/data/vienna",
   });
+  assert.equal(plan.standbyFor, undefined, "vienna stands by only for its own partner");
   assert.deepEqual(plan.localSync, { from: "vie-stor-1", to: "vie-stor-2", intervalMinutes: 60 });
   assert.deepEqual(plan.snapshots, { intervalMinutes: 60, keep: 48, coversHours: 48 });
-  assert.throws(() => storagePlan(site("vienna"), site("helsinki")), /helsinki is not the partner of vienna/);
+  assert.throws(() => storagePlan(site("vienna"), [site("helsinki")]), /helsinki is not the partner of vienna/);
   const short = { ...site("vienna"), storage: { ...site("vienna").storage, backups: { daily: 7, weekly: 0, monthly: 0 } } };
   assert.throws(
-    () => storagePlan(short, site("karlsruhe")),
+    () => storagePlan(short, [site("karlsruhe")]),
     (e: unknown) => e instanceof InputError && /less than 30 days/.test(e.problems[0]),
   );
 });

@@ -16,7 +16,7 @@ test("the fence keys stay secret in a consumer's inputs and in outputs, and no p
   const run = await runUnderMocks({
     stack: "vienna",
     program: () => {
-      const s = new Site("vienna", { model: site("vienna"), partner: site("karlsruhe"), sites });
+      const s = new Site("vienna", { model: site("vienna"), partners: [site("karlsruhe")], sites });
       // Stands in for the delivery that will ship the key: the secret must arrive as a secret.
       new command.remote.Command("consumer", {
         connection: { host: "198.19.40.21" },
@@ -90,7 +90,7 @@ test("pairs fence over mgmt first, then through the provider's API, and keep ide
     const run = await runUnderMocks({
       stack: name,
       program: () => {
-        const s = new Site(name, { model: site(name), partner: site(partner), sites, sshPublicKey: "ssh-ed25519 AAAA test" });
+        const s = new Site(name, { model: site(name), partners: [site(partner)], sites, sshPublicKey: "ssh-ed25519 AAAA test" });
         return { fencing: s.storage.pair.fencing, takeover: s.proxy.pair.takeover, time: s.firewall.pair.timeSources };
       },
     });
@@ -133,7 +133,12 @@ test("pairs fence over mgmt first, then through the provider's API, and keep ide
 
 test("a site refuses a partner that is not its own", () => {
   assert.throws(
-    () => new Site("vienna", { model: site("vienna"), partner: site("helsinki") }),
+    () => new Site("vienna", { model: site("vienna"), partners: [site("helsinki")] }),
     /helsinki is not the partner of vienna \(karlsruhe is\)/,
+  );
+  // The sites it stands by for come after the own partner, and each must name it as partner.
+  assert.throws(
+    () => new Site("vienna", { model: site("vienna"), partners: [site("karlsruhe"), site("helsinki")] }),
+    /helsinki is not a partner of vienna \(its partner is frankfurt\)/,
   );
 });

@@ -527,13 +527,13 @@ test("limits and missing choices say what to write", () => {
   );
 });
 
-test("partnerships are mutual: a one-sided partnership names both files", () => {
+test("partnerships are mutual or declared by standbyFor: a one-way partnership names both files", () => {
   // vienna -> frankfurt, but frankfurt <-> helsinki; and karlsruhe -> vienna is now one-sided too.
   assert.deepEqual(
     problemsAfter((d) => (documentOf(d, "vienna").partner = "frankfurt")),
     [
-      "sites/karlsruhe.yaml: partner: vienna names frankfurt as its partner in sites/vienna.yaml, not karlsruhe: partners are mutual: name each other in both files (partner: karlsruhe in sites/vienna.yaml), or choose a site whose partner is karlsruhe",
-      "sites/vienna.yaml: partner: frankfurt names helsinki as its partner in sites/frankfurt.yaml, not vienna: partners are mutual: name each other in both files (partner: vienna in sites/frankfurt.yaml), or choose a site whose partner is vienna",
+      "sites/karlsruhe.yaml: partner: vienna names frankfurt as its partner in sites/vienna.yaml, not karlsruhe: a one-way partnership: add karlsruhe to standbyFor in sites/vienna.yaml (vienna then stands by for karlsruhe too), or name each other as partners in both files",
+      "sites/vienna.yaml: partner: frankfurt names helsinki as its partner in sites/frankfurt.yaml, not vienna: a one-way partnership: add vienna to standbyFor in sites/frankfurt.yaml (frankfurt then stands by for vienna too), or name each other as partners in both files",
     ],
   );
   // Swapping both pairs consistently is fine.

@@ -23,9 +23,12 @@ import { placeholderSecrets, renderHostFiles } from "../../lib/render";
 export interface SiteArgs {
   /** The validated model of the site this stack deploys. */
   readonly model: SiteModel;
-  /** The partner site's model: replication target, tunnel peer, partner rules. */
-  readonly partner: SiteModel;
-  /** Every site model, for the zone policy's partner rules. @default [model, partner] */
+  /**
+   * The partner sites' models (`partnersOf`), the own partner first (replication target): tunnel peers, partner rules;
+   * the others are the sites this one stands by for.
+   */
+  readonly partners: ReadonlyArray<SiteModel>;
+  /** Every site model, for the zone policy's partner rules. @default [model, ...partners] */
   readonly sites?: ReadonlyArray<SiteModel>;
   /** The operator's public SSH key, installed on API-created hosts (required on Hetzner Cloud). */
   readonly sshPublicKey?: pulumi.Input<string>;
@@ -61,7 +64,10 @@ export interface SiteDelivery {
 /** One location, laid out to the standard scheme, whatever the provider. */
 export class Site extends pulumi.ComponentResource {
   public readonly model: SiteModel;
+  /** The own partner: the site that stands by for this one. */
   public readonly partner: SiteModel;
+  /** Every partner (`partnersOf`), the own partner first, then the sites this one stands by for. */
+  public readonly partners: ReadonlyArray<SiteModel>;
   /** Provider label, for the plan. */
   public readonly provider: string;
   public readonly network: NetworkSegments;
@@ -87,11 +93,20 @@ export class Site extends pulumi.ComponentResource {
 
   constructor(name: string, args: SiteArgs, opts?: pulumi.ComponentResourceOptions) {
     super("standort:site:Site", name, {}, opts);
-    const { model, partner } = args;
+    const { model, partners } = args;
+    const partner = partners[0];
+    if (!partner) throw new Error(`${name}: the partner ${model.partner}'s model is required`);
     if (partner.name !== model.partner)
       throw new Error(`${name}: ${partner.name} is not the partner of ${model.name} (${model.partner} is)`);
+    for (const other of partners.slice(1)) {
+      if (other.partner !== model.name)
+        throw new Error(
+          `${name}: ${other.name} is not a partner of ${model.name} (its partner is ${other.partner}): list the own partner first`,
+        );
+    }
     this.model = model;
     this.partner = partner;
+    this.partners = partners;
     const provisioning = provisioningFor(model);
     this.provider = provisioning.label;
     this.network = new NetworkSegments(`${name}-net`, { model, provisioning }, { parent: this });
@@ -111,7 +126,7 @@ export class Site extends pulumi.ComponentResource {
       `${name}-fw`,
       {
         context,
-        sites: args.sites ?? [model, partner],
+        sites: args.sites ?? [model, ...partners],
         services: args.services,
         tunnelPeers: peersOfTunnels,
         publicAddresses: heldBy("firewall"),
@@ -120,7 +135,7 @@ export class Site extends pulumi.ComponentResource {
     );
     // Every other host is created after the provider firewalls exist, so it starts filtered.
     const guarded: HostContext = { ...context, after: Object.values(this.firewall.cloudFirewalls).map((c) => c.firewall) };
-    this.storage = new Storage(`${name}-stor`, { context: guarded, partner }, { parent: this });
+    this.storage = new Storage(`${name}-stor`, { context: guarded, partners }, { parent: this });
     this.virtualization = new VirtualizationHosts(`${name}-virt`, { context: guarded }, { parent: this });
     this.proxy = new ProxyTier(
       `${name}-proxy`,
@@ -166,7 +181,7 @@ export class Site extends pulumi.ComponentResource {
           })),
       );
       const options: RenderOptions = {
-        sites: args.sites ?? [model, partner],
+        sites: args.sites ?? [model, ...partners],
         services: args.services,
         tunnelPeers: peersOfTunnels,
         sshAuthorizedKeys: typeof args.sshPublicKey === "string" ? [args.sshPublicKey] : undefined,
@@ -197,6 +212,7 @@ export class Site extends pulumi.ComponentResource {
     this.registerOutputs({
       model: this.model,
       partner: this.partner,
+      partners: this.partners,
       provider: this.provider,
       network: this.network,
       sshKey: this.sshKey,
@@ -232,7 +248,7 @@ const PLACEHOLDER_NO_TOKEN = "none";
 function renderedUserData(model: SiteModel, args: SiteArgs): Record<string, string> | undefined {
   if (typeof args.sshPublicKey !== "string") return undefined;
   const options: RenderOptions = {
-    sites: args.sites ?? [model, args.partner],
+    sites: args.sites ?? [model, ...args.partners],
     services: args.services,
     sshAuthorizedKeys: [args.sshPublicKey],
   };
@@ -257,7 +273,7 @@ type HostOutput = { name: string; role: Role; physical: string; origin: string; 
  * needs to connect. No secrets: those stay inside the pairs.
  */
 export function siteOutputs(site: Site): Record<string, unknown> {
-  const { model, partner } = site;
+  const { model, partner, partners } = site;
   const hostsByRole = pulumi
     .all(Object.values(site.hosts).map(describeHost))
     .apply((hosts: HostOutput[]) =>
@@ -293,6 +309,10 @@ export function siteOutputs(site: Site): Record<string, unknown> {
     // The tunnel leaves and arrives on the outbound NAT address; where the provider assigns it, it is known after deploy.
     tunnel: { endpoint: addresses.nat?.address ?? null, listenPort: listenPortFor(partner.supernet) },
     storageVip: site.storage.plan.export.address,
+    // The sites it stands by for besides its partner, each with the port its tunnel listens on (absent where none).
+    ...(partners.length > 1
+      ? { standbyFor: partners.slice(1).map((p) => ({ site: p.name, supernet: p.supernet, listenPort: listenPortFor(p.supernet) })) }
+      : {}),
   }));
   return {
     site: model.name,

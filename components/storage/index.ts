@@ -1,7 +1,8 @@
 /**
  * The storage pair: two independent stores on different physical hosts, an
  * NFS export to the application segment behind the pair's VIP, snapshots,
- * backups kept at least 30 days, and replication to the partner site.
+ * backups kept at least 30 days, and replication to the partner site (and
+ * from the sites it stands by for).
  */
 import * as pulumi from "@pulumi/pulumi";
 import { SiteModel } from "../../lib/model/model";
@@ -13,8 +14,11 @@ import { StoragePlan, storagePlan } from "./plan";
 export interface StorageArgs {
   /** The site's provisioning context. */
   readonly context: HostContext;
-  /** The partner site's model: its storage VIP is the replication target. */
-  readonly partner: SiteModel;
+  /**
+   * The partner sites' models (`partnersOf`), the own partner first: its storage VIP is the replication target; the
+   * others (the sites this one stands by for) replicate into this pair.
+   */
+  readonly partners: ReadonlyArray<SiteModel>;
 }
 
 export class Storage extends pulumi.ComponentResource {
@@ -33,7 +37,7 @@ export class Storage extends pulumi.ComponentResource {
     const { model, provisioning } = args.context;
     const pairModel = model.pairs.find((p) => p.role === "storage");
     if (!pairModel) throw new Error(`${model.name} has no storage pair`);
-    this.plan = storagePlan(model, args.partner);
+    this.plan = storagePlan(model, args.partners);
     const role = createRoleHosts(name, "storage", args.context, this);
     this.hosts = role.hosts;
     this.placements = role.placements;

@@ -1,7 +1,8 @@
 /**
  * The storage pair as data: two independent stores in separate failure
  * domains, an NFS export to the application segment, snapshots, backups kept
- * at least 30 days, and replication to the partner site's storage. Pure.
+ * at least 30 days, replication to the partner site's storage, and the sites
+ * whose replication it receives besides its partner's. Pure.
  */
 import { SiteModel } from "../../lib/model/model";
 import { InputError } from "../../lib/model/validate";
@@ -33,6 +34,11 @@ export interface StoragePlan {
     readonly intervalMinutes: number;
     readonly path: string;
   };
+  /**
+   * The other sites this one stands by for (`standbyFor`): each replicates into this storage pair through its own
+   * tunnel, into `path`. Absent where the site stands by only for its own partner.
+   */
+  readonly standbyFor?: ReadonlyArray<{ readonly site: string; readonly sourceSupernet: string; readonly path: string }>;
 }
 
 function storageVip(model: SiteModel): string {
@@ -41,8 +47,18 @@ function storageVip(model: SiteModel): string {
   return vip.address;
 }
 
-export function storagePlan(model: SiteModel, partner: SiteModel): StoragePlan {
+/**
+ * @param partners the site's partners (`partnersOf`), its own partner first: it replicates to the first and receives
+ *   from the others too.
+ */
+export function storagePlan(model: SiteModel, partners: ReadonlyArray<SiteModel>): StoragePlan {
+  const [partner, ...others] = partners;
+  if (!partner) throw new Error(`${model.name}: the partner ${model.partner}'s model is required`);
   if (partner.name !== model.partner) throw new Error(`${partner.name} is not the partner of ${model.name} (${model.partner} is)`);
+  for (const other of others) {
+    if (other.partner !== model.name) throw new Error(`${other.name} is not a partner of ${model.name} (its partner is ${other.partner})`);
+  }
+  if (new Set(partners.map((p) => p.name)).size !== partners.length) throw new Error(`${model.name}: a partner is listed twice`);
   const { snapshots, backups } = model.storage;
   if (backups.daily < MIN_BACKUP_DAYS) {
     throw new InputError([`${model.file}: storage.backups.daily: ${backups.daily} keeps backups less than ${MIN_BACKUP_DAYS} days`]);
@@ -77,5 +93,8 @@ export function storagePlan(model: SiteModel, partner: SiteModel): StoragePlan {
       intervalMinutes: model.storage.replicationIntervalMinutes,
       path: `${EXPORT_PATH}/${model.name}`,
     },
+    ...(others.length > 0
+      ? { standbyFor: others.map((o) => ({ site: o.name, sourceSupernet: o.supernet, path: `${EXPORT_PATH}/${o.name}` })) }
+      : {}),
   };
 }

@@ -179,9 +179,10 @@ function fnv1a(text: string): number {
 }
 
 /**
- * The file name of a replication path's SSH private key on the source: `id_ed25519` for the partner,
- * `id_ed25519-<target>` for another target (a migration). Each path has its own key, so a target
- * authorises exactly the source that copies to it.
+ * The file name of a replication path's SSH private key on the source: `id_ed25519` for its own partner
+ * (the site that stands by for it), `id_ed25519-<target>` for any other target (a migration, or a site it
+ * stands by for: see `partnersOf`). Each path has its own key, so a target authorises exactly the source
+ * that copies to it, however many partners a site has.
  */
 export function replicationKeyFile(source: SiteModel, target: string): string {
   return target === source.partner ? "id_ed25519" : `id_ed25519-${target}`;

@@ -7,6 +7,7 @@
 import { nameServerProblems } from "./dns";
 import { cidr, containsAddress, parseAddress } from "../net/ipv4";
 import { SiteModel } from "../model/model";
+import { partnersOf } from "../model/partners";
 import { CONTINUOUS_METHOD, Footprint } from "./schema";
 import { FOOTPRINT_FILE, ProviderId, placeAll, providerOf, serviceRef, siteIndex, standbyAfterMigration } from "./placement";
 import { MIN_BACKUP_DAYS, PlannedJob, fileIntervalMinutes, planJobs, treeIntervalMinutes } from "./jobs";
@@ -350,9 +351,10 @@ export function tunnelProblems(
       if (!from || !to || from.name === to.name) continue;
       const tunnel = byPair.get(pairKey(from.name, to.name));
       if (!tunnel) {
+        const partners = partnersOf(from, sites).map((s) => s.name);
         const fix =
           path.purpose === "standby"
-            ? `choose ${from.partner} (the partner of ${from.name}) as the standby, or make ${from.name} and ${to.name} partners in their site files`
+            ? `choose ${partners.length > 0 ? partners.join(" or ") : from.partner} (the ${partners.length > 1 ? "partners" : "partner"} of ${from.name}) as the standby, or make ${from.name} and ${to.name} partners in their site files`
             : `plan the migration tunnel between them (planTunnels)`;
         problems.push(line(ref, `no site-to-site tunnel connects ${from.name} and ${to.name} for its ${path.purpose} copy: ${fix}`));
         continue;

@@ -1,7 +1,8 @@
 /**
  * Site-to-site WireGuard tunnels between the firewall pairs of two sites.
  *
- * A tunnel exists between partner sites (each site file names its partner)
+ * A tunnel exists between partner sites (each site file names its partner;
+ * a site that stands by for several has one tunnel to each)
  * and, for as long as a migration lasts, between the old and the new site of
  * a moving service. It carries only the two sites' internal supernets: each
  * side's AllowedIPs is exactly the other side's supernet, so WireGuard itself
@@ -16,6 +17,7 @@ import { createPrivateKey, createPublicKey } from "node:crypto";
 import { cidr } from "../net/ipv4";
 import type { TunnelPeer } from "../render/types";
 import { SiteModel } from "../model/model";
+import { partnersOf } from "../model/partners";
 import { Footprint } from "./schema";
 import { placeAll, siteIndex } from "./placement";
 
@@ -274,17 +276,18 @@ export function pairKey(a: string, b: string): string {
 }
 
 /**
- * Every tunnel: one per partner pair named in the site files, plus one per
- * migration between sites that are not partners. Sorted by name.
+ * Every tunnel: one per pair of partners (`partnersOf`: a site that stands by
+ * for several has one to each), plus one per migration between sites that are
+ * not partners. Sorted by name.
  */
 export function planTunnels(footprint: Footprint, sites: ReadonlyArray<SiteModel>): TunnelPlan[] {
   const index = siteIndex(sites);
   const planned = new Map<string, TunnelPlan>();
   for (const site of sites) {
-    const partner = index.get(site.partner);
-    if (!partner || partner.name === site.name) continue;
-    const key = pairKey(site.name, partner.name);
-    if (!planned.has(key)) planned.set(key, planTunnel(site, partner, "partner"));
+    for (const partner of partnersOf(site, sites)) {
+      const key = pairKey(site.name, partner.name);
+      if (!planned.has(key)) planned.set(key, planTunnel(site, partner, "partner"));
+    }
   }
   for (const placement of placeAll(footprint, sites)) {
     for (const path of placement.paths.filter((p) => p.purpose === "migration")) {

@@ -144,7 +144,10 @@ export interface SiteModel {
   readonly name: string;
   readonly code: string;
   readonly country: string;
+  /** The site that stands by for this one and that it replicates to (its own partner). */
   readonly partner: string;
+  /** The other sites this one stands by for (each names it as partner); `partnersOf` joins both directions. */
+  readonly standbyFor: ReadonlyArray<string>;
   readonly provider: SiteFile["provider"];
   readonly supernet: string;
   readonly segments: ReadonlyArray<SegmentPlan>;
@@ -525,6 +528,7 @@ export function buildSiteModel(file: string, site: SiteFile): { model?: SiteMode
       code: site.code,
       country: site.country,
       partner: site.partner,
+      standbyFor: site.standbyFor,
       provider: site.provider,
       supernet: site.network.supernet,
       segments,

@@ -286,6 +286,17 @@ export const SiteFileSchema = z
     /** The site that replicates with this one and stands by for it. */
     partner: slug.describe("The site that replicates with this one and stands by for it."),
     /**
+     * The other sites this site stands by for, besides its own partner (which stands by for it): each names this site
+     * as its partner, replicates to it and reaches it through its own tunnel. Lets one site stand by for several.
+     * @default []
+     */
+    standbyFor: z
+      .array(slug)
+      .default([])
+      .describe(
+        "The other sites this site stands by for, besides its own partner (which stands by for it): each must name this site as its partner. This site then receives their replication and off-site backups, each through its own tunnel. Default: []",
+      ),
+    /**
      * A pinned VRRP router id base for the site's pairs (firewall +0, proxy +1,
      * storage +2, one per segment of the firewall after that).
      * @default 10

@@ -9,6 +9,7 @@ import { cidr, overlaps, parseCidr, PRIVATE_RANGES, containsCidr, reservedRangeO
 import { SiteFile, SiteFileSchema, shown } from "./schema";
 import { SiteModel, buildSiteModel, segmentRequests } from "./model";
 import { adapterOf } from "../providers/registry";
+import { partnerProblems } from "./partners";
 
 /** A site file as read from disk: its repository-relative path and parsed YAML. */
 export interface SiteDocument {
@@ -221,30 +222,8 @@ export function crossSiteProblems(parsed: ReadonlyArray<ParsedSite>, siteNames: 
   problems.push(...addressProblems(parsed), ...providerLimitProblems(parsed));
 
   // A site is known by its file name (a name that differs from it is a problem of its own).
-  const byFile = new Map(parsed.map((p) => [siteNameOf(p.file), p]));
-  for (const { file, site } of parsed) {
-    const self = siteNameOf(file);
-    if (site.partner === self) problems.push(`${file}: partner: ${site.partner} is this site itself: name another site`);
-    else if (!siteNames.includes(site.partner)) {
-      problems.push(`${file}: partner: ${site.partner} does not exist (known sites: ${[...siteNames].sort().join(", ")})`);
-    } else {
-      // Partnerships are mutual: each site of a pair stands by for the other and replicates to it.
-      // Where the partner's own partner is itself or missing, that file's problem is the one to fix.
-      const partner = byFile.get(site.partner);
-      const theirs = partner?.site.partner;
-      if (partner && theirs !== self && theirs !== site.partner && siteNames.includes(theirs!)) {
-        problems.push(
-          `${file}: partner: ${site.partner} names ${theirs} as its partner in ${partner.file}, not ${self}: partners are mutual: name each other in both files (partner: ${self} in ${partner.file}), or choose a site whose partner is ${self}`,
-        );
-      }
-    }
-  }
+  problems.push(...partnerProblems(parsed, siteNames));
   return problems;
-}
-
-/** The site a file holds, by its file name (`sites/vienna.yaml` → `vienna`). */
-function siteNameOf(file: string): string {
-  return /([^/]+)\.ya?ml$/.exec(file)?.[1] ?? file;
 }
 
 /** One address a site file gives outside the site's private supernet: a host's, a failover IP, a next hop or a BGP peer. */

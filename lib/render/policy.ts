@@ -7,6 +7,7 @@
  * `allowlist` or `bgp-peer`), so there is one policy, not two.
  */
 import type { SiteModel } from "../model/model";
+import { partnersOf } from "../model/partners";
 import type { Role } from "../model/schema";
 import { ROLES } from "../model/schema";
 import { DEFAULT_SERVICES, ProxiedService, TunnelPeer } from "./types";
@@ -113,15 +114,13 @@ export const WEB_PORTS = [80, 443] as const;
 export const EGRESS = { tcp: [53, 80, 443], udp: [53, 123] } as const;
 
 /**
- * Sites whose supernets take part in this site's replication: its partner,
- * any site naming it as partner, and the peers of its tunnels (a migration
- * between sites that are not partners).
+ * Sites whose supernets take part in this site's replication: its partners
+ * (`partnersOf`: its own partner and every site it stands by for), and the
+ * peers of its tunnels (a migration between sites that are not partners).
  */
 export function partnerSites(model: SiteModel, sites: ReadonlyArray<SiteModel>, tunnelPeers: ReadonlyArray<TunnelPeer> = []): SiteModel[] {
-  const peers = new Set(tunnelPeers.map((t) => t.site));
-  return sites
-    .filter((s) => s.name !== model.name && (s.name === model.partner || s.partner === model.name || peers.has(s.name)))
-    .sort((a, b) => a.name.localeCompare(b.name));
+  const peers = new Set([...partnersOf(model, sites).map((s) => s.name), ...tunnelPeers.map((t) => t.site)]);
+  return sites.filter((s) => s.name !== model.name && peers.has(s.name)).sort((a, b) => a.name.localeCompare(b.name));
 }
 
 /** Database ports replication and dumps use (MariaDB, PostgreSQL). */
