@@ -114,6 +114,12 @@ function describeSite(model: SiteModel): string[] {
   } else {
     lines.push(`public: provider-assigned failover IPs (${model.public.failoverIps.join(", ")}): ${model.public.reason}`);
   }
+  // What the provider asks of the operator beyond the validation rules (limits, what to order); none for most.
+  lines.push(
+    ...adapterOf(model)
+      .notes(model)
+      .map((n) => `provider: ${n}`),
+  );
   return lines;
 }
 

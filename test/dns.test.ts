@@ -14,6 +14,7 @@ import type { Footprint } from "../lib/footprint/schema";
 import { planHostFiles } from "../lib/preview/files";
 import { parseStackConfig } from "../lib/model/stack-config";
 import { InputError } from "../lib/model/validate";
+import { adapterOf } from "../lib/providers/registry";
 import { FILE_PLACEHOLDER, RenderedFile } from "../lib/render/types";
 import { requireTool, run } from "./helpers/tools";
 
@@ -98,7 +99,7 @@ test("every site's name servers get the same zones, byte for byte", () => {
 
 test("the name servers must span two providers, and a public name may not take a name server's name", () => {
   assert.deepEqual(nameServerProblems(sites), []);
-  const ionos = sites.filter((s) => s.provider.kind !== "hcloud" && s.provider.name === "ionos");
+  const ionos = sites.filter((s) => adapterOf(s).id === "ionos");
   assert.match(nameServerProblems(ionos)[0], /all sites \(frankfurt, karlsruhe\) are at ionos: add a site at another provider/);
   const taken = {
     ...footprint,

@@ -21,12 +21,11 @@ const EXPECTED: Array<{ loss: Loss; lostSites: string[]; readOnly: string[] }> =
 ];
 
 /** Whether a loss takes a site, from the site's own provider and country. */
-const takes = (loss: Loss, site: SiteModel) =>
-  "provider" in loss ? (site.provider.kind === "hcloud" ? "hetzner" : site.provider.name) === loss.provider : site.country === loss.country;
+const takes = (loss: Loss, site: SiteModel) => ("provider" in loss ? providerOf(site) === loss.provider : site.country === loss.country);
 
 test("the losses to simulate are every provider and every country of the sites", () => {
   const { sites } = example();
-  const providers = [...new Set(sites.map((s) => (s.provider.kind === "hcloud" ? "hetzner" : s.provider.name)))].sort();
+  const providers = [...new Set(sites.map(providerOf))].sort();
   const countries = [...new Set(sites.map((s) => s.country))].sort();
   const losses = possibleLosses(sites);
   assert.deepEqual(losses, [...providers.map((provider) => ({ provider })), ...countries.map((country) => ({ country }))]);

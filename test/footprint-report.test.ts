@@ -4,6 +4,7 @@ import { renderFootprintMermaid, renderFootprintText } from "../lib/footprint/re
 import { example, footprintSiteNames, withService } from "./fixtures/footprint/example";
 import { Footprint } from "../lib/footprint/schema";
 import { SiteModel } from "../lib/model/model";
+import { providerOf } from "../lib/footprint/placement";
 
 /** The lines of one section of the text report (from its heading to the next blank line). */
 function section(text: string, heading: string): string[] {
@@ -56,7 +57,7 @@ const LOSS_LINES = [
 /** A table line's cells (cells hold single spaces only; columns are at least two apart). */
 const cells = (line: string) => line.trim().split(/ {2,}/);
 
-const providerName = (site: SiteModel) => (site.provider.kind === "hcloud" ? "hetzner" : site.provider.name);
+const providerName = (site: SiteModel) => providerOf(site);
 
 /** The footprint's own sites: the ones its services are placed on. */
 const ownSites = (footprint: Footprint, sites: ReadonlyArray<SiteModel>) =>

@@ -22,14 +22,14 @@ test("tunnels link the partner pairs, plus one for the migration in progress", (
   const partner = tunnels.filter((t) => t.purpose === "partner");
   assert.deepEqual(partner.map((t) => t.ends.map((e) => e.site).join(" ")).sort(), pairs);
   const codeOf = (name: string) => sites.find((s) => s.name === name)!.code;
-  for (const t of tunnels)
-    assert.equal(
-      t.name,
-      `wg-${t.ends
-        .map((e) => codeOf(e.site))
-        .sort()
-        .join("-")}`,
+  // Named after the two site codes in site-name order (falkenstein's with karlsruhe: wg-fsn-fkb), the same from either end.
+  for (const t of tunnels) {
+    assert.deepEqual(
+      t.ends.map((e) => e.site),
+      t.ends.map((e) => e.site).sort(),
     );
+    assert.equal(t.name, `wg-${t.ends.map((e) => codeOf(e.site)).join("-")}`);
+  }
   // By hand for the footprint's sites: their two partner pairs and git's migration from helsinki to vienna.
   const named = footprintSiteNames(footprint);
   assert.deepEqual(tunnels.filter((t) => t.ends.every((e) => named.includes(e.site))).map(summary), [

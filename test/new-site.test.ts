@@ -50,7 +50,7 @@ const needsPartners = partnersReady ? {} : { skip: "needs standbyFor (the partne
 test("the pools file is no site file, and its ledger holds the committed sites' space", () => {
   const read = readSiteDocuments();
   assert.ok(!read.siteNames.includes("pools"));
-  assert.deepEqual(read.age, ["frankfurt", "helsinki", "karlsruhe", "vienna"]);
+  assert.deepEqual(read.age, ["frankfurt", "helsinki", "karlsruhe", "vienna", "falkenstein"]);
   const pools = PoolsFileSchema.parse(parse(readFileSync(join(SITES_DIR, "pools.yaml"), "utf8")));
   for (const { file, data } of read.documents) {
     const site = SiteFileSchema.parse(data);
@@ -259,7 +259,7 @@ test(
     }
     assert.deepEqual(
       yamlOf(root, "sites/pools.yaml").ledger.map((e: { site: string }) => e.site),
-      ["frankfurt", "helsinki", "karlsruhe", "vienna", "graz", "linz", "salzburg"],
+      ["frankfurt", "helsinki", "karlsruhe", "vienna", "falkenstein", "graz", "linz", "salzburg"],
     );
   },
 );

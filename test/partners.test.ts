@@ -116,18 +116,19 @@ test("a site may stand by for several: graz's partner helsinki validates, and pa
   assert.deepEqual(names("graz"), ["helsinki"]);
   assert.deepEqual(names("frankfurt"), ["helsinki"]);
   assert.deepEqual(names("vienna"), ["karlsruhe"]);
-  // The committed sites: one partner each, mutual.
+  // The committed sites: their own partner, then the sites they stand by for (karlsruhe also for falkenstein).
   for (const s of committed.sites)
     assert.deepEqual(
       partnersOf(s, committed.sites).map((p) => p.name),
-      [s.partner],
+      [s.partner, ...s.standbyFor],
     );
-  // One tunnel per partnership: graz's to helsinki besides the committed ones.
+  assert.deepEqual(committed.sites.find((s) => s.name === "karlsruhe")!.standbyFor, ["falkenstein"]);
+  // One tunnel per partnership: graz's to helsinki besides the committed ones (falkenstein's to karlsruhe among them).
   assert.deepEqual(
     planTunnels(loaded.footprint, loaded.sites)
       .filter((t) => t.purpose === "partner")
       .map((t) => t.name),
-    ["wg-fkb-vie", "wg-fra-hel", "wg-grz-hel"],
+    ["wg-fkb-vie", "wg-fra-hel", "wg-fsn-fkb", "wg-grz-hel"],
   );
 });
 
@@ -139,7 +140,7 @@ test("without helsinki's standbyFor entry graz's partnership is one-way: refused
 
 test("each standbyFor rule refuses its bad case with the entry's path", () => {
   const unknown = absentSiteName();
-  const known = "frankfurt, graz, helsinki, karlsruhe, vienna";
+  const known = "falkenstein, frankfurt, graz, helsinki, karlsruhe, vienna";
   const cases: Array<[string[], string]> = [
     [["graz", unknown], `sites/helsinki.yaml: standbyFor[1]: ${unknown} does not exist (known sites: ${known})`],
     [

@@ -17,7 +17,7 @@ const EXEMPT = [/^lib\/providers\//, /^scripts\/twin\/provider(-api)?\.ts$/];
  * A branch on a site's provider (`model.provider.kind`, `.provider.name`) or a provider SDK import. The twin's
  * `world.provider` is its own network model (a provider LAN or a routed network, from the adapter), not the site's.
  */
-const BRANCH = /(?<!\b(world|w))\.provider\.(kind|name)\b|from "@pulumi\/hcloud"|=== "(hcloud|preprovisioned|netcup|ionos)"/;
+const BRANCH = /(?<!\b(world|w))\.provider\.(kind|name)\b|from "@pulumi\/hcloud"|=== "(hcloud|hetzner-robot|preprovisioned|netcup|ionos)"/;
 
 function sources(dir: string): string[] {
   return readdirSync(join(root, dir)).flatMap((name) => {

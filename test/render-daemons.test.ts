@@ -8,6 +8,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadFootprint } from "../lib/footprint/load";
+import { adapterOf } from "../lib/providers/registry";
 import { planHostFiles } from "../lib/preview/files";
 import { interfaceName } from "../lib/render/interfaces";
 import { NetworkdReadError, readNetworkd } from "../lib/twin/networkd";
@@ -94,7 +95,7 @@ const hosts = sites.flatMap((site) => site.hosts.map((h) => ({ site, host: h, pa
 const keepalivedHosts = hosts.filter(({ host, pair }) => pair && (!pair.dissolved || pair.active === host.name));
 const hostsOf = (list: ReadonlyArray<{ host: { name: string } }>) => list.map((h) => h.host.name).sort();
 /** Hosts of the four committed sites (frankfurt, karlsruhe, vienna, helsinki), by their site codes: the by-hand checks. */
-const COMMITTED_HOST = /^(fra|fkb|vie|hel)-/;
+const COMMITTED_HOST = /^(fra|fkb|vie|hel|fsn)-/;
 const renderedOn = (path: string) =>
   byPath(path)
     .map((f) => f.host)
@@ -126,21 +127,21 @@ test("every site renders every host with the files each role needs", () => {
   const hcloud = hosts.filter(({ site }) => site.provider.kind === "hcloud");
   assert.deepEqual(renderedOn("/etc/standort/cloud-init.yaml"), hostsOf(hcloud), "every Hetzner Cloud host");
   assert.ok(byPath("/etc/standort/cloud-init.yaml").every((f) => f.file.delivery === "provision"));
-  // The committed sites, by hand: 37 hosts, 8 proxies, three pairs at each of the four sites, BGP at frankfurt,
+  // The committed sites, by hand: 45 hosts, 10 proxies, three pairs at each of the five sites, BGP at frankfurt,
   // Hetzner Cloud at helsinki (10 hosts).
   const committed = (path: string) => renderedOn(path).filter((h) => COMMITTED_HOST.test(h));
-  assert.equal(rendered.filter((h) => COMMITTED_HOST.test(h.host)).length, 37);
-  assert.equal(committed("/etc/nftables.conf").length, 37);
-  assert.equal(committed("/etc/chrony/chrony.conf").length, 37);
+  assert.equal(rendered.filter((h) => COMMITTED_HOST.test(h.host)).length, 45);
+  assert.equal(committed("/etc/nftables.conf").length, 45);
+  assert.equal(committed("/etc/chrony/chrony.conf").length, 45);
   assert.equal(
     committed("/etc/haproxy/haproxy.cfg").length,
-    13,
-    "every proxy (8) and the ingress of vienna's 3 and karlsruhe's 2 virtualization hosts",
+    17,
+    "every proxy (10) and the ingress of vienna's 3, karlsruhe's 2 and falkenstein's 2 virtualization hosts",
   );
-  assert.equal(committed("/etc/keepalived/keepalived.conf").length, 24, "both members of three pairs at four sites");
-  assert.equal(committed("/etc/keepalived/standort-failover.sh").length, 24);
+  assert.equal(committed("/etc/keepalived/keepalived.conf").length, 30, "both members of three pairs at five sites");
+  assert.equal(committed("/etc/keepalived/standort-failover.sh").length, 30);
   for (const path of ["/etc/standort/fence/sshd_config", "/etc/standort/fence/id_ed25519", "/usr/local/sbin/standort-fenced"])
-    assert.equal(committed(path).length, 24, `${path}: every member of a pair that is not dissolved`);
+    assert.equal(committed(path).length, 30, `${path}: every member of a pair that is not dissolved`);
   assert.deepEqual(committed("/etc/bird/bird.conf"), ["fra-fw-1", "fra-fw-2"]);
   assert.equal(committed("/etc/standort/cloud-init.yaml").length, 10, "every Helsinki (hcloud) host");
   assert.ok(committed("/etc/standort/cloud-init.yaml").every((h) => h.startsWith("hel-")));
@@ -195,7 +196,7 @@ test("sh -n accepts every failover script and provider environment file", async 
   if (!requireTool(t, "sh")) return;
   const files = located((p) => p === "/etc/keepalived/standort-failover.sh" || p === "/etc/standort/provider.env");
   // A failover script on every pair member running keepalived; the provider token only where the script calls the
-  // provider: every Hetzner Cloud member (API fencing), the firewall and proxy pairs of a site behind provider
+  // provider: every member at a provider whose API fences (Hetzner Cloud, Robot), the firewall and proxy pairs of a site behind provider
   // failover IPs (they move them) and the firewalls of a site whose own prefix is routed statically (they move the
   // next hop). A site that announces by BGP and fences by command (frankfurt) has none.
   assert.deepEqual(
@@ -210,11 +211,12 @@ test("sh -n accepts every failover script and provider environment file", async 
     .map((f) => f.host)
     .sort();
   const callsProvider = ({ site, host }: (typeof hosts)[number]) =>
-    site.provider.kind === "hcloud" ||
+    adapterOf(site).failover.apiFence ||
     (site.public.mode === "provider-failover-ips" && (host.role === "firewall" || host.role === "proxy")) ||
     (site.public.mode === "own-prefix" && site.public.routing.kind === "static" && host.role === "firewall");
   assert.deepEqual(envHosts, hostsOf(keepalivedHosts.filter(callsProvider)));
-  // The committed sites, by hand: karlsruhe's firewall and proxy pairs, every Helsinki pair member, vienna's firewalls.
+  // The committed sites, by hand: karlsruhe's firewall and proxy pairs, every Falkenstein and Helsinki pair member,
+  // vienna's firewalls.
   assert.deepEqual(
     envHosts.filter((h) => COMMITTED_HOST.test(h)),
     [
@@ -222,6 +224,12 @@ test("sh -n accepts every failover script and provider environment file", async 
       "fkb-fw-2",
       "fkb-proxy-1",
       "fkb-proxy-2",
+      "fsn-fw-1",
+      "fsn-fw-2",
+      "fsn-proxy-1",
+      "fsn-proxy-2",
+      "fsn-stor-1",
+      "fsn-stor-2",
       "hel-fw-1",
       "hel-fw-2",
       "hel-proxy-1",

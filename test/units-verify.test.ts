@@ -176,14 +176,19 @@ test("tunnel configurations on both firewalls carry only the peer's supernet", (
       )
       .sort(),
   );
-  // The committed sites' firewalls, by hand: their two partner tunnels and git's migration tunnel.
+  // The committed sites' firewalls, by hand: their three partner tunnels (karlsruhe stands by for falkenstein too,
+  // named in site-name order) and git's migration tunnel.
   assert.deepEqual(
-    installed.filter((line) => /^(fra|fkb|vie|hel)-/.test(line)),
+    installed.filter((line) => /^(fra|fkb|vie|hel|fsn)-/.test(line)),
     [
       "fkb-fw-1 /etc/wireguard/wg-fkb-vie.conf",
+      "fkb-fw-1 /etc/wireguard/wg-fsn-fkb.conf",
       "fkb-fw-2 /etc/wireguard/wg-fkb-vie.conf",
+      "fkb-fw-2 /etc/wireguard/wg-fsn-fkb.conf",
       "fra-fw-1 /etc/wireguard/wg-fra-hel.conf",
       "fra-fw-2 /etc/wireguard/wg-fra-hel.conf",
+      "fsn-fw-1 /etc/wireguard/wg-fsn-fkb.conf",
+      "fsn-fw-2 /etc/wireguard/wg-fsn-fkb.conf",
       "hel-fw-1 /etc/wireguard/wg-fra-hel.conf",
       "hel-fw-1 /etc/wireguard/wg-hel-vie.conf",
       "hel-fw-2 /etc/wireguard/wg-fra-hel.conf",

@@ -44,6 +44,15 @@ export type SegmentNetwork =
       readonly vlanRange: readonly [number, number];
       /** Link MTU the provider's VLANs carry, where it is below Ethernet's 1500. */
       readonly mtu?: number;
+      /**
+       * The NIC the VLANs ride on: the hosts' second, `internal` NIC (the
+       * default), or the `uplink` NIC that also holds the provider's public
+       * address (Hetzner Robot's vSwitch: no second NIC). On the uplink only
+       * the VLAN links take `mtu`; the NIC keeps its own MTU and the address
+       * and routes the provider's image configured.
+       * @default "internal"
+       */
+      readonly nic?: "internal" | "uplink";
       /** One sentence for the plan: what carries the VLANs. */
       readonly note: string;
     }
@@ -107,6 +116,13 @@ export interface FailoverCommon {
   readonly addressLine: ReadonlyArray<string>;
   /** The outbound NAT map of the firewall's packet filter, where the script sets the NAT address at run time. */
   readonly natSourceMap: string;
+  /**
+   * This host's own public address (the provider-assigned primary address on
+   * the uplink), where the model knows it: a provider that routes a failover
+   * address to a server's main address names it in the move (Hetzner Robot's
+   * `active_server_ip`).
+   */
+  readonly selfAddress?: string;
   /** Quotes a value for sh. */
   shQuote(value: string): string;
 }

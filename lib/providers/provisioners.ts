@@ -6,6 +6,7 @@
 import type { SiteModel } from "../model/model";
 import { HandedOverProvisioning } from "./handed-over-provisioning";
 import { hcloudProvisioning } from "./hcloud/provisioning";
+import { robotProvisioning } from "./hetzner-robot/provisioning";
 import type { MissingConfig, Provisioning, StackSetup } from "./provisioning";
 import type { StackConfig } from "../model/schema";
 import type * as pulumi from "@pulumi/pulumi";
@@ -14,6 +15,7 @@ import { adapterOf } from "./registry";
 
 const PROVISIONERS: Readonly<Record<string, (model: SiteModel) => Provisioning>> = {
   hcloud: hcloudProvisioning,
+  "hetzner-robot": robotProvisioning,
 };
 
 /** The provisioning of a site: its adapter's, or the handed-over one. */

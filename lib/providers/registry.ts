@@ -9,6 +9,7 @@ import type { SiteModel } from "../model/model";
 import type { SiteFile } from "../model/schema";
 import { preprovisionedProviderSchema } from "./handed-over";
 import { hcloudAdapter, hcloudProviderSchema } from "./hcloud";
+import { robotAdapter, robotProviderSchema } from "./hetzner-robot";
 import { ionosAdapter } from "./ionos";
 import { netcupAdapter } from "./netcup";
 import { otherAdapter } from "./other";
@@ -16,12 +17,13 @@ import { otherAdapter } from "./other";
 export type { ProviderAdapter } from "./adapter";
 
 /** The `provider` field of a site file: one schema per kind. */
-export const providerSchema = z.discriminatedUnion("kind", [hcloudProviderSchema, preprovisionedProviderSchema]);
+export const providerSchema = z.discriminatedUnion("kind", [hcloudProviderSchema, robotProviderSchema, preprovisionedProviderSchema]);
 export type ProviderFile = z.infer<typeof providerSchema>;
 
 /** Every adapter, by the key a site file selects it with (`kind`, or `name` under `kind: preprovisioned`). */
 export const ADAPTERS: Readonly<Record<string, ProviderAdapter>> = {
   hcloud: hcloudAdapter,
+  "hetzner-robot": robotAdapter,
   netcup: netcupAdapter,
   ionos: ionosAdapter,
   other: otherAdapter,

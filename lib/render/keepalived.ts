@@ -530,7 +530,7 @@ function fenceFunctions(model: SiteModel, peer: string, peerMgmt: string): strin
 }
 
 /** Shell function that moves the failover address to this host, by provider. */
-function moveFunctions(model: SiteModel, move: FailoverMove): string[] {
+function moveFunctions(model: SiteModel, move: FailoverMove, selfAddress: string | undefined): string[] {
   if (move.kind === "none") {
     return [
       "# Nothing to move: the own prefix follows BGP, or this pair has no public address.",
@@ -556,6 +556,7 @@ function moveFunctions(model: SiteModel, move: FailoverMove): string[] {
     uplink,
     addressLine,
     natSourceMap: NAT_SOURCE_MAP,
+    ...(selfAddress !== undefined ? { selfAddress } : {}),
     shQuote,
   });
 }
@@ -647,7 +648,7 @@ export function renderFailoverScript(model: SiteModel, hostName: string, secrets
     ...(peer ? fenceFunctions(model, peer, p.mgmt[peer]) : ["fence_peer() { return 0; }"]),
     "",
     ...(drains ? [...drainFunctions(model, hostName, options), ""] : []),
-    ...moveFunctions(model, move),
+    ...moveFunctions(model, move, findHost(model, hostName)?.publicAddress),
     "",
     ...(usesApi
       ? [

@@ -3,7 +3,12 @@
  * `interfaceName`, carrying the host's address in that segment.
  *
  * Pre-provisioned hosts: a VLAN per segment on the internal NIC
- * (`options.internalNic`, default `eth1`), ids from `vlanId`.
+ * (`options.internalNic`, default `eth1`), ids from `vlanId`; where the
+ * adapter's VLANs ride on the uplink (`nic: "uplink"`, Hetzner Robot's
+ * vSwitch), on the uplink NIC (`options.uplinkNic`, default `eth0`) instead,
+ * whose `.network` keeps the address and routes the provider's image
+ * configured (`KeepConfiguration=static`) and leaves its MTU and IPv6 alone;
+ * only the VLAN links take the provider's MTU.
  * Hetzner Cloud hosts: the private network is routed, not switched, and drops
  * tagged frames, so each segment is an IPVLAN (L2) child of the private NIC
  * instead, holding its address as a /32 (no neighbour is on-link: everything
@@ -11,7 +16,7 @@
  * addresses to the server (alias IPs). No DHCP: the addresses are the ones
  * the components attach, and the private MTU is Hetzner's 1450.
  * Every segment file carries the host's routes and source rules (`hostRouting`).
- * The provider's public NIC is never touched: delivery arrives on it.
+ * Otherwise the provider's public NIC is never touched: delivery arrives on it.
  */
 import type { SiteModel } from "../model/model";
 import { runsConntrackd } from "./conntrackd";
@@ -74,28 +79,31 @@ export function renderNetworkdFiles(model: SiteModel, hostName: string, options:
   );
   const routed = carrier.kind === "routed";
   const kind = routed ? "IPVLAN" : "VLAN";
-  const parent = routed ? carrier.nics.join(" ") : nicNames(options).internal;
   const mtu = carrier.mtu !== undefined ? ([["MTUBytes", String(carrier.mtu)]] as Array<[string, string]>) : [];
   const header = `# standort: ${h.name} (${model.name}). Rendered from ${model.file}; do not edit.`;
+  const segmentLinks = ordered.map((i) => [kind, interfaceName(i.segment)] as [string, string]);
   const files: NetworkdFile[] = [
-    {
-      name: "10-standort-internal.network",
-      content:
-        `${header}\n# The NIC that carries the site's segments (${routed ? "Hetzner Cloud private network, routed: each segment address is an alias IP" : "one VLAN per segment"}).\n` +
-        ini([
-          ["Match", [["Name", parent]]],
-          ...(mtu.length > 0 ? ([["Link", mtu]] as Array<[string, Array<[string, string]>]>) : []),
-          [
-            "Network",
-            [
-              ["LinkLocalAddressing", "no"],
-              ["IPv6AcceptRA", "no"],
-              ["ConfigureWithoutCarrier", "yes"],
-              ...ordered.map((i) => [kind, interfaceName(i.segment)] as [string, string]),
-            ],
-          ],
-        ]),
-    },
+    carrier.kind === "vlans" && carrier.nic === "uplink"
+      ? {
+          name: "10-standort-uplink.network",
+          content:
+            `${header}\n# The uplink NIC: it holds the provider's public address and carries the site's segments too (one VLAN per segment).\n` +
+            "# KeepConfiguration=static: the address and routes the provider's image configured stay; its MTU and IPv6 are left alone.\n" +
+            ini([
+              ["Match", [["Name", nicNames(options).uplink]]],
+              ["Network", [["KeepConfiguration", "static"], ["ConfigureWithoutCarrier", "yes"], ...segmentLinks]],
+            ]),
+        }
+      : {
+          name: "10-standort-internal.network",
+          content:
+            `${header}\n# The NIC that carries the site's segments (${routed ? "Hetzner Cloud private network, routed: each segment address is an alias IP" : "one VLAN per segment"}).\n` +
+            ini([
+              ["Match", [["Name", routed ? carrier.nics.join(" ") : nicNames(options).internal]]],
+              ...(mtu.length > 0 ? ([["Link", mtu]] as Array<[string, Array<[string, string]>]>) : []),
+              ["Network", [["LinkLocalAddressing", "no"], ["IPv6AcceptRA", "no"], ["ConfigureWithoutCarrier", "yes"], ...segmentLinks]],
+            ]),
+        },
   ];
   for (const iface of ordered) {
     const name = interfaceName(iface.segment);

@@ -9,7 +9,7 @@
  * - `.netdev`: `[NetDev] Name, Kind (vlan | ipvlan), Description, MTUBytes`; `[VLAN] Id`; `[IPVLAN] Mode (L2)`.
  * - `.network`: `[Match] Name` (exact names, space-separated); `[Link] MTUBytes`;
  *   `[Network] Address, DHCP (ipv4 | no), VLAN, IPVLAN, LinkLocalAddressing (no), IPv6AcceptRA (no),
- *   ConfigureWithoutCarrier (yes)`;
+ *   ConfigureWithoutCarrier (yes), KeepConfiguration (static)`;
  *   `[Route] Destination, Gateway, GatewayOnLink, Table, Metric`;
  *   `[RoutingPolicyRule] From, To, Table, Priority, SuppressPrefixLength`.
  *
@@ -56,6 +56,8 @@ export interface NetworkdNetwork {
   readonly match: ReadonlyArray<string>;
   readonly dhcp: boolean;
   readonly mtu?: number;
+  /** `KeepConfiguration=static`: the link keeps the addresses and routes configured before networkd (the provider's image's). */
+  readonly keepStatic: boolean;
   /** Addresses with prefix length (`10.30.0.10/24`). */
   readonly addresses: ReadonlyArray<string>;
   /** Names of VLAN netdevs stacked on the matched link. */
@@ -164,6 +166,7 @@ function readNetwork(file: string, content: string): NetworkdNetwork {
   const routes: NetworkdRoute[] = [];
   const rules: NetworkdRule[] = [];
   let dhcp = false;
+  let keepStatic = false;
   let matched = false;
   let mtu: number | undefined;
   for (const s of all) {
@@ -188,7 +191,16 @@ function readNetwork(file: string, content: string): NetworkdNetwork {
         break;
       }
       case "Network": {
-        unknownKeys(file, s, ["Address", "DHCP", "VLAN", "IPVLAN", "LinkLocalAddressing", "IPv6AcceptRA", "ConfigureWithoutCarrier"]);
+        unknownKeys(file, s, [
+          "Address",
+          "DHCP",
+          "VLAN",
+          "IPVLAN",
+          "LinkLocalAddressing",
+          "IPv6AcceptRA",
+          "ConfigureWithoutCarrier",
+          "KeepConfiguration",
+        ]);
         for (const e of s.entries) {
           switch (e.key) {
             case "Address":
@@ -211,6 +223,10 @@ function readNetwork(file: string, content: string): NetworkdNetwork {
             case "ConfigureWithoutCarrier":
               // The twin configures every link whether or not it has carrier, as networkd does with yes.
               oneOf(file, e, at(e.key), ["yes"]);
+              break;
+            case "KeepConfiguration":
+              // The twin never drops what a link had before its files apply, which is what static keeps.
+              keepStatic = oneOf(file, e, at(e.key), ["static"]) === "static";
               break;
           }
         }
@@ -254,7 +270,7 @@ function readNetwork(file: string, content: string): NetworkdNetwork {
     }
   }
   if (!matched) fail(file, { line: 1 }, "[Match]", "is missing: a .network file without Name= would configure every link");
-  return { file, match, dhcp, ...(mtu !== undefined ? { mtu } : {}), addresses, vlans, ipvlans, routes, rules };
+  return { file, match, dhcp, ...(mtu !== undefined ? { mtu } : {}), keepStatic, addresses, vlans, ipvlans, routes, rules };
 }
 
 function readNetdev(file: string, content: string): NetworkdNetdev {

@@ -13,6 +13,7 @@ import type { SiteModel } from "../../lib/model/model";
 import { failoverIpName } from "../../lib/render/keepalived";
 import { hcloudAliasIps, hcloudNetworkName } from "../../lib/providers/hcloud";
 import { ionosNicKey } from "../../lib/providers/ionos";
+import { adapterOf } from "../../lib/providers/registry";
 import { NETCUP_REROUTE_MIN_INTERVAL_S, TwinWorld } from "../../lib/twin/world";
 import { startUnit } from "./init";
 import { ipIn, sysctlIn, veth } from "./links";
@@ -126,6 +127,9 @@ export class ProviderStandIn {
         },
       };
       for (const s of servers) this.aliases.set(s.name, [...s.aliasIps]);
+    } else if (!("name" in m.provider)) {
+      // A provider kind of its own (not hcloud, not preprovisioned) needs its stand-in here before the twin can boot it.
+      throw new Error(`${m.name}: the twin has no stand-in of the ${adapterOf(m).id} provider's API`);
     } else if (m.provider.name === "ionos") {
       const env = this.twin.providerEnv ?? {};
       const nics: Record<string, string> = {};
