@@ -69,6 +69,8 @@ export type SegmentNetwork =
 export interface FailoverScript {
   /** The provider.env variable that holds the provider API secret. */
   readonly tokenVariable: string;
+  /** An obviously fake secret of the right shape for offline plans and the twin (default `plan-only-provider-token`). */
+  readonly tokenPlaceholder?: string;
   /** True where the provider's API powers a peer off (the second fence method); then the token is required. */
   readonly apiFence: boolean;
   /**

@@ -431,7 +431,7 @@ export function placeholderSecrets(model: SiteModel): RenderSecrets {
   return {
     fence: Object.fromEntries(model.pairs.flatMap((p) => p.members).map((m) => [m, placeholderFenceKeys(model.name, m)])),
     bgp: routing?.kind === "bgp" ? Object.fromEntries(routing.peers.map((p) => [p.name, "plan-only-bgp-password"])) : undefined,
-    providerApiToken: "plan-only-provider-token",
+    providerApiToken: adapterOf(model).failover.tokenPlaceholder ?? "plan-only-provider-token",
   };
 }
 

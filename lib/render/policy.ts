@@ -213,21 +213,27 @@ export function zonePolicy(
   const servicePorts = [...new Set(services.map((s) => s.port))].sort((a, b) => a - b);
 
   const rules: ZoneRule[] = [
-    {
-      name: "internet-to-proxy-web",
-      description: ownPrefix
-        ? "HTTP and HTTPS from anywhere to the proxy pair (DNAT of the public proxy address to the proxy VIP)"
-        : "HTTP and HTTPS from anywhere to the proxy pair's provider failover IP (it lands on the active proxy)",
-      from: { kind: "internet" },
-      // With an own prefix the firewall forwards it to the VIP in dmz; a provider failover IP lands on the proxy's uplink.
-      to: ownPrefix ? { kind: "segment", segment: "dmz" } : { kind: "hosts" },
-      protocol: "tcp",
-      ports: [...WEB_PORTS],
-      sources: [],
-      destinations: ownPrefix && proxyVip ? [host32(proxyVip)] : declaredProxy ? [host32(declaredProxy)] : [],
-      targets: ["proxy"],
-      forwarded: ownPrefix,
-    },
+    // Only where the proxies serve something: with no service they render no web frontend, and nothing should
+    // be open that nothing answers (a site that only stands by, before its first service).
+    ...(services.length === 0
+      ? []
+      : [
+          {
+            name: "internet-to-proxy-web",
+            description: ownPrefix
+              ? "HTTP and HTTPS from anywhere to the proxy pair (DNAT of the public proxy address to the proxy VIP)"
+              : "HTTP and HTTPS from anywhere to the proxy pair's provider failover IP (it lands on the active proxy)",
+            from: { kind: "internet" },
+            // With an own prefix the firewall forwards it to the VIP in dmz; a provider failover IP lands on the proxy's uplink.
+            to: ownPrefix ? { kind: "segment", segment: "dmz" } : { kind: "hosts" },
+            protocol: "tcp",
+            ports: [...WEB_PORTS],
+            sources: [],
+            destinations: ownPrefix && proxyVip ? [host32(proxyVip)] : declaredProxy ? [host32(declaredProxy)] : [],
+            targets: ["proxy"] as Role[],
+            forwarded: ownPrefix,
+          } satisfies ZoneRule,
+        ]),
     // The authoritative name server on the proxies (PowerDNS, lib/footprint/dns.ts), as the web rule reaches them.
     ...(["udp", "tcp"] as const).map((protocol): ZoneRule => ({
       name: `internet-to-proxy-dns-${protocol}`,

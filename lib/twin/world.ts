@@ -13,6 +13,7 @@ import type { Role } from "../model/schema";
 import { cidr, containsAddress, formatAddress, formatCidr, hostAddress, parseAddress } from "../net/ipv4";
 import { partnerSites } from "../render/policy";
 import { NETCUP_MOVE_INTERVAL_SECONDS } from "../providers/netcup";
+import { ROBOT_API } from "../providers/hetzner-robot/schema";
 import { adapterOf } from "../providers/registry";
 import type { TunnelPeer } from "../render/types";
 
@@ -24,8 +25,10 @@ export const STREAM_SERVER = "203.0.113.20";
 export const STREAM_PORT = 443;
 /** Where the provider API stand-in listens (names of the real APIs resolve to it inside the twin). */
 export const PROVIDER_API_ADDRESS = "203.0.113.80";
+/** The Hetzner Robot web service's host name (`ROBOT_API` of its adapter). */
+export const ROBOT_API_NAME = new URL(ROBOT_API).hostname;
 /** Host names of provider APIs the rendered scripts call; they resolve to the stand-in. */
-export const PROVIDER_API_NAMES = ["api.hetzner.cloud", "api.ionos.com"] as const;
+export const PROVIDER_API_NAMES = ["api.hetzner.cloud", "api.ionos.com", ROBOT_API_NAME] as const;
 /** The link between the provider's edge and the internet (RFC 6598 shared space: nobody's addresses). */
 export const TRANSIT = { provider: "100.64.0.1", internet: "100.64.0.2", prefixLength: 30 } as const;
 /** Hetzner Cloud: every server's public gateway, on-link (docs.hetzner.com, "Server configuration"). */

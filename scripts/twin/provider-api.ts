@@ -17,6 +17,11 @@
  * POST /v1/servers/{id}/actions/change_alias_ips {network, alias_ips} (replaces the list; an
  * address another server holds as alias or IP is refused).
  * IONOS Cloud API v6: PATCH /cloudapi/v6/datacenters/{dc}/lans/{lan} {ipFailover:[{ip, nicUuid}]}.
+ * Hetzner Robot web service (robot.hetzner.com/doc/webservice, HTTP basic auth with the web service user):
+ * POST /failover/{ip} active_server_ip=… (routes the failover IP to that server's main IP; 404
+ * FAILOVER_NOT_FOUND / SERVER_NOT_FOUND, 409 FAILOVER_ALREADY_ROUTED, 403 RATE_LIMIT_EXCEEDED after
+ * `switchesPerHour` switches in an hour, reported ≈ 50), POST /reset/{server-ip} type=… (power_long: forced off;
+ * 400 INVALID_INPUT for an unknown type).
  * Netcup has no API the library drives: the operator's FAILOVER_MOVE_COMMAND stand-in posts
  * POST /twin/netcup/route {ip, host}, as Netcup's SCP changeIPRouting would route a failover IP, and is
  * refused (429) when the same address moved less than `minIntervalSeconds` ago (reported: 5 minutes).
@@ -27,6 +32,7 @@ import { appendFileSync, readFileSync } from "node:fs";
 import { IncomingMessage, ServerResponse } from "node:http";
 import { createServer } from "node:https";
 import { parseArgs } from "node:util";
+import { ROBOT_API_NAME } from "../../lib/twin/world";
 
 /** The stand-in's starting state, written by the twin. */
 export interface ProviderState {
@@ -46,6 +52,14 @@ export interface ProviderState {
     readonly lan: string;
     /** NIC uuid → host name. */
     readonly nics: Readonly<Record<string, string>>;
+  };
+  /** Hetzner Robot: the web service user (`user:password`), servers by main IP, failover IPs → active server's main IP. */
+  readonly robot?: {
+    readonly credentials: string;
+    /** Main IP → host name. */
+    readonly servers: Readonly<Record<string, string>>;
+    readonly failoverIps: Readonly<Record<string, string>>;
+    readonly switchesPerHour: number;
   };
   /** Addresses whose routing the operator's command moves (Netcup), and how often one may move (seconds). */
   readonly netcup?: {
@@ -191,6 +205,46 @@ function handleIonos(req: IncomingMessage, res: ServerResponse, url: URL, body: 
   return send(res, 202, { id: lan[2], properties: { ipFailover: groups } });
 }
 
+const robotRoutes = new Map<string, string>(Object.entries(state.robot?.failoverIps ?? {}));
+/** When each accepted failover switch happened (epoch ms), for the hourly limit. */
+const robotSwitches: number[] = [];
+const robotError = (res: ServerResponse, status: number, code: string, message: string) =>
+  send(res, status, { error: { status, code, message } });
+
+function handleRobot(req: IncomingMessage, res: ServerResponse, url: URL, body: string): number {
+  const robot = state.robot;
+  if (!robot) return robotError(res, 404, "NOT_FOUND", "no Robot account in this twin");
+  const expected = `Basic ${Buffer.from(robot.credentials, "utf8").toString("base64")}`;
+  if (req.headers.authorization !== expected) return robotError(res, 401, "UNAUTHORIZED", "Unauthorized");
+  const form = new URLSearchParams(body);
+  const failover = /^\/failover\/([0-9.]+)$/.exec(url.pathname);
+  if (req.method === "POST" && failover) {
+    const ip = failover[1];
+    const target = form.get("active_server_ip") ?? "";
+    if (!robotRoutes.has(ip)) return robotError(res, 404, "FAILOVER_NOT_FOUND", `failover ${ip} not found`);
+    if (!robot.servers[target]) return robotError(res, 404, "SERVER_NOT_FOUND", `server ${target} not found`);
+    if (robotRoutes.get(ip) === target) return robotError(res, 409, "FAILOVER_ALREADY_ROUTED", `${ip} is already routed to ${target}`);
+    const hourAgo = Date.now() - 3_600_000;
+    while (robotSwitches.length > 0 && robotSwitches[0] < hourAgo) robotSwitches.shift();
+    if (robotSwitches.length >= robot.switchesPerHour) return robotError(res, 403, "RATE_LIMIT_EXCEEDED", "rate limit exceeded");
+    robotSwitches.push(Date.now());
+    robotRoutes.set(ip, target);
+    effect({ effect: "route", ip, host: robot.servers[target] });
+    return send(res, 200, { failover: { ip, netmask: "255.255.255.255", server_ip: target, active_server_ip: target } });
+  }
+  const reset = /^\/reset\/([0-9.]+)$/.exec(url.pathname);
+  if (req.method === "POST" && reset) {
+    const host = robot.servers[reset[1]];
+    if (!host) return robotError(res, 404, "SERVER_NOT_FOUND", `server ${reset[1]} not found`);
+    const type = form.get("type") ?? "";
+    if (!["sw", "hw", "man", "power", "power_long"].includes(type)) return robotError(res, 400, "INVALID_INPUT", "invalid input");
+    // power_long holds the power button: the server is off; the others reboot it, which the twin does not need.
+    if (type === "power_long") effect({ effect: "poweroff", host });
+    return send(res, 200, { reset: { server_ip: reset[1], type } });
+  }
+  return robotError(res, 404, "NOT_FOUND", `${req.method} ${url.pathname} is not implemented by the twin`);
+}
+
 function handleNetcup(req: IncomingMessage, res: ServerResponse, body: string): number {
   if (!state.netcup) return send(res, 404, { error: "no Netcup site in this twin" });
   let parsed: { ip?: string; host?: string };
@@ -225,7 +279,10 @@ const server = createServer({ cert: readFileSync(values.cert!), key: readFileSyn
     const url = new URL(req.url ?? "/", `https://${req.headers.host ?? "api"}`);
     const auth = req.headers.authorization ?? "";
     let status: number;
-    if (auth !== `Bearer ${state.token}` && !url.pathname.startsWith("/twin/")) {
+    if (url.hostname === ROBOT_API_NAME) {
+      // Robot takes HTTP basic auth, checked by its handler.
+      status = handleRobot(req, res, url, body);
+    } else if (auth !== `Bearer ${state.token}` && !url.pathname.startsWith("/twin/")) {
       status = send(res, 401, { error: { code: "unauthorized", message: "unable to authenticate" } });
     } else if (url.hostname === "api.ionos.com") {
       status = handleIonos(req, res, url, body);

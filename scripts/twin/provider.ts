@@ -10,7 +10,8 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hcloudRouteGateway } from "../../lib/providers/hcloud/provisioning";
 import type { SiteModel } from "../../lib/model/model";
-import { failoverIpName } from "../../lib/render/keepalived";
+import { failoverIpName, tokenVariable } from "../../lib/render/keepalived";
+import { ROBOT_SWITCHES_PER_HOUR, robotAdapter } from "../../lib/providers/hetzner-robot";
 import { hcloudAliasIps, hcloudNetworkName } from "../../lib/providers/hcloud";
 import { ionosNicKey } from "../../lib/providers/ionos";
 import { adapterOf } from "../../lib/providers/registry";
@@ -98,7 +99,7 @@ export class ProviderStandIn {
     const tokenLine = this.twin
       .file(m.pairs[0].active, "/etc/standort/provider.env")
       ?.split("\n")
-      .find((l) => /TOKEN=/.test(l));
+      .find((l) => l.startsWith(`${tokenVariable(m)}=`));
     const token = /='([^']*)'/.exec(tokenLine ?? "")?.[1] ?? "";
     let state: ProviderState = { token };
     if (m.provider.kind === "hcloud") {
@@ -127,6 +128,20 @@ export class ProviderStandIn {
         },
       };
       for (const s of servers) this.aliases.set(s.name, [...s.aliasIps]);
+    } else if (adapterOf(m).id === robotAdapter.id) {
+      // Robot finds servers by their main IP; each declared failover IP starts at its pair's active member.
+      const servers = Object.fromEntries(world.hosts.map((h) => [h.uplink.address, h.name]));
+      const main = (role: string) => world.hosts.find((h) => h.name === m.pairs.find((p) => p.role === role)!.active)!.uplink.address;
+      const ips = m.public.mode === "provider-failover-ips" ? m.public.declared : undefined;
+      state = {
+        token,
+        robot: {
+          credentials: token,
+          servers,
+          failoverIps: ips ? { [ips.proxy]: main("proxy"), [ips.nat]: main("firewall") } : {},
+          switchesPerHour: ROBOT_SWITCHES_PER_HOUR,
+        },
+      };
     } else if (!("name" in m.provider)) {
       // A provider kind of its own (not hcloud, not preprovisioned) needs its stand-in here before the twin can boot it.
       throw new Error(`${m.name}: the twin has no stand-in of the ${adapterOf(m).id} provider's API`);

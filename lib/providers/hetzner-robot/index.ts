@@ -128,6 +128,8 @@ export const robotAdapter: ProviderAdapter = handedOverAdapter(base, {
   },
   failover: {
     tokenVariable: "ROBOT_CREDENTIALS",
+    // The web service takes user:password: a placeholder without the colon would stop the script before the call.
+    tokenPlaceholder: "plan-only-user:plan-only-password",
     apiFence: true,
     movesNeedToken: () => true,
     preamble: () => PREAMBLE,
