@@ -15,6 +15,7 @@ import { validateSites } from "../lib/model/validate";
 import { cidr, overlaps } from "../lib/net/ipv4";
 import { PoolsFileSchema, allocate, firstFree, ledgerOrder } from "../lib/model/pools";
 import { deriveCode, partnerEdit, providerChoices } from "../lib/model/scaffold";
+import { ADAPTERS, PROVIDER_KINDS } from "../lib/providers/registry";
 import { captured } from "./helpers/cli";
 
 /** A temporary copy of the repository's sites/ and stacks/ (plans included), removed after the test. */
@@ -122,9 +123,14 @@ test("the code comes from the name and avoids every other site's", () => {
   assert.equal(deriveCode("new-york", new Set(["new"])), "ney");
 });
 
-test("the providers come from the site schema", () => {
-  const flags = providerChoices().map((c) => c.flag);
-  for (const p of ["hcloud", "netcup", "ionos", "other"]) assert.ok(flags.includes(p), p);
+test("the providers are the adapters' keys, each laid out by its adapter", () => {
+  const choices = providerChoices();
+  assert.deepEqual(
+    choices.map((c) => c.flag),
+    PROVIDER_KINDS,
+  );
+  for (const p of ["hcloud", "netcup", "ionos", "other"]) assert.ok(PROVIDER_KINDS.includes(p), p);
+  for (const { flag, adapter } of choices) assert.equal(adapter, ADAPTERS[flag], flag);
 });
 
 test("the partner's file gains the new site with every comment and line of the rest kept", () => {
@@ -321,7 +327,7 @@ test("every refused input exits 2, names the flag and writes nothing", async (t)
     [
       "an unknown provider",
       ["graz", "--provider", "aws", "--country", "AT", "--partner", "helsinki"],
-      /^new-site: --provider: aws is not a provider the site schema knows \(one of .*netcup/,
+      /^new-site: --provider: aws is not a provider with an adapter \(lib\/providers\/registry\.ts: one of .*netcup/,
     ],
     [
       "an unknown country",
