@@ -20,17 +20,7 @@ import { COUNTRY_CODES } from "../lib/model/countries";
 import { SiteFile, SiteFileSchema, shown, slug, text } from "../lib/model/schema";
 import { InputError, SiteDocument, validateSites } from "../lib/model/validate";
 import { LedgerEntry, POOLS_FILE_NAME, PoolsFile, allocate, ledgerOrder, parsePools } from "../lib/model/pools";
-import {
-  ProviderChoice,
-  SiteScaffold,
-  canScaffold,
-  deriveCode,
-  hcloudLocations,
-  partnerEdit,
-  providerChoices,
-  siteFileText,
-  stackFileText,
-} from "../lib/model/scaffold";
+import { ProviderChoice, SiteScaffold, deriveCode, partnerEdit, providerChoices, siteFileText, stackFileText } from "../lib/model/scaffold";
 import { requiredProviderEnv } from "../lib/render/keepalived";
 import { failoverMove } from "../lib/render/failover-move";
 import { parseFlags, reportInputError, runAsProcess } from "./lib/cli";
@@ -38,7 +28,7 @@ import { main as planMain } from "./plan";
 
 const COMMAND = "new-site";
 
-/** CLI flags, validated like every other user input. Provider and region lists come from the site schema. */
+/** CLI flags, validated like every other user input. Providers are the adapters' keys; what `--region` means is the adapter's. */
 export const NewSiteFlagsSchema = z
   .strictObject({
     name: slug,
@@ -64,32 +54,21 @@ export const NewSiteFlagsSchema = z
       ctx.addIssue({
         code: "custom",
         path: ["provider"],
-        message: `${shown(flags.provider)} is not a provider the site schema knows (one of ${choices.map((c) => c.flag).join(", ")})`,
+        message: `${shown(flags.provider)} is not a provider with an adapter (lib/providers/registry.ts: one of ${choices.map((c) => c.flag).join(", ")})`,
       });
       return;
     }
-    if (!canScaffold(choice)) {
+    const { label, region } = choice.adapter.scaffold;
+    const oneOf = region.values.length > 0 ? `, one of ${region.values.join(", ")}` : "";
+    if (flags.region === undefined) {
+      if (region.required)
+        ctx.addIssue({ code: "custom", path: ["region"], message: `is required for ${label}: its ${region.field}${oneOf}` });
+    } else if (region.values.length > 0 && !region.values.includes(flags.region))
       ctx.addIssue({
         code: "custom",
-        path: ["provider"],
-        message: `${choice.flag} is a provider the site schema knows, but new-site cannot lay out its site file yet: write sites/${flags.name}.yaml by hand`,
+        path: ["region"],
+        message: `${shown(flags.region)} is not a ${label} ${region.field} (one of ${region.values.join(", ")})`,
       });
-    }
-    if (choice.kind === "hcloud") {
-      const locations = hcloudLocations();
-      if (flags.region === undefined)
-        ctx.addIssue({
-          code: "custom",
-          path: ["region"],
-          message: `is required for Hetzner Cloud: its location, one of ${locations.join(", ")}`,
-        });
-      else if (!locations.includes(flags.region))
-        ctx.addIssue({
-          code: "custom",
-          path: ["region"],
-          message: `${shown(flags.region)} is not a Hetzner Cloud location (one of ${locations.join(", ")})`,
-        });
-    }
   });
 export type NewSiteFlags = z.infer<typeof NewSiteFlagsSchema>;
 
@@ -206,12 +185,13 @@ export function planNewSite(flags: NewSiteFlags, folders: Folders): NewSitePlan 
   }
 
   const choice = providerChoices().find((c) => c.flag === flags.provider) as ProviderChoice;
-  const hcloud = choice.kind === "hcloud";
+  const { adapter } = choice;
+  // Placeholder addresses stand in for what the provider hands over: hosts, declared failover IPs, an own prefix's next hop.
+  const placeholders = adapter.hosts.kind === "handed-over" || adapter.failoverIps === "declared" || flags.ownPrefix;
   const allocation = allocate(
     pools.pools,
     sites.map((s) => ({ file: s.file, site: s.site })),
-    // A Hetzner Cloud site has no provider-side address to hold, except the next hop an own prefix would need.
-    { ownPrefix: flags.ownPrefix, placeholders: !hcloud || flags.ownPrefix },
+    { ownPrefix: flags.ownPrefix, placeholders },
     display(join(folders.sites, POOLS_FILE_NAME)),
   );
   problems.push(...allocation.problems.map((p) => (flags.ownPrefix && /: prefixes: /.test(p) ? `${COMMAND}: --own-prefix: ${p}` : p)));
@@ -254,10 +234,11 @@ export function planNewSite(flags: NewSiteFlags, folders: Folders): NewSitePlan 
   const age = ledgerOrder(parsePools(parseDocument(poolsAfter).toJS()).pools?.ledger ?? []);
   const after = validateSites(docsAfter, [...read.siteNames, name], age);
   const added = after.problems.filter((p) => !before.has(p));
-  if (added.length > 0) throw new InputError(added.map((p) => asFlagProblem(p, newFile, partner.file, flags)));
+  if (added.length > 0)
+    throw new InputError(added.map((p) => asFlagProblem(p, newFile, partner.file, flags, adapter.scaffold.region.field)));
 
   const model = after.sites.find((s) => s.name === name)!;
-  const movesFailoverIps = !hcloud && model.pairs.some((p) => failoverMove(model, p.role).kind === "failover-ip");
+  const movesFailoverIps = model.pairs.some((p) => failoverMove(model, p.role).kind === "failover-ip");
   const stackText = stackFileText(scaffold, requiredProviderEnv(model), movesFailoverIps);
 
   const changes: Change[] = [
@@ -274,7 +255,7 @@ export function planNewSite(flags: NewSiteFlags, folders: Folders): NewSitePlan 
  * it: `public.*` by `--own-prefix` where it was given, `provider.*` by
  * `--provider`/`--region`, `country`, `code`, `partner` by theirs.
  */
-function asFlagProblem(problem: string, newFile: string, partnerFile: string, flags: NewSiteFlags): string {
+function asFlagProblem(problem: string, newFile: string, partnerFile: string, flags: NewSiteFlags, regionField: string): string {
   const prefix = `${newFile}: `;
   if (!problem.startsWith(prefix)) {
     if (problem.startsWith(`${partnerFile}: `)) return `${COMMAND}: --partner: ${problem}`;
@@ -286,7 +267,7 @@ function asFlagProblem(problem: string, newFile: string, partnerFile: string, fl
     ? flags.ownPrefix
       ? "--own-prefix"
       : "--provider"
-    : path === "provider.location" || path === "provider.region"
+    : path === `provider.${regionField}`
       ? "--region"
       : path.startsWith("provider")
         ? "--provider"

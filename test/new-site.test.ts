@@ -2,12 +2,12 @@
 // named, nothing written), the ledger that never hands space out twice, and the blame of the newer site.
 import test from "node:test";
 import assert from "node:assert/strict";
-import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parse } from "yaml";
 import { format } from "prettier";
-import { main, excerpt } from "../scripts/new-site";
+import { main, excerpt, parseNewSiteFlags, planNewSite } from "../scripts/new-site";
 import { main as planMain } from "../scripts/plan";
 import { REPOSITORY_ROOT, SITES_DIR, readSiteDocuments } from "../lib/model/load";
 import { SiteFileSchema } from "../lib/model/schema";
@@ -15,6 +15,7 @@ import { validateSites } from "../lib/model/validate";
 import { cidr, overlaps } from "../lib/net/ipv4";
 import { PoolsFileSchema, allocate, firstFree, ledgerOrder } from "../lib/model/pools";
 import { deriveCode, partnerEdit, providerChoices } from "../lib/model/scaffold";
+import { ADAPTERS, PROVIDER_KINDS } from "../lib/providers/registry";
 import { captured } from "./helpers/cli";
 
 /** A temporary copy of the repository's sites/ and stacks/ (plans included), removed after the test. */
@@ -122,9 +123,14 @@ test("the code comes from the name and avoids every other site's", () => {
   assert.equal(deriveCode("new-york", new Set(["new"])), "ney");
 });
 
-test("the providers come from the site schema", () => {
-  const flags = providerChoices().map((c) => c.flag);
-  for (const p of ["hcloud", "netcup", "ionos", "other"]) assert.ok(flags.includes(p), p);
+test("the providers are the adapters' keys, each laid out by its adapter", () => {
+  const choices = providerChoices();
+  assert.deepEqual(
+    choices.map((c) => c.flag),
+    PROVIDER_KINDS,
+  );
+  for (const p of ["hcloud", "netcup", "ionos", "other"]) assert.ok(PROVIDER_KINDS.includes(p), p);
+  for (const { flag, adapter } of choices) assert.equal(adapter, ADAPTERS[flag], flag);
 });
 
 test("the partner's file gains the new site with every comment and line of the rest kept", () => {
@@ -321,7 +327,7 @@ test("every refused input exits 2, names the flag and writes nothing", async (t)
     [
       "an unknown provider",
       ["graz", "--provider", "aws", "--country", "AT", "--partner", "helsinki"],
-      /^new-site: --provider: aws is not a provider the site schema knows \(one of .*netcup/,
+      /^new-site: --provider: aws is not a provider with an adapter \(lib\/providers\/registry\.ts: one of .*netcup/,
     ],
     [
       "an unknown country",
@@ -410,4 +416,54 @@ test("an exhausted pool is refused, naming the pool and the flag", async (t) => 
   ]);
   assert.deepEqual(snapshot(root), before);
   assert.ok(!existsSync(join(root, "sites", "graz.yaml")));
+});
+
+/**
+ * What new-site writes for each provider, byte for byte: `test/fixtures/new-site/<case>.{site,stack}.yaml`.
+ * The pools are pinned to space no committed site holds, so a new committed site changes nothing here;
+ * `UPDATE_NEW_SITE_FIXTURES=1` rewrites the fixtures (review the diff: it is what new-site writes now).
+ */
+const OUTPUT_CASES: Array<[string, string[]]> = [
+  ["netcup-own-prefix", ["graz", "--provider", "netcup", "--country", "AT", "--partner", "helsinki", "--own-prefix"]],
+  ["netcup-region", ["graz", "--provider", "netcup", "--region", "at/grz", "--country", "AT", "--partner", "helsinki"]],
+  ["ionos", ["linz", "--provider", "ionos", "--country", "AT", "--partner", "helsinki"]],
+  ["ionos-own-prefix", ["linz", "--provider", "ionos", "--region", "de/fra", "--country", "AT", "--partner", "helsinki", "--own-prefix"]],
+  ["other", ["salzburg", "--provider", "other", "--country", "AT", "--partner", "helsinki"]],
+  ["other-own-prefix", ["salzburg", "--provider", "other", "--country", "AT", "--partner", "helsinki", "--own-prefix"]],
+  ["hcloud", ["nuremberg", "--provider", "hcloud", "--region", "nbg1", "--country", "DE", "--partner", "helsinki"]],
+];
+
+test("new-site writes, per provider, the files of test/fixtures/new-site byte for byte", () => {
+  const root = mkdtempSync(join(tmpdir(), "standort-new-site-output-"));
+  try {
+    cpSync(join(REPOSITORY_ROOT, "sites"), join(root, "sites"), { recursive: true });
+    mkdirSync(join(root, "stacks"));
+    const poolsPath = join(root, "sites", "pools.yaml");
+    const pinned = readFileSync(poolsPath, "utf8")
+      .replace(/^supernets:\n(  #.*\n)*(  - .*\n)+/m, "supernets:\n  - 10.250.0.0/16\n")
+      .replace(/^prefixes:\n(  #.*\n)*(  - .*\n)+/m, "prefixes:\n  - 198.18.250.0/23\n")
+      .replace(/^placeholders:\n(  #.*\n)*(  - .*\n)+/m, "placeholders:\n  - 198.19.60.0/24\n");
+    assert.match(pinned, /^ {2}- 10\.250\.0\.0\/16\n/m);
+    writeFileSync(poolsPath, pinned);
+    const folders = { root, sites: join(root, "sites"), stacks: join(root, "stacks"), plans: join(root, "stacks", "plans") };
+    const fixtures = join(__dirname, "fixtures", "new-site");
+    for (const [name, argv] of OUTPUT_CASES) {
+      const plan = planNewSite(parseNewSiteFlags(argv), folders);
+      const site = plan.changes.find((c) => c.path.startsWith(folders.sites) && c.before === undefined)!;
+      const stack = plan.changes.find((c) => c.path.startsWith(folders.stacks))!;
+      for (const [kind, text] of [
+        ["site", site.after],
+        ["stack", stack.after],
+      ] as const) {
+        const path = join(fixtures, `${name}.${kind}.yaml`);
+        if (process.env.UPDATE_NEW_SITE_FIXTURES === "1") {
+          mkdirSync(fixtures, { recursive: true });
+          writeFileSync(path, text);
+        }
+        assert.equal(text, readFileSync(path, "utf8"), `${name}: ${kind} file (UPDATE_NEW_SITE_FIXTURES=1 rewrites it)`);
+      }
+    }
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
 });

@@ -18,6 +18,7 @@ import { formatIssues } from "./validate";
 import { PRIVATE_RANGES, Cidr, cidr, containsCidr, formatCidr, overlaps, reservedRangeOf, subnets } from "../net/ipv4";
 import { POD_CIDR, SERVICE_CIDR } from "../kubernetes/constants";
 import { prefix, slug } from "./schema";
+import { adapterOf } from "../providers/registry";
 import type { SiteFile } from "./schema";
 
 /** The pools file, next to the site files (not a site file: the loader skips it). */
@@ -171,8 +172,9 @@ export function heldBySites(sites: ReadonlyArray<{ file: string; site: SiteFile 
       host(site.public.addresses.nat, `public.addresses.nat of ${file}`);
     }
     site.management.allowlist.forEach((text, i) => held.push({ range: cidr(text), by: `management.allowlist[${i}] of ${file}` }));
-    if (site.provider.kind === "preprovisioned")
-      site.provider.hosts.forEach((h, i) => host(h.address, `provider.hosts[${i}].address of ${file}`));
+    const origin = adapterOf(site).hosts;
+    if (origin.kind === "handed-over")
+      origin.hosts(site.provider).forEach((h, i) => host(h.address, `provider.hosts[${i}].address of ${file}`));
   }
   return held;
 }

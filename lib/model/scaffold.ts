@@ -5,62 +5,26 @@
  * partner. Pure: text in, text out.
  */
 import { isDeepStrictEqual } from "node:util";
-import { z } from "zod";
 import { YAMLMap, isMap, isSeq, parseDocument } from "yaml";
-import { SiteFileSchema } from "./schema";
+import type { Role } from "./primitives";
 import { cidr, formatAddress } from "../net/ipv4";
+import { ADAPTERS, PROVIDER_KINDS } from "../providers/registry";
+import type { ProviderAdapter, ScaffoldHost, ScaffoldSite } from "../providers/adapter";
 
-/** A provider `--provider` names: Hetzner Cloud (`hcloud`, a `kind` of its own) or one that hands servers over (`netcup`, …). */
+/** A provider `--provider` names: an adapter's key, and the adapter that lays out its part of the files. */
 export interface ProviderChoice {
-  /** What `--provider` takes. */
+  /** What `--provider` takes: the adapter's key in the registry. */
   readonly flag: string;
-  /** The site file's `provider.kind`. */
-  readonly kind: string;
-  /** The site file's `provider.name`, for providers that hand servers over. */
-  readonly name?: string;
-}
-
-interface JsonSchemaNode {
-  readonly const?: unknown;
-  readonly enum?: ReadonlyArray<unknown>;
-  readonly properties?: Readonly<Record<string, JsonSchemaNode>>;
-  readonly oneOf?: ReadonlyArray<JsonSchemaNode>;
-  readonly anyOf?: ReadonlyArray<JsonSchemaNode>;
-}
-
-/** The alternatives of the site schema's `provider`, as its JSON Schema (the generated, public form) states them. */
-function providerOptions(): ReadonlyArray<JsonSchemaNode> {
-  const schema = z.toJSONSchema(SiteFileSchema, { io: "input", unrepresentable: "any" }) as JsonSchemaNode;
-  const provider = schema.properties?.provider;
-  const options = provider?.oneOf ?? provider?.anyOf ?? (provider ? [provider] : []);
-  if (options.length === 0) throw new Error("the site schema has no provider alternatives: new-site cannot list the providers");
-  return options;
+  readonly adapter: ProviderAdapter;
 }
 
 /**
- * Every provider a site file accepts, from the one place that knows them:
- * the site schema (`provider.kind`, and `provider.name` where the kind is
- * `preprovisioned`). A provider the schema learns is known here at once.
+ * Every provider new-site lays out, from the one place that knows them: the
+ * adapter registry (`PROVIDER_KINDS`). A provider whose adapter lands there is
+ * known here at once; its adapter's `scaffold` writes its part of the files.
  */
 export function providerChoices(): ProviderChoice[] {
-  return providerOptions().flatMap((option) => {
-    const kind = option.properties?.kind?.const;
-    if (typeof kind !== "string") return [];
-    const names = option.properties?.name?.enum;
-    if (kind === "preprovisioned" && names) return names.map((name) => ({ flag: String(name), kind, name: String(name) }));
-    return [{ flag: kind, kind }];
-  });
-}
-
-/** Hetzner Cloud's locations as the site schema lists them (`provider.location`). */
-export function hcloudLocations(): string[] {
-  const hcloud = providerOptions().find((o) => o.properties?.kind?.const === "hcloud");
-  return (hcloud?.properties?.location?.enum ?? []).map(String);
-}
-
-/** Providers the scaffold lays out: Hetzner Cloud and every provider that hands servers over. */
-export function canScaffold(choice: ProviderChoice): boolean {
-  return choice.kind === "hcloud" || choice.kind === "preprovisioned";
+  return PROVIDER_KINDS.map((flag) => ({ flag, adapter: ADAPTERS[flag] }));
 }
 
 /**
@@ -78,8 +42,8 @@ export function deriveCode(name: string, taken: ReadonlySet<string>): string | u
   return candidates.find((c) => c.length === 3 && !taken.has(c));
 }
 
-/** Host layout of a new pre-provisioned site: the standard set, pair members on different machines. */
-export const PLACEHOLDER_HOSTS: ReadonlyArray<{ role: string; short: string; n: number; machine: string; host: number }> = [
+/** Host layout of a new site whose provider hands servers over: the standard set, pair members on different machines. */
+export const PLACEHOLDER_HOSTS: ReadonlyArray<{ role: Role; short: string; n: number; machine: string; host: number }> = [
   { role: "firewall", short: "fw", n: 1, machine: "a", host: 11 },
   { role: "firewall", short: "fw", n: 2, machine: "b", host: 12 },
   { role: "proxy", short: "proxy", n: 1, machine: "a", host: 21 },
@@ -94,15 +58,6 @@ export const PLACEHOLDER_HOSTS: ReadonlyArray<{ role: string; short: string; n: 
 export const PLACEHOLDER_NEXT_HOP = 10;
 export const PLACEHOLDER_FAILOVER_IPS = { proxy: 100, nat: 101 } as const;
 
-/** What the comments call a provider. */
-const PROVIDER_LABELS: Readonly<Record<string, string>> = {
-  netcup: "Netcup",
-  ionos: "IONOS",
-  other: "another provider",
-  hcloud: "Hetzner Cloud",
-};
-const label = (choice: ProviderChoice) => PROVIDER_LABELS[choice.name ?? choice.kind] ?? choice.name ?? choice.kind;
-
 export const REPLACE_ADDRESS = "replace with the address the provider handed over";
 
 export interface SiteScaffold {
@@ -110,13 +65,13 @@ export interface SiteScaffold {
   readonly code: string;
   readonly country: string;
   readonly provider: ProviderChoice;
-  /** Hetzner Cloud location, or the provider's own location label. */
+  /** `--region`: what it means is the adapter's (`scaffold.region`). */
   readonly region?: string;
   readonly partner: string;
   readonly supernet: string;
   /** The own /23, where the site routes one. */
   readonly prefix?: string;
-  /** The /24 the placeholder addresses come from (pre-provisioned sites). */
+  /** The /24 the placeholder addresses come from (where the provider hands addresses over). */
   readonly placeholders?: string;
   /** The operator's management prefixes. */
   readonly allowlist: ReadonlyArray<string>;
@@ -127,63 +82,56 @@ function title(name: string): string {
   return name.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => `${dash}${c.toUpperCase()}`);
 }
 
-/** The site file of a new location, in the committed files' layout and style (Prettier-clean). */
+/** The standard hosts at their placeholder addresses, and the rest the adapter's lines need. */
+function scaffoldSite(s: SiteScaffold): ScaffoldSite {
+  const hosts: ScaffoldHost[] = s.placeholders
+    ? PLACEHOLDER_HOSTS.map((h) => ({
+        name: `${s.code}-${h.short}-${h.n}`,
+        role: h.role,
+        physical: `${s.code}-node-${h.machine}`,
+        address: placeholderAddress(s, h.host),
+      }))
+    : [];
+  return { name: s.name, title: title(s.name), region: s.region, hosts, replace: REPLACE_ADDRESS };
+}
+
+/** Host `n` of the site's placeholder block. */
+function placeholderAddress(s: SiteScaffold, n: number): string {
+  if (!s.placeholders) throw new Error(`${s.name} has no placeholder block: new-site hands out no provider-side address`);
+  return formatAddress(cidr(s.placeholders).network + n);
+}
+
+/** The site file of a new location, in the committed files' layout and style (Prettier-clean); the provider's part is its adapter's. */
 export function siteFileText(s: SiteScaffold): string {
-  const provider = label(s.provider);
-  const hcloud = s.provider.kind === "hcloud";
-  const at = (n: number) => formatAddress(cidr(s.placeholders!).network + n);
-  const lines: string[] = ["# yaml-language-server: $schema=./schema/site.schema.json"];
-  if (hcloud) {
-    lines.push(
-      `# ${title(s.name)}: Hetzner Cloud (${s.region}), every server created through the API.`,
-      "# Hetzner Cloud cannot route an own prefix, so the site uses floating IPs.",
-    );
-  } else {
-    lines.push(
-      `# ${title(s.name)}: servers handed over by ${provider}. Written by npm run new-site: every`,
-      `# address marked "replace" is a placeholder (sites/pools.yaml, placeholders)`,
-      "# until the address the provider handed over replaces it.",
-    );
-  }
-  const publicText = hcloud ? "floating IPs" : s.prefix ? "own /23 routed statically" : "provider-assigned failover IPs";
-  lines.push(
+  const { adapter } = s.provider;
+  const scaffold = adapter.scaffold;
+  const site = scaffoldSite(s);
+  const lines: string[] = [
+    "# yaml-language-server: $schema=./schema/site.schema.json",
+    ...scaffold.header(site).map((l) => `# ${l}`),
     `name: ${s.name}`,
     `code: ${s.code}`,
     `country: ${s.country}`,
-    `description: ${hcloud ? `Hetzner Cloud, ${title(s.name)}` : `${provider === "another provider" ? "Pre-provisioned" : provider}, ${title(s.name)}`}; ${publicText}`,
+    `description: ${scaffold.describeSite(site.title)}; ${s.prefix ? "own /23 routed statically" : scaffold.failoverIpsName}`,
     "provider:",
-  );
-  if (hcloud) {
-    lines.push("  kind: hcloud", `  location: ${s.region}`);
-  } else {
-    lines.push("  kind: preprovisioned", `  name: ${s.provider.name}`);
-    if (s.region !== undefined) lines.push(`  region: ${s.region}`);
-    lines.push(
-      "  # Placeholders: the standard set of hosts; put each on the machine it runs on (pair members on",
-      "  # different machines) and give it the address the provider handed over.",
-      "  hosts:",
-      ...PLACEHOLDER_HOSTS.map(
-        (h) =>
-          `    - { name: ${s.code}-${h.short}-${h.n}, role: ${h.role}, physical: ${s.code}-node-${h.machine}, address: ${at(h.host)} } # ${REPLACE_ADDRESS}`,
-      ),
-    );
-  }
-  lines.push("public:");
+    ...scaffold.provider(site).map((l) => `  ${l}`),
+    "public:",
+  ];
   if (s.prefix) {
     lines.push(
       "  mode: own-prefix",
       "  prefix: " + s.prefix + " # from sites/pools.yaml (prefixes): have the provider route it to the next hop",
       "  routing:",
       "    kind: static",
-      `    nextHop: ${at(PLACEHOLDER_NEXT_HOP)} # replace with the failover address the provider routes the /23 to (or kind: bgp, see sites/frankfurt.yaml)`,
+      `    nextHop: ${placeholderAddress(s, PLACEHOLDER_NEXT_HOP)} # replace with the failover address the provider routes the /23 to (or kind: bgp, see sites/frankfurt.yaml)`,
     );
-  } else if (hcloud) {
-    lines.push("  mode: provider-failover-ips", "  reason: Hetzner Cloud has no documented way to route a customer prefix (BYOIP)");
   } else {
-    lines.push(
-      "  mode: provider-failover-ips",
-      `  addresses: { proxy: ${at(PLACEHOLDER_FAILOVER_IPS.proxy)}, nat: ${at(PLACEHOLDER_FAILOVER_IPS.nat)} } # replace with the failover IPs the provider handed over`,
-    );
+    lines.push("  mode: provider-failover-ips");
+    if (!adapter.ownPrefix.routable) lines.push(`  reason: ${scaffold.publicReason ?? adapter.ownPrefix.how}`);
+    if (adapter.failoverIps === "declared")
+      lines.push(
+        `  addresses: { proxy: ${placeholderAddress(s, PLACEHOLDER_FAILOVER_IPS.proxy)}, nat: ${placeholderAddress(s, PLACEHOLDER_FAILOVER_IPS.nat)} } # replace with the failover IPs the provider handed over`,
+      );
   }
   lines.push(
     "network:",
@@ -199,51 +147,29 @@ export function siteFileText(s: SiteScaffold): string {
   return lines.join("\n");
 }
 
-/** Placeholder values of the `providerEnv` keys a new site needs (`requiredProviderEnv`). */
-function providerEnvPlaceholder(key: string, s: SiteScaffold): string {
-  if (key === "FAILOVER_MOVE_COMMAND") return `/usr/local/sbin/standort-${s.provider.name ?? s.provider.kind}-route-failover`;
-  if (key === "IONOS_DATACENTER_ID") return "replace-with-the-data-center-uuid";
-  if (key === "IONOS_LAN_ID") return '"replace-with-the-lan-id"';
-  const nic = /^IONOS_NIC_ID_(.+)$/.exec(key);
-  if (nic) return `replace-with-the-nic-uuid-of-${nic[1].toLowerCase().replace(/_/g, "-")}`;
-  return `replace-with-${key.toLowerCase().replace(/_/g, "-")}`;
-}
-
 /**
  * The stack file of a new location: which site it deploys, placeholders for
- * the `providerEnv` keys its failover needs (`requiredEnv`), and the secrets
- * to set, as comments.
+ * the `providerEnv` keys its failover needs (`requiredEnv`, each value the
+ * adapter's placeholder), and the secrets to set, as comments.
  */
 export function stackFileText(s: SiteScaffold, requiredEnv: ReadonlyArray<string>, movesFailoverIps: boolean): string {
+  const scaffold = s.provider.adapter.scaffold;
   const lines = ["config:", `  standort:site: ${s.name}`];
-  if (requiredEnv.includes("FAILOVER_MOVE_COMMAND")) {
-    lines.push(
-      `  # ${label(s.provider)} moves addresses through no API the library drives: the pairs move theirs with this`,
-      "  # operator-provided command (FAILOVER_ADDRESS and SELF are exported to it). Placeholder: replace it",
-      "  # with the command that moves the address at the provider (see stacks/Pulumi.vienna.yaml).",
-    );
-  } else if (requiredEnv.length > 0) {
-    lines.push(
-      "  # IONOS moves the failover IPs of the LAN's IP failover group to the NIC of the member that takes over",
-      "  # (PATCH /cloudapi/v6/datacenters/{dc}/lans/{lan}, ipFailover). Placeholders: replace them with the",
-      "  # data center, LAN and NIC uuids of the ordered servers (IONOS DCD, or GET /datacenters/{dc}/servers).",
-    );
-  }
   if (requiredEnv.length > 0) {
-    lines.push("  standort:providerEnv:", ...requiredEnv.map((key) => `    ${key}: ${providerEnvPlaceholder(key, s)}`));
+    lines.push(
+      ...scaffold.stackComment(requiredEnv).map((l) => `  # ${l}`),
+      "  standort:providerEnv:",
+      ...requiredEnv.map((key) => `    ${key}: ${scaffold.envPlaceholder(key) ?? `replace-with-${key.toLowerCase().replace(/_/g, "-")}`}`),
+    );
   }
   lines.push(
     "  # Secrets are set per stack, never committed in plain text:",
     "  #   pulumi config set --secret standort:sshPrivateKey < ~/.ssh/standort_deploy",
     `  #   pulumi config set --secret standort:alerting '{"kind":"webhook","url":"https://…"}'`,
+    ...scaffold.secrets({ movesFailoverIps }).map((l) => `  #   ${l}`),
+    "  # The offline plan substitutes a placeholder for every unset secret.",
+    "",
   );
-  if (s.provider.kind === "hcloud")
-    lines.push(
-      "  #   pulumi config set --secret standort:hcloudToken <token>",
-      '  #   pulumi config set standort:sshPublicKey "$(cat ~/.ssh/standort_deploy.pub)"',
-    );
-  if (movesFailoverIps) lines.push(`  #   pulumi config set --secret standort:providerApiToken <${label(s.provider)} token>`);
-  lines.push("  # The offline plan substitutes a placeholder for every unset secret.", "");
   return lines.join("\n");
 }
 

@@ -145,6 +145,64 @@ export interface SiteContext {
   readonly segments: ReadonlyArray<{ readonly name: string; readonly members: ReadonlyArray<Role> }>;
 }
 
+/** A host of a new site's standard set, at the placeholder address `npm run new-site` hands it. */
+export interface ScaffoldHost {
+  readonly name: string;
+  readonly role: Role;
+  /** The machine it runs on (pair members on different ones). */
+  readonly physical: string;
+  readonly address: string;
+}
+
+/** What `npm run new-site` decided about a new site that the adapter's lines need. */
+export interface ScaffoldSite {
+  readonly name: string;
+  /** The name as a title: `graz` → `Graz`. */
+  readonly title: string;
+  /** `--region`, where given (`ProviderScaffold.region`). */
+  readonly region?: string;
+  /** The standard set of hosts at their placeholder addresses (none where new-site hands out no placeholder addresses). */
+  readonly hosts: ReadonlyArray<ScaffoldHost>;
+  /** The comment that marks a placeholder address the operator replaces. */
+  readonly replace: string;
+}
+
+/**
+ * The provider's part of what `npm run new-site` writes (`lib/model/scaffold.ts`
+ * writes the rest: name, code, country, supernet, own prefix, roles,
+ * allowlist, partner). Comment lines are given without `# `, block lines
+ * unindented: the scaffold places them.
+ */
+export interface ProviderScaffold {
+  /** What the files' comments and new-site's messages call the provider: `Hetzner Cloud`, `Netcup`, `another provider`. */
+  readonly label: string;
+  /**
+   * What `--region` sets: the site file's `provider.<field>`, whether it must
+   * be given, and the values the provider accepts (empty: free text, the
+   * provider's own label).
+   */
+  readonly region: { readonly field: string; readonly required: boolean; readonly values: ReadonlyArray<string> };
+  /** The site file's `description` up to `;`: `Netcup, Graz`. */
+  describeSite(title: string): string;
+  /** What the site's failover IPs are called in the `description` where it routes no own prefix: `floating IPs`. */
+  readonly failoverIpsName: string;
+  /** The site file's header comment, below the schema line. */
+  header(site: ScaffoldSite): string[];
+  /** The lines of the site file's `provider:` block: its `kind` (and `name`), its location, its hosts where handed over. */
+  provider(site: ScaffoldSite): string[];
+  /**
+   * `public.reason` of a site where the provider cannot route an own prefix
+   * (`ownPrefix.routable` false). @default `ownPrefix.how`
+   */
+  readonly publicReason?: string;
+  /** The stack file's comment above `standort:providerEnv`: what the keys `failover.requiredEnv` asks for are, and where their values come from. */
+  stackComment(requiredEnv: ReadonlyArray<string>): string[];
+  /** The placeholder value of a `providerEnv` key `failover.requiredEnv` asks for. @default `replace-with-<key>` */
+  envPlaceholder(key: string): string | undefined;
+  /** The stack's secrets beyond the deploy key and the alerting, as `pulumi config set` commands. */
+  secrets(context: { readonly movesFailoverIps: boolean }): string[];
+}
+
 export interface ProviderAdapter {
   /** Registry key (`hcloud`, `netcup`, `ionos`, `other`, `hetzner-robot`). */
   readonly id: string;
@@ -175,4 +233,6 @@ export interface ProviderAdapter {
   readonly internalAddress: "kube-vip-arp" | "provider-load-balancer";
   /** Statements the plan prints about this provider (limits that are no validation rule, rate limits). */
   notes(model: SiteModel): string[];
+  /** What `npm run new-site` writes for this provider. */
+  readonly scaffold: ProviderScaffold;
 }

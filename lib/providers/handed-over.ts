@@ -7,7 +7,7 @@
  * An adapter starts from `handedOverAdapter` and replaces what differs.
  */
 import { z } from "zod";
-import type { ProviderAdapter } from "./adapter";
+import type { ProviderAdapter, ProviderScaffold } from "./adapter";
 import { handedOverHostSchema, text } from "../model/primitives";
 import { standardVlanId } from "./vlans";
 
@@ -64,10 +64,68 @@ export function fenceCommandLines(fenceCommand: string | undefined, peer: string
     : ["# No second method: the site names no fence command.", "fence_second() {", "\treturn 1", "}"];
 }
 
-/** A handed-over provider's adapter: the common behaviour, with `overrides` for what differs. */
+/**
+ * The `kind` (and `name`) lines of a handed-over provider's site file block:
+ * the `kind` of the adapter's own schema, or `kind: preprovisioned` with the
+ * adapter's key as `name`.
+ */
+function kindLines(id: string, schema: z.ZodType | undefined): string[] {
+  const kind = schema instanceof z.ZodObject ? (schema.shape as Record<string, unknown>).kind : undefined;
+  return kind instanceof z.ZodLiteral && typeof kind.value === "string" ? [`kind: ${kind.value}`] : ["kind: preprovisioned", `name: ${id}`];
+}
+
+/**
+ * What `npm run new-site` writes for a provider that hands servers over: the
+ * standard hosts at their placeholder addresses, each marked for replacement;
+ * the placeholder of `FAILOVER_MOVE_COMMAND`, the operator's command that
+ * moves an address; the API token where the pairs move failover IPs.
+ */
+function handedOverScaffold(id: string, displayName: string, schema: z.ZodType | undefined): ProviderScaffold {
+  return {
+    label: displayName,
+    region: { field: "region", required: false, values: [] },
+    describeSite: (title) => `${displayName}, ${title}`,
+    failoverIpsName: "provider-assigned failover IPs",
+    header: (site) => [
+      `${site.title}: servers handed over by ${displayName}. Written by npm run new-site: every`,
+      `address marked "replace" is a placeholder (sites/pools.yaml, placeholders)`,
+      "until the address the provider handed over replaces it.",
+    ],
+    provider: (site) => [
+      ...kindLines(id, schema),
+      ...(site.region !== undefined ? [`region: ${site.region}`] : []),
+      "# Placeholders: the standard set of hosts; put each on the machine it runs on (pair members on",
+      "# different machines) and give it the address the provider handed over.",
+      "hosts:",
+      ...site.hosts.map(
+        (h) => `  - { name: ${h.name}, role: ${h.role}, physical: ${h.physical}, address: ${h.address} } # ${site.replace}`,
+      ),
+    ],
+    stackComment: (requiredEnv) =>
+      requiredEnv.includes("FAILOVER_MOVE_COMMAND")
+        ? [
+            `${displayName} moves addresses through no API the library drives: the pairs move theirs with this`,
+            "operator-provided command (FAILOVER_ADDRESS and SELF are exported to it). Placeholder: replace it",
+            "with the command that moves the address at the provider (see stacks/Pulumi.vienna.yaml).",
+          ]
+        : [],
+    envPlaceholder: (key) => (key === "FAILOVER_MOVE_COMMAND" ? `/usr/local/sbin/standort-${id}-route-failover` : undefined),
+    secrets: ({ movesFailoverIps }) =>
+      movesFailoverIps ? [`pulumi config set --secret standort:providerApiToken <${displayName} token>`] : [],
+  };
+}
+
+/**
+ * A handed-over provider's adapter: the common behaviour, with `overrides` for
+ * what differs. `base.label` names it in the plan, `base.displayName` in the
+ * files `npm run new-site` writes.
+ */
 export function handedOverAdapter(
-  base: Pick<ProviderAdapter, "id" | "operator"> & { readonly label: string },
-  overrides: Partial<Omit<ProviderAdapter, "failover">> & { readonly failover?: Partial<ProviderAdapter["failover"]> } = {},
+  base: Pick<ProviderAdapter, "id" | "operator"> & { readonly label: string; readonly displayName: string },
+  overrides: Partial<Omit<ProviderAdapter, "failover" | "scaffold">> & {
+    readonly failover?: Partial<ProviderAdapter["failover"]>;
+    readonly scaffold?: Partial<ProviderScaffold>;
+  } = {},
 ): ProviderAdapter {
   const adapter: ProviderAdapter = {
     id: base.id,
@@ -111,6 +169,12 @@ export function handedOverAdapter(
     dataDisk: { device: (model) => model.storage.dataDisk ?? PREPROVISIONED_DATA_DISK, guard: [] },
     internalAddress: "kube-vip-arp",
     notes: () => [],
+    scaffold: handedOverScaffold(base.id, base.displayName, overrides.schema),
   };
-  return { ...adapter, ...overrides, failover: { ...adapter.failover, ...overrides.failover } };
+  return {
+    ...adapter,
+    ...overrides,
+    failover: { ...adapter.failover, ...overrides.failover },
+    scaffold: { ...adapter.scaffold, ...overrides.scaffold },
+  };
 }

@@ -192,4 +192,24 @@ export const hcloudAdapter: ProviderAdapter = {
   },
   internalAddress: "provider-load-balancer",
   notes: () => [],
+  // new-site: no hosts to list (the API creates them from the roles), the location from --region, the API token.
+  scaffold: {
+    label: "Hetzner Cloud",
+    region: { field: "location", required: true, values: hcloudProviderSchema.shape.location.options },
+    describeSite: (title) => `Hetzner Cloud, ${title}`,
+    failoverIpsName: "floating IPs",
+    header: (site) => [
+      `${site.title}: Hetzner Cloud (${site.region}), every server created through the API.`,
+      "Hetzner Cloud cannot route an own prefix, so the site uses floating IPs.",
+    ],
+    provider: (site) => ["kind: hcloud", `location: ${site.region}`],
+    publicReason: "Hetzner Cloud has no documented way to route a customer prefix (BYOIP)",
+    // Its API finds servers and floating IPs by name: no providerEnv.
+    stackComment: () => [],
+    envPlaceholder: () => undefined,
+    secrets: () => [
+      "pulumi config set --secret standort:hcloudToken <token>",
+      'pulumi config set standort:sshPublicKey "$(cat ~/.ssh/standort_deploy.pub)"',
+    ],
+  },
 };

@@ -10,6 +10,6 @@ import { handedOverAdapter } from "../handed-over";
 export const NETCUP_MOVE_INTERVAL_SECONDS = 300;
 
 export const netcupAdapter = handedOverAdapter(
-  { id: "netcup", operator: "netcup", label: "netcup" },
+  { id: "netcup", operator: "netcup", label: "netcup", displayName: "Netcup" },
   { failover: { moveIntervalSeconds: NETCUP_MOVE_INTERVAL_SECONDS } },
 );
