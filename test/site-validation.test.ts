@@ -600,9 +600,15 @@ test("a pre-provisioned store's data disk is a whole disk or a stable link; Hetz
   assert.deepEqual(
     problemsAfter((d) => (storage(d, "vienna").dataDisk = "/dev/vdb1; mkfs")),
     [
-      "sites/vienna.yaml: roles.storage.dataDisk: must be a whole disk (/dev/vdb, /dev/sdb) or a stable link under /dev/disk/by-id, by-path, by-uuid or by-label",
+      "sites/vienna.yaml: roles.storage.dataDisk: must be a whole disk (/dev/vdb, /dev/sdb, /dev/nvme1n1) or a stable link under /dev/disk/by-id, by-path, by-uuid or by-label",
     ],
   );
+  // Bare metal (Hetzner dedicated) has NVMe disks: a whole namespace is a disk, a partition of it is not.
+  assert.deepEqual(
+    problemsAfter((d) => (storage(d, "vienna").dataDisk = "/dev/nvme1n1")),
+    [],
+  );
+  assert.equal(problemsAfter((d) => (storage(d, "vienna").dataDisk = "/dev/nvme1n1p1")).length, 1);
   assert.deepEqual(
     problemsAfter((d) => (storage(d, "helsinki").dataDisk = "/dev/sdb")),
     [

@@ -138,7 +138,7 @@ export function siteFileText(s: SiteScaffold): string {
     `  supernet: ${s.supernet} # from sites/pools.yaml (supernets)`,
     "roles:",
     "  virtualization: { count: 3, runtime: compose }",
-    "  storage: { capacityGb: 2000 }",
+    `  storage: ${scaffold.storage ?? "{ capacityGb: 2000 }"}`,
     "management:",
     `  allowlist: [${s.allowlist.join(", ")}] # the operator's prefixes, as at ${s.partner}`,
     `partner: ${s.partner}`,

@@ -206,8 +206,8 @@ export const SiteFileSchema = z
             dataDisk: z
               .string()
               .regex(
-                /^\/dev\/(?:[a-z]+[0-9]*|disk\/by-(?:id|path|uuid|label)\/[A-Za-z0-9:._-]+)$/,
-                "must be a whole disk (/dev/vdb, /dev/sdb) or a stable link under /dev/disk/by-id, by-path, by-uuid or by-label",
+                /^\/dev\/(?:[a-z]+[0-9]*(?:n[0-9]+)?|disk\/by-(?:id|path|uuid|label)\/[A-Za-z0-9:._-]+)$/,
+                "must be a whole disk (/dev/vdb, /dev/sdb, /dev/nvme1n1) or a stable link under /dev/disk/by-id, by-path, by-uuid or by-label",
               )
               .optional(),
           })

@@ -201,6 +201,8 @@ export interface ProviderScaffold {
   envPlaceholder(key: string): string | undefined;
   /** The stack's secrets beyond the deploy key and the alerting, as `pulumi config set` commands. */
   secrets(context: { readonly movesFailoverIps: boolean }): string[];
+  /** The site file's `roles.storage` value where the provider needs more than the size (a data disk). @default `{ capacityGb: 2000 }` */
+  readonly storage?: string;
 }
 
 export interface ProviderAdapter {

@@ -70,9 +70,9 @@ const PREAMBLE = [
   "",
 ];
 
-const base = { id: "hetzner-robot", operator: "hetzner", label: "Hetzner dedicated (Robot)" } as const;
+const base = { id: "hetzner-robot", operator: "hetzner", label: "Hetzner dedicated (Robot)", displayName: "Hetzner Robot" } as const;
 
-export const robotAdapter: ProviderAdapter = handedOverAdapter(base, {
+const adapter: ProviderAdapter = handedOverAdapter(base, {
   schema: robotProviderSchema,
   describe: (provider) => `Hetzner dedicated (Robot)${"region" in provider && provider.region ? ` ${provider.region}` : ""}`,
   ownPrefix: {
@@ -195,3 +195,19 @@ export const robotAdapter: ProviderAdapter = handedOverAdapter(base, {
     ];
   },
 });
+
+/** The adapter, with what `npm run new-site` writes for a Robot site beyond the handed-over default. */
+export const robotAdapter: ProviderAdapter = {
+  ...adapter,
+  scaffold: {
+    ...adapter.scaffold,
+    publicReason: "Hetzner brings no customer prefix to dedicated servers (no BYOIP); Robot failover IPs carry the proxy and NAT",
+    // Bare metal has no virtio disk: each store names its data disk (the first-boot script refuses a wrong one).
+    storage: "{ capacityGb: 2000, dataDisk: /dev/nvme1n1 } # replace with the stores' data disk (lsblk; a /dev/disk/by-id link is safer)",
+    stackComment: () => [
+      "Hetzner Robot: the failover IPs are switched and a silent peer is reset through the Robot web service,",
+      "with the credentials of a web service user (Robot: Settings, Web service and app settings).",
+    ],
+    secrets: () => ["pulumi config set --secret standort:providerApiToken '<web service user>:<password>'"],
+  },
+};
