@@ -117,8 +117,13 @@ function udp(p: ProbeAction): Promise<Omit<ProbeOutcome, "id" | "ms">> {
     const timer = setTimeout(() => done({ result: "timeout" }), p.timeoutMs);
     // Unconnected: a server bound to any address may answer from another of its addresses (WireGuard does not,
     // a plain UDP server does); the answer names the host, which is what the probe checks.
+    // A stand-in's answer from 0.0.0.0 leaves from the host's primary address; where the firewall maps that
+    // port's traffic to a failover IP (the WireGuard port's SNAT), the clash with the probe's own conntrack entry
+    // moves the source port too. Its text names the port it was sent to, which proves it as well as the port.
     socket.on("message", (msg, rinfo) => {
-      if (rinfo.port === p.port) done({ result: "answered", answer: msg.toString("utf8").trim() });
+      const text = msg.toString("utf8").trim();
+      if (rinfo.port === p.port || (text.startsWith(`standin `) && text.split(" ")[3] === String(p.port)))
+        done({ result: "answered", answer: text });
     });
     socket.on("error", (e: NodeJS.ErrnoException) => done({ result: classify(e), answer: e.code }));
     socket.bind(0, p.source, () => socket.send("probe\n", p.port, p.target));
