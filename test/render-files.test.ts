@@ -36,6 +36,8 @@ import { loadFootprint } from "../lib/footprint/load";
 import { knownEndpoint, planTunnels } from "../lib/footprint/wireguard";
 import { failoverMove } from "../lib/render/failover-move";
 import { planHostFiles } from "../lib/preview/files";
+import { adapterOf } from "../lib/providers/registry";
+import { hostRouting } from "../lib/render/routing";
 
 const sites = loadSites();
 const site = (name: string): SiteModel => sites.find((s) => s.name === name)!;
@@ -656,6 +658,28 @@ test("every tunnel endpoint a partner is given is an address the site's firewall
       const conf = host.files.find((f) => f.path === "/etc/keepalived/keepalived.conf")!.content;
       const instance = conf.split(/^vrrp_instance /m).find((block) => block.includes(`${endpoint}/32 dev lo`));
       assert.ok(instance, `${host.host}: keepalived puts ${endpoint} (the tunnels' end) on the master`);
+    }
+  }
+});
+
+test("on a routed network every host reaches each of its segments over that segment's link, from its address there", () => {
+  // Alertmanager's gossip and Prometheus' scrapes go to mgmt peers without binding a source: by the host's own
+  // segment they would leave from its data (or app) address, which the zone policy drops in mgmt.
+  const { sites } = loadFootprint();
+  const routed = sites.filter((s) => adapterOf(s).segments.kind === "routed");
+  assert.ok(routed.length > 0, "a committed site on a routed network");
+  for (const model of routed) {
+    for (const host of model.hosts) {
+      const routes = hostRouting(model, host.name, []).routes;
+      for (const iface of host.interfaces) {
+        const segment = model.segments.find((s) => s.name === iface.segment)!;
+        const own = routes.filter((r) => r.destination === segment.cidr && r.table === undefined);
+        assert.deepEqual(
+          own.map((r) => r.segment),
+          [iface.segment],
+          `${host.name}: ${segment.cidr} only over ${iface.segment}`,
+        );
+      }
     }
   }
 });

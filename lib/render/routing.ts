@@ -120,9 +120,11 @@ export function hostRouting(model: SiteModel, hostName: string, partnerSupernets
       for (const destination of s === own ? destinations : [model.supernet]) {
         routes.push({ segment: s.name, destination, gateway, onLink: true, metric: 100 + i });
       }
-      // The pair's heartbeat stays on its own link: VRRP binds the link, but the failover script's echo
-      // requests and conntrackd's sync do not, and would leave by the host's own segment.
-      if (s.kind === "heartbeat") routes.push({ segment: s.name, destination: s.cidr, gateway, onLink: true, metric: 100 + i });
+      // Traffic to a segment stays on that segment's link, from its address, as on a VLAN: the pair's heartbeat
+      // (the failover script's echo requests and conntrackd's sync do not bind the link as VRRP does), and every
+      // peer in mgmt (Alertmanager's gossip, Prometheus' scrapes), which the zone policy admits from mgmt
+      // addresses only. By the host's own segment they would leave from its address there and be dropped.
+      routes.push({ segment: s.name, destination: s.cidr, gateway, onLink: true, metric: 100 + i });
     });
     // The firewalls forward: a source rule would send what they route back into the network.
     if (host.role !== "firewall")

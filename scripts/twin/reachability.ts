@@ -83,6 +83,31 @@ export async function settle(twin: SiteTwin, timeoutMs = 45_000): Promise<string
   return pending;
 }
 
+/** How long the Alertmanager cluster check waits for a young pair to settle (ms). */
+const ALERTMANAGER_SETTLE_MS = 30_000;
+
+/** Each storage member's Alertmanager, unless it is ready and sees every member of `members`. */
+async function alertmanagerProblems(twin: SiteTwin, members: ReadonlyArray<string>): Promise<string[]> {
+  const problems: string[] = [];
+  for (const m of members) {
+    const r = await twin
+      .machine(m)
+      .exec(["curl", "-s", "--max-time", "3", `http://127.0.0.1:${MONITORING_PORTS.alertmanager}/api/v2/status`]);
+    let peers = -1;
+    let status = "";
+    try {
+      const cluster = (JSON.parse(r.stdout) as { cluster?: { peers?: unknown[]; status?: string } }).cluster;
+      peers = cluster?.peers?.length ?? -1;
+      status = cluster?.status ?? "";
+    } catch {
+      // not JSON: no Alertmanager answered
+    }
+    if (peers !== members.length || status !== "ready")
+      problems.push(`${m}: cluster ${status || "unknown"} with ${peers < 0 ? "no answer" : `${peers} peer(s)`}`);
+  }
+  return problems;
+}
+
 async function runCheck(twin: SiteTwin, check: StateCheck): Promise<string | undefined> {
   if (check.kind === "vrrp") {
     const pair = twin.model.pairs.find((p) => p.name === check.subject)!;
@@ -102,22 +127,13 @@ async function runCheck(twin: SiteTwin, check: StateCheck): Promise<string | und
   if (check.kind === "alertmanager-cluster") {
     // Each Alertmanager of the storage pair sees both members in its cluster (gossip over UDP and TCP 9094).
     const members = twin.model.hosts.filter((h) => h.role === "storage" && twin.isUp(h.name)).map((h) => h.name);
-    const problems: string[] = [];
-    for (const m of members) {
-      const r = await twin
-        .machine(m)
-        .exec(["curl", "-s", "--max-time", "3", `http://127.0.0.1:${MONITORING_PORTS.alertmanager}/api/v2/status`]);
-      let peers = -1;
-      let status = "";
-      try {
-        const cluster = (JSON.parse(r.stdout) as { cluster?: { peers?: unknown[]; status?: string } }).cluster;
-        peers = cluster?.peers?.length ?? -1;
-        status = cluster?.status ?? "";
-      } catch {
-        // not JSON: no Alertmanager answered
-      }
-      if (peers !== members.length || status !== "ready")
-        problems.push(`${m}: cluster ${status || "unknown"} with ${peers < 0 ? "no answer" : `${peers} peer(s)`}`);
+    // Alertmanager settles its gossip for about 10 s after it starts (and a peer that was not up yet joins at its
+    // next retry, 10 s later): a young site is asked again, for at most ALERTMANAGER_SETTLE_MS.
+    const deadline = Date.now() + ALERTMANAGER_SETTLE_MS;
+    let problems = await alertmanagerProblems(twin, members);
+    while (problems.length > 0 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 1_000));
+      problems = await alertmanagerProblems(twin, members);
     }
     return problems.length === 0 ? undefined : problems.join("; ");
   }
