@@ -10,6 +10,8 @@ import { z } from "zod";
 import type { ProviderAdapter, ProviderScaffold } from "./adapter";
 import { handedOverHostSchema, text } from "../model/primitives";
 import { standardVlanId } from "./vlans";
+import { shQuote } from "./sh";
+import type { SiteFile } from "../model/schema";
 
 /**
  * The data disk of a pre-provisioned store: the second virtio disk, as
@@ -46,9 +48,9 @@ export const preprovisionedProviderSchema = z.strictObject({
   ...handedOverFields,
 });
 
-/** Quotes a value for POSIX sh (single quotes). */
-function shQuote(value: string): string {
-  return `'${value.replace(/'/g, `'"'"'`)}'`;
+/** The site file's second fence method (`provider.fenceCommand`), where its provider's schema has one. */
+export function fenceCommandOf(provider: SiteFile["provider"]): string | undefined {
+  return "fenceCommand" in provider ? provider.fenceCommand : undefined;
 }
 
 /** The site's own fence command as the second fence method, or none. */
@@ -151,7 +153,7 @@ export function handedOverAdapter(
       apiFence: false,
       movesNeedToken: () => false,
       preamble: () => [],
-      fenceSecond: (model, peer) => fenceCommandLines("fenceCommand" in model.provider ? model.provider.fenceCommand : undefined, peer),
+      fenceSecond: (model, peer) => fenceCommandLines(fenceCommandOf(model.provider), peer),
       moveAddress: (_model, _move, common) => [
         ...common.uplink,
         ...common.addressLine,

@@ -5,6 +5,7 @@
  */
 import type { SiteModel } from "../model/model";
 import { HandedOverProvisioning } from "./handed-over-provisioning";
+import { fenceCommandOf } from "./handed-over";
 import { hcloudProvisioning } from "./hcloud/provisioning";
 import { robotProvisioning } from "./hetzner-robot/provisioning";
 import type { MissingConfig, Provisioning, StackSetup } from "./provisioning";
@@ -23,7 +24,7 @@ export function provisioningFor(model: SiteModel): Provisioning {
   const adapter = adapterOf(model);
   const own = PROVISIONERS[adapter.id];
   if (own) return own(model);
-  return new HandedOverProvisioning(adapter, "fenceCommand" in model.provider ? model.provider.fenceCommand : undefined);
+  return new HandedOverProvisioning(adapter, fenceCommandOf(model.provider));
 }
 
 const STACK_SETUPS: Readonly<Record<string, (config: StackConfig, secrets: pulumi.Config, missing: MissingConfig) => StackSetup>> = {

@@ -28,6 +28,7 @@ import { FENCE_SSH_PORT } from "./policy";
 import { DATA_ROOT, DRBD_DEVICE, DRBD_RESOURCE, NFS_SERVER_UNIT } from "./storage";
 import { linkPrefixLength } from "./routing";
 import { adapterOf } from "../providers/registry";
+import { shQuote } from "../providers/sh";
 import type { RenderOptions, RenderSecrets } from "./types";
 
 export { failoverIpName, failoverMove } from "./failover-move";
@@ -476,11 +477,6 @@ function notifyLines(indent: string): string[] {
     `${indent}notify_fault "${FAILOVER_SCRIPT} fault" root`,
     `${indent}notify_stop "${FAILOVER_SCRIPT} stop" root`,
   ];
-}
-
-/** Quotes a value for POSIX sh (single quotes; validated values hold none). */
-function shQuote(value: string): string {
-  return `'${value.replace(/'/g, `'"'"'`)}'`;
 }
 
 /**
