@@ -135,15 +135,15 @@ test("the providers are the adapters' keys, each laid out by its adapter", () =>
 
 test("the partner's file gains the new site with every comment and line of the rest kept", () => {
   const text = readFileSync(join(SITES_DIR, "vienna.yaml"), "utf8");
-  const once = partnerEdit(text, "graz");
+  const once = partnerEdit(text, "gmunden");
   assert.equal(once.change, "standbyFor");
-  assert.equal(once.text, `${text}standbyFor: [graz]\n`);
+  assert.equal(once.text, `${text}standbyFor: [gmunden]\n`);
   const twice = partnerEdit(once.text, "linz");
-  assert.equal(twice.text, `${text}standbyFor: [graz, linz]\n`);
+  assert.equal(twice.text, `${text}standbyFor: [gmunden, linz]\n`);
   assert.equal(partnerEdit(twice.text, "linz").change, "none");
-  const lonely = partnerEdit(text.replace(/^partner: karlsruhe\n/m, ""), "graz");
+  const lonely = partnerEdit(text.replace(/^partner: karlsruhe\n/m, ""), "gmunden");
   assert.equal(lonely.change, "partner");
-  assert.equal(lonely.text, text.replace(/^partner: karlsruhe\n/m, "partner: graz\n"));
+  assert.equal(lonely.text, text.replace(/^partner: karlsruhe\n/m, "partner: gmunden\n"));
   const block = "name: x\npartner: y\nstandbyFor:\n  - a # first\nvrrpIdBase: 20\n";
   assert.equal(partnerEdit(block, "b").text, "name: x\npartner: y\nstandbyFor: [a, b]\nvrrpIdBase: 20\n");
   assert.deepEqual(excerpt("a\nb\nc\nd\n", "a\nb\nc\nd\ne\n"), ["  …", "  c", "  d", "+ e"]);
@@ -152,43 +152,47 @@ test("the partner's file gains the new site with every comment and line of the r
 test("a clash between two site files is blamed on the newer site (the pools ledger's later allocation)", () => {
   const docs = readSiteDocuments().documents;
   const vienna = docs.find((d) => d.file === "sites/vienna.yaml")!;
-  const copy = { file: "sites/graz.yaml", data: { ...(vienna.data as object), name: "graz", code: "grz" } };
-  const names = [...docs.map((d) => /([^/]+)\.yaml$/.exec(d.file)![1]), "graz"];
+  const copy = { file: "sites/gmunden.yaml", data: { ...(vienna.data as object), name: "gmunden", code: "grz" } };
+  const names = [...docs.map((d) => /([^/]+)\.yaml$/.exec(d.file)![1]), "gmunden"];
   const address = (problems: string[]) => problems.find((p) => / is already vie-fw-1's address /.test(p));
-  // graz is in no ledger: it is the newest, though its file name comes first.
+  // gmunden is in no ledger: it is the newest, though its file name comes first.
   const absent = validateSites([...docs, copy], names, ["frankfurt", "helsinki", "karlsruhe", "vienna"]).problems;
   assert.match(
     address(absent) ?? "",
-    /^sites\/graz\.yaml: provider\.hosts\[0\]\.address: 198\.19\.40\.11 is already vie-fw-1's address \(provider\.hosts\[0\]\.address of sites\/vienna\.yaml\)/,
+    /^sites\/gmunden\.yaml: provider\.hosts\[0\]\.address: 198\.19\.40\.11 is already vie-fw-1's address \(provider\.hosts\[0\]\.address of sites\/vienna\.yaml\)/,
   );
-  assert.ok(absent.some((p) => p.startsWith("sites/graz.yaml: network.supernet: 10.30.0.0/16 overlaps 10.30.0.0/16 of sites/vienna.yaml")));
+  assert.ok(
+    absent.some((p) => p.startsWith("sites/gmunden.yaml: network.supernet: 10.30.0.0/16 overlaps 10.30.0.0/16 of sites/vienna.yaml")),
+  );
   // A ledger where vienna came later blames vienna.
-  const later = validateSites([...docs, copy], names, ["graz", "frankfurt", "helsinki", "karlsruhe", "vienna"]).problems;
-  assert.ok(later.some((p) => p.startsWith("sites/vienna.yaml: network.supernet: 10.30.0.0/16 overlaps 10.30.0.0/16 of sites/graz.yaml")));
+  const later = validateSites([...docs, copy], names, ["gmunden", "frankfurt", "helsinki", "karlsruhe", "vienna"]).problems;
+  assert.ok(
+    later.some((p) => p.startsWith("sites/vienna.yaml: network.supernet: 10.30.0.0/16 overlaps 10.30.0.0/16 of sites/gmunden.yaml")),
+  );
 });
 
-test("the plan blames the copied site: vienna.yaml copied to graz.yaml", async (t) => {
+test("the plan blames the copied site: vienna.yaml copied to gmunden.yaml", async (t) => {
   const root = tempRoot(t);
   writeFileSync(
-    join(root, "sites", "graz.yaml"),
-    readFileSync(join(SITES_DIR, "vienna.yaml"), "utf8").replace("name: vienna", "name: graz"),
+    join(root, "sites", "gmunden.yaml"),
+    readFileSync(join(SITES_DIR, "vienna.yaml"), "utf8").replace("name: vienna", "name: gmunden"),
   );
-  const { code, err } = await captured(planMain, ["graz", "--sites", join(root, "sites"), "--stacks", join(root, "stacks")]);
+  const { code, err } = await captured(planMain, ["gmunden", "--sites", join(root, "sites"), "--stacks", join(root, "stacks")]);
   assert.equal(code, 2);
   assert.ok(err.length > 2);
   assert.ok(
-    err.slice(0, -1).every((l) => l.startsWith("sites/graz.yaml: ")),
-    err.filter((l) => !l.startsWith("sites/graz.yaml: ")).join("\n"),
+    err.slice(0, -1).every((l) => l.startsWith("sites/gmunden.yaml: ")),
+    err.filter((l) => !l.startsWith("sites/gmunden.yaml: ")).join("\n"),
   );
 });
 
 test(
-  "new-site graz --provider netcup --country AT --partner helsinki --own-prefix writes both files, free space, and plans",
+  "new-site gmunden --provider netcup --country AT --partner helsinki --own-prefix writes both files, free space, and plans",
   needsPartners,
   async (t) => {
     const root = tempRoot(t);
     const { code, out, err } = await run([
-      "graz",
+      "gmunden",
       "--provider",
       "netcup",
       "--country",
@@ -200,42 +204,42 @@ test(
       root,
     ]);
     assert.equal(code, 0, err.join("\n"));
-    assert.ok(out.includes("wrote sites/graz.yaml") && out.includes("wrote stacks/Pulumi.graz.yaml"), out.slice(0, 8).join("\n"));
+    assert.ok(out.includes("wrote sites/gmunden.yaml") && out.includes("wrote stacks/Pulumi.gmunden.yaml"), out.slice(0, 8).join("\n"));
     assert.ok(
-      out.some((l) => /^Previewing standort\/graz /.test(l)),
+      out.some((l) => /^Previewing standort\/gmunden /.test(l)),
       "the plan ran",
     );
-    const text = readFileSync(join(root, "sites", "graz.yaml"), "utf8");
+    const text = readFileSync(join(root, "sites", "gmunden.yaml"), "utf8");
     assert.equal(text.split("\n")[0], "# yaml-language-server: $schema=./schema/site.schema.json");
-    assert.equal(await format(text, { filepath: "graz.yaml", printWidth: 140 }), text, "Prettier-clean");
-    const graz = SiteFileSchema.parse(parse(text));
-    assert.equal(graz.code, "gra");
-    assert.equal(graz.partner, "helsinki");
-    assert.equal(graz.provider.kind, "preprovisioned");
-    if (graz.provider.kind === "preprovisioned") {
+    assert.equal(await format(text, { filepath: "gmunden.yaml", printWidth: 140 }), text, "Prettier-clean");
+    const gmunden = SiteFileSchema.parse(parse(text));
+    assert.equal(gmunden.code, "gmu");
+    assert.equal(gmunden.partner, "helsinki");
+    assert.equal(gmunden.provider.kind, "preprovisioned");
+    if (gmunden.provider.kind === "preprovisioned") {
       assert.deepEqual(
-        graz.provider.hosts.map((h) => h.name),
-        ["gra-fw-1", "gra-fw-2", "gra-proxy-1", "gra-proxy-2", "gra-stor-1", "gra-stor-2", "gra-virt-1", "gra-virt-2", "gra-virt-3"],
+        gmunden.provider.hosts.map((h) => h.name),
+        ["gmu-fw-1", "gmu-fw-2", "gmu-proxy-1", "gmu-proxy-2", "gmu-stor-1", "gmu-stor-2", "gmu-virt-1", "gmu-virt-2", "gmu-virt-3"],
       );
       assert.equal(text.match(/# replace with the address the provider handed over$/gm)?.length, 9);
     }
-    assert.equal(graz.public.mode, "own-prefix");
-    const stack = readFileSync(join(root, "stacks", "Pulumi.graz.yaml"), "utf8");
-    assert.match(stack, /^ {2}standort:site: graz$/m);
+    assert.equal(gmunden.public.mode, "own-prefix");
+    const stack = readFileSync(join(root, "stacks", "Pulumi.gmunden.yaml"), "utf8");
+    assert.match(stack, /^ {2}standort:site: gmunden$/m);
     assert.match(stack, /^ {4}FAILOVER_MOVE_COMMAND: /m);
-    assert.deepEqual(yamlOf(root, "sites/helsinki.yaml").standbyFor, ["graz"]);
+    assert.deepEqual(yamlOf(root, "sites/helsinki.yaml").standbyFor, ["gmunden"]);
     // Nothing the new site holds overlaps another site's space or addresses.
-    const others = readSiteDocuments(join(root, "sites")).documents.filter((d) => d.file !== "sites/graz.yaml");
+    const others = readSiteDocuments(join(root, "sites")).documents.filter((d) => d.file !== "sites/gmunden.yaml");
     for (const d of others) {
       const site = SiteFileSchema.parse(d.data);
-      assert.ok(!overlaps(cidr(site.network.supernet), cidr(graz.network.supernet)), d.file);
-      if (site.public.mode === "own-prefix" && graz.public.mode === "own-prefix")
-        assert.ok(!overlaps(cidr(site.public.prefix), cidr(graz.public.prefix)), d.file);
+      assert.ok(!overlaps(cidr(site.network.supernet), cidr(gmunden.network.supernet)), d.file);
+      if (site.public.mode === "own-prefix" && gmunden.public.mode === "own-prefix")
+        assert.ok(!overlaps(cidr(site.public.prefix), cidr(gmunden.public.prefix)), d.file);
     }
     assert.deepEqual(yamlOf(root, "sites/pools.yaml").ledger.at(-1), {
-      site: "graz",
-      supernet: graz.network.supernet,
-      prefix: (graz.public as { prefix: string }).prefix,
+      site: "gmunden",
+      supernet: gmunden.network.supernet,
+      prefix: (gmunden.public as { prefix: string }).prefix,
     });
     // Every other site still plans with the new one among them.
     for (const location of ["helsinki", "vienna"]) {
@@ -247,8 +251,8 @@ test(
     const second = await run(["linz", "--provider", "ionos", "--country", "AT", "--partner", "vienna", "--own-prefix", "--root", root]);
     assert.equal(second.code, 0, second.err.join("\n"));
     const linz = SiteFileSchema.parse(yamlOf(root, "sites/linz.yaml"));
-    assert.notEqual(linz.network.supernet, graz.network.supernet);
-    assert.ok(!overlaps(cidr(linz.network.supernet), cidr(graz.network.supernet)));
+    assert.notEqual(linz.network.supernet, gmunden.network.supernet);
+    assert.ok(!overlaps(cidr(linz.network.supernet), cidr(gmunden.network.supernet)));
     unlinkSync(join(root, "sites", "linz.yaml"));
     unlinkSync(join(root, "stacks", "Pulumi.linz.yaml"));
     writeFileSync(
@@ -258,14 +262,14 @@ test(
     const third = await run(["salzburg", "--provider", "other", "--country", "AT", "--partner", "vienna", "--own-prefix", "--root", root]);
     assert.equal(third.code, 0, third.err.join("\n"));
     const salzburg = SiteFileSchema.parse(yamlOf(root, "sites/salzburg.yaml"));
-    for (const held of [graz, linz]) {
+    for (const held of [gmunden, linz]) {
       assert.ok(!overlaps(cidr(salzburg.network.supernet), cidr(held.network.supernet)), "supernet not reused");
       if (salzburg.public.mode === "own-prefix" && held.public.mode === "own-prefix")
         assert.ok(!overlaps(cidr(salzburg.public.prefix), cidr(held.public.prefix)), "prefix not reused");
     }
     assert.deepEqual(
       yamlOf(root, "sites/pools.yaml").ledger.map((e: { site: string }) => e.site),
-      ["frankfurt", "helsinki", "karlsruhe", "vienna", "falkenstein", "graz", "linz", "salzburg"],
+      ["frankfurt", "helsinki", "karlsruhe", "vienna", "falkenstein", "gmunden", "linz", "salzburg"],
     );
   },
 );
@@ -294,7 +298,7 @@ test("--dry-run prints the files and the partner's change, and writes nothing", 
   const root = tempRoot(t);
   const before = snapshot(root);
   const { code, out, err } = await run([
-    "graz",
+    "gmunden",
     "--provider",
     "netcup",
     "--country",
@@ -307,10 +311,10 @@ test("--dry-run prints the files and the partner's change, and writes nothing", 
   ]);
   assert.equal(code, 0, err.join("\n"));
   assert.deepEqual(snapshot(root), before);
-  assert.ok(out.includes("would write sites/graz.yaml:"));
-  assert.ok(out.includes("would write stacks/Pulumi.graz.yaml:"));
+  assert.ok(out.includes("would write sites/gmunden.yaml:"));
+  assert.ok(out.includes("would write stacks/Pulumi.gmunden.yaml:"));
   assert.ok(out.includes("would change sites/helsinki.yaml:"));
-  assert.ok(out.includes("  + standbyFor: [graz]"), out.join("\n"));
+  assert.ok(out.includes("  + standbyFor: [gmunden]"), out.join("\n"));
   assert.ok(out.includes("dry run: nothing was written"));
 });
 
@@ -326,54 +330,54 @@ test("every refused input exits 2, names the flag and writes nothing", async (t)
     ],
     [
       "an unknown provider",
-      ["graz", "--provider", "aws", "--country", "AT", "--partner", "helsinki"],
+      ["gmunden", "--provider", "aws", "--country", "AT", "--partner", "helsinki"],
       /^new-site: --provider: aws is not a provider with an adapter \(lib\/providers\/registry\.ts: one of .*netcup/,
     ],
     [
       "an unknown country",
-      ["graz", "--provider", "netcup", "--country", "XX", "--partner", "helsinki"],
+      ["gmunden", "--provider", "netcup", "--country", "XX", "--partner", "helsinki"],
       /^new-site: --country: XX is not an ISO 3166-1 alpha-2 country code/,
     ],
     [
       "a missing partner",
-      ["graz", "--provider", "netcup", "--country", "AT", "--partner", "atlantis"],
+      ["gmunden", "--provider", "netcup", "--country", "AT", "--partner", "atlantis"],
       /^new-site: --partner: atlantis does not exist/,
     ],
     [
       "the site itself as partner",
-      ["graz", "--provider", "netcup", "--country", "AT", "--partner", "graz"],
-      /^new-site: --partner: graz is the new site itself/,
+      ["gmunden", "--provider", "netcup", "--country", "AT", "--partner", "gmunden"],
+      /^new-site: --partner: gmunden is the new site itself/,
     ],
-    ["no partner", ["graz", "--provider", "netcup", "--country", "AT"], /^new-site: --partner: is required/],
+    ["no partner", ["gmunden", "--provider", "netcup", "--country", "AT"], /^new-site: --partner: is required/],
     [
       "an own prefix on Hetzner Cloud",
-      ["graz", "--provider", "hcloud", "--region", "fsn1", "--country", "AT", "--partner", "helsinki", "--own-prefix"],
+      ["gmunden", "--provider", "hcloud", "--region", "fsn1", "--country", "AT", "--partner", "helsinki", "--own-prefix"],
       /^new-site: --own-prefix: public\.mode: own-prefix is not possible here: Hetzner Cloud has no documented way to route a customer-owned prefix/,
     ],
     [
       "a Hetzner Cloud site without --region",
-      ["graz", "--provider", "hcloud", "--country", "AT", "--partner", "helsinki"],
+      ["gmunden", "--provider", "hcloud", "--country", "AT", "--partner", "helsinki"],
       /^new-site: --region: is required for Hetzner Cloud/,
     ],
     [
       "an unknown Hetzner Cloud location",
-      ["graz", "--provider", "hcloud", "--region", "mars1", "--country", "AT", "--partner", "helsinki"],
+      ["gmunden", "--provider", "hcloud", "--region", "mars1", "--country", "AT", "--partner", "helsinki"],
       /^new-site: --region: mars1 is not a Hetzner Cloud location/,
     ],
     [
       "a taken code",
-      ["graz", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v]), "--code", "vie"],
+      ["gmunden", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v]), "--code", "vie"],
       /^new-site: --code: vie is already the code of sites\/vienna\.yaml/,
     ],
     [
       "a malformed code",
-      ["graz", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v]), "--code", "GRZ"],
+      ["gmunden", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v]), "--code", "GRZ"],
       /^new-site: --code: must be three lower-case letters/,
     ],
-    ["a bad name", ["Graz!", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v])], /^new-site: name: must be lower-case letters/],
+    ["a bad name", ["Gmunden!", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v])], /^new-site: name: must be lower-case letters/],
     [
       "an unknown flag",
-      ["graz", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v]), "--bogus"],
+      ["gmunden", ...Object.entries(base).flatMap(([k, v]) => [`--${k}`, v]), "--bogus"],
       /^new-site: --bogus: unknown flag/,
     ],
   ];
@@ -397,7 +401,7 @@ test("an exhausted pool is refused, naming the pool and the flag", async (t) => 
   writeFileSync(path, pools.replace("  - 10.0.0.0/10\n", "  - 10.10.0.0/16\n").replace("  - 198.18.0.0/16\n", "  - 198.18.2.0/23\n"));
   const before = snapshot(root);
   const { code, err } = await run([
-    "graz",
+    "gmunden",
     "--provider",
     "netcup",
     "--country",
@@ -415,7 +419,7 @@ test("an exhausted pool is refused, naming the pool and the flag", async (t) => 
     "2 problem(s); nothing was written",
   ]);
   assert.deepEqual(snapshot(root), before);
-  assert.ok(!existsSync(join(root, "sites", "graz.yaml")));
+  assert.ok(!existsSync(join(root, "sites", "gmunden.yaml")));
 });
 
 /**
@@ -424,8 +428,8 @@ test("an exhausted pool is refused, naming the pool and the flag", async (t) => 
  * `UPDATE_NEW_SITE_FIXTURES=1` rewrites the fixtures (review the diff: it is what new-site writes now).
  */
 const OUTPUT_CASES: Array<[string, string[]]> = [
-  ["netcup-own-prefix", ["graz", "--provider", "netcup", "--country", "AT", "--partner", "helsinki", "--own-prefix"]],
-  ["netcup-region", ["graz", "--provider", "netcup", "--region", "at/grz", "--country", "AT", "--partner", "helsinki"]],
+  ["netcup-own-prefix", ["gmunden", "--provider", "netcup", "--country", "AT", "--partner", "helsinki", "--own-prefix"]],
+  ["netcup-region", ["gmunden", "--provider", "netcup", "--region", "at/grz", "--country", "AT", "--partner", "helsinki"]],
   ["ionos", ["linz", "--provider", "ionos", "--country", "AT", "--partner", "helsinki"]],
   ["ionos-own-prefix", ["linz", "--provider", "ionos", "--region", "de/fra", "--country", "AT", "--partner", "helsinki", "--own-prefix"]],
   ["other", ["salzburg", "--provider", "other", "--country", "AT", "--partner", "helsinki"]],

@@ -154,9 +154,23 @@ export class ProviderStandIn {
       }
       state = { token, ionos: { datacenter: env.IONOS_DATACENTER_ID ?? "", lan: env.IONOS_LAN_ID ?? "", nics } };
     } else {
-      const ips = m.public.mode === "own-prefix" && m.public.routing.kind === "static" ? [m.public.routing.nextHop] : [];
+      // What the operator's command moves: the own prefix's next hop (to the firewall pair), or the declared
+      // failover IPs (the proxy IP to the proxy pair, the NAT IP to the firewall pair), each from its active member.
+      const active = (role: string) => m.pairs.find((p) => p.role === role)!.active;
+      const moved: Array<[string, string]> =
+        m.public.mode === "own-prefix"
+          ? m.public.routing.kind === "static"
+            ? [[m.public.routing.nextHop, active("firewall")]]
+            : []
+          : m.public.declared
+            ? [
+                [m.public.declared.proxy, active("proxy")],
+                [m.public.declared.nat, active("firewall")],
+              ]
+            : [];
+      const ips = moved.map(([ip]) => ip);
       const hosts = world.hosts.filter((h) => h.role === "firewall" || h.role === "proxy").map((h) => h.name);
-      const routes = Object.fromEntries(ips.map((ip) => [ip, m.pairs.find((p) => p.role === "firewall")!.active]));
+      const routes = Object.fromEntries(moved);
       state = { token, netcup: { hosts, ips, minIntervalSeconds: NETCUP_REROUTE_MIN_INTERVAL_S, routes } };
     }
     const stateFile = join(this.twin.dir, "provider-state.json");
