@@ -1,5 +1,4 @@
 /** Test helpers: the committed site files as data, and temporary copies to edit. */
-import { after } from "node:test";
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -74,8 +73,10 @@ let cleanupRegistered = false;
  * to one file's data; returns the folder. Removed when the test file ends.
  */
 export function sitesWith(file: string, change: (data: Record<string, any>) => void): string {
+  // On the process's exit, not in a node:test `after`: registered from inside the first test that calls this, an
+  // `after` hook belongs to that test and runs when it ends, leaving every later test's copy behind in /tmp.
   if (!cleanupRegistered) {
-    after(() => disposers.forEach((dispose) => dispose()));
+    process.once("exit", () => disposers.forEach((dispose) => dispose()));
     cleanupRegistered = true;
   }
   const copy = tempSites();
