@@ -14,12 +14,12 @@ import { loadFootprint, renderFootprintMermaid, renderFootprintText } from "../l
 import { writeRenderedFiles } from "../lib/render";
 import { planHostFiles } from "../lib/preview/files";
 import { addressPlan, SiteModel } from "../lib/model/model";
-import { InputError, formatIssues } from "../lib/model/validate";
-import { readInputText } from "../lib/model/input-file";
+import { InputError } from "../lib/model/validate";
 import { parseFlags, reportInputError, runAsProcess } from "./lib/cli";
 import { slug } from "../lib/model/schema";
 import { adapterOf } from "../lib/providers/registry";
 import { STACKS_DIR, planStack, stackProviderEnv } from "../lib/preview/run-stack";
+import { readPlanSnapshot } from "../lib/preview/snapshot-file";
 import {
   PlanSnapshot,
   countByType,
@@ -231,44 +231,9 @@ export async function planLocation(flags: PlanFlags & { location: string }, out:
   return code;
 }
 
-/** Largest plan snapshot read (the committed ones are below 1 MiB; a snapshot grows with the site's rendered files). */
-export const MAX_PLAN_SNAPSHOT_BYTES = 64 * 1024 * 1024;
-
-/** The shape `--diff` relies on; fields added later pass. */
-const PlanSnapshotSchema = z.looseObject({
-  stack: z.string(),
-  resources: z.array(
-    z.looseObject({
-      urn: z.string(),
-      type: z.string(),
-      name: z.string(),
-      parent: z.string().optional(),
-      inputs: z.record(z.string(), z.unknown()),
-      secretDigests: z.record(z.string(), z.string()).optional(),
-    }),
-  ),
-  outputs: z.record(z.string(), z.unknown()),
-});
-
-/**
- * Reads a committed plan snapshot through the reader every input file goes through.
- * @throws InputError naming the snapshot, the line or field, and how to recreate it
- */
+/** Reads a committed plan snapshot; a problem says how to recreate it. */
 function readSnapshot(path: string, location: string): PlanSnapshot {
-  const display = relativeToRoot(path);
-  const fix = `recreate it with npm run plan -- ${location} --update`;
-  const read = readInputText(path, display, MAX_PLAN_SNAPSHOT_BYTES);
-  if (read.text === undefined) throw new InputError(read.problems);
-  let data: unknown;
-  try {
-    data = JSON.parse(read.text);
-  } catch {
-    // The engine's message quotes the file and differs between Node versions; the fix is the same.
-    throw new InputError([`${display}: (file): is not valid JSON: ${fix}`]);
-  }
-  const parsed = PlanSnapshotSchema.safeParse(data, { reportInput: true });
-  if (!parsed.success) throw new InputError(formatIssues(display, parsed.error.issues).map((line) => `${line}: ${fix}`));
-  return parsed.data;
+  return readPlanSnapshot(path, relativeToRoot(path), `recreate it with npm run plan -- ${location} --update`);
 }
 
 /**

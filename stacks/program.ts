@@ -25,7 +25,7 @@ import { monitoringPlan } from "../lib/monitoring/site-plan";
 import { serviceSecretNames, workloadInstances } from "../lib/footprint/workloads";
 import { InputError } from "../lib/model/validate";
 import { partnersOf } from "../lib/model/partners";
-import { parseStackConfig } from "../lib/model/stack-config";
+import { PeerOutput, parseStackConfig } from "../lib/model/stack-config";
 import { failoverMove, requiredProviderEnv } from "../lib/render/keepalived";
 import { adapterOf } from "../lib/providers/registry";
 import { stackSetupFor } from "../lib/providers/provisioners";
@@ -120,17 +120,19 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
   const references = Object.fromEntries(
     peerNames.map((peer) => [peer, new pulumi.StackReference(`peer-${peer}`, { name: `${config.stackPrefix}/${peer}` })]),
   );
+  // Only the outputs named in PEER_OUTPUTS are read from a peer: the rollout compares exactly these.
+  const read = (reference: pulumi.StackReference, output: PeerOutput) => reference.getOutput(output);
   // Each peer's published keys and endpoint, read from its own stack.
   const peers: Record<string, TunnelPeerOutputs> = {};
   for (const peer of tunnelPeerNames.sort()) {
     const reference = references[peer];
-    const wireguard = reference.getOutput("wireguard") as pulumi.Output<
+    const wireguard = read(reference, "wireguard") as pulumi.Output<
       { publicKeys?: Record<string, string>; presharedKeys?: Record<string, string> } | undefined
     >;
     peers[peer] = {
       publicKeys: wireguard.apply((w) => w?.publicKeys),
       presharedKeys: wireguard.apply((w) => w?.presharedKeys),
-      endpoint: reference.getOutput("tunnelEndpoint") as pulumi.Output<string | undefined>,
+      endpoint: read(reference, "tunnelEndpoint") as pulumi.Output<string | undefined>,
     };
   }
   // The job credentials this stack generates, and the files and Secrets that carry them (validated peer outputs).
@@ -138,7 +140,7 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
     model,
     sites,
     jobs: allJobs,
-    peers: Object.fromEntries(peerNames.map((peer) => [peer, references[peer].getOutput("credentials")])),
+    peers: Object.fromEntries(peerNames.map((peer) => [peer, read(references[peer], "credentials")])),
   });
   const hostFiles: Record<string, Array<RenderedFile | DeliverableFile>> = {};
   // The services' secret env files: rendered with a marker per value, then filled from the validated configuration
@@ -179,7 +181,8 @@ export function locationStack(options: { sitesDir?: string } = {}): Record<strin
       name,
       name === model.name
         ? ownAddress
-        : ((references[name] ?? new pulumi.StackReference(`peer-${name}`, { name: `${config.stackPrefix}/${name}` })).getOutput(
+        : (read(
+            references[name] ?? new pulumi.StackReference(`peer-${name}`, { name: `${config.stackPrefix}/${name}` }),
             "proxyAddress",
           ) as pulumi.Output<string | undefined>),
     ]),

@@ -2,6 +2,15 @@ import { StackConfig, StackConfigSchema } from "./schema";
 import { InputError, formatIssues } from "./validate";
 
 export const CONFIG_NAMESPACE = "standort";
+/**
+ * The outputs a location's stack reads from its peers' stacks through `pulumi.StackReference`
+ * (stacks/program.ts): tunnel keys and endpoint, replication credentials, the proxy address of a
+ * site whose public address the provider assigns. A rollout runs a reader again when one of these
+ * changed after it ran (lib/rollout).
+ */
+export const PEER_OUTPUTS = ["wireguard", "tunnelEndpoint", "credentials", "proxyAddress"] as const;
+export type PeerOutput = (typeof PEER_OUTPUTS)[number];
+
 /** Keys that must be set with `pulumi config set --secret`. */
 export const SECRET_CONFIG_KEYS = ["hcloudToken", "sshPrivateKey", "kubeconfig", "providerApiToken", "serviceSecrets", "alerting"] as const;
 

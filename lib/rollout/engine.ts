@@ -1,0 +1,221 @@
+/**
+ * Runs a rollout over a backend's stacks: previews, or updates in passes
+ * until every stack has read its peers' final outputs. What a stack
+ * operation is (Pulumi's Automation API, or a test's recording) is behind
+ * `StackOperations`; the order comes from lib/rollout/order.ts.
+ */
+import { createHash } from "node:crypto";
+import { PEER_OUTPUTS } from "../model/stack-config";
+import { stableJson } from "../preview/plan";
+import { rolloutOrder } from "./order";
+
+/** A stack's last update in the backend. */
+export interface StackState {
+  /** The update's number in the stack's history (`pulumi stack history`); 0 for a stack that never ran. */
+  readonly version: number;
+  /** `succeeded`, `failed`, `in-progress`; absent for a stack that never ran. */
+  readonly result?: string;
+  /** The commit the update ran from (the engine records `git.head`). */
+  readonly gitHead?: string;
+}
+
+/** What a rollout does to one stack; one implementation drives the Pulumi CLI through the Automation API. */
+export interface StackOperations {
+  /** The stack's state, or undefined when the backend has no such stack. */
+  state(stack: string): Promise<StackState | undefined>;
+  /** Creates the (empty) stack: a peer's StackReference to it then reads no outputs instead of failing. */
+  create(stack: string): Promise<void>;
+  /** Stores secret configuration values (never on a command line). */
+  setSecrets(stack: string, values: Readonly<Record<string, string>>): Promise<void>;
+  preview(stack: string, out: (line: string) => void): Promise<void>;
+  /** Runs an update; resolves with the stack's outputs afterwards. */
+  up(stack: string, out: (line: string) => void, message: string): Promise<Record<string, unknown>>;
+  outputs(stack: string): Promise<Record<string, unknown>>;
+}
+
+/** Most passes of an update rollout: the first, the completion pass, one more when a completion changed outputs again. */
+export const MAX_PASSES = 3;
+
+/** A digest of what peers read of a stack's outputs (PEER_OUTPUTS); secrets stay in memory, only digests are kept. */
+export function peerOutputsDigest(outputs: Readonly<Record<string, unknown>>): string {
+  const read = Object.fromEntries(PEER_OUTPUTS.filter((k) => outputs[k] !== undefined).map((k) => [k, outputs[k]]));
+  return createHash("sha256").update(stableJson(read)).digest("hex");
+}
+
+export interface RolloutRequest {
+  readonly operation: "preview" | "up";
+  /** The stacks to run (location names). */
+  readonly stacks: ReadonlyArray<string>;
+  /** stack → peers it reads (lib/rollout/order.ts stackReads), over every stack of the working tree. */
+  readonly reads: ReadonlyMap<string, ReadonlyArray<string>>;
+  /** Secret configuration per stack, set before its first operation. */
+  readonly secrets?: ReadonlyMap<string, Readonly<Record<string, string>>>;
+  /** The update message recorded in each stack's history. */
+  readonly message?: string;
+  /** How a person runs the rest by hand: `npm run rollout -- up --stacks <stacks>`. */
+  readonly command: (stacks: string[]) => string;
+}
+
+/** What happened to one stack in a rollout. */
+export type StackOutcome = "done" | "failed" | "not run" | "needs another pass" | "not deployed";
+
+export interface RolloutResult {
+  readonly ok: boolean;
+  /** Every operation in the order it started: `<operation> <stack> (pass <n>)`. */
+  readonly operations: string[];
+  readonly outcome: ReadonlyMap<string, StackOutcome>;
+}
+
+/**
+ * Runs the rollout. Preview: one preview per deployed stack, wave by wave.
+ * Up: creates the stacks the backend lacks (both sides of a new pair exist
+ * before either runs), then pass 1 in order, then again every stack that read
+ * a peer whose outputs changed after it ran, until none did (at most
+ * MAX_PASSES). A wave's stacks run in parallel, one operation per stack. On a
+ * failure the running wave finishes, nothing further starts, and the report
+ * names every stack's version and the command that continues.
+ */
+export async function runRollout(request: RolloutRequest, ops: StackOperations, out: (line: string) => void): Promise<RolloutResult> {
+  const stacks = [...request.stacks];
+  const operations: string[] = [];
+  const outcome = new Map<string, StackOutcome>(stacks.map((s) => [s, "not run"]));
+  const failures = new Map<string, string>();
+  const readsOf = (stack: string) => request.reads.get(stack) ?? [];
+  const prefixed = (stack: string) => (line: string) => out(`[${stack}] ${line}`);
+
+  const states = new Map<string, StackState | undefined>();
+  const peersOutside = [...new Set(stacks.flatMap(readsOf))].filter((p) => !stacks.includes(p)).sort();
+  for (const stack of [...stacks, ...peersOutside]) states.set(stack, await ops.state(stack));
+
+  const runWaves = async (pass: number, members: string[], step: (stack: string) => Promise<void>): Promise<boolean> => {
+    for (const wave of rolloutOrder(members, request.reads).waves) {
+      out(`pass ${pass}: ${wave.join(", ")}${wave.length > 1 ? " (in parallel)" : ""}`);
+      await Promise.all(
+        wave.map(async (stack) => {
+          operations.push(`${request.operation} ${stack} (pass ${pass})`);
+          try {
+            await step(stack);
+            outcome.set(stack, "done");
+          } catch (error) {
+            outcome.set(stack, "failed");
+            failures.set(stack, errorLine(error));
+            out(`[${stack}] ${request.operation} failed: ${errorLine(error)}`);
+          }
+        }),
+      );
+      if (failures.size > 0) return false;
+    }
+    return true;
+  };
+  const setSecrets = async (stack: string) => {
+    const values = request.secrets?.get(stack);
+    if (values && Object.keys(values).length > 0) await ops.setSecrets(stack, values);
+  };
+
+  if (request.operation === "preview") {
+    const deployed = stacks.filter((s) => states.get(s) !== undefined);
+    for (const stack of stacks.filter((s) => states.get(s) === undefined)) {
+      outcome.set(stack, "not deployed");
+      out(`[${stack}] not deployed yet: its offline plan is its preview; the first rollout up creates it`);
+    }
+    const ok = await runWaves(1, deployed, async (stack) => {
+      await setSecrets(stack);
+      await ops.preview(stack, prefixed(stack));
+    });
+    if (!ok) await report(request, ops, outcome, failures, out);
+    return { ok, operations, outcome };
+  }
+
+  // A stack outside the selection that a selected one reads must exist: its StackReference fails otherwise.
+  const missingPeers = peersOutside.filter((p) => states.get(p) === undefined);
+  if (missingPeers.length > 0) {
+    for (const peer of missingPeers) {
+      const readers = stacks.filter((s) => readsOf(s).includes(peer));
+      out(`${readers.join(", ")} read${readers.length === 1 ? "s" : ""} ${peer}, which is not deployed: add it to --stacks`);
+    }
+    out(`nothing was run; next: ${request.command([...stacks, ...missingPeers].sort())}`);
+    return { ok: false, operations, outcome };
+  }
+  // Both sides of a new pair exist before either runs: a reference to an empty stack reads no outputs.
+  for (const stack of stacks.filter((s) => states.get(s) === undefined)) {
+    operations.push(`create ${stack}`);
+    out(`[${stack}] creating the stack (first deployment)`);
+    await ops.create(stack);
+  }
+  const digest = new Map<string, string>();
+  for (const stack of stacks) {
+    await setSecrets(stack);
+    digest.set(stack, peerOutputsDigest(states.get(stack) ? await ops.outputs(stack) : {}));
+  }
+  // What each stack saw of its selected peers when it last ran.
+  const seen = new Map<string, Map<string, string>>();
+  const selectedReads = (stack: string) => readsOf(stack).filter((p) => stacks.includes(p));
+  let members = stacks;
+  for (let pass = 1; members.length > 0; pass++) {
+    if (pass > MAX_PASSES) {
+      for (const stack of members) outcome.set(stack, "needs another pass");
+      out(`the peers' outputs did not settle after ${MAX_PASSES} passes (${members.join(", ")} read changed outputs again)`);
+      await report(request, ops, outcome, failures, out);
+      return { ok: false, operations, outcome };
+    }
+    const ok = await runWaves(pass, members, async (stack) => {
+      seen.set(stack, new Map(selectedReads(stack).map((p) => [p, digest.get(p)!])));
+      const outputs = await ops.up(stack, prefixed(stack), request.message ?? `standort rollout, pass ${pass}`);
+      digest.set(stack, peerOutputsDigest(outputs));
+    });
+    if (!ok) {
+      await report(request, ops, outcome, failures, out);
+      return { ok: false, operations, outcome };
+    }
+    members = stacks.filter((s) => selectedReads(s).some((p) => seen.get(s)!.get(p) !== digest.get(p)));
+    for (const stack of members) {
+      const changed = selectedReads(stack).filter((p) => seen.get(stack)!.get(p) !== digest.get(p));
+      out(`[${stack}] runs again: ${changed.join(", ")} changed the outputs it reads after it ran`);
+    }
+  }
+  out(`rollout complete: ${rolloutOrder(stacks, request.reads).sequence.join(", ")}`);
+  return { ok: true, operations, outcome };
+}
+
+/** The first line of an error, without the CLI's command echo. */
+function errorLine(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !/^(code|stdout|stderr|err\?):/.test(l));
+  return lines.find((l) => /^error:/.test(l)) ?? lines[0] ?? "failed";
+}
+
+/** After a failure: each stack's version and result in the backend, and what to run next. */
+async function report(
+  request: RolloutRequest,
+  ops: StackOperations,
+  outcome: Map<string, StackOutcome>,
+  failures: ReadonlyMap<string, string>,
+  out: (line: string) => void,
+): Promise<void> {
+  out("");
+  out(`rollout stopped (${request.operation}). The stacks now:`);
+  for (const [stack, what] of outcome) {
+    let state: StackState | undefined;
+    try {
+      state = await ops.state(stack);
+    } catch {
+      state = undefined;
+    }
+    const at = state
+      ? `version ${state.version}${state.result ? ` (${state.result})` : ""}${state.gitHead ? ` from ${state.gitHead.slice(0, 12)}` : ""}`
+      : "not in the backend";
+    out(`  ${stack.padEnd(14)} ${at.padEnd(44)} ${what}${failures.has(stack) ? `: ${failures.get(stack)}` : ""}`);
+  }
+  // The rest: what failed or did not run, and what ran but reads one of those (its completion pass).
+  const rest = new Set([...outcome].filter(([, w]) => w !== "done" && w !== "not deployed").map(([s]) => s));
+  for (const [stack, what] of outcome) {
+    if (what === "done" && (request.reads.get(stack) ?? []).some((p) => rest.has(p))) rest.add(stack);
+  }
+  if ([...failures.values()].some((f) => /locked|another update is currently in progress/i.test(f))) {
+    out("a stack is locked: wait for the update that holds it, or, when none runs, release it with pulumi cancel --stack <stack>");
+  }
+  out(`next: fix the cause, then run: ${request.command([...rest].sort())}`);
+}
