@@ -20,7 +20,7 @@ import { renderDiff } from "../lib/preview/plan";
 import { stackReads, rolloutOrder } from "../lib/rollout/order";
 import { AffectedReason, affectedStacks, plansAtRef, workingTreePlans } from "../lib/rollout/plans";
 import { renderPlanComment } from "../lib/rollout/comment";
-import { runRollout } from "../lib/rollout/engine";
+import { errorLine, runRollout } from "../lib/rollout/engine";
 import { automationOperations } from "../lib/rollout/automation";
 import { parseFlags, reportInputError, runAsProcess } from "./lib/cli";
 
@@ -179,9 +179,15 @@ export async function rollout(
     out(
       `pass 2, only for a stack whose peer's outputs (tunnel keys, endpoint, credentials, proxy address) changed after it ran; always on a first deployment:`,
     );
-    if (order.readsAhead.length === 0) out("  none can be needed: every stack runs after the peers it reads");
+    const followers = all.filter((s) => !stacks.includes(s) && (reads.get(s) ?? []).some((p) => stacks.includes(p)));
+    if (order.readsAhead.length + followers.length === 0) out("  none can be needed: every stack runs after the peers it reads");
     for (const r of order.readsAhead)
       out(`  ${r.stack} (reads ${r.peers.join(", ")}, which run${r.peers.length === 1 ? "s" : ""} after it)`);
+    // Readers outside the selection join when outputs they read change (lib/rollout/engine.ts).
+    if (followers.length > 0)
+      out(
+        `  and, where deployed, ${followers.join(", ")} (not selected), when the outputs they read change: no peer keeps a stale key or endpoint`,
+      );
   }
   if (flags.dryRun) {
     out("dry run: no pulumi command was run");
@@ -205,18 +211,26 @@ export async function rollout(
     return 1;
   }
   out("");
-  const result = await runRollout(
-    {
-      operation: flags.operation,
-      stacks,
-      reads,
-      secrets,
-      message: `standort rollout${flags.changedSince ? ` of the changes since ${flags.changedSince}` : ""}`,
-      command: rolloutCommand(flags.operation),
-    },
-    operations,
-    out,
-  );
+  let result;
+  try {
+    result = await runRollout(
+      {
+        operation: flags.operation,
+        stacks,
+        reads,
+        secrets,
+        message: `standort rollout${flags.changedSince ? ` of the changes since ${flags.changedSince}` : ""}`,
+        command: rolloutCommand(flags.operation),
+      },
+      operations,
+      out,
+    );
+  } catch (error) {
+    // The backend refused before or between the passes (a login, a stack it cannot create): nothing half-reported.
+    err(`rollout: ${errorLine(error)}`);
+    err(`rollout: nothing further was run; check the backend (pulumi whoami), then: ${rolloutCommand(flags.operation)(stacks)}`);
+    return 1;
+  }
   return result.ok ? 0 : 1;
 }
 

@@ -12,7 +12,7 @@ import { REPOSITORY_ROOT } from "../lib/model/load";
 import { PlanSnapshot, stableJson } from "../lib/preview/plan";
 import { stackReads, rolloutOrder } from "../lib/rollout/order";
 import { affectedStacks, plansAtRef, workingTreePlans } from "../lib/rollout/plans";
-import { COMMENT_MARKER } from "../lib/rollout/comment";
+import { COMMENT_MARKER, MAX_COMMENT_CHARS, renderPlanComment } from "../lib/rollout/comment";
 import { parseRolloutFlags, rollout, SECRETS_VARIABLE } from "../scripts/rollout";
 import { InputError } from "../lib/model/validate";
 import { siteNamesIn } from "./helpers/sites";
@@ -293,10 +293,54 @@ test("the first deployment of a new partner pair: both stacks are created, then 
   s.setReads();
   const { code, lines } = await runRollout(["up", "--stacks", "karlsruhe,vienna"]);
   assert.equal(code, 0, lines.join("\n"));
-  assert.deepEqual(s.operations(), ["init karlsruhe", "init vienna", "up karlsruhe", "up vienna", "up karlsruhe"]);
+  // Pass 2: karlsruhe with vienna's keys, and the deployed peers that read the new stacks (helsinki tunnels to
+  // vienna, falkenstein to karlsruhe), in their order.
+  assert.deepEqual(s.operations(), [
+    "init karlsruhe",
+    "init vienna",
+    "up karlsruhe",
+    "up vienna",
+    "up helsinki",
+    "up falkenstein",
+    "up karlsruhe",
+  ]);
   assert.ok(lines.includes("[karlsruhe] runs again: vienna changed the outputs it reads after it ran"), lines.join("\n"));
+  assert.ok(
+    lines.includes(
+      "  and, where deployed, falkenstein, helsinki (not selected), when the outputs they read change: no peer keeps a stale key or endpoint",
+    ),
+    "the plan printed before the run names the readers that may join",
+  );
+  assert.ok(lines.includes("[helsinki] joins the rollout: vienna changed the outputs it reads"), lines.join("\n"));
+  assert.ok(lines.includes("[falkenstein] joins the rollout: karlsruhe changed the outputs it reads"), lines.join("\n"));
+  for (const l of ["helsinki", "falkenstein"]) assert.equal(s.state(l).complete, true, `${l} read the new stacks' outputs`);
   // The stand-in's StackReferences: each side read every peer's outputs in its last update.
   for (const l of ["vienna", "karlsruhe"]) assert.equal(s.state(l).complete, true, `${l}'s tunnels are complete`);
+});
+
+test("independent stacks run in parallel; a deployed stack outside the selection joins when outputs it reads change", async (t) => {
+  const s = freshStandIn(t);
+  LOCATIONS.forEach((l) => s.deployed(l));
+  s.setReads();
+  // frankfurt and vienna read nothing from each other: one wave, their updates overlap.
+  const parallel = await runRollout(["up", "--stacks", "frankfurt,vienna"]);
+  assert.equal(parallel.code, 0, parallel.lines.join("\n"));
+  assert.ok(parallel.lines.includes("pass 1: frankfurt, vienna (in parallel)"), parallel.lines.join("\n"));
+  const [a, b] = [s.state("frankfurt").lastUp, s.state("vienna").lastUp];
+  assert.ok(a.began < b.ended && b.began < a.ended, `the updates did not overlap: ${JSON.stringify({ a, b })}`);
+
+  // helsinki's update publishes a new proxy address (a provider-assigned value no offline plan shows): every
+  // stack that reads helsinki runs after it, in their own order, although only helsinki was named.
+  s.update("helsinki", (state) => (state.extraOutputs = { proxyAddress: { value: "203.0.113.9", secret: false } }));
+  const before = s.operations().length;
+  const follow = await runRollout(["up", "--stacks", "helsinki"]);
+  assert.equal(follow.code, 0, follow.lines.join("\n"));
+  const ran = s.operations().slice(before);
+  assert.equal(ran[0], "up helsinki");
+  assert.deepEqual(ran.slice(1, 3).sort(), ["up falkenstein", "up frankfurt"]);
+  assert.deepEqual(ran.slice(3), ["up karlsruhe", "up vienna"]);
+  for (const reader of ["falkenstein", "frankfurt", "karlsruhe", "vienna"])
+    assert.ok(follow.lines.includes(`[${reader}] joins the rollout: helsinki changed the outputs it reads`), follow.lines.join("\n"));
 });
 
 test("a locked stack stops the rollout: the running wave ends, nothing further starts, the report names each stack's version and the command that continues", async (t) => {
@@ -317,6 +361,34 @@ test("a locked stack stops the rollout: the running wave ends, nothing further s
     lines.includes("next: fix the cause, then run: npm run rollout -- up --stacks falkenstein,frankfurt,helsinki,karlsruhe,vienna"),
     text,
   );
+});
+
+test("outputs that change on every update stop the rollout after the last pass, naming the stacks", async (t) => {
+  const s = freshStandIn(t);
+  LOCATIONS.forEach((l) => s.deployed(l));
+  s.setReads();
+  for (const l of ["karlsruhe", "vienna"]) s.update(l, (state) => (state.churn = true));
+  const { code, lines } = await runRollout(["up", "--stacks", "karlsruhe,vienna"]);
+  assert.equal(code, 1);
+  assert.ok(
+    lines.some((l) => l.startsWith("the peers' outputs did not settle after 3 passes")),
+    lines.join("\n"),
+  );
+  assert.match(lines.join("\n"), /karlsruhe\s+version \d+ \(succeeded\).*needs another pass/);
+  assert.ok(s.operations().length <= 3 * LOCATIONS.length, "bounded");
+});
+
+test("a backend that refuses the login stops the rollout before any update, with the CLI's error and no stack trace", async (t) => {
+  const s = freshStandIn(t);
+  LOCATIONS.forEach((l) => s.deployed(l));
+  writeFileSync(join(s.dir, "logged-out"), "");
+  const { code, lines } = await runRollout(["up", "--stacks", "vienna"]);
+  assert.equal(code, 1);
+  assert.deepEqual(lines.slice(-2), [
+    "rollout: error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions",
+    "rollout: nothing further was run; check the backend (pulumi whoami), then: npm run rollout -- up --stacks vienna",
+  ]);
+  assert.deepEqual(s.operations(), []);
 });
 
 test("a stack outside the selection that a selected one reads must exist; preview skips a stack the backend does not have", async (t) => {
@@ -358,4 +430,45 @@ test("secrets from the CI store (STANDORT_STACK_SECRETS) reach pulumi config on 
   assert.ok(bad instanceof InputError);
   assert.match(bad.problems.join("\n"), /STANDORT_STACK_SECRETS: frankfurt: Unrecognized key: "sshKey"/);
   assert.ok(!bad.problems.join("\n").includes("s3cret"));
+});
+
+test("the pull request comment: one collapsed section per stack, the footprint when it changes, below GitHub's size limit", () => {
+  const plan = committedPlans.get("vienna")!;
+  // A diff far beyond a comment: a long text input of every resource of vienna changed.
+  const noted = (note: string) =>
+    ({ ...plan, resources: plan.resources.map((r) => ({ ...r, inputs: { ...r.inputs, note } })) }) as PlanSnapshot;
+  const base = noted("a\nb");
+  const bloated = noted(Array.from({ length: 12 }, (_, i) => `${"y".repeat(200)}${i}`).join("\n"));
+  const { affected } = affectedStacks(
+    { source: "main (abc)", plans: new Map([["vienna", base]]), failed: new Map() },
+    {
+      source: "working tree",
+      plans: new Map([
+        ["vienna", bloated],
+        ["graz-new", plan],
+      ]),
+      failed: new Map(),
+    },
+  );
+  assert.deepEqual([...affected.keys()], ["vienna", "graz-new"]);
+  const order = rolloutOrder([...affected.keys()], reads);
+  const text = renderPlanComment({
+    base: "main (abc)",
+    affected,
+    removed: [{ stack: "linz" }],
+    order,
+    footprint: { before: "graph LR\n  a", after: "graph LR\n  b" },
+  });
+  assert.ok(text.startsWith(COMMENT_MARKER));
+  assert.ok(text.length <= MAX_COMMENT_CHARS, `${text.length} characters`);
+  assert.equal((text.match(/<details><summary><b>/g) ?? []).length, 2);
+  assert.match(text, /<b>graz-new<\/b>: new stack/);
+  assert.match(text, /more lines: npm run plan -- vienna --diff shows all/);
+  assert.match(text, /```mermaid\ngraph LR\n  b\n```/);
+  assert.match(text, /\*\*linz\*\*: its stack file is gone; the rollout does not destroy stacks/);
+  // The same footprint: no diagram.
+  assert.doesNotMatch(
+    renderPlanComment({ base: "b", affected, removed: [], order, footprint: { before: "graph LR", after: "graph LR" } }),
+    /mermaid/,
+  );
 });

@@ -71,7 +71,8 @@ export interface RolloutResult {
  * Up: creates the stacks the backend lacks (both sides of a new pair exist
  * before either runs), then pass 1 in order, then again every stack that read
  * a peer whose outputs changed after it ran, until none did (at most
- * MAX_PASSES). A wave's stacks run in parallel, one operation per stack. On a
+ * MAX_PASSES); a deployed stack outside the selection joins when outputs it
+ * reads changed. A wave's stacks run in parallel, one operation per stack. On a
  * failure the running wave finishes, nothing further starts, and the report
  * names every stack's version and the command that continues.
  */
@@ -142,14 +143,20 @@ export async function runRollout(request: RolloutRequest, ops: StackOperations, 
     out(`[${stack}] creating the stack (first deployment)`);
     await ops.create(stack);
   }
+  // What peers read of each stack's outputs, now; and at the start of the rollout.
   const digest = new Map<string, string>();
   for (const stack of stacks) {
     await setSecrets(stack);
     digest.set(stack, peerOutputsDigest(states.get(stack) ? await ops.outputs(stack) : {}));
   }
-  // What each stack saw of its selected peers when it last ran.
+  const start = new Map(digest);
+  const inRollout = new Set(stacks);
+  // What each stack saw of the peers it reads when it last ran. A stack that has not run, or a peer that joined the
+  // rollout after the stack ran, was seen as it was at the start.
   const seen = new Map<string, Map<string, string>>();
-  const selectedReads = (stack: string) => readsOf(stack).filter((p) => stacks.includes(p));
+  const saw = (stack: string, peer: string) => (seen.get(stack)?.has(peer) ? seen.get(stack)!.get(peer) : start.get(peer));
+  const stale = (stack: string) => readsOf(stack).filter((p) => digest.has(p) && saw(stack, p) !== digest.get(p));
+  const undeployed = new Set<string>();
   let members = stacks;
   for (let pass = 1; members.length > 0; pass++) {
     if (pass > MAX_PASSES) {
@@ -159,7 +166,14 @@ export async function runRollout(request: RolloutRequest, ops: StackOperations, 
       return { ok: false, operations, outcome };
     }
     const ok = await runWaves(pass, members, async (stack) => {
-      seen.set(stack, new Map(selectedReads(stack).map((p) => [p, digest.get(p)!])));
+      seen.set(
+        stack,
+        new Map(
+          readsOf(stack)
+            .filter((p) => digest.has(p))
+            .map((p) => [p, digest.get(p)!]),
+        ),
+      );
       const outputs = await ops.up(stack, prefixed(stack), request.message ?? `standort rollout, pass ${pass}`);
       digest.set(stack, peerOutputsDigest(outputs));
     });
@@ -167,18 +181,40 @@ export async function runRollout(request: RolloutRequest, ops: StackOperations, 
       await report(request, ops, outcome, failures, out);
       return { ok: false, operations, outcome };
     }
-    members = stacks.filter((s) => selectedReads(s).some((p) => seen.get(s)!.get(p) !== digest.get(p)));
-    for (const stack of members) {
-      const changed = selectedReads(stack).filter((p) => seen.get(stack)!.get(p) !== digest.get(p));
-      out(`[${stack}] runs again: ${changed.join(", ")} changed the outputs it reads after it ran`);
+    // Next: every stack that reads outputs which changed after it ran, the selected ones and any other deployed
+    // stack of the working tree (a reader left out would keep a peer's old tunnel key or endpoint).
+    const next: string[] = [];
+    for (const stack of [...request.reads.keys()].sort()) {
+      const changed = stale(stack);
+      if (changed.length === 0) continue;
+      const why = `${changed.join(", ")} changed the outputs it reads`;
+      if (undeployed.has(stack)) continue;
+      if (!inRollout.has(stack)) {
+        if ((await ops.state(stack)) === undefined) {
+          undeployed.add(stack);
+          out(`[${stack}] not deployed: ${why}, its first rollout reads them`);
+          continue;
+        }
+        inRollout.add(stack);
+        outcome.set(stack, "not run");
+        await setSecrets(stack);
+        const own = peerOutputsDigest(await ops.outputs(stack));
+        digest.set(stack, own);
+        start.set(stack, own);
+        out(`[${stack}] joins the rollout: ${why}`);
+      } else {
+        out(`[${stack}] runs again: ${why} after it ran`);
+      }
+      next.push(stack);
     }
+    members = next;
   }
-  out(`rollout complete: ${rolloutOrder(stacks, request.reads).sequence.join(", ")}`);
+  out(`rollout complete: ${rolloutOrder([...inRollout], request.reads).sequence.join(", ")}`);
   return { ok: true, operations, outcome };
 }
 
-/** The first line of an error, without the CLI's command echo. */
-function errorLine(error: unknown): string {
+/** The first line of an error, without the CLI's command echo (the `error:` line the CLI printed, when there is one). */
+export function errorLine(error: unknown): string {
   const text = error instanceof Error ? error.message : String(error);
   const lines = text
     .split("\n")
