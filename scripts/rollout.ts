@@ -1,26 +1,28 @@
 /**
- * `npm run rollout -- preview|up [--stacks a,b|all] [--changed-since <git ref>] [--dry-run] [--comment FILE]`
+ * `npm run rollout -- preview|up [--stacks a,b|all] [--changed-since <git ref>|deployed] [--dry-run] [--comment FILE]`
  *
  * Previews or rolls out the location stacks in the order their dependencies
  * give (which stack reads which peer's outputs), through Pulumi's Automation
  * API. `--changed-since` takes the stacks whose offline plan differs between
- * the ref and the working tree. `--dry-run` runs no pulumi command: it prints
+ * the ref and the working tree; `--changed-since deployed` compares each stack
+ * with the commit of its last succeeded update. `--dry-run` runs no pulumi command: it prints
  * the affected stacks, their plan diffs and the passes. Secret configuration
  * comes from STANDORT_STACK_SECRETS (JSON, see README), set on stdin, never
- * printed. Exit codes: 0 ok, 1 a stack operation failed, 2 invalid input.
+ * printed. Exit codes: 0 ok, 1 a stack operation failed, 2 invalid input or a
+ * selection that cannot run (nothing was run).
  */
-import { writeFileSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { existsSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { REPOSITORY_ROOT } from "../lib/model/load";
 import { InputError } from "../lib/model/validate";
 import { SECRET_CONFIG_KEYS, parseStackConfig } from "../lib/model/stack-config";
 import { readStackConfig } from "../lib/preview/run-stack";
-import { renderDiff } from "../lib/preview/plan";
+import { diffPlans, hasChanges, renderDiff } from "../lib/preview/plan";
 import { stackReads, rolloutOrder } from "../lib/rollout/order";
-import { AffectedReason, affectedStacks, plansAtRef, workingTreePlans } from "../lib/rollout/plans";
+import { AffectedReason, PlanSet, affectedStacks, plansAtRef, workingTreePlans } from "../lib/rollout/plans";
 import { renderPlanComment } from "../lib/rollout/comment";
-import { errorLine, runRollout } from "../lib/rollout/engine";
+import { StackOperations, StackState, errorLine, runRollout } from "../lib/rollout/engine";
 import { automationOperations } from "../lib/rollout/automation";
 import { parseFlags, reportInputError, runAsProcess } from "./lib/cli";
 
@@ -67,41 +69,61 @@ export function parseRolloutFlags(argv: string[]): RolloutFlags {
 export const SECRETS_VARIABLE = "STANDORT_STACK_SECRETS";
 
 /**
- * `{"<location>" | "*": {"<secret key>": "<value>"}}`: `*` applies to every stack, a location's own entry wins.
- * Keys are the stack configuration's secret keys (without `standort:`).
+ * The shape of STANDORT_STACK_SECRETS: `{"<location>" | "*": {"<secret key>": "<value>"}}`; `*` applies to every
+ * stack, a location's own entry wins. Keys are the stack configuration's secret keys (without `standort:`).
  */
-const StackSecretsSchema = z.record(
-  z.string().regex(/^(\*|[a-z0-9-]+)$/, "a location name or *"),
-  z.partialRecord(z.enum(SECRET_CONFIG_KEYS), z.string().min(1, "must not be empty")),
-);
+function stackSecretsSchema(stacks: ReadonlyArray<string>) {
+  const entry = z.strictObject(Object.fromEntries(SECRET_CONFIG_KEYS.map((k) => [k, z.string().min(1).optional()])));
+  return z.partialRecord(z.enum(["*", ...stacks] as [string, ...string[]]), entry);
+}
 
 /**
- * Reads STANDORT_STACK_SECRETS. Problems name the variable and the field, never a value.
+ * Reads STANDORT_STACK_SECRETS. Problems name the variable, a known location or secret key, and the rule: never a
+ * value, nor a key the schema does not know (a CI store masks only the whole secret, not pieces of it).
  * @throws InputError
  */
 export function stackSecrets(raw: string | undefined, stacks: ReadonlyArray<string>): Map<string, Record<string, string>> {
   const result = new Map<string, Record<string, string>>();
   if (raw === undefined || raw.trim() === "") return result;
+  const shape = `expected {"*" or a location: {"sshPrivateKey": "…", …}}`;
   let data: unknown;
   try {
     data = JSON.parse(raw);
   } catch {
-    throw new InputError([`${SECRETS_VARIABLE}: is not valid JSON: expected {"<location>" or "*": {"sshPrivateKey": "…"}}`]);
+    throw new InputError([`${SECRETS_VARIABLE}: is not valid JSON: ${shape}`]);
   }
-  const parsed = StackSecretsSchema.safeParse(data);
+  // JSON.parse keeps "__proto__" as an own key, which a record would silently drop.
+  const keysOf = (v: unknown) => (v && typeof v === "object" && !Array.isArray(v) ? Object.keys(v) : []);
+  if (keysOf(data).includes("__proto__") || keysOf(data).some((k) => keysOf((data as Record<string, unknown>)[k]).includes("__proto__")))
+    throw new InputError([`${SECRETS_VARIABLE}: holds a __proto__ key: ${shape}`]);
+  const parsed = stackSecretsSchema(stacks).safeParse(data);
   if (!parsed.success) {
-    // Only paths and rules: a value of this variable is a secret.
+    const known = (segment: PropertyKey | undefined) =>
+      typeof segment === "string" &&
+      (segment === "*" || stacks.includes(segment) || (SECRET_CONFIG_KEYS as readonly string[]).includes(segment));
     throw new InputError(
-      parsed.error.issues.map(
-        (i) => `${SECRETS_VARIABLE}: ${i.path.map(String).join(".") || "(value)"}: ${i.message.replace(/received .*/, "")}`,
-      ),
+      parsed.error.issues.map((issue) => {
+        const path = issue.path.filter(known).map(String).join(".");
+        const where = `${SECRETS_VARIABLE}${path ? `: ${path}` : ""}`;
+        switch (issue.code) {
+          case "invalid_key":
+            return `${where}: an entry is neither * nor a location (locations: ${stacks.join(", ")})`;
+          case "unrecognized_keys":
+            if (issue.path.length === 0)
+              return `${where}: ${issue.keys.length} entr${issue.keys.length === 1 ? "y is" : "ies are"} neither * nor a location (locations: ${stacks.join(", ")})`;
+            return `${where}: ${issue.keys.length} key(s) are not secret keys of the stack configuration (known: ${SECRET_CONFIG_KEYS.join(", ")})`;
+          case "too_small":
+            return `${where}: must not be empty`;
+          default:
+            return `${where}: ${issue.code === "invalid_type" ? `must be ${issue.expected === "object" ? "an object" : `a ${issue.expected}`}` : "is not valid"}: ${shape}`;
+        }
+      }),
     );
   }
-  const unknown = Object.keys(parsed.data).filter((k) => k !== "*" && !stacks.includes(k));
-  if (unknown.length > 0)
-    throw new InputError(unknown.map((k) => `${SECRETS_VARIABLE}: ${k}: is not a stack (known: ${stacks.join(", ")})`));
   for (const stack of stacks) {
-    const values = { ...parsed.data["*"], ...parsed.data[stack] } as Record<string, string>;
+    const values = Object.fromEntries(
+      Object.entries({ ...parsed.data["*"], ...parsed.data[stack] }).filter((e): e is [string, string] => typeof e[1] === "string"),
+    );
     if (Object.keys(values).length > 0) result.set(stack, values);
   }
   return result;
@@ -114,8 +136,26 @@ function describeReason(reason: AffectedReason): string {
   return reason.kind === "new" ? `new (${reason.why})` : reason.kind === "changed" ? "its plan changes" : "selected";
 }
 
+/** The `--changed-since` value that compares each stack with the commit of its own last succeeded update. */
+export const DEPLOYED = "deployed";
+
 /**
- * @returns the exit code
+ * Problems of a file flag found before any work: its folder must exist, and it must not be a folder itself.
+ */
+function writableFileProblems(flag: string, path: string | undefined): string[] {
+  if (!path) return [];
+  const target = resolve(path);
+  if (existsSync(target) && statSync(target).isDirectory()) return [`rollout: --${flag}: ${path} is a folder: name the file to write`];
+  const folder = dirname(target);
+  if (!existsSync(folder) || !statSync(folder).isDirectory()) return [`rollout: --${flag}: ${path}: its folder ${folder} does not exist`];
+  return [];
+}
+
+/**
+ * Runs the command line; the repository is `root` (tests pass a copy).
+ * @returns the exit code: 0 ok, 1 a stack operation failed or the pulumi CLI does not run, 2 invalid input or a
+ *   selection that cannot run (nothing was run)
+ * @throws InputError for invalid input (main turns it into exit 2)
  */
 export async function rollout(
   argv: string[],
@@ -126,30 +166,67 @@ export async function rollout(
   root: string = REPOSITORY_ROOT,
 ): Promise<number> {
   const flags = parseRolloutFlags(argv);
+  const early = writableFileProblems("comment", flags.comment);
+  if (flags.changedSince === DEPLOYED && flags.dryRun)
+    early.push(`rollout: --changed-since: ${DEPLOYED} reads each stack's history from the backend: drop --dry-run, or name a commit`);
+  if (flags.changedSince === DEPLOYED && flags.comment)
+    early.push(`rollout: --comment: compares with one commit: name it in --changed-since instead of ${DEPLOYED}`);
+  if (early.length > 0) throw new InputError(early);
   const stacksDir = join(root, "stacks");
   const now = await workingTreePlans({ sitesDir: join(root, "sites"), stacksDir });
   const all = [...now.plans.keys()];
-  const named = !flags.stacks || flags.stacks === "all" ? all : flags.stacks.split(",");
+  const named = !flags.stacks || flags.stacks === "all" ? all : [...new Set(flags.stacks.split(","))];
   const unknown = named.filter((s) => !all.includes(s));
   if (unknown.length > 0)
     throw new InputError(
       unknown.map((s) => `rollout: --stacks: ${s} has no stack file stacks/Pulumi.${s}.yaml (known: ${all.join(", ")})`),
     );
   const secrets = stackSecrets(env[SECRETS_VARIABLE], all);
+  // Each stack under its fully qualified name, the one its peers' StackReferences read.
+  const qualified = new Map(
+    all.map((s) => {
+      const { config, secretKeys } = readStackConfig(s, stacksDir);
+      return [s, `${parseStackConfig(config, `stacks/Pulumi.${s}.yaml`, (k) => secretKeys.includes(k)).stackPrefix}/${s}`];
+    }),
+  );
+  let operations: StackOperations | undefined;
+  const connect = async (): Promise<StackOperations | undefined> => {
+    try {
+      return (operations ??= await automationOperations({ workDir: root, qualified: (s) => qualified.get(s)! }));
+    } catch (error) {
+      err(`rollout: the pulumi CLI does not run: ${errorLine(error)}: install it (README, Rollout and CI) or use --dry-run`);
+      return undefined;
+    }
+  };
 
   let selected = new Map<string, AffectedReason>(named.map((s) => [s, { kind: "selected" } as const]));
   const reads = stackReads(now.plans);
-  if (flags.changedSince) {
-    const base = await plansAtRef(flags.changedSince, root);
-    const { affected, removed } = affectedStacks(base, now);
-    selected = new Map([...affected].filter(([s]) => named.includes(s)));
-    out(`compared the offline plans of ${all.length} stacks: ${base.source} → working tree`);
-    for (const { stack } of removed) out(`${stack}: no stack file any more; a rollout never destroys a stack (pulumi destroy by hand)`);
+  const showAffected = (source: string) => {
+    out(`compared the offline plans of ${named.length} stack${named.length === 1 ? "" : "s"}: ${source} → working tree`);
     if (selected.size === 0) out(`affected: none (no stack's offline plan changes${flags.stacks ? ` among ${named.join(", ")}` : ""})`);
     for (const [stack, reason] of selected) {
       out(`affected: ${stack}: ${describeReason(reason)}`);
       if (reason.kind === "changed") renderDiff(reason.diff).forEach((l) => out(`    ${l}`));
     }
+  };
+  if (flags.changedSince === DEPLOYED) {
+    // Each stack against the commit it was last deployed from: a push whose rollout was skipped, rejected or failed
+    // is still rolled out by the next one.
+    const ops = await connect();
+    if (!ops) return 1;
+    selected = new Map();
+    for (const stack of named) {
+      const state = await ops.state(stack);
+      const reason = await deployedReason(stack, state, now, root);
+      if (reason) selected.set(stack, reason);
+    }
+    showAffected("each stack's last succeeded update");
+  } else if (flags.changedSince) {
+    const base = await plansAtRef(flags.changedSince, root);
+    const { affected, removed } = affectedStacks(base, now);
+    selected = new Map([...affected].filter(([s]) => named.includes(s)));
+    for (const { stack } of removed) out(`${stack}: no stack file any more; a rollout never destroys a stack (pulumi destroy by hand)`);
+    showAffected(base.source);
     if (flags.comment) {
       const order = rolloutOrder([...selected.keys()], reads);
       const text = renderPlanComment({
@@ -194,22 +271,8 @@ export async function rollout(
     return 0;
   }
 
-  // Each stack under its fully qualified name, the one its peers' StackReferences read.
-  const qualified = new Map(
-    all.map((s) => {
-      const { config, secretKeys } = readStackConfig(s, stacksDir);
-      return [s, `${parseStackConfig(config, `stacks/Pulumi.${s}.yaml`, (k) => secretKeys.includes(k)).stackPrefix}/${s}`];
-    }),
-  );
-  let operations;
-  try {
-    operations = await automationOperations({ workDir: root, qualified: (s) => qualified.get(s)! });
-  } catch (error) {
-    err(
-      `rollout: the pulumi CLI does not run (${error instanceof Error ? error.message.split("\n")[0] : String(error)}): install it (README, CI from zero) or use --dry-run`,
-    );
-    return 1;
-  }
+  const ops = await connect();
+  if (!ops) return 1;
   out("");
   let result;
   try {
@@ -221,8 +284,9 @@ export async function rollout(
         secrets,
         message: `standort rollout${flags.changedSince ? ` of the changes since ${flags.changedSince}` : ""}`,
         command: rolloutCommand(flags.operation),
+        qualified: (s) => qualified.get(s) ?? s,
       },
-      operations,
+      ops,
       out,
     );
   } catch (error) {
@@ -231,7 +295,37 @@ export async function rollout(
     err(`rollout: nothing further was run; check the backend (pulumi whoami), then: ${rolloutCommand(flags.operation)(stacks)}`);
     return 1;
   }
-  return result.ok ? 0 : 1;
+  return result.ok ? 0 : result.refused ? 2 : 1;
+}
+
+/**
+ * Why a stack is part of a `--changed-since deployed` rollout, or undefined when its plan at the commit of its last
+ * succeeded update equals the working tree's.
+ */
+async function deployedReason(
+  stack: string,
+  state: StackState | undefined,
+  now: PlanSet,
+  root: string,
+): Promise<AffectedReason | undefined> {
+  const plan = now.plans.get(stack)!;
+  if (!state) return { kind: "new", why: "not in the backend", plan };
+  if (!state.deployedFrom) return { kind: "new", why: "no succeeded update of it recorded a commit", plan };
+  let base: PlanSet;
+  try {
+    base = await plansAtRef(state.deployedFrom, root);
+  } catch (error) {
+    if (!(error instanceof InputError)) throw error;
+    return {
+      kind: "new",
+      why: `its deployed commit ${state.deployedFrom.slice(0, 12)} is not in this clone (fetch the whole history)`,
+      plan,
+    };
+  }
+  const before = base.plans.get(stack);
+  if (!before) return { kind: "new", why: `no plan of it at its deployed commit ${state.deployedFrom.slice(0, 12)}`, plan };
+  const diff = diffPlans(before, plan);
+  return hasChanges(diff) ? { kind: "changed", diff } : undefined;
 }
 
 export async function main(argv: string[]): Promise<number> {

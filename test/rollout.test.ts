@@ -5,7 +5,7 @@
 import test, { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { REPOSITORY_ROOT } from "../lib/model/load";
@@ -83,31 +83,48 @@ test("rollout flags are validated: operation, stack list, --comment only with --
   assert.deepEqual(parseRolloutFlags(["up", "--stacks", "all", "--dry-run"]), { operation: "up", stacks: "all", dryRun: true });
 });
 
-/** A repository whose one commit holds this working tree's files (so its code is the code under test), with node_modules linked. */
-function repositoryCopy(): string {
-  const dir = mkdtempSync(join(tmpdir(), "standort-rollout-repo-"));
-  const listed = spawnSync("git", ["-C", REPOSITORY_ROOT, "ls-files", "-co", "--exclude-standard", "-z"], { encoding: "utf8" });
-  assert.equal(listed.status, 0, listed.stderr);
-  for (const file of listed.stdout.split("\0").filter((f) => f && existsSync(join(REPOSITORY_ROOT, f)))) {
-    mkdirSync(dirname(join(dir, file)), { recursive: true });
-    writeFileSync(join(dir, file), readFileSync(join(REPOSITORY_ROOT, file)));
+/**
+ * A repository whose one commit holds this working tree's files (so its code is the code under test), with
+ * node_modules linked; one for the whole file (the plans of its commit are made once), its edits undone by each test.
+ */
+let copy: { dir: string; commit: string } | undefined;
+function repository(t: { after: (fn: () => void) => void }): { dir: string; commit: string } {
+  if (!copy) {
+    const dir = mkdtempSync(join(tmpdir(), "standort-rollout-repo-"));
+    copy = { dir, commit: "" };
+    const listed = spawnSync("git", ["-C", REPOSITORY_ROOT, "ls-files", "-co", "--exclude-standard", "-z"], { encoding: "utf8" });
+    assert.equal(listed.status, 0, listed.stderr);
+    // Regular files only: a linked node_modules is listed (node_modules/ in .gitignore matches folders, not links).
+    for (const file of listed.stdout
+      .split("\0")
+      .filter((f) => f && existsSync(join(REPOSITORY_ROOT, f)) && lstatSync(join(REPOSITORY_ROOT, f)).isFile())) {
+      mkdirSync(dirname(join(dir, file)), { recursive: true });
+      writeFileSync(join(dir, file), readFileSync(join(REPOSITORY_ROOT, file)));
+    }
+    for (const args of [
+      ["init", "-q"],
+      ["add", "-A"],
+      ["-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-q", "-m", "base"],
+    ]) {
+      const r = spawnSync("git", ["-C", dir, ...args], { encoding: "utf8" });
+      assert.equal(r.status, 0, r.stderr);
+    }
+    copy.commit = spawnSync("git", ["-C", dir, "rev-parse", "HEAD"], { encoding: "utf8" }).stdout.trim();
+    // After the commit: a linked folder is not ignored by node_modules/ and would be committed.
+    symlinkSync(join(REPOSITORY_ROOT, "node_modules"), join(dir, "node_modules"), "dir");
   }
-  for (const args of [
-    ["init", "-q"],
-    ["add", "-A"],
-    ["-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-q", "-m", "base"],
-  ]) {
-    const r = spawnSync("git", ["-C", dir, ...args], { encoding: "utf8" });
-    assert.equal(r.status, 0, r.stderr);
-  }
-  // After the commit: a linked folder is not ignored by node_modules/ and would be committed.
-  symlinkSync(join(REPOSITORY_ROOT, "node_modules"), join(dir, "node_modules"), "dir");
-  return dir;
+  const { dir } = copy;
+  t.after(() => {
+    spawnSync("git", ["-C", dir, "checkout", "-q", "--", "."]);
+  });
+  return copy;
 }
+after(() => {
+  if (copy) rmSync(copy.dir, { recursive: true, force: true });
+});
 
 test("affected stacks come from comparing offline plans with a git ref: a README change affects none, a change to vienna's supernet affects exactly the stacks whose plans change", async (t) => {
-  const repo = repositoryCopy();
-  t.after(() => rmSync(repo, { recursive: true, force: true }));
+  const repo = repository(t).dir;
   const lines: string[] = [];
   const run = (argv: string[]) =>
     rollout(
@@ -166,8 +183,8 @@ class StandIn {
   }
   static qualified = (location: string) => `organization/standort/${location}`;
   file = (location: string) => join(this.dir, "stacks", `${StandIn.qualified(location).replaceAll("/", "__")}.json`);
-  /** A stack that ran `version` times and publishes its outputs. */
-  deployed(location: string, extra: Record<string, unknown> = {}): void {
+  /** A deployed stack: one succeeded update from `head`, and its outputs. */
+  deployed(location: string, extra: Record<string, unknown> = {}, head = "a".repeat(40)): void {
     const history = [
       {
         kind: "update",
@@ -176,7 +193,7 @@ class StandIn {
         startTime: "2026-11-01T00:00:00Z",
         endTime: "2026-11-01T00:01:00Z",
         message: "",
-        environment: { "git.head": "a".repeat(40) },
+        environment: { "git.head": head },
       },
     ];
     const outputs = {
@@ -248,6 +265,66 @@ async function runRollout(argv: string[], env: NodeJS.ProcessEnv = {}): Promise<
   );
   return { code, lines };
 }
+
+test("--changed-since deployed compares each stack with the commit of its last succeeded update: a failed or skipped rollout is not lost", async (t) => {
+  const { dir: repo, commit } = repository(t);
+  const s = freshStandIn(t);
+  for (const l of LOCATIONS) s.deployed(l, {}, commit);
+  s.setReads();
+  // frankfurt's only update failed: nothing of it is known to run. falkenstein's last update failed after one
+  // that succeeded from the same commit: it still runs that commit.
+  s.update("frankfurt", (state) => (state.history = [{ ...state.history[0], result: "failed" }]));
+  s.update("falkenstein", (state) =>
+    state.history.push({ ...state.history[0], version: 2, result: "failed", environment: { "git.head": "f".repeat(40) } }),
+  );
+  const vienna = join(repo, "sites", "vienna.yaml");
+  writeFileSync(vienna, readFileSync(vienna, "utf8").replace("supernet: 10.30.0.0/16", "supernet: 10.31.0.0/16"));
+  const lines: string[] = [];
+  const code = await rollout(
+    ["up", "--changed-since", "deployed"],
+    (l) => lines.push(l),
+    (l) => lines.push(l),
+    {},
+    repo,
+  );
+  assert.equal(code, 0, lines.join("\n"));
+  assert.ok(lines.includes("affected: frankfurt: new (no succeeded update of it recorded a commit)"), lines.join("\n"));
+  for (const stack of ["helsinki", "karlsruhe", "vienna"]) assert.ok(lines.includes(`affected: ${stack}: its plan changes`), stack);
+  assert.ok(!lines.some((l) => l.startsWith("affected: falkenstein")));
+  const order = rolloutOrder(["frankfurt", "helsinki", "karlsruhe", "vienna"], reads).sequence;
+  assert.deepEqual(
+    s.operations(),
+    order.map((stack) => `up ${stack}`),
+  );
+  // Without the backend there is no history to compare with.
+  await assert.rejects(
+    rollout(
+      ["up", "--changed-since", "deployed", "--dry-run"],
+      () => undefined,
+      () => undefined,
+      {},
+      repo,
+    ),
+    (e: unknown) => e instanceof InputError && /--changed-since: deployed reads each stack's history from the backend/.test(e.problems[0]),
+  );
+});
+
+test("a --comment path that cannot be written is refused before anything is planned", async () => {
+  for (const [path, rule] of [
+    [tmpdir(), /is a folder: name the file to write/],
+    [join(tmpdir(), "standort-no-such-folder", "c.md"), /its folder .* does not exist/],
+  ] as const) {
+    await assert.rejects(
+      rollout(
+        ["preview", "--changed-since", "HEAD", "--comment", path],
+        () => undefined,
+        () => undefined,
+      ),
+      (e: unknown) =>
+        e instanceof InputError && e.problems.length === 1 && rule.test(e.problems[0]) && e.problems[0].startsWith("rollout: --comment: "),
+    );
+  }
+});
 
 test("the stand-in refuses what the real CLI refuses: an unknown flag, a missing stack, a locked stack, up without --yes", (t) => {
   const s = freshStandIn(t);
@@ -355,7 +432,7 @@ test("a locked stack stops the rollout: the running wave ends, nothing further s
   assert.match(text, /frankfurt\s+version 2 \(succeeded\) from 0000000000\d*\s+done/);
   assert.match(text, /helsinki\s+version 1 \(succeeded\) from aaaaaaaaaaaa\s+failed: error: the stack is currently locked/);
   assert.match(text, /vienna\s+version 1 .*not run/);
-  assert.match(text, /pulumi cancel --stack/);
+  assert.match(text, /helsinki is locked: .*pulumi cancel --yes --stack organization\/standort\/helsinki/);
   // frankfurt ran, but reads helsinki, which has not: it belongs to the rest.
   assert.ok(
     lines.includes("next: fix the cause, then run: npm run rollout -- up --stacks falkenstein,frankfurt,helsinki,karlsruhe,vienna"),
@@ -396,7 +473,7 @@ test("a stack outside the selection that a selected one reads must exist; previe
   for (const l of LOCATIONS.filter((l) => l !== "vienna")) s.deployed(l);
   s.setReads();
   const refused = await runRollout(["up", "--stacks", "karlsruhe"]);
-  assert.equal(refused.code, 1);
+  assert.equal(refused.code, 2, "the selection cannot run: nothing ran");
   assert.ok(refused.lines.includes("karlsruhe reads vienna, which is not deployed: add it to --stacks"), refused.lines.join("\n"));
   assert.deepEqual(s.operations(), [], "nothing ran");
   const preview = await runRollout(["preview", "--stacks", "vienna,frankfurt"]);
@@ -404,6 +481,14 @@ test("a stack outside the selection that a selected one reads must exist; previe
   assert.deepEqual(s.operations(), ["preview frankfurt"]);
   assert.ok(preview.lines.some((l) => l.startsWith("[vienna] not deployed yet")));
   assert.ok(preview.lines.some((l) => l.startsWith("[frankfurt] Previewing update")));
+  // karlsruhe's program reads vienna, which does not exist: the engine would fail its preview, so it is not run.
+  const skipped = await runRollout(["preview", "--stacks", "karlsruhe,frankfurt"]);
+  assert.equal(skipped.code, 0, skipped.lines.join("\n"));
+  assert.deepEqual(s.operations(), ["preview frankfurt", "preview frankfurt"]);
+  assert.ok(
+    skipped.lines.some((l) => l.startsWith("[karlsruhe] reads vienna, not deployed yet: no preview")),
+    skipped.lines.join("\n"),
+  );
 });
 
 test("secrets from the CI store (STANDORT_STACK_SECRETS) reach pulumi config on stdin, never on a command line or in the output", async (t) => {
@@ -423,13 +508,21 @@ test("secrets from the CI store (STANDORT_STACK_SECRETS) reach pulumi config on 
   const everything = JSON.stringify(s.calls()) + lines.join("\n");
   for (const secret of [token, "s3cret", "c2VjcmV0"])
     assert.ok(!everything.includes(secret), "a secret reached a command line or the output");
-  // A malformed variable is refused by its path, without echoing a value.
-  const bad = await runRollout(["up", "--stacks", "frankfurt", "--dry-run"], {
-    [SECRETS_VARIABLE]: JSON.stringify({ frankfurt: { sshKey: token } }),
-  }).catch((e: unknown) => e);
-  assert.ok(bad instanceof InputError);
-  assert.match(bad.problems.join("\n"), /STANDORT_STACK_SECRETS: frankfurt: Unrecognized key: "sshKey"/);
-  assert.ok(!bad.problems.join("\n").includes("s3cret"));
+  // A malformed variable is refused by its known path and the rule, echoing neither a value nor an unknown key.
+  const problems = async (value: unknown) => {
+    const bad = await runRollout(["up", "--stacks", "frankfurt", "--dry-run"], { [SECRETS_VARIABLE]: JSON.stringify(value) }).catch(
+      (e: unknown) => e,
+    );
+    assert.ok(bad instanceof InputError, String(bad));
+    return bad.problems.join("\n");
+  };
+  const unknownKey = await problems({ frankfurt: { SEKRIT12: token } });
+  assert.match(unknownKey, /^STANDORT_STACK_SECRETS: frankfurt: 1 key\(s\) are not secret keys of the stack configuration/);
+  const unknownLocation = await problems({ SEKRIT7: { sshPrivateKey: token } });
+  assert.match(unknownLocation, /^STANDORT_STACK_SECRETS: 1 entry is neither \* nor a location/);
+  assert.match(await problems({ vienna: { sshPrivateKey: 7 } }), /^STANDORT_STACK_SECRETS: vienna\.sshPrivateKey: must be a string/);
+  assert.match(await problems(JSON.parse('{"__proto__": {"sshPrivateKey": "x"}}')), /holds a __proto__ key/);
+  for (const text of [unknownKey, unknownLocation]) for (const secret of ["SEKRIT", "s3cret"]) assert.ok(!text.includes(secret), text);
 });
 
 test("the pull request comment: one collapsed section per stack, the footprint when it changes, below GitHub's size limit", () => {
@@ -462,7 +555,8 @@ test("the pull request comment: one collapsed section per stack, the footprint w
   assert.ok(text.startsWith(COMMENT_MARKER));
   assert.ok(text.length <= MAX_COMMENT_CHARS, `${text.length} characters`);
   assert.equal((text.match(/<details><summary><b>/g) ?? []).length, 2);
-  assert.match(text, /<b>graz-new<\/b>: new stack/);
+  assert.match(text, /<b>graz-new<\/b>: new stack, \d+ to add/);
+  assert.match(text, /\+ pulumi:StackReference {2}peer-helsinki/, "a new stack's section lists what it creates");
   assert.match(text, /more lines: npm run plan -- vienna --diff shows all/);
   assert.match(text, /```mermaid\ngraph LR\n  b\n```/);
   assert.match(text, /\*\*linz\*\*: its stack file is gone; the rollout does not destroy stacks/);

@@ -74,10 +74,15 @@ test("a pull request runs the tests and posts the offline plan; only a configure
   assert.ok("pull_request" in pr.on);
   assert.ok(pr.jobs.test.steps.some((s) => s.run === "bash .ci/run"));
   const plan = pr.jobs.plan.steps.map((s) => s.run ?? "").join("\n");
-  assert.match(plan, /npm run rollout -- preview --changed-since "\$BASE_SHA" --dry-run --comment/);
+  // Against the merge commit's first parent: main as it is, not the branch's old base.
+  assert.match(plan, /npm run rollout -- preview --changed-since HEAD\^1 --dry-run --comment/);
+  const comment = pr.jobs.plan.steps.find((s) => s.uses?.startsWith("actions/github-script@"))!;
+  assert.match(comment.if ?? "", /^always\(\) && /, "a failed plan replaces the earlier comment too");
+  assert.match(String(comment.with?.script), /c\.user\?\.login === "github-actions\[bot\]"/, "only its own comment is updated");
   assert.equal(pr.jobs.plan.steps[0].with?.["fetch-depth"], 0, "the base commit must be in the clone");
   assert.equal(pr.jobs.plan.permissions?.["pull-requests"], "write");
-  assert.match(pr.jobs.preview.if ?? "", /vars\.PULUMI_BACKEND != ''/);
+  assert.match(pr.jobs.preview.if ?? "", /vars\.STANDORT_PREVIEW == 'true'/);
+  assert.equal(pr.jobs.preview.environment, "preview", "the pull request's code meets the secrets only after a review");
   assert.ok(!pr.jobs.preview.steps.some((s) => / up\b/.test(s.run ?? "")), "a pull request never updates a stack");
 
   const rollout = workflow("rollout.yml");
@@ -85,7 +90,13 @@ test("a pull request runs the tests and posts the offline plan; only a configure
   assert.equal(rollout.jobs.rollout.environment, "production");
   assert.equal(rollout.concurrency?.["cancel-in-progress"], false);
   const run = rollout.jobs.rollout.steps.map((s) => s.run ?? "").join("\n");
-  assert.match(run, /npm run rollout -- up --changed-since "\$BEFORE"/);
-  const env = rollout.jobs.rollout.steps.find((s) => s.run?.includes("rollout -- up"))!.env!;
-  assert.equal(env.STANDORT_STACK_SECRETS, "${{ secrets.STANDORT_STACK_SECRETS }}");
+  // Each stack against what it last deployed: a push whose run GitHub cancelled while it waited is not lost.
+  assert.match(run, /npm run rollout -- up --changed-since deployed/);
+  for (const step of [
+    rollout.jobs.rollout.steps.find((s) => s.run?.includes("rollout -- up"))!,
+    pr.jobs.preview.steps.find((s) => s.run?.includes("rollout -- preview"))!,
+  ]) {
+    assert.equal(step.env?.STANDORT_STACK_SECRETS, "${{ secrets.STANDORT_STACK_SECRETS }}");
+    assert.equal(step.env?.PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER, "true");
+  }
 });

@@ -9,6 +9,9 @@ import { LocalWorkspace, Stack, StackNotFoundError } from "@pulumi/pulumi/automa
 import { CONFIG_NAMESPACE } from "../model/stack-config";
 import type { StackOperations, StackState } from "./engine";
 
+/** How many of a stack's newest updates are searched for its last succeeded one. */
+const HISTORY_PAGE = 20;
+
 /** Splits streamed CLI output into lines for `out`. */
 function lines(out: (line: string) => void): (chunk: string) => void {
   let pending = "";
@@ -44,11 +47,19 @@ export async function automationOperations(options: { workDir: string; qualified
         if (error instanceof StackNotFoundError) return undefined;
         throw error;
       }
-      // Without --show-secrets: the summary's configuration is not needed, and stays masked.
-      const last = await selected.info(false);
+      // Without --show-secrets: the summaries' configuration is not needed, and stays masked. The newest first;
+      // the last succeeded update tells what the stack runs (a failed one after it changed nothing for good).
+      const history = await selected.history(HISTORY_PAGE, 1, false);
+      const last = history[0];
       if (!last) return { version: 0 };
       const head = last.environment?.["git.head"];
-      return { version: last.version, result: last.result, ...(head ? { gitHead: head } : {}) };
+      const deployedFrom = history.find((u) => u.kind === "update" && u.result === "succeeded")?.environment?.["git.head"];
+      return {
+        version: last.version,
+        result: last.result,
+        ...(head ? { gitHead: head } : {}),
+        ...(deployedFrom ? { deployedFrom } : {}),
+      };
     },
     async create(stack) {
       stacks.set(stack, await Stack.create(options.qualified(stack), workspace));

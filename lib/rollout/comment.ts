@@ -3,7 +3,7 @@
  * collapsed section per affected stack (its offline plan diff) and the
  * footprint diagram when the footprint changes. Pure.
  */
-import { renderDiff } from "../preview/plan";
+import { diffPlans, renderDiff } from "../preview/plan";
 import type { AffectedReason, PlanSet, RemovedStack } from "./plans";
 import type { RolloutOrder } from "./order";
 
@@ -33,13 +33,12 @@ export function renderPlanComment(input: {
   footprint: { before?: string; after?: string };
 }): string {
   const head = [COMMENT_MARKER, `### standort: offline plan against \`${input.base}\``, ""];
-  if (input.affected.size === 0 && input.removed.length === 0) {
-    return [...head, "No stack's plan changes: nothing to roll out.", ""].join("\n");
-  }
-  head.push(
-    `**${input.affected.size} stack${input.affected.size === 1 ? "" : "s"} affected**: ${[...input.affected.keys()].join(", ")}.` +
-      (input.order.waves.length > 0 ? ` Rollout order: ${input.order.waves.map((w) => w.join(" + ")).join(" → ")}.` : ""),
-  );
+  if (input.affected.size === 0) head.push("No stack's plan changes: nothing to roll out.");
+  else
+    head.push(
+      `**${input.affected.size} stack${input.affected.size === 1 ? "" : "s"} affected**: ${[...input.affected.keys()].join(", ")}.` +
+        ` Rollout order: ${input.order.waves.map((w) => w.join(" + ")).join(" → ")}.`,
+    );
   if (input.order.readsAhead.length > 0) {
     head.push(
       `Completion pass when a peer's outputs change: ${input.order.readsAhead.map((r) => `${r.stack} (reads ${r.peers.join(", ")})`).join(", ")}.`,
@@ -55,26 +54,41 @@ export function renderPlanComment(input: {
   const footprintChanged = input.footprint.after !== undefined && input.footprint.before !== input.footprint.after;
   if (footprintChanged)
     tail.push("<details open><summary>Footprint (changed)</summary>", "", "```mermaid", input.footprint.after!, "```", "</details>", "");
-  const budget = MAX_COMMENT_CHARS - head.join("\n").length - tail.join("\n").length - 200;
-  const perStack = Math.max(500, Math.floor(budget / Math.max(1, input.affected.size)));
+  const bodies = [...input.affected].map(([stack, reason]) => {
+    const lines =
+      reason.kind === "changed"
+        ? renderDiff(reason.diff)
+        : reason.kind === "new"
+          ? [`new stack: ${reason.why}`, ...(reason.plan ? renderDiff(diffPlans({ stack, resources: [], outputs: {} }, reason.plan)) : [])]
+          : ["selected by --stacks"];
+    const summary =
+      reason.kind === "changed" ? lines[lines.length - 1] : reason.kind === "new" ? `new stack, ${lines[lines.length - 1]}` : "selected";
+    return { stack, lines, summary };
+  });
+  // Each section gets what it needs if that fits; otherwise the space is shared out so that small sections stay
+  // whole and the large ones split the rest evenly.
+  const frame = 200;
+  let room = MAX_COMMENT_CHARS - head.join("\n").length - tail.join("\n").length - bodies.length * frame;
+  const need = bodies.map((b) => b.lines.join("\n").length);
+  const allowed = new Array<number>(bodies.length).fill(0);
+  for (const i of [...need.keys()].sort((a, b) => need[a] - need[b])) {
+    const left = bodies.length - [...allowed.keys()].filter((k) => allowed[k] > 0).length;
+    allowed[i] = Math.max(500, Math.min(need[i], Math.floor(room / Math.max(1, left))));
+    room -= allowed[i];
+  }
   const sections: string[] = [];
-  for (const [stack, reason] of input.affected) {
-    const body =
-      reason.kind === "changed" ? renderDiff(reason.diff) : reason.kind === "new" ? [`new stack: ${reason.why}`] : ["selected by --stacks"];
-    const summary = reason.kind === "changed" ? body[body.length - 1] : reason.kind === "new" ? "new stack" : "selected";
-    let shown = body;
-    let text = shown.join("\n");
-    if (text.length > perStack) {
+  bodies.forEach(({ stack, lines, summary }, i) => {
+    let shown = lines;
+    if (need[i] > allowed[i]) {
       shown = [];
-      for (const line of body) {
-        if ([...shown, line].join("\n").length > perStack - 120) break;
+      for (const line of lines) {
+        if ([...shown, line].join("\n").length > allowed[i] - 120) break;
         shown.push(line);
       }
-      shown.push(`… ${body.length - shown.length} more lines: npm run plan -- ${stack} --diff shows all`);
-      text = shown.join("\n");
+      shown.push(`… ${lines.length - shown.length} more lines: npm run plan -- ${stack} --diff shows all`);
     }
     const f = fence(shown);
-    sections.push(`<details><summary><b>${stack}</b>: ${summary}</summary>`, "", `${f}diff`, text, f, "</details>", "");
-  }
+    sections.push(`<details><summary><b>${stack}</b>: ${summary}</summary>`, "", `${f}diff`, shown.join("\n"), f, "</details>", "");
+  });
   return [...head, ...sections, ...tail].join("\n");
 }

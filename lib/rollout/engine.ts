@@ -17,6 +17,8 @@ export interface StackState {
   readonly result?: string;
   /** The commit the update ran from (the engine records `git.head`). */
   readonly gitHead?: string;
+  /** The commit of the stack's last succeeded update: what it runs now. Absent when none recorded one. */
+  readonly deployedFrom?: string;
 }
 
 /** What a rollout does to one stack; one implementation drives the Pulumi CLI through the Automation API. */
@@ -54,13 +56,17 @@ export interface RolloutRequest {
   readonly message?: string;
   /** How a person runs the rest by hand: `npm run rollout -- up --stacks <stacks>`. */
   readonly command: (stacks: string[]) => string;
+  /** A stack's fully qualified name, for the commands the report suggests. @default the location name */
+  readonly qualified?: (stack: string) => string;
 }
 
 /** What happened to one stack in a rollout. */
-export type StackOutcome = "done" | "failed" | "not run" | "needs another pass" | "not deployed";
+export type StackOutcome = "done" | "failed" | "not run" | "needs another pass" | "not deployed" | "reads an undeployed stack";
 
 export interface RolloutResult {
   readonly ok: boolean;
+  /** Nothing ran because the selection cannot run against the backend as it is (a peer it reads does not exist). */
+  readonly refused?: boolean;
   /** Every operation in the order it started: `<operation> <stack> (pass <n>)`. */
   readonly operations: string[];
   readonly outcome: ReadonlyMap<string, StackOutcome>;
@@ -114,11 +120,25 @@ export async function runRollout(request: RolloutRequest, ops: StackOperations, 
   };
 
   if (request.operation === "preview") {
-    const deployed = stacks.filter((s) => states.get(s) !== undefined);
     for (const stack of stacks.filter((s) => states.get(s) === undefined)) {
       outcome.set(stack, "not deployed");
       out(`[${stack}] not deployed yet: its offline plan is its preview; the first rollout up creates it`);
     }
+    // The engine reads a StackReference in a preview too: one to a stack that does not exist fails it.
+    const absent = async (peer: string) => {
+      if (!states.has(peer)) states.set(peer, await ops.state(peer));
+      return states.get(peer) === undefined;
+    };
+    for (const stack of stacks.filter((s) => states.get(s) !== undefined)) {
+      const missing: string[] = [];
+      for (const peer of readsOf(stack)) if (await absent(peer)) missing.push(peer);
+      if (missing.length === 0) continue;
+      outcome.set(stack, "reads an undeployed stack");
+      out(
+        `[${stack}] reads ${missing.join(", ")}, not deployed yet: no preview until the rollout creates it; its offline plan shows the change`,
+      );
+    }
+    const deployed = stacks.filter((s) => outcome.get(s) === "not run");
     const ok = await runWaves(1, deployed, async (stack) => {
       await setSecrets(stack);
       await ops.preview(stack, prefixed(stack));
@@ -135,7 +155,7 @@ export async function runRollout(request: RolloutRequest, ops: StackOperations, 
       out(`${readers.join(", ")} read${readers.length === 1 ? "s" : ""} ${peer}, which is not deployed: add it to --stacks`);
     }
     out(`nothing was run; next: ${request.command([...stacks, ...missingPeers].sort())}`);
-    return { ok: false, operations, outcome };
+    return { ok: false, refused: true, operations, outcome };
   }
   // Both sides of a new pair exist before either runs: a reference to an empty stack reads no outputs.
   for (const stack of stacks.filter((s) => states.get(s) === undefined)) {
@@ -245,13 +265,24 @@ async function report(
       : "not in the backend";
     out(`  ${stack.padEnd(14)} ${at.padEnd(44)} ${what}${failures.has(stack) ? `: ${failures.get(stack)}` : ""}`);
   }
-  // The rest: what failed or did not run, and what ran but reads one of those (its completion pass).
-  const rest = new Set([...outcome].filter(([, w]) => w !== "done" && w !== "not deployed").map(([s]) => s));
-  for (const [stack, what] of outcome) {
-    if (what === "done" && (request.reads.get(stack) ?? []).some((p) => rest.has(p))) rest.add(stack);
+  // The rest: what failed or did not run, and, until nothing is added, what ran but reads one of those (it needs
+  // their new outputs).
+  const rest = new Set([...outcome].filter(([, w]) => !["done", "not deployed", "reads an undeployed stack"].includes(w)).map(([s]) => s));
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [stack, what] of outcome) {
+      if (what === "done" && !rest.has(stack) && (request.reads.get(stack) ?? []).some((p) => rest.has(p))) {
+        rest.add(stack);
+        grew = true;
+      }
+    }
   }
-  if ([...failures.values()].some((f) => /locked|another update is currently in progress/i.test(f))) {
-    out("a stack is locked: wait for the update that holds it, or, when none runs, release it with pulumi cancel --stack <stack>");
+  const qualified = request.qualified ?? ((s: string) => s);
+  for (const [stack, failure] of failures) {
+    if (/locked|another update is currently in progress/i.test(failure))
+      out(
+        `${stack} is locked: wait for the update that holds it, or, when none runs, release it with pulumi cancel --yes --stack ${qualified(stack)}`,
+      );
   }
   out(`next: fix the cause, then run: ${request.command([...rest].sort())}`);
 }

@@ -199,7 +199,10 @@ async function planCommit(commit: string, source: string, root: string): Promise
 
 /** Why a stack is part of a rollout. */
 export type AffectedReason =
-  { readonly kind: "new"; readonly why: string } | { readonly kind: "changed"; readonly diff: PlanDiff } | { readonly kind: "selected" };
+  /** `plan`: its plan in the working tree, everything it will create. */
+  | { readonly kind: "new"; readonly why: string; readonly plan?: PlanSnapshot }
+  | { readonly kind: "changed"; readonly diff: PlanDiff }
+  | { readonly kind: "selected" };
 
 /** A stack of the base that the working tree no longer has: the rollout does not destroy it. */
 export interface RemovedStack {
@@ -218,7 +221,11 @@ export function affectedStacks(base: PlanSet, now: PlanSet): { affected: Map<str
     const before = base.plans.get(stack);
     if (!before) {
       const why = base.failed.get(stack);
-      affected.set(stack, { kind: "new", why: why ? `its plan at ${base.source} failed: ${why}` : `no stack file at ${base.source}` });
+      affected.set(stack, {
+        kind: "new",
+        why: why ? `its plan at ${base.source} failed: ${why}` : `no stack file at ${base.source}`,
+        plan,
+      });
       continue;
     }
     const diff = diffPlans(before, plan);
