@@ -6,7 +6,7 @@
  * runtime and prints what `pulumi preview` would register. Exit codes: 0 ok,
  * 1 changes found with --expect-no-changes, 2 invalid input.
  */
-import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { z } from "zod";
 import { REPOSITORY_ROOT } from "../lib/model/load";
@@ -15,7 +15,7 @@ import { writeRenderedFiles } from "../lib/render";
 import { planHostFiles } from "../lib/preview/files";
 import { addressPlan, SiteModel } from "../lib/model/model";
 import { InputError } from "../lib/model/validate";
-import { parseFlags, reportInputError, runAsProcess } from "./lib/cli";
+import { outputFileProblems, parseFlags, pathKind, reportInputError, runAsProcess } from "./lib/cli";
 import { slug } from "../lib/model/schema";
 import { adapterOf } from "../lib/providers/registry";
 import { STACKS_DIR, planStack, stackProviderEnv } from "../lib/preview/run-stack";
@@ -242,20 +242,8 @@ function readSnapshot(path: string, location: string): PlanSnapshot {
  */
 function pathFlagProblems(flags: PlanFlags): string[] {
   const problems: string[] = [];
-  const kind = (path: string) => {
-    try {
-      return statSync(resolve(path)).isDirectory() ? "folder" : "file";
-    } catch (error) {
-      // Under something that is not a folder (ENOTDIR): writing there fails as well. Not throwIfNoEntry: false,
-      // which Node.js 22 answers with undefined for ENOTDIR too, as for a path that is merely missing.
-      return (error as NodeJS.ErrnoException).code === "ENOENT" ? "missing" : "unreachable";
-    }
-  };
-  for (const flag of ["json", "mermaid"] as const) {
-    const path = flags[flag];
-    if (path && kind(path) === "folder") problems.push(`plan: --${flag}: ${path} is a folder: name the file to write`);
-    if (path && kind(path) === "unreachable") problems.push(`plan: --${flag}: ${path} lies under a file: name a path in a folder`);
-  }
+  const kind = pathKind;
+  for (const flag of ["json", "mermaid"] as const) problems.push(...outputFileProblems("plan", flag, flags[flag]));
   for (const flag of ["files", "plans"] as const) {
     const path = flags[flag];
     if (path && ["file", "unreachable"].includes(kind(path))) problems.push(`plan: --${flag}: ${path} is not a folder: name a folder`);

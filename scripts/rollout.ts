@@ -11,20 +11,20 @@
  * printed. Exit codes: 0 ok, 1 a stack operation failed, 2 invalid input or a
  * selection that cannot run (nothing was run).
  */
-import { existsSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
 import { REPOSITORY_ROOT } from "../lib/model/load";
 import { InputError } from "../lib/model/validate";
-import { SECRET_CONFIG_KEYS, parseStackConfig } from "../lib/model/stack-config";
-import { readStackConfig } from "../lib/preview/run-stack";
+import { SECRET_CONFIG_KEYS } from "../lib/model/stack-config";
+import { stackConfigOf } from "../lib/preview/run-stack";
 import { diffPlans, hasChanges, renderDiff } from "../lib/preview/plan";
 import { stackReads, rolloutOrder } from "../lib/rollout/order";
 import { AffectedReason, PlanSet, affectedStacks, plansAtRef, workingTreePlans } from "../lib/rollout/plans";
 import { renderPlanComment } from "../lib/rollout/comment";
 import { StackOperations, StackState, errorLine, runRollout } from "../lib/rollout/engine";
 import { automationOperations } from "../lib/rollout/automation";
-import { parseFlags, reportInputError, runAsProcess } from "./lib/cli";
+import { outputFileProblems, parseFlags, reportInputError, runAsProcess } from "./lib/cli";
 
 export const RolloutFlagsSchema = z
   .strictObject({
@@ -140,18 +140,6 @@ function describeReason(reason: AffectedReason): string {
 export const DEPLOYED = "deployed";
 
 /**
- * Problems of a file flag found before any work: its folder must exist, and it must not be a folder itself.
- */
-function writableFileProblems(flag: string, path: string | undefined): string[] {
-  if (!path) return [];
-  const target = resolve(path);
-  if (existsSync(target) && statSync(target).isDirectory()) return [`rollout: --${flag}: ${path} is a folder: name the file to write`];
-  const folder = dirname(target);
-  if (!existsSync(folder) || !statSync(folder).isDirectory()) return [`rollout: --${flag}: ${path}: its folder ${folder} does not exist`];
-  return [];
-}
-
-/**
  * Runs the command line; the repository is `root` (tests pass a copy).
  * @returns the exit code: 0 ok, 1 a stack operation failed or the pulumi CLI does not run, 2 invalid input or a
  *   selection that cannot run (nothing was run)
@@ -166,7 +154,7 @@ export async function rollout(
   root: string = REPOSITORY_ROOT,
 ): Promise<number> {
   const flags = parseRolloutFlags(argv);
-  const early = writableFileProblems("comment", flags.comment);
+  const early = outputFileProblems("rollout", "comment", flags.comment);
   if (flags.changedSince === DEPLOYED && flags.dryRun)
     early.push(`rollout: --changed-since: ${DEPLOYED} reads each stack's history from the backend: drop --dry-run, or name a commit`);
   if (flags.changedSince === DEPLOYED && flags.comment)
@@ -185,8 +173,7 @@ export async function rollout(
   // Each stack under its fully qualified name, the one its peers' StackReferences read.
   const qualified = new Map(
     all.map((s) => {
-      const { config, secretKeys } = readStackConfig(s, stacksDir);
-      return [s, `${parseStackConfig(config, `stacks/Pulumi.${s}.yaml`, (k) => secretKeys.includes(k)).stackPrefix}/${s}`];
+      return [s, `${stackConfigOf(s, stacksDir).stackPrefix}/${s}`];
     }),
   );
   let operations: StackOperations | undefined;
@@ -236,6 +223,7 @@ export async function rollout(
         order,
         footprint: { before: base.mermaid, after: now.mermaid },
       });
+      mkdirSync(dirname(resolve(flags.comment)), { recursive: true });
       writeFileSync(resolve(flags.comment), text);
       out(`wrote ${flags.comment}`);
     }

@@ -312,7 +312,7 @@ test("--changed-since deployed compares each stack with the commit of its last s
 test("a --comment path that cannot be written is refused before anything is planned", async () => {
   for (const [path, rule] of [
     [tmpdir(), /is a folder: name the file to write/],
-    [join(tmpdir(), "standort-no-such-folder", "c.md"), /its folder .* does not exist/],
+    [join(REPOSITORY_ROOT, "README.md", "c.md"), /lies under a file: name a path in a folder/],
   ] as const) {
     await assert.rejects(
       rollout(

@@ -8,6 +8,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { REPOSITORY_ROOT, readYaml } from "../model/load";
 import { CONFIG_NAMESPACE, SECRET_CONFIG_KEYS, parseStackConfig } from "../model/stack-config";
+import type { StackConfig } from "../model/schema";
 import { InputError } from "../model/validate";
 import { PLACEHOLDER_SSH_KEY } from "../render";
 import { locationStack } from "../../stacks/program";
@@ -89,13 +90,20 @@ export function readStackConfig(stack: string, stacksDir: string = STACKS_DIR): 
 }
 
 /**
- * The stack's non-secret provider environment (`standort:providerEnv`),
- * validated like the stack program validates it: what the stack hands the
- * failover scripts, so offline renders carry the same file.
+ * The stack's configuration as the stack program validates it (secrets as placeholders).
+ * @throws InputError naming the stack file, the key and the rule
+ */
+export function stackConfigOf(stack: string, stacksDir: string = STACKS_DIR): StackConfig {
+  const { config, secretKeys } = readStackConfig(stack, stacksDir);
+  return parseStackConfig(config, `stacks/Pulumi.${stack}.yaml`, (key) => secretKeys.includes(key));
+}
+
+/**
+ * The stack's non-secret provider environment (`standort:providerEnv`):
+ * what the stack hands the failover scripts, so offline renders carry the same file.
  */
 export function stackProviderEnv(stack: string, stacksDir: string = STACKS_DIR): Readonly<Record<string, string>> | undefined {
-  const { config, secretKeys } = readStackConfig(stack, stacksDir);
-  return parseStackConfig(config, `stacks/Pulumi.${stack}.yaml`, (key) => secretKeys.includes(key)).providerEnv;
+  return stackConfigOf(stack, stacksDir).providerEnv;
 }
 
 /** The offline preview of one location stack. */

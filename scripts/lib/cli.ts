@@ -5,6 +5,8 @@
  * the rule (exit 2); and the entry point that runs `main` from the folder
  * npm was started in.
  */
+import { statSync } from "node:fs";
+import { resolve } from "node:path";
 import { ParseArgsConfig, parseArgs } from "node:util";
 import { z } from "zod";
 import { InputError, formatIssues } from "../../lib/model/validate";
@@ -71,6 +73,26 @@ export function parseFlags<S extends z.ZodType>(
   const result = schema.safeParse({ ...named, ...Object.fromEntries(camel) }, { reportInput: true });
   if (!result.success) throw new InputError(formatIssues(command, result.error.issues));
   return result.data;
+}
+
+/** What a path names: a folder, a file, nothing yet, or something that cannot exist (it lies under a file). */
+export function pathKind(path: string): "folder" | "file" | "missing" | "unreachable" {
+  try {
+    return statSync(resolve(path)).isDirectory() ? "folder" : "file";
+  } catch (error) {
+    // Under something that is not a folder (ENOTDIR): writing there fails as well. Not throwIfNoEntry: false,
+    // which Node.js 22 answers with undefined for ENOTDIR too, as for a path that is merely missing.
+    return (error as NodeJS.ErrnoException).code === "ENOENT" ? "missing" : "unreachable";
+  }
+}
+
+/** The problems of a flag that names a file to write (its folders are made): none, or one line naming the flag. */
+export function outputFileProblems(command: string, flag: string, path: string | undefined): string[] {
+  if (!path) return [];
+  const kind = pathKind(path);
+  if (kind === "folder") return [`${command}: --${flag}: ${path} is a folder: name the file to write`];
+  if (kind === "unreachable") return [`${command}: --${flag}: ${path} lies under a file: name a path in a folder`];
+  return [];
 }
 
 /** A problem as one line: line breaks and other control characters a value may carry are escaped. */
