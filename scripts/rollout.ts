@@ -11,6 +11,7 @@
  * printed. Exit codes: 0 ok, 1 a stack operation failed, 2 invalid input or a
  * selection that cannot run (nothing was run).
  */
+import { spawnSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { z } from "zod";
@@ -20,9 +21,17 @@ import { SECRET_CONFIG_KEYS } from "../lib/model/stack-config";
 import { stackConfigOf } from "../lib/preview/run-stack";
 import { diffPlans, hasChanges, renderDiff } from "../lib/preview/plan";
 import { stackReads, rolloutOrder } from "../lib/rollout/order";
-import { AffectedReason, PlanSet, affectedStacks, plansAtRef, workingTreePlans } from "../lib/rollout/plans";
+import { AffectedReason, PlanSet, affectedStacks, plansAtRef, resolveCommit, workingTreePlans } from "../lib/rollout/plans";
 import { renderPlanComment } from "../lib/rollout/comment";
-import { StackOperations, StackState, errorLine, runRollout } from "../lib/rollout/engine";
+import {
+  StackOperations,
+  StackState,
+  errorLine,
+  markerMatches,
+  parseReadMarker,
+  peerOutputsDigest,
+  runRollout,
+} from "../lib/rollout/engine";
 import { automationOperations } from "../lib/rollout/automation";
 import { outputFileProblems, parseFlags, reportInputError, runAsProcess } from "./lib/cli";
 
@@ -115,7 +124,7 @@ export function stackSecrets(raw: string | undefined, stacks: ReadonlyArray<stri
           case "too_small":
             return `${where}: must not be empty`;
           default:
-            return `${where}: ${issue.code === "invalid_type" ? `must be ${issue.expected === "object" ? "an object" : `a ${issue.expected}`}` : "is not valid"}: ${shape}`;
+            return `${where}: ${issue.code === "invalid_type" ? `must be ${["object", "record"].includes(String(issue.expected)) ? "an object" : `a ${issue.expected}`}` : "is not valid"}: ${shape}`;
         }
       }),
     );
@@ -133,7 +142,7 @@ export function stackSecrets(raw: string | undefined, stacks: ReadonlyArray<stri
 export const rolloutCommand = (operation: string) => (stacks: string[]) => `npm run rollout -- ${operation} --stacks ${stacks.join(",")}`;
 
 function describeReason(reason: AffectedReason): string {
-  return reason.kind === "new" ? `new (${reason.why})` : reason.kind === "changed" ? "its plan changes" : "selected";
+  return reason.kind === "new" ? reason.why : reason.kind === "changed" ? "its plan changes" : "selected";
 }
 
 /** The `--changed-since` value that compares each stack with the commit of its own last succeeded update. */
@@ -201,11 +210,31 @@ export async function rollout(
     // is still rolled out by the next one.
     const ops = await connect();
     if (!ops) return 1;
-    selected = new Map();
-    for (const stack of named) {
-      const state = await ops.state(stack);
-      const reason = await deployedReason(stack, state, now, root);
-      if (reason) selected.set(stack, reason);
+    try {
+      const states = new Map<string, StackState | undefined>();
+      for (const stack of all) states.set(stack, await ops.state(stack));
+      const digests = new Map<string, Promise<string>>();
+      const digestOf = (stack: string) => {
+        if (!digests.has(stack)) digests.set(stack, ops.outputs(stack).then(peerOutputsDigest));
+        return digests.get(stack)!;
+      };
+      const behind: string[] = [];
+      selected = new Map();
+      for (const stack of named) {
+        const reason = await deployedReason(stack, states, now, root, digestOf, behind);
+        if (reason) selected.set(stack, reason);
+      }
+      if (behind.length > 0)
+        throw new InputError(
+          behind.map(
+            (b) => `rollout: --changed-since: ${b}; a rollout from this checkout would roll it back: run from the newest commit of main`,
+          ),
+        );
+    } catch (error) {
+      if (error instanceof InputError) throw error;
+      err(`rollout: ${errorLine(error)}`);
+      err(`rollout: nothing was run; check the backend (pulumi whoami), then run the same command again`);
+      return 1;
     }
     showAffected("each stack's last succeeded update");
   } else if (flags.changedSince) {
@@ -244,7 +273,14 @@ export async function rollout(
     out(
       `pass 2, only for a stack whose peer's outputs (tunnel keys, endpoint, credentials, proxy address) changed after it ran; always on a first deployment:`,
     );
-    const followers = all.filter((s) => !stacks.includes(s) && (reads.get(s) ?? []).some((p) => stacks.includes(p)));
+    // Readers of the selected stacks, and in turn their readers: each may join when outputs it reads change.
+    const followers: string[] = [];
+    for (let grew = true; grew;) {
+      grew = false;
+      for (const s of all.filter((s) => !stacks.includes(s) && !followers.includes(s)))
+        if ((reads.get(s) ?? []).some((p) => stacks.includes(p) || followers.includes(p))) grew = followers.push(s) > 0;
+    }
+    followers.sort();
     if (order.readsAhead.length + followers.length === 0) out("  none can be needed: every stack runs after the peers it reads");
     for (const r of order.readsAhead)
       out(`  ${r.stack} (reads ${r.peers.join(", ")}, which run${r.peers.length === 1 ? "s" : ""} after it)`);
@@ -287,33 +323,58 @@ export async function rollout(
 }
 
 /**
- * Why a stack is part of a `--changed-since deployed` rollout, or undefined when its plan at the commit of its last
- * succeeded update equals the working tree's.
+ * Why a stack is part of a `--changed-since deployed` rollout, or undefined when it runs what the working tree would
+ * deploy and has read its peers' current outputs. A stack deployed from a commit this checkout does not contain is
+ * added to `behind` (a rollout from here would roll it back).
  */
 async function deployedReason(
   stack: string,
-  state: StackState | undefined,
+  states: ReadonlyMap<string, StackState | undefined>,
   now: PlanSet,
   root: string,
+  digestOf: (stack: string) => Promise<string>,
+  behind: string[],
 ): Promise<AffectedReason | undefined> {
   const plan = now.plans.get(stack)!;
+  const state = states.get(stack);
+  const short = (sha: string) => sha.slice(0, 12);
   if (!state) return { kind: "new", why: "not in the backend", plan };
-  if (!state.deployedFrom) return { kind: "new", why: "no succeeded update of it recorded a commit", plan };
-  let base: PlanSet;
-  try {
-    base = await plansAtRef(state.deployedFrom, root);
-  } catch (error) {
-    if (!(error instanceof InputError)) throw error;
-    return {
-      kind: "new",
-      why: `its deployed commit ${state.deployedFrom.slice(0, 12)} is not in this clone (fetch the whole history)`,
-      plan,
-    };
+  if (state.result !== undefined && state.result !== "succeeded")
+    return { kind: "new", why: `its last update (version ${state.version}) ${state.result}`, plan };
+  if (!state.deployedFrom) return { kind: "new", why: "in the backend, but no update of it succeeded", plan };
+  const from = state.deployedFrom;
+  if (!isAncestor(from, root)) {
+    let known = true;
+    try {
+      resolveCommit(from, root);
+    } catch {
+      known = false;
+    }
+    if (known) behind.push(`${stack} was last deployed from ${short(from)}, which HEAD does not contain`);
+    else return { kind: "new", why: `its deployed commit ${short(from)} is not in this clone (fetch the whole history)`, plan };
   }
+  const base = await plansAtRef(from, root);
   const before = base.plans.get(stack);
-  if (!before) return { kind: "new", why: `no plan of it at its deployed commit ${state.deployedFrom.slice(0, 12)}`, plan };
+  if (!before) {
+    const failed = base.failed.get(stack);
+    return { kind: "new", why: `no plan of it at its deployed commit ${short(from)}${failed ? `: ${failed}` : ""}`, plan };
+  }
   const diff = diffPlans(before, plan);
-  return hasChanges(diff) ? { kind: "changed", diff } : undefined;
+  if (hasChanges(diff)) return { kind: "changed", diff };
+  // Same plan: did it read its peers' outputs as they are now? (A completion pass a failure or a cancelled job left
+  // undone.) Only a rollout's update names what it read.
+  const stale: string[] = [];
+  for (const [peer, marker] of parseReadMarker(state.deployedMessage)) {
+    if (states.get(peer) && !markerMatches(marker, await digestOf(peer))) stale.push(peer);
+  }
+  if (stale.length > 0)
+    return { kind: "new", why: `it reads ${stale.join(", ")}, whose outputs changed after its last succeeded update`, plan };
+  return undefined;
+}
+
+/** Whether `commit` is HEAD or an ancestor of it (`git merge-base --is-ancestor`). */
+function isAncestor(commit: string, root: string): boolean {
+  return spawnSync("git", ["-C", root, "merge-base", "--is-ancestor", commit, "HEAD"]).status === 0;
 }
 
 export async function main(argv: string[]): Promise<number> {

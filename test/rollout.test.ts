@@ -271,11 +271,11 @@ test("--changed-since deployed compares each stack with the commit of its last s
   const s = freshStandIn(t);
   for (const l of LOCATIONS) s.deployed(l, {}, commit);
   s.setReads();
-  // frankfurt's only update failed: nothing of it is known to run. falkenstein's last update failed after one
-  // that succeeded from the same commit: it still runs that commit.
+  // frankfurt's only update failed: nothing of it is known to run. falkenstein's failed update was followed by one
+  // that succeeded from the commit: it runs that commit.
   s.update("frankfurt", (state) => (state.history = [{ ...state.history[0], result: "failed" }]));
   s.update("falkenstein", (state) =>
-    state.history.push({ ...state.history[0], version: 2, result: "failed", environment: { "git.head": "f".repeat(40) } }),
+    state.history.unshift({ ...state.history[0], version: 0, result: "failed", environment: { "git.head": "f".repeat(40) } }),
   );
   const vienna = join(repo, "sites", "vienna.yaml");
   writeFileSync(vienna, readFileSync(vienna, "utf8").replace("supernet: 10.30.0.0/16", "supernet: 10.31.0.0/16"));
@@ -288,7 +288,7 @@ test("--changed-since deployed compares each stack with the commit of its last s
     repo,
   );
   assert.equal(code, 0, lines.join("\n"));
-  assert.ok(lines.includes("affected: frankfurt: new (no succeeded update of it recorded a commit)"), lines.join("\n"));
+  assert.ok(lines.includes("affected: frankfurt: its last update (version 1) failed"), lines.join("\n"));
   for (const stack of ["helsinki", "karlsruhe", "vienna"]) assert.ok(lines.includes(`affected: ${stack}: its plan changes`), stack);
   assert.ok(!lines.some((l) => l.startsWith("affected: falkenstein")));
   const order = rolloutOrder(["frankfurt", "helsinki", "karlsruhe", "vienna"], reads).sequence;
@@ -307,6 +307,65 @@ test("--changed-since deployed compares each stack with the commit of its last s
     ),
     (e: unknown) => e instanceof InputError && /--changed-since: deployed reads each stack's history from the backend/.test(e.problems[0]),
   );
+
+  // The vienna change is committed and every stack is rolled out from that commit: nothing is left to do.
+  const git = (...args: string[]) => spawnSync("git", ["-C", repo, ...args], { encoding: "utf8" });
+  git("-c", "user.name=test", "-c", "user.email=test@example.invalid", "commit", "-q", "-am", "vienna moves");
+  const head = git("rev-parse", "HEAD").stdout.trim();
+  process.env.STANDIN_GIT_HEAD = head;
+  t.after(() => {
+    delete process.env.STANDIN_GIT_HEAD;
+  });
+  const run = async (argv: string[]) => {
+    const out: string[] = [];
+    return {
+      code: await rollout(
+        argv,
+        (l) => out.push(l),
+        (l) => out.push(l),
+        {},
+        repo,
+      ),
+      out,
+    };
+  };
+  assert.equal((await run(["up", "--stacks", "all"])).code, 0);
+  const settled = await run(["up", "--changed-since", "deployed"]);
+  assert.ok(settled.out.includes("affected: none (no stack's offline plan changes)"), settled.out.join("\n"));
+  // helsinki's outputs change outside a rollout (its floating IP replaced by hand): its readers' updates named what
+  // they read of it, so each of them is behind now, with the same plan.
+  s.update("helsinki", (state) => (state.outputs.tunnelEndpoint = { value: "203.0.113.77", secret: false }));
+  const before = s.operations().length;
+  const caught = await run(["up", "--changed-since", "deployed"]);
+  assert.equal(caught.code, 0, caught.out.join("\n"));
+  for (const reader of ["falkenstein", "frankfurt", "karlsruhe", "vienna"])
+    assert.ok(caught.out.includes(`affected: ${reader}: it reads helsinki, whose outputs changed after its last succeeded update`), reader);
+  assert.ok(!caught.out.some((l) => l.startsWith("affected: helsinki")));
+  assert.deepEqual(
+    s
+      .operations()
+      .slice(before)
+      .map((o) => o.split(" ")[1])
+      .sort(),
+    ["falkenstein", "frankfurt", "karlsruhe", "vienna"],
+  );
+  // A rollout from an older checkout would roll the stacks back: refused, nothing run.
+  git("checkout", "-q", "HEAD~1");
+  const ran = s.operations().length;
+  await assert.rejects(
+    rollout(
+      ["up", "--changed-since", "deployed"],
+      () => undefined,
+      () => undefined,
+      {},
+      repo,
+    ),
+    (e: unknown) =>
+      e instanceof InputError &&
+      e.problems.some((p) => p.includes(`was last deployed from ${head.slice(0, 12)}, which HEAD does not contain`)),
+  );
+  assert.equal(s.operations().length, ran);
+  git("checkout", "-q", head);
 });
 
 test("a --comment path that cannot be written is refused before anything is planned", async () => {
@@ -384,7 +443,7 @@ test("the first deployment of a new partner pair: both stacks are created, then 
   assert.ok(lines.includes("[karlsruhe] runs again: vienna changed the outputs it reads after it ran"), lines.join("\n"));
   assert.ok(
     lines.includes(
-      "  and, where deployed, falkenstein, helsinki (not selected), when the outputs they read change: no peer keeps a stale key or endpoint",
+      "  and, where deployed, falkenstein, frankfurt, helsinki (not selected), when the outputs they read change: no peer keeps a stale key or endpoint",
     ),
     "the plan printed before the run names the readers that may join",
   );
@@ -466,6 +525,10 @@ test("a backend that refuses the login stops the rollout before any update, with
     "rollout: nothing further was run; check the backend (pulumi whoami), then: npm run rollout -- up --stacks vienna",
   ]);
   assert.deepEqual(s.operations(), []);
+  // The same for the command the merge workflow runs, which reads the history first.
+  const deployed = await runRollout(["up", "--changed-since", "deployed"]);
+  assert.equal(deployed.code, 1);
+  assert.equal(deployed.lines.at(-2), "rollout: error: PULUMI_ACCESS_TOKEN must be set for login during non-interactive CLI sessions");
 });
 
 test("a stack outside the selection that a selected one reads must exist; preview skips a stack the backend does not have", async (t) => {
@@ -555,7 +618,7 @@ test("the pull request comment: one collapsed section per stack, the footprint w
   assert.ok(text.startsWith(COMMENT_MARKER));
   assert.ok(text.length <= MAX_COMMENT_CHARS, `${text.length} characters`);
   assert.equal((text.match(/<details><summary><b>/g) ?? []).length, 2);
-  assert.match(text, /<b>graz-new<\/b>: new stack, \d+ to add/);
+  assert.match(text, /<b>graz-new<\/b>: new: no stack file at main \(abc\); \d+ to add/);
   assert.match(text, /\+ pulumi:StackReference {2}peer-helsinki/, "a new stack's section lists what it creates");
   assert.match(text, /more lines: npm run plan -- vienna --diff shows all/);
   assert.match(text, /```mermaid\ngraph LR\n  b\n```/);

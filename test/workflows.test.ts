@@ -77,7 +77,7 @@ test("a pull request runs the tests and posts the offline plan; only a configure
   // Against the merge commit's first parent: main as it is, not the branch's old base.
   assert.match(plan, /npm run rollout -- preview --changed-since HEAD\^1 --dry-run --comment/);
   const comment = pr.jobs.plan.steps.find((s) => s.uses?.startsWith("actions/github-script@"))!;
-  assert.match(comment.if ?? "", /^always\(\) && /, "a failed plan replaces the earlier comment too");
+  assert.match(comment.if ?? "", /^\$\{\{ !cancelled\(\) && /, "a failed plan replaces the earlier comment too, a cancelled run does not");
   assert.match(String(comment.with?.script), /c\.user\?\.login === "github-actions\[bot\]"/, "only its own comment is updated");
   assert.equal(pr.jobs.plan.steps[0].with?.["fetch-depth"], 0, "the base commit must be in the clone");
   assert.equal(pr.jobs.plan.permissions?.["pull-requests"], "write");

@@ -10,7 +10,7 @@ import { CONFIG_NAMESPACE } from "../model/stack-config";
 import type { StackOperations, StackState } from "./engine";
 
 /** How many of a stack's newest updates are searched for its last succeeded one. */
-const HISTORY_PAGE = 20;
+const HISTORY_PAGE = 100;
 
 /** Splits streamed CLI output into lines for `out`. */
 function lines(out: (line: string) => void): (chunk: string) => void {
@@ -53,12 +53,14 @@ export async function automationOperations(options: { workDir: string; qualified
       const last = history[0];
       if (!last) return { version: 0 };
       const head = last.environment?.["git.head"];
-      const deployedFrom = history.find((u) => u.kind === "update" && u.result === "succeeded")?.environment?.["git.head"];
+      const deployed = history.find((u) => u.kind === "update" && u.result === "succeeded");
+      const deployedFrom = deployed?.environment?.["git.head"];
       return {
         version: last.version,
         result: last.result,
         ...(head ? { gitHead: head } : {}),
         ...(deployedFrom ? { deployedFrom } : {}),
+        ...(deployed?.message ? { deployedMessage: deployed.message } : {}),
       };
     },
     async create(stack) {

@@ -52,17 +52,25 @@ export function renderPlanComment(input: {
   head.push("");
   const tail: string[] = [];
   const footprintChanged = input.footprint.after !== undefined && input.footprint.before !== input.footprint.after;
-  if (footprintChanged)
-    tail.push("<details open><summary>Footprint (changed)</summary>", "", "```mermaid", input.footprint.after!, "```", "</details>", "");
+  if (footprintChanged) {
+    const title = input.footprint.before === undefined ? "Footprint (could not be drawn at the base)" : "Footprint (changed)";
+    tail.push(`<details open><summary>${title}</summary>`, "", "```mermaid", input.footprint.after!, "```", "</details>", "");
+  }
   const bodies = [...input.affected].map(([stack, reason]) => {
     const lines =
       reason.kind === "changed"
         ? renderDiff(reason.diff)
         : reason.kind === "new"
-          ? [`new stack: ${reason.why}`, ...(reason.plan ? renderDiff(diffPlans({ stack, resources: [], outputs: {} }, reason.plan)) : [])]
+          ? reason.plan
+            ? renderDiff(diffPlans({ stack, resources: [], outputs: {} }, reason.plan))
+            : [reason.why]
           : ["selected by --stacks"];
     const summary =
-      reason.kind === "changed" ? lines[lines.length - 1] : reason.kind === "new" ? `new stack, ${lines[lines.length - 1]}` : "selected";
+      reason.kind === "changed"
+        ? lines[lines.length - 1]
+        : reason.kind === "new"
+          ? `${reason.why}; ${lines[lines.length - 1]}`
+          : "selected";
     return { stack, lines, summary };
   });
   // Each section gets what it needs if that fits; otherwise the space is shared out so that small sections stay

@@ -19,6 +19,8 @@ export interface StackState {
   readonly gitHead?: string;
   /** The commit of the stack's last succeeded update: what it runs now. Absent when none recorded one. */
   readonly deployedFrom?: string;
+  /** The message of that update: a rollout's names what it read of its peers (readMarker). */
+  readonly deployedMessage?: string;
 }
 
 /** What a rollout does to one stack; one implementation drives the Pulumi CLI through the Automation API. */
@@ -43,6 +45,27 @@ export function peerOutputsDigest(outputs: Readonly<Record<string, unknown>>): s
   const read = Object.fromEntries(PEER_OUTPUTS.filter((k) => outputs[k] !== undefined).map((k) => [k, outputs[k]]));
   return createHash("sha256").update(stableJson(read)).digest("hex");
 }
+
+/** Digits of a peer-output digest kept in an update's message: enough to tell a change, short to read. */
+const MARKER_DIGITS = 12;
+
+/**
+ * What an update read of its peers, written into its message (`read vienna=3f2a…,helsinki=9b01…`): a later
+ * `--changed-since deployed` run compares it with the peers' outputs as they are then, so a completion pass that a
+ * failure, a timeout or a cancelled job left undone is caught up. Digests only, never outputs.
+ */
+export function readMarker(seen: ReadonlyMap<string, string>): string {
+  return `read ${[...seen].map(([peer, digest]) => `${peer}=${digest.slice(0, MARKER_DIGITS)}`).join(",") || "-"}`;
+}
+
+/** The peers and digests a message's readMarker names; empty for a message without one (an update made by hand). */
+export function parseReadMarker(message: string | undefined): Map<string, string> {
+  const match = /\bread ([a-z0-9-]+=[0-9a-f]+(?:,[a-z0-9-]+=[0-9a-f]+)*)/.exec(message ?? "");
+  return new Map((match?.[1].split(",") ?? []).map((pair) => pair.split("=") as [string, string]));
+}
+
+/** Whether a full digest is the one a marker names. */
+export const markerMatches = (marker: string, digest: string) => digest.slice(0, MARKER_DIGITS) === marker;
 
 export interface RolloutRequest {
   readonly operation: "preview" | "up";
@@ -147,14 +170,26 @@ export async function runRollout(request: RolloutRequest, ops: StackOperations, 
     return { ok, operations, outcome };
   }
 
-  // A stack outside the selection that a selected one reads must exist: its StackReference fails otherwise.
+  // A stack outside the selection that a selected one reads must exist: its StackReference fails otherwise. The
+  // command to run instead takes those too, and what they read in turn that is not deployed either.
   const missingPeers = peersOutside.filter((p) => states.get(p) === undefined);
   if (missingPeers.length > 0) {
     for (const peer of missingPeers) {
       const readers = stacks.filter((s) => readsOf(s).includes(peer));
       out(`${readers.join(", ")} read${readers.length === 1 ? "s" : ""} ${peer}, which is not deployed: add it to --stacks`);
     }
-    out(`nothing was run; next: ${request.command([...stacks, ...missingPeers].sort())}`);
+    const instead = new Set([...stacks, ...missingPeers]);
+    for (let queue = [...missingPeers]; queue.length > 0;) {
+      const peer = queue.shift()!;
+      for (const next of readsOf(peer).filter((p) => !instead.has(p))) {
+        if (!states.has(next)) states.set(next, await ops.state(next));
+        if (states.get(next) === undefined) {
+          instead.add(next);
+          queue.push(next);
+        }
+      }
+    }
+    out(`nothing was run; next: ${request.command([...instead].sort())}`);
     return { ok: false, refused: true, operations, outcome };
   }
   // Both sides of a new pair exist before either runs: a reference to an empty stack reads no outputs.
@@ -177,24 +212,32 @@ export async function runRollout(request: RolloutRequest, ops: StackOperations, 
   const saw = (stack: string, peer: string) => (seen.get(stack)?.has(peer) ? seen.get(stack)!.get(peer) : start.get(peer));
   const stale = (stack: string) => readsOf(stack).filter((p) => digest.has(p) && saw(stack, p) !== digest.get(p));
   const undeployed = new Set<string>();
+  const outside = new Map<string, string>();
   let members = stacks;
   for (let pass = 1; members.length > 0; pass++) {
     if (pass > MAX_PASSES) {
       for (const stack of members) outcome.set(stack, "needs another pass");
-      out(`the peers' outputs did not settle after ${MAX_PASSES} passes (${members.join(", ")} read changed outputs again)`);
+      out(
+        `the peers' outputs did not settle after ${MAX_PASSES} passes (${members.join(", ")} read changed outputs again): an output that changes on every update (pulumi stack output shows which) keeps the readers from ever being current; nothing failed`,
+      );
       await report(request, ops, outcome, failures, out);
       return { ok: false, operations, outcome };
     }
+    // What the members read of stacks outside the rollout, for their update messages: read before the waves, so
+    // that a wave's updates start together (those stacks do not change while it runs).
+    for (const peer of [...new Set(members.flatMap(readsOf))].filter((p) => !digest.has(p) && !outside.has(p)))
+      outside.set(peer, peerOutputsDigest(await ops.outputs(peer)));
     const ok = await runWaves(pass, members, async (stack) => {
-      seen.set(
-        stack,
-        new Map(
-          readsOf(stack)
-            .filter((p) => digest.has(p))
-            .map((p) => [p, digest.get(p)!]),
-        ),
+      const read = new Map(
+        readsOf(stack)
+          .filter((p) => digest.has(p))
+          .map((p) => [p, digest.get(p)!]),
       );
-      const outputs = await ops.up(stack, prefixed(stack), request.message ?? `standort rollout, pass ${pass}`);
+      seen.set(stack, read);
+      // Every peer it reads, including those outside the rollout (their outputs as they are now).
+      for (const peer of readsOf(stack).filter((p) => !read.has(p))) read.set(peer, outside.get(peer)!);
+      const message = `${request.message ?? "standort rollout"}, pass ${pass}; ${readMarker(read)}`;
+      const outputs = await ops.up(stack, prefixed(stack), message);
       digest.set(stack, peerOutputsDigest(outputs));
     });
     if (!ok) {
@@ -213,6 +256,17 @@ export async function runRollout(request: RolloutRequest, ops: StackOperations, 
         if ((await ops.state(stack)) === undefined) {
           undeployed.add(stack);
           out(`[${stack}] not deployed: ${why}, its first rollout reads them`);
+          continue;
+        }
+        // Its program would fail on a reference to a stack that does not exist: it catches up once that one is deployed.
+        const absent: string[] = [];
+        for (const peer of readsOf(stack)) if (!inRollout.has(peer) && (await ops.state(peer)) === undefined) absent.push(peer);
+        if (absent.length > 0) {
+          undeployed.add(stack);
+          outcome.set(stack, "reads an undeployed stack");
+          out(
+            `[${stack}] ${why}, but it also reads ${absent.join(", ")}, not deployed: it runs in the rollout that deploys ${absent.length === 1 ? "it" : "them"}`,
+          );
           continue;
         }
         inRollout.add(stack);

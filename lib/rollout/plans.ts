@@ -223,7 +223,7 @@ export function affectedStacks(base: PlanSet, now: PlanSet): { affected: Map<str
       const why = base.failed.get(stack);
       affected.set(stack, {
         kind: "new",
-        why: why ? `its plan at ${base.source} failed: ${why}` : `no stack file at ${base.source}`,
+        why: why ? `new: its plan at ${base.source} failed: ${why}` : `new: no stack file at ${base.source}`,
         plan,
       });
       continue;
