@@ -29,6 +29,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  utimesSync,
   writeFileSync,
 } from "node:fs";
 import { tmpdir } from "node:os";
@@ -149,8 +150,19 @@ function hosts(files: Record<string, string>, standby: Record<string, string>): 
     mkdirSync(source, { recursive: true });
     mkdirSync(target, { recursive: true });
     writeFileSync(join(source, TREE_MARKER), treeMarker(job.service, job.tree));
-    for (const [name, content] of Object.entries(files)) writeFileSync(join(source, name), content);
-    for (const [name, content] of Object.entries(standby)) writeFileSync(join(target, name), content);
+    // One modification time for every file: rsync's quick check (size and time) then tells the files that differ
+    // from those that do not, whichever second each was written in (a loaded machine writes the two trees in
+    // different seconds, and rsync would then replace, and keep aside, identical files).
+    const written = new Date("2026-01-01T00:00:00Z");
+    for (const [root, tree] of [
+      [source, files],
+      [target, standby],
+    ] as const) {
+      for (const [name, content] of Object.entries(tree)) {
+        writeFileSync(join(root, name), content);
+        utimesSync(join(root, name), written, written);
+      }
+    }
     return { dir, sender, receiver, source, standby: target };
   } catch (error) {
     rmSync(dir, { recursive: true, force: true });
