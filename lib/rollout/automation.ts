@@ -38,32 +38,40 @@ export async function automationOperations(options: { workDir: string; qualified
     stacks.set(stack, selected);
     return selected;
   };
+  // A stack's state is read once until this rollout changes it (create, up): the selection, the engine and the
+  // joiners ask for the same stacks, each read being two CLI calls.
+  const states = new Map<string, Promise<StackState | undefined>>();
+  const readState = async (stack: string): Promise<StackState | undefined> => {
+    let selected: Stack;
+    try {
+      selected = await stackOf(stack);
+    } catch (error) {
+      if (error instanceof StackNotFoundError) return undefined;
+      throw error;
+    }
+    // Without --show-secrets: the summaries' configuration is not needed, and stays masked. The newest first;
+    // the last succeeded update tells what the stack runs (a failed one after it changed nothing for good).
+    const history = await selected.history(HISTORY_PAGE, 1, false);
+    const last = history[0];
+    if (!last) return { version: 0 };
+    const head = last.environment?.["git.head"];
+    const deployed = history.find((u) => u.kind === "update" && u.result === "succeeded");
+    const deployedFrom = deployed?.environment?.["git.head"];
+    return {
+      version: last.version,
+      result: last.result,
+      ...(head ? { gitHead: head } : {}),
+      ...(deployedFrom ? { deployedFrom } : {}),
+      ...(deployed?.message ? { deployedMessage: deployed.message } : {}),
+    };
+  };
   return {
-    async state(stack): Promise<StackState | undefined> {
-      let selected: Stack;
-      try {
-        selected = await stackOf(stack);
-      } catch (error) {
-        if (error instanceof StackNotFoundError) return undefined;
-        throw error;
-      }
-      // Without --show-secrets: the summaries' configuration is not needed, and stays masked. The newest first;
-      // the last succeeded update tells what the stack runs (a failed one after it changed nothing for good).
-      const history = await selected.history(HISTORY_PAGE, 1, false);
-      const last = history[0];
-      if (!last) return { version: 0 };
-      const head = last.environment?.["git.head"];
-      const deployed = history.find((u) => u.kind === "update" && u.result === "succeeded");
-      const deployedFrom = deployed?.environment?.["git.head"];
-      return {
-        version: last.version,
-        result: last.result,
-        ...(head ? { gitHead: head } : {}),
-        ...(deployedFrom ? { deployedFrom } : {}),
-        ...(deployed?.message ? { deployedMessage: deployed.message } : {}),
-      };
+    state(stack) {
+      if (!states.has(stack)) states.set(stack, readState(stack));
+      return states.get(stack)!;
     },
     async create(stack) {
+      states.delete(stack);
       stacks.set(stack, await Stack.create(options.qualified(stack), workspace));
     },
     async setSecrets(stack, values) {
@@ -90,7 +98,8 @@ export async function automationOperations(options: { workDir: string; qualified
     },
     async up(stack, out, message) {
       const split = lines(out);
-      const result = await (await stackOf(stack)).up({ onOutput: split, message });
+      states.delete(stack);
+      const result = await (await stackOf(stack)).up({ onOutput: split, message }).finally(() => states.delete(stack));
       split("\n");
       return Object.fromEntries(Object.entries(result.outputs).map(([k, v]) => [k, v.value as unknown]));
     },
